@@ -1,0 +1,167 @@
+import { createHmac, timingSafeEqual } from "node:crypto";
+import type { Executor, Store, Tx } from "../store/database.js";
+import type { AuditLogTable } from "../store/schema.js";
+
+export const auditActions = [
+  "auth.signin",
+  "auth.signin_failed",
+  "auth.signout",
+  "auth.signup",
+  "auth.email_verified",
+  "auth.password_changed",
+  "auth.2fa_enabled",
+  "auth.2fa_disabled",
+  "auth.recovery_code_used",
+  "token.created",
+  "token.revoked",
+  "user.created",
+  "org.created",
+  "org.updated",
+  "org.member_added",
+  "org.role_changed",
+  "org.member_removed",
+  "project.created",
+  "project.updated",
+  "project.deleted",
+  "project.assignment_added",
+  "project.assignment_removed",
+  "secret.set",
+  "secret.deleted",
+  "crypto.master_key_rotated",
+] as const;
+export type AuditAction = (typeof auditActions)[number];
+
+export interface AuditEntry {
+  action: AuditAction;
+  actorId?: string | null;
+  /** How the actor is named in the log: an email, "cli" or "anonymous". */
+  actor: string;
+  orgId?: string | null;
+  target?: string | null;
+  ip?: string | null;
+  details?: Record<string, unknown>;
+}
+
+export interface AuditRow {
+  seq: number;
+  at: string;
+  actorId: string | null;
+  actor: string;
+  orgId: string | null;
+  action: string;
+  target: string | null;
+  ip: string | null;
+  details: Record<string, unknown>;
+  hash: string;
+}
+
+export interface ChainProblem {
+  seq: number;
+  problem: "edited" | "missing" | "out_of_order";
+  message: string;
+}
+
+const GENESIS = "0".repeat(64);
+
+/**
+ * The tamper-evident audit log: each row carries an HMAC over its own fields and the previous
+ * row's hash, keyed by a server key that the database does not hold, so a row cannot be edited,
+ * removed or moved without `slipway admin audit verify` naming it.
+ */
+export class AuditLog {
+  constructor(
+    private readonly store: Store,
+    private readonly key: Buffer,
+  ) {}
+
+  /** Appends inside the caller's transaction when given one, so the entry commits with the action. */
+  async record(entry: AuditEntry, tx?: Tx): Promise<void> {
+    if (tx) return this.append(tx, entry);
+    await this.store.db.transaction().execute((t) => this.append(t, entry));
+  }
+
+  private async append(tx: Tx, entry: AuditEntry): Promise<void> {
+    await this.store.lock(tx, "audit_log");
+    const last = await tx.selectFrom("audit_log").select(["seq", "hash"]).orderBy("seq", "desc").limit(1).executeTakeFirst();
+    const row: Omit<AuditLogTable, "hash"> = {
+      seq: (last ? Number(last.seq) : 0) + 1,
+      at: new Date().toISOString(),
+      actor_id: entry.actorId ?? null,
+      actor: entry.actor,
+      org_id: entry.orgId ?? null,
+      action: entry.action,
+      target: entry.target ?? null,
+      ip: entry.ip ?? null,
+      details: JSON.stringify(entry.details ?? {}),
+      prev_hash: last?.hash ?? GENESIS,
+    };
+    await tx.insertInto("audit_log").values({ ...row, hash: this.hashOf(row) }).execute();
+  }
+
+  async list(ex: Executor, filter: { orgId: string; before?: number; limit: number; action?: string; actorId?: string }): Promise<AuditRow[]> {
+    let q = ex.selectFrom("audit_log").selectAll().where("org_id", "=", filter.orgId);
+    if (filter.before !== undefined) q = q.where("seq", "<", filter.before);
+    if (filter.action) q = q.where("action", "=", filter.action);
+    if (filter.actorId) q = q.where("actor_id", "=", filter.actorId);
+    const rows = await q.orderBy("seq", "desc").limit(filter.limit).execute();
+    return rows.map((r) => ({
+      seq: Number(r.seq),
+      at: r.at,
+      actorId: r.actor_id,
+      actor: r.actor,
+      orgId: r.org_id,
+      action: r.action,
+      target: r.target,
+      ip: r.ip,
+      details: JSON.parse(r.details) as Record<string, unknown>,
+      hash: r.hash,
+    }));
+  }
+
+  /** Walks the whole chain; returns every row that breaks it (empty when intact). */
+  async verify(): Promise<{ rows: number; problems: ChainProblem[] }> {
+    const rows = await this.store.db.selectFrom("audit_log").selectAll().orderBy("seq", "asc").execute();
+    const problems: ChainProblem[] = [];
+    let prevHash = GENESIS;
+    let expectedSeq = 1;
+    for (const r of rows) {
+      const seq = Number(r.seq);
+      const { hash, ...fields } = r;
+      const recomputed = this.hashOf({ ...fields, seq });
+      if (!sameHex(recomputed, hash)) {
+        problems.push({ seq, problem: "edited", message: `row ${seq} (${r.action}) was changed after it was written` });
+      } else if (seq !== expectedSeq) {
+        problems.push({
+          seq,
+          problem: "missing",
+          message: `row${seq - expectedSeq > 1 ? `s ${expectedSeq}-${seq - 1}` : ` ${expectedSeq}`} before row ${seq} were deleted`,
+        });
+      } else if (!sameHex(r.prev_hash, prevHash)) {
+        problems.push({ seq, problem: "out_of_order", message: `row ${seq} (${r.action}) does not follow row ${seq - 1}: rows were reordered or replaced` });
+      }
+      prevHash = hash;
+      expectedSeq = seq + 1;
+    }
+    return { rows: rows.length, problems };
+  }
+
+  private hashOf(row: Omit<AuditLogTable, "hash">): string {
+    const canonical = JSON.stringify([
+      Number(row.seq),
+      row.at,
+      row.actor_id,
+      row.actor,
+      row.org_id,
+      row.action,
+      row.target,
+      row.ip,
+      row.details,
+      row.prev_hash,
+    ]);
+    return createHmac("sha256", this.key).update(canonical).digest("hex");
+  }
+}
+
+function sameHex(a: string, b: string): boolean {
+  return a.length === b.length && timingSafeEqual(Buffer.from(a), Buffer.from(b));
+}

@@ -1,0 +1,67 @@
+import { AppError, notFound } from "../errors.js";
+import { hasScope, permissionTable, roleAllows, type Access, type Action, type Principal, type Role } from "./permissions.js";
+
+/** What the access decision needs to know about organisations and projects; supplied by those concerns. */
+export interface AccessFacts {
+  roleIn(orgId: string, userId: string): Promise<Role | undefined>;
+  requires2fa(orgId: string): Promise<boolean>;
+  projectOrg(projectId: string): Promise<string | undefined>;
+  isAssigned(projectId: string, userId: string): Promise<boolean>;
+}
+
+export const unauthenticated = () => new AppError(401, "unauthenticated", "sign in (POST /api/v1/session) or send an API token as 'Authorization: Bearer <token>'");
+
+/**
+ * The single access decision for every route. Outsiders get 404 so that ids of other
+ * organisations' resources reveal nothing; members lacking the role get 403.
+ */
+export class Authorizer {
+  constructor(private readonly facts: AccessFacts) {}
+
+  async check(principal: Principal | undefined, access: Access, params: Record<string, string | undefined>): Promise<void> {
+    if (access.kind === "public") return;
+    if (!principal) throw unauthenticated();
+    switch (access.kind) {
+      case "account":
+        if (access.sessionOnly && principal.via !== "session") throw new AppError(403, "session_required", "this action needs a signed-in browser session, not an API token");
+        if (access.scope && !hasScope(principal, access.scope)) throw insufficientScope(access.scope);
+        return;
+      case "org":
+        return this.orgAction(principal, access.action, requireParam(params, "orgId"));
+      case "project":
+        return this.projectAction(principal, access.action, requireParam(params, "projectId"));
+    }
+  }
+
+  async orgAction(principal: Principal, action: Action, orgId: string): Promise<void> {
+    const role = await this.facts.roleIn(orgId, principal.userId);
+    if (!role) throw notFound("organization");
+    await this.decide(principal, action, orgId, role);
+  }
+
+  async projectAction(principal: Principal, action: Action, projectId: string): Promise<void> {
+    const orgId = await this.facts.projectOrg(projectId);
+    const role = orgId && (await this.facts.roleIn(orgId, principal.userId));
+    if (!orgId || !role || (role === "contractor" && !(await this.facts.isAssigned(projectId, principal.userId)))) throw notFound("project");
+    await this.decide(principal, action, orgId, role);
+  }
+
+  private async decide(principal: Principal, action: Action, orgId: string, role: Role): Promise<void> {
+    const rule = permissionTable[action];
+    if (!hasScope(principal, rule.scope)) throw insufficientScope(rule.scope);
+    if (!principal.twoFactor && (await this.facts.requires2fa(orgId))) {
+      throw new AppError(403, "2fa_required", "this organization requires two-factor authentication: turn it on in your account (POST /api/v1/me/2fa), then try again");
+    }
+    if (!roleAllows(role, action)) throw new AppError(403, "forbidden", `your role (${role}) does not allow ${action}; ask an owner or admin of the organization`);
+  }
+}
+
+function insufficientScope(scope: string): AppError {
+  return new AppError(403, "insufficient_scope", `this API token lacks the ${scope} scope; create a token that has it`);
+}
+
+function requireParam(params: Record<string, string | undefined>, name: string): string {
+  const v = params[name];
+  if (!v) throw new AppError(500, "route_misconfigured", `route lacks :${name}`);
+  return v;
+}

@@ -1,0 +1,138 @@
+import { z } from "zod";
+import type { AuditLog } from "../audit/audit-log.js";
+import { tokenHash } from "../crypto/secret-box.js";
+import { AppError, conflict, notFound } from "../errors.js";
+import type { Mailer } from "../mail/mailer.js";
+import type { Executor, Store } from "../store/database.js";
+import { inFuture, newId, now, randomToken } from "../store/ids.js";
+import type { UsersTable } from "../store/schema.js";
+import { hashPassword, verifyPassword } from "./passwords.js";
+import type { RequestContext } from "./permissions.js";
+
+export const emailSchema = z
+  .string()
+  .max(254)
+  .email("not an email address")
+  .transform((e) => e.toLowerCase());
+export const displayNameSchema = z.string().trim().min(1).max(100);
+
+export interface User {
+  id: string;
+  email: string;
+  name: string;
+  isAdmin: boolean;
+  emailVerified: boolean;
+  twoFactor: boolean;
+  createdAt: string;
+}
+
+export const toUser = (r: UsersTable): User => ({
+  id: r.id,
+  email: r.email,
+  name: r.name,
+  isAdmin: Number(r.is_admin) === 1,
+  emailVerified: Number(r.email_verified) === 1,
+  twoFactor: r.totp_secret !== null,
+  createdAt: r.created_at,
+});
+
+const VERIFY_TTL_MS = 24 * 3600 * 1000;
+
+/** User accounts: creation by an operator, self sign-up with email verification, passwords. */
+export class Users {
+  constructor(
+    private readonly store: Store,
+    private readonly audit: AuditLog,
+    private readonly mailer: Mailer,
+    private readonly publicUrl: () => string,
+  ) {}
+
+  async create(input: { email: string; name?: string; password: string; isAdmin: boolean; verified: boolean }, by: { actor: string; actorId?: string; ip?: string | null }): Promise<User> {
+    const row: UsersTable = {
+      id: newId("usr"),
+      email: input.email.toLowerCase(),
+      name: input.name ?? input.email.split("@")[0]!,
+      password_hash: await hashPassword(input.password),
+      is_admin: input.isAdmin ? 1 : 0,
+      email_verified: input.verified ? 1 : 0,
+      totp_secret: null,
+      totp_pending: null,
+      totp_last_counter: null,
+      created_at: now(),
+    };
+    await this.store.db.transaction().execute(async (tx) => {
+      if (await this.findByEmail(tx, row.email)) throw conflict(`a user with email ${row.email} already exists`);
+      await tx.insertInto("users").values(row).execute();
+      await this.audit.record({ action: input.verified ? "user.created" : "auth.signup", actorId: by.actorId ?? row.id, actor: by.actor, target: row.id, ip: by.ip ?? null, details: { admin: input.isAdmin } }, tx);
+    });
+    return toUser(row);
+  }
+
+  /**
+   * Self sign-up. The answer is the same whether or not the address is taken; the owner of a
+   * taken address gets a mail saying someone tried, instead of a verification link.
+   */
+  async signUp(input: { email: string; name?: string; password: string }, ip: string | null): Promise<void> {
+    const existing = await this.findByEmail(this.store.db, input.email);
+    if (existing) {
+      await hashPassword(input.password);
+      await this.mailer.send({
+        to: existing.email,
+        subject: "Slipway: someone tried to sign up with your address",
+        text: `Someone tried to create a Slipway account with ${existing.email}, which already has one.\nIf this was you, sign in at ${this.publicUrl()}/ instead. If not, you can ignore this mail.\n`,
+      });
+      return;
+    }
+    const user = await this.create({ ...input, isAdmin: false, verified: false }, { actor: input.email.toLowerCase(), ip });
+    const token = randomToken();
+    await this.store.db
+      .insertInto("email_tokens")
+      .values({ token_hash: tokenHash(token), user_id: user.id, purpose: "verify", expires_at: inFuture(VERIFY_TTL_MS), used_at: null })
+      .execute();
+    await this.mailer.send({
+      to: user.email,
+      subject: "Slipway: confirm your email address",
+      text: `Confirm your address to finish signing up:\n\n${this.publicUrl()}/verify-email?token=${token}\n\nThe link works once, for 24 hours.\n`,
+    });
+  }
+
+  async verifyEmail(token: string, ip: string | null): Promise<User> {
+    return this.store.db.transaction().execute(async (tx) => {
+      const row = await tx.selectFrom("email_tokens").selectAll().where("token_hash", "=", tokenHash(token)).where("purpose", "=", "verify").executeTakeFirst();
+      if (!row || row.used_at || row.expires_at < now()) {
+        throw new AppError(400, "token_invalid", "this verification link is unknown, used or expired; sign up again to get a new one");
+      }
+      await tx.updateTable("email_tokens").set({ used_at: now() }).where("token_hash", "=", row.token_hash).execute();
+      await tx.updateTable("users").set({ email_verified: 1 }).where("id", "=", row.user_id).execute();
+      const user = await this.byId(tx, row.user_id);
+      await this.audit.record({ action: "auth.email_verified", actorId: user.id, actor: user.email, target: user.id, ip }, tx);
+      return user;
+    });
+  }
+
+  async changePassword(ctx: RequestContext, current: string, next: string): Promise<void> {
+    const row = await this.store.db.selectFrom("users").select("password_hash").where("id", "=", ctx.principal.userId).executeTakeFirstOrThrow();
+    if (!(await verifyPassword(row.password_hash, current))) throw new AppError(403, "invalid_credentials", "the current password is wrong");
+    const hashed = await hashPassword(next);
+    await this.store.db.transaction().execute(async (tx) => {
+      await tx.updateTable("users").set({ password_hash: hashed }).where("id", "=", ctx.principal.userId).execute();
+      await this.audit.record({ action: "auth.password_changed", actorId: ctx.principal.userId, actor: ctx.principal.email, target: ctx.principal.userId, ip: ctx.ip }, tx);
+    });
+  }
+
+  async findByEmail(ex: Executor, email: string): Promise<UsersTable | undefined> {
+    return ex.selectFrom("users").selectAll().where("email", "=", email.toLowerCase()).executeTakeFirst();
+  }
+
+  async byId(ex: Executor, id: string): Promise<User> {
+    const row = await ex.selectFrom("users").selectAll().where("id", "=", id).executeTakeFirst();
+    if (!row) throw notFound("user");
+    return toUser(row);
+  }
+
+  async describe(ids: string[]): Promise<Map<string, { name: string; email: string }>> {
+    if (ids.length === 0) return new Map();
+    const rows = await this.store.db.selectFrom("users").select(["id", "name", "email"]).where("id", "in", ids).execute();
+    return new Map(rows.map((r) => [r.id, { name: r.name, email: r.email }]));
+  }
+}

@@ -1,0 +1,165 @@
+#!/usr/bin/env node
+import { parseArgs } from "node:util";
+import { pino } from "pino";
+import { emailSchema } from "../auth/users.js";
+import { passwordSchema } from "../auth/passwords.js";
+import { loadSettings, SettingsError, type Settings, type SettingsInput } from "../config/settings.js";
+import { generateMasterKey, MasterKeyError, parseMasterKey } from "../crypto/master-key.js";
+import { AppError } from "../errors.js";
+import { startServer } from "../http/server.js";
+import { createServices, type Services } from "../services.js";
+import { version } from "../version.js";
+import { claimDataDir, runningServerPid } from "./server-lock.js";
+import { readSecretLine } from "./stdin.js";
+
+const help = `slipway ${version} — self-hosted CI/CD and development workspaces
+
+Usage:
+  slipway serve [--host 127.0.0.1] [--port 8080] [--data-dir ./slipway-data]
+  slipway admin create-user --email you@example.com [--name NAME] [--admin] [--org NAME]
+  slipway admin rotate-master-key
+  slipway admin audit verify
+  slipway --version
+
+Examples:
+  slipway serve --port 0                                  # any free port; the first log line says which
+  echo "$PASSWORD" | slipway admin create-user --email ada@example.com --admin --org acme
+  slipway admin audit verify                              # exit 1 and names each altered row
+
+Passwords and new master keys are read from stdin (a prompt on a terminal), never from arguments.
+Settings also come from the environment: SLIPWAY_HOST, SLIPWAY_PORT, SLIPWAY_DATA_DIR,
+SLIPWAY_DATABASE_URL (postgres://…), SLIPWAY_MASTER_KEY, SLIPWAY_PUBLIC_URL, SLIPWAY_TLS_CERT,
+SLIPWAY_TLS_KEY, SLIPWAY_SIGNUP, SLIPWAY_SMTP_URL, SLIPWAY_SECURITY_CONTACT, … (see README).
+
+Exit codes: 0 ok, 1 the work failed, 2 bad usage or bad settings.`;
+
+class UsageError extends Error {}
+
+async function main(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      host: { type: "string" },
+      port: { type: "string" },
+      "data-dir": { type: "string" },
+      email: { type: "string" },
+      name: { type: "string" },
+      org: { type: "string" },
+      admin: { type: "boolean" },
+      help: { type: "boolean", short: "h" },
+      version: { type: "boolean" },
+    },
+  });
+  if (values.version) return out(version);
+  if (values.help || positionals.length === 0) return out(help);
+  const flags: SettingsInput = { host: values.host, port: values.port as unknown as number, dataDir: values["data-dir"] };
+  const settings = loadSettings(flags);
+  const command = positionals.join(" ");
+  switch (command) {
+    case "serve":
+      return serve(settings);
+    case "admin create-user":
+      return createUser(settings, values);
+    case "admin rotate-master-key":
+      return rotateMasterKey(settings);
+    case "admin audit verify":
+      return auditVerify(settings);
+    default:
+      throw new UsageError(`unknown command: ${command}\n\n${help}`);
+  }
+}
+
+function out(text: string): number {
+  process.stdout.write(text + "\n");
+  return 0;
+}
+
+async function serve(settings: Settings): Promise<number> {
+  const other = runningServerPid(settings.dataDir);
+  if (other) throw new UsageError(`another Slipway server (pid ${other}) is using ${settings.dataDir}; stop it or pass --data-dir`);
+  const log = pino({ level: settings.logLevel, redact: { paths: ["req.headers.authorization", "req.headers.cookie", 'res.headers["set-cookie"]'], censor: "[redacted]" } });
+  const server = await startServer(settings, log);
+  const release = claimDataDir(settings.dataDir);
+  log.info({ url: server.url, dataDir: settings.dataDir, database: server.services.store.engine }, `Slipway ${version} is running at ${server.url}`);
+  if (server.tls?.selfSigned) log.info({ fingerprint: server.tls.fingerprint }, "serving a self-signed certificate; check this SHA-256 fingerprint when your browser asks");
+  if (server.services.masterKeyCreated) log.warn({ file: `${settings.dataDir}/master.key` }, "created a new master key: back it up; without it the secrets in the database cannot be read");
+  log.info(`mail goes to the ${server.services.mailer.describe()}`);
+  const users = await server.services.store.db.selectFrom("users").select("id").limit(1).execute();
+  if (users.length === 0) log.info("no users yet: create the first admin with: slipway admin create-user --email you@example.com --admin");
+  await new Promise<void>((resolve) => {
+    for (const signal of ["SIGINT", "SIGTERM"] as const) process.once(signal, () => resolve());
+  });
+  log.info("shutting down");
+  await server.close();
+  release();
+  return 0;
+}
+
+async function withServices<T>(settings: Settings, fn: (s: Services) => Promise<T>): Promise<T> {
+  const services = await createServices(settings, pino({ level: "warn" }, pino.destination(2)));
+  try {
+    return await fn(services);
+  } finally {
+    await services.close();
+  }
+}
+
+async function createUser(settings: Settings, values: { email?: string; name?: string; admin?: boolean; org?: string }): Promise<number> {
+  const email = emailSchema.safeParse(values.email ?? "");
+  if (!email.success) throw new UsageError("give the new user's address: --email you@example.com");
+  const password = passwordSchema.safeParse(await readSecretLine(`Password for ${email.data}: `));
+  if (!password.success) throw new UsageError(`password: ${password.error.issues[0]!.message} (it is read from stdin)`);
+  return withServices(settings, async (s) => {
+    const user = await s.users.create({ email: email.data, name: values.name, password: password.data, isAdmin: values.admin === true, verified: true }, { actor: "cli" });
+    process.stdout.write(`created ${user.isAdmin ? "admin " : ""}user ${user.email} (${user.id})\n`);
+    if (values.org) {
+      const ctx = { principal: { userId: user.id, email: user.email, isAdmin: user.isAdmin, twoFactor: false, via: "session" as const, scopes: "all" as const }, ip: null };
+      const org = await s.orgs.create(ctx, values.org);
+      process.stdout.write(`created organization ${org.name} (${org.id}) owned by ${user.email}\n`);
+    }
+    return 0;
+  });
+}
+
+async function rotateMasterKey(settings: Settings): Promise<number> {
+  const pid = runningServerPid(settings.dataDir);
+  if (pid) throw new MasterKeyError(`a Slipway server (pid ${pid}) is using ${settings.dataDir}; stop it, rotate, then start it again`);
+  let next = generateMasterKey();
+  if (settings.masterKey) {
+    const line = await readSecretLine("New master key (base64 or hex, 32 bytes): ");
+    if (!line.trim()) throw new UsageError("SLIPWAY_MASTER_KEY is set, so give the new key on stdin (make one with: openssl rand -base64 32)");
+    next = parseMasterKey(line);
+  }
+  return withServices(settings, async (s) => {
+    const old = s.box.masterKeyId;
+    const { rewrapped } = await s.box.rotateMasterKey(next);
+    await s.audit.record({ action: "crypto.master_key_rotated", actor: "cli", details: { from: old, to: next.id, rewrapped } });
+    process.stdout.write(`rewrapped ${rewrapped} data keys: master key ${old} → ${next.id}\n`);
+    if (settings.masterKey) process.stdout.write("now set SLIPWAY_MASTER_KEY to the new key before starting the server; the old key opens nothing any more\n");
+    return 0;
+  });
+}
+
+async function auditVerify(settings: Settings): Promise<number> {
+  return withServices(settings, async (s) => {
+    const { rows, problems } = await s.audit.verify();
+    if (problems.length === 0) {
+      process.stdout.write(`audit log intact: ${rows} rows verified\n`);
+      return 0;
+    }
+    for (const p of problems) process.stdout.write(`TAMPERED ${p.message}\n`);
+    process.stdout.write(`audit log broken: ${problems.length} problem(s) in ${rows} rows\n`);
+    return 1;
+  });
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    const usage = err instanceof UsageError || err instanceof SettingsError || (err as { code?: string }).code?.startsWith("ERR_PARSE_ARGS");
+    const message = err instanceof AppError || err instanceof Error ? err.message : String(err);
+    process.stderr.write(`slipway: ${message}\n`);
+    process.exit(usage || err instanceof MasterKeyError ? 2 : 1);
+  },
+);

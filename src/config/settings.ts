@@ -1,0 +1,99 @@
+import { readFileSync } from "node:fs";
+import path from "node:path";
+import { z } from "zod";
+
+const bool = z
+  .union([z.boolean(), z.enum(["true", "false", "1", "0", "yes", "no"])])
+  .transform((v) => v === true || v === "true" || v === "1" || v === "yes");
+
+const positiveInt = z.coerce.number().int().positive();
+
+/** Every server setting, validated once at start. Environment variables win over the file. */
+export const settingsSchema = z
+  .object({
+    host: z.string().min(1).default("127.0.0.1"),
+    port: z.coerce.number().int().min(0).max(65535).default(8080),
+    dataDir: z.string().min(1).default("./slipway-data"),
+    databaseUrl: z.string().optional(),
+    masterKey: z.string().optional(),
+    publicUrl: z.string().url().optional(),
+    tlsCertFile: z.string().optional(),
+    tlsKeyFile: z.string().optional(),
+    signup: bool.default(false),
+    smtpUrl: z.string().url().optional(),
+    mailFrom: z.string().default("Slipway <slipway@localhost>"),
+    sessionIdleMinutes: positiveInt.default(8 * 60),
+    sessionMaxDays: positiveInt.default(30),
+    securityContact: z.string().optional(),
+    securityPgpKeyUrl: z.string().url().optional(),
+    securityPolicyUrl: z.string().url().optional(),
+    securityTxtExpires: z.string().datetime().optional(),
+    trustProxy: bool.default(false),
+    logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+  })
+  .strict();
+
+export type Settings = z.output<typeof settingsSchema>;
+export type SettingsInput = z.input<typeof settingsSchema>;
+
+const envNames: Record<keyof Settings, string> = {
+  host: "SLIPWAY_HOST",
+  port: "SLIPWAY_PORT",
+  dataDir: "SLIPWAY_DATA_DIR",
+  databaseUrl: "SLIPWAY_DATABASE_URL",
+  masterKey: "SLIPWAY_MASTER_KEY",
+  publicUrl: "SLIPWAY_PUBLIC_URL",
+  tlsCertFile: "SLIPWAY_TLS_CERT",
+  tlsKeyFile: "SLIPWAY_TLS_KEY",
+  signup: "SLIPWAY_SIGNUP",
+  smtpUrl: "SLIPWAY_SMTP_URL",
+  mailFrom: "SLIPWAY_MAIL_FROM",
+  sessionIdleMinutes: "SLIPWAY_SESSION_IDLE_MINUTES",
+  sessionMaxDays: "SLIPWAY_SESSION_MAX_DAYS",
+  securityContact: "SLIPWAY_SECURITY_CONTACT",
+  securityPgpKeyUrl: "SLIPWAY_SECURITY_PGP_KEY_URL",
+  securityPolicyUrl: "SLIPWAY_SECURITY_POLICY_URL",
+  securityTxtExpires: "SLIPWAY_SECURITY_TXT_EXPIRES",
+  trustProxy: "SLIPWAY_TRUST_PROXY",
+  logLevel: "SLIPWAY_LOG_LEVEL",
+};
+
+export class SettingsError extends Error {}
+
+/**
+ * Settings come from (lowest first) the JSON file named by SLIPWAY_CONFIG, the environment,
+ * then command-line flags. An unknown key or a bad value stops the server with its name.
+ */
+export function loadSettings(
+  flags: SettingsInput = {},
+  env: NodeJS.ProcessEnv = process.env,
+): Settings {
+  const merged: Record<string, unknown> = {};
+  const file = env.SLIPWAY_CONFIG;
+  if (file) {
+    try {
+      Object.assign(merged, JSON.parse(readFileSync(file, "utf8")));
+    } catch (err) {
+      throw new SettingsError(`cannot read SLIPWAY_CONFIG ${file}: ${(err as Error).message}`);
+    }
+  }
+  for (const [key, name] of Object.entries(envNames)) {
+    const value = env[name];
+    if (value !== undefined && value !== "") merged[key] = value;
+  }
+  for (const [key, value] of Object.entries(flags)) if (value !== undefined) merged[key] = value;
+  const parsed = settingsSchema.safeParse(merged);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((i) => {
+      const key = String(i.path[0] ?? "");
+      const source = key in envNames ? `${key} (${envNames[key as keyof Settings]})` : key;
+      return `  ${source}: ${i.message}`;
+    });
+    throw new SettingsError(`invalid settings:\n${lines.join("\n")}`);
+  }
+  return { ...parsed.data, dataDir: path.resolve(parsed.data.dataDir) };
+}
+
+export function isLoopbackHost(host: string): boolean {
+  return host === "localhost" || host === "::1" || /^127\.\d+\.\d+\.\d+$/.test(host);
+}

@@ -1,0 +1,66 @@
+import type { FastifyInstance, FastifyRequest } from "fastify";
+import fp from "fastify-plugin";
+import { unauthenticated } from "../../auth/authorize.js";
+import type { Access, Principal, RequestContext } from "../../auth/permissions.js";
+import { AppError } from "../../errors.js";
+import type { Services } from "../../services.js";
+
+declare module "fastify" {
+  interface FastifyContextConfig {
+    access?: Access;
+  }
+  interface FastifyRequest {
+    principal?: Principal;
+  }
+}
+
+export const SESSION_COOKIE = "slipway_session";
+const SAFE_METHODS = new Set(["GET", "HEAD", "OPTIONS"]);
+
+/** Who is calling (session cookie or bearer token), CSRF for browser writes, then the permission table. */
+export const accessPlugin = fp(async (app: FastifyInstance, opts: { services: Services }) => {
+  const { sessions, tokens, users, authorizer } = opts.services;
+
+  app.addHook("onRoute", (route) => {
+    if (!route.config?.access) throw new Error(`route ${String(route.method)} ${route.url} declares no access rule`);
+  });
+
+  app.decorateRequest("principal", undefined);
+
+  app.addHook("onRequest", async (request) => {
+    const header = request.headers.authorization;
+    if (header !== undefined) {
+      const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
+      const found = match ? await tokens.resolve(match[1]!) : undefined;
+      if (!found) throw new AppError(401, "invalid_token", "the API token is malformed, unknown, expired or revoked; create a new one");
+      const user = await users.byId(opts.services.store.db, found.userId);
+      request.principal = { userId: user.id, email: user.email, isAdmin: user.isAdmin, twoFactor: user.twoFactor, via: "token", scopes: new Set(found.scopes), tokenId: found.tokenId };
+      return;
+    }
+    const token = request.cookies[SESSION_COOKIE];
+    const session = token && token.length <= 100 ? await sessions.resolve(token) : undefined;
+    if (session) {
+      const user = await users.byId(opts.services.store.db, session.userId);
+      request.principal = { userId: user.id, email: user.email, isAdmin: user.isAdmin, twoFactor: user.twoFactor, via: "session", scopes: "all", sessionHash: session.hash };
+    }
+  });
+
+  app.addHook("onRequest", (request, reply, done) => {
+    const access = request.routeOptions.config.access;
+    if (request.principal?.via === "session" && !SAFE_METHODS.has(request.method) && access && access.kind !== "public") {
+      app.csrfProtection(request, reply, done);
+    } else done();
+  });
+
+  app.addHook("preValidation", async (request) => {
+    const access = request.routeOptions.config.access;
+    if (!access) throw new AppError(404, "not_found", "no such route");
+    await authorizer.check(request.principal, access, request.params as Record<string, string | undefined>);
+  });
+});
+
+/** The caller of a route that requires one; the access hook has already refused anonymous requests. */
+export function contextOf(request: FastifyRequest): RequestContext {
+  if (!request.principal) throw unauthenticated();
+  return { principal: request.principal, ip: request.ip };
+}

@@ -1,0 +1,109 @@
+import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
+import { z } from "zod";
+import { passwordSchema } from "../../auth/passwords.js";
+import { scopeSchema } from "../../auth/permissions.js";
+import { secretNameSchema, secretValueSchema } from "../../secrets/secret-variables.js";
+import type { Services } from "../../services.js";
+import { contextOf } from "../plugins/access.js";
+import { orgWithRoleSchema, secretNameListSchema, tokenSchema, userSchema } from "../schemas.js";
+
+const sessionOnly = { access: { kind: "account", sessionOnly: true } } as const;
+
+/** The caller's own account: profile, password, two-factor, API tokens, personal secrets, invitations. */
+export const accountRoutes: FastifyPluginAsyncZod<{ services: Services }> = async (app, { services }) => {
+  app.get(
+    "/me",
+    { config: { access: { kind: "account" } }, schema: { summary: "The caller's account and organizations", response: { 200: z.object({ user: userSchema, organizations: z.array(orgWithRoleSchema), recoveryCodesLeft: z.number() }) } } },
+    async (request) => {
+      const { principal } = contextOf(request);
+      return {
+        user: await services.users.byId(services.store.db, principal.userId),
+        organizations: await services.orgs.listFor(principal.userId),
+        recoveryCodesLeft: await services.twoFactor.recoveryCodesLeft(principal.userId),
+      };
+    },
+  );
+
+  app.post(
+    "/me/password",
+    { config: sessionOnly, schema: { summary: "Change password (ends your other sessions)", body: z.object({ currentPassword: z.string().min(1).max(256), newPassword: passwordSchema }).strict() } },
+    async (request, reply) => {
+      const ctx = contextOf(request);
+      await services.users.changePassword(ctx, request.body.currentPassword, request.body.newPassword);
+      await services.sessions.destroyAllOf(services.store.db, ctx.principal.userId, ctx.principal.sessionHash);
+      return reply.code(204).send();
+    },
+  );
+
+  app.post(
+    "/me/2fa",
+    { config: sessionOnly, schema: { summary: "Start two-factor set-up", description: "Returns the otpauth:// URI and a QR code (SVG) for an authenticator app; confirm with a code to turn it on.", response: { 200: z.object({ otpauthUri: z.string(), secret: z.string(), qrSvg: z.string() }) } } },
+    async (request) => services.twoFactor.begin(contextOf(request)),
+  );
+
+  app.post(
+    "/me/2fa/confirm",
+    { config: sessionOnly, schema: { summary: "Turn two-factor on", description: "Returns recovery codes, shown only this once.", body: z.object({ code: z.string().regex(/^\d{6}$/, "a 6-digit code") }).strict(), response: { 200: z.object({ recoveryCodes: z.array(z.string()) }) } } },
+    async (request) => services.twoFactor.confirm(contextOf(request), request.body.code),
+  );
+
+  app.post(
+    "/me/2fa/disable",
+    { config: sessionOnly, schema: { summary: "Turn two-factor off", body: z.object({ code: z.string().min(1).max(64) }).strict() } },
+    async (request, reply) => {
+      await services.twoFactor.disable(contextOf(request), request.body.code);
+      return reply.code(204).send();
+    },
+  );
+
+  app.get("/tokens", { config: sessionOnly, schema: { summary: "List your API tokens", response: { 200: z.object({ tokens: z.array(tokenSchema) }) } } }, async (request) => ({
+    tokens: await services.tokens.list(contextOf(request).principal.userId),
+  }));
+
+  app.post(
+    "/tokens",
+    {
+      config: sessionOnly,
+      schema: {
+        summary: "Create an API token",
+        description: "The token is in this response only; Slipway keeps a hash. Send it as `Authorization: Bearer <token>`.",
+        body: z.object({ name: z.string().trim().min(1).max(100), scopes: z.array(scopeSchema).min(1).max(20), expiresAt: z.string().datetime().optional() }).strict(),
+        response: { 201: z.object({ id: z.string(), token: z.string() }) },
+      },
+    },
+    async (request, reply) => reply.code(201).send(await services.tokens.create(contextOf(request), request.body.name, request.body.scopes, request.body.expiresAt ?? null)),
+  );
+
+  app.delete("/tokens/:tokenId", { config: sessionOnly, schema: { summary: "Revoke an API token", params: z.object({ tokenId: z.string().min(1).max(64) }) } }, async (request, reply) => {
+    await services.tokens.revoke(contextOf(request), request.params.tokenId);
+    return reply.code(204).send();
+  });
+
+  const self = (userId: string) => ({ kind: "user", id: userId }) as const;
+
+  app.get("/me/secrets", { config: { access: { kind: "account", scope: "secrets:read" } }, schema: { summary: "Names of your personal secrets", response: { 200: secretNameListSchema } } }, async (request) => ({
+    secrets: await services.secrets.list(self(contextOf(request).principal.userId)),
+  }));
+
+  app.put(
+    "/me/secrets/:name",
+    { config: { access: { kind: "account", scope: "secrets:write" } }, schema: { summary: "Set a personal secret (write-only)", params: z.object({ name: secretNameSchema }), body: z.object({ value: secretValueSchema }).strict() } },
+    async (request, reply) => {
+      const ctx = contextOf(request);
+      const { created } = await services.secrets.set(ctx, self(ctx.principal.userId), null, request.params.name, request.body.value);
+      return reply.code(created ? 201 : 204).send();
+    },
+  );
+
+  app.delete("/me/secrets/:name", { config: { access: { kind: "account", scope: "secrets:write" } }, schema: { summary: "Delete a personal secret", params: z.object({ name: secretNameSchema }) } }, async (request, reply) => {
+    const ctx = contextOf(request);
+    await services.secrets.delete(ctx, self(ctx.principal.userId), null, request.params.name);
+    return reply.code(204).send();
+  });
+
+  app.post(
+    "/invitations/accept",
+    { config: sessionOnly, schema: { summary: "Join an organization you were invited to", body: z.object({ token: z.string().min(1).max(200) }).strict(), response: { 200: z.object({ organization: orgWithRoleSchema }) } } },
+    async (request) => ({ organization: await services.orgs.acceptInvitation(contextOf(request), request.body.token) }),
+  );
+};

@@ -1,0 +1,120 @@
+import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
+import { z } from "zod";
+import { roleAllows, roleSchema } from "../../auth/permissions.js";
+import { emailSchema } from "../../auth/users.js";
+import type { Services } from "../../services.js";
+import { contextOf } from "../plugins/access.js";
+import { orgSchema, orgWithRoleSchema } from "../schemas.js";
+
+const orgName = z.string().trim().min(1).max(100);
+const orgParams = z.object({ orgId: z.string().min(1).max(64) });
+const memberParams = orgParams.extend({ userId: z.string().min(1).max(64) });
+
+/** Organisations, members, invitations and the audit log. */
+export const organizationRoutes: FastifyPluginAsyncZod<{ services: Services }> = async (app, { services }) => {
+  const { orgs } = services;
+
+  app.get("/orgs", { config: { access: { kind: "account", scope: "orgs:read" } }, schema: { summary: "Your organizations", response: { 200: z.object({ organizations: z.array(orgWithRoleSchema) }) } } }, async (request) => ({
+    organizations: await orgs.listFor(contextOf(request).principal.userId),
+  }));
+
+  app.post(
+    "/orgs",
+    { config: { access: { kind: "account", scope: "orgs:write" } }, schema: { summary: "Create an organization (you become its owner)", body: z.object({ name: orgName }).strict(), response: { 201: orgSchema } } },
+    async (request, reply) => reply.code(201).send(await orgs.create(contextOf(request), request.body.name)),
+  );
+
+  app.get("/orgs/:orgId", { config: { access: { kind: "org", action: "org.read" } }, schema: { summary: "An organization", params: orgParams, response: { 200: orgSchema } } }, async (request) => orgs.get(request.params.orgId));
+
+  app.patch(
+    "/orgs/:orgId",
+    {
+      config: { access: { kind: "org", action: "org.update" } },
+      schema: { summary: "Rename, or require two-factor authentication of every member", params: orgParams, body: z.object({ name: orgName.optional(), require2fa: z.boolean().optional() }).strict(), response: { 200: orgSchema } },
+    },
+    async (request) => orgs.update(contextOf(request), request.params.orgId, request.body),
+  );
+
+  app.get(
+    "/orgs/:orgId/members",
+    {
+      config: { access: { kind: "org", action: "org.members.read" } },
+      schema: {
+        summary: "Members and their roles",
+        description: "Email addresses are shown to owners and admins only.",
+        params: orgParams,
+        response: { 200: z.object({ members: z.array(z.object({ userId: z.string(), name: z.string(), email: z.string().optional(), role: roleSchema, since: z.string() })) }) },
+      },
+    },
+    async (request) => {
+      const ctx = contextOf(request);
+      const members = await orgs.members(request.params.orgId);
+      const people = await services.users.describe(members.map((m) => m.userId));
+      const myRole = members.find((m) => m.userId === ctx.principal.userId)?.role;
+      const seesEmails = myRole !== undefined && roleAllows(myRole, "org.members.manage");
+      return {
+        members: members.map((m) => ({
+          ...m,
+          name: people.get(m.userId)?.name ?? "",
+          ...((seesEmails || m.userId === ctx.principal.userId) && { email: people.get(m.userId)?.email }),
+        })),
+      };
+    },
+  );
+
+  app.post(
+    "/orgs/:orgId/invitations",
+    {
+      config: { access: { kind: "org", action: "org.members.manage" } },
+      schema: { summary: "Invite someone by email", description: "A link is mailed to the address; the invitee accepts it signed in with that address.", params: orgParams, body: z.object({ email: emailSchema, role: roleSchema }).strict(), response: { 202: z.object({ expiresAt: z.string() }) } },
+    },
+    async (request, reply) => {
+      const ctx = contextOf(request);
+      const org = await orgs.get(request.params.orgId);
+      const { token, expiresAt } = await orgs.invite(ctx, org.id, request.body.email, request.body.role);
+      await services.mailer.send({
+        to: request.body.email,
+        subject: `Slipway: join ${org.name}`,
+        text: `${ctx.principal.email} invited you to the organization ${org.name} on Slipway as ${request.body.role}.\n\nAccept: ${services.publicUrl()}/invitations/accept?token=${token}\n\nThe link works once, until ${expiresAt}.\n`,
+      });
+      return reply.code(202).send({ expiresAt });
+    },
+  );
+
+  app.patch(
+    "/orgs/:orgId/members/:userId",
+    { config: { access: { kind: "org", action: "org.members.manage" } }, schema: { summary: "Change a member's role", params: memberParams, body: z.object({ role: roleSchema }).strict() } },
+    async (request, reply) => {
+      await orgs.changeRole(contextOf(request), request.params.orgId, request.params.userId, request.body.role);
+      return reply.code(204).send();
+    },
+  );
+
+  app.delete("/orgs/:orgId/members/:userId", { config: { access: { kind: "org", action: "org.members.manage" } }, schema: { summary: "Remove a member", params: memberParams } }, async (request, reply) => {
+    await orgs.removeMember(contextOf(request), request.params.orgId, request.params.userId);
+    return reply.code(204).send();
+  });
+
+  app.get(
+    "/orgs/:orgId/audit",
+    {
+      config: { access: { kind: "org", action: "org.audit.read" } },
+      schema: {
+        summary: "The organization's audit log, newest first",
+        params: orgParams,
+        querystring: z.object({ before: z.coerce.number().int().positive().optional(), limit: z.coerce.number().int().min(1).max(500).default(100), action: z.string().max(64).optional(), actor: z.string().max(64).optional() }).strict(),
+        response: {
+          200: z.object({
+            entries: z.array(z.object({ seq: z.number(), at: z.string(), actorId: z.string().nullable(), actor: z.string(), action: z.string(), target: z.string().nullable(), ip: z.string().nullable(), details: z.record(z.string(), z.unknown()) })),
+            nextBefore: z.number().nullable(),
+          }),
+        },
+      },
+    },
+    async (request) => {
+      const q = request.query;
+      const entries = await services.audit.list(services.store.db, { orgId: request.params.orgId, before: q.before, limit: q.limit, action: q.action, actorId: q.actor });
+      return { entries, nextBefore: entries.length === q.limit ? entries[entries.length - 1]!.seq : null };
+    },
+  );
+};

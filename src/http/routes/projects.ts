@@ -1,0 +1,129 @@
+import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
+import { z } from "zod";
+import { AppError } from "../../errors.js";
+import type { Project } from "../../projects/projects.js";
+import { projectNameSchema, repositoryUrlSchema } from "../../projects/projects.js";
+import { secretNameSchema, secretValueSchema } from "../../secrets/secret-variables.js";
+import type { Services } from "../../services.js";
+import { contextOf } from "../plugins/access.js";
+import { projectSchema, secretNameListSchema } from "../schemas.js";
+
+const projectParams = z.object({ projectId: z.string().min(1).max(64) });
+const secretParams = projectParams.extend({ name: secretNameSchema });
+const assignmentParams = projectParams.extend({ userId: z.string().min(1).max(64) });
+const view = (p: Project) => ({ id: p.id, organization: p.orgId, name: p.name, repositoryUrl: p.repositoryUrl, createdAt: p.createdAt });
+
+/** Projects, their secrets (write-only values) and contractor assignments. */
+export const projectRoutes: FastifyPluginAsyncZod<{ services: Services }> = async (app, { services }) => {
+  const { projects, orgs, authorizer } = services;
+
+  app.get(
+    "/projects",
+    {
+      config: { access: { kind: "account", scope: "projects:read" } },
+      schema: { summary: "Projects you can see", querystring: z.object({ organization: z.string().max(64).optional() }).strict(), response: { 200: z.object({ projects: z.array(projectSchema) }) } },
+    },
+    async (request) => {
+      const { principal } = contextOf(request);
+      const locked = new Set((await orgs.listFor(principal.userId)).filter((o) => o.require2fa && !principal.twoFactor).map((o) => o.id));
+      const list = await projects.listFor(principal.userId, request.query.organization);
+      return { projects: list.filter((p) => !locked.has(p.orgId)).map(view) };
+    },
+  );
+
+  app.post(
+    "/projects",
+    {
+      config: { access: { kind: "account", scope: "projects:write" } },
+      schema: {
+        summary: "Create a project",
+        description: "`organization` may be left out when you belong to one organization; with none, a personal one is made for you.",
+        body: z.object({ name: projectNameSchema, organization: z.string().min(1).max(64).optional(), repositoryUrl: repositoryUrlSchema.optional() }).strict(),
+        response: { 201: projectSchema },
+      },
+    },
+    async (request, reply) => {
+      const ctx = contextOf(request);
+      let orgId = request.body.organization;
+      if (!orgId) {
+        const mine = await orgs.listFor(ctx.principal.userId);
+        if (mine.length > 1) throw new AppError(400, "organization_required", `you belong to ${mine.length} organizations; name one as "organization" (see GET /api/v1/orgs)`);
+        orgId = mine[0]?.id ?? (await orgs.create(ctx, ctx.principal.email.split("@")[0]!)).id;
+      }
+      await authorizer.orgAction(ctx.principal, "project.create", orgId);
+      return reply.code(201).send(view(await projects.create(ctx, orgId, request.body.name, request.body.repositoryUrl ?? null)));
+    },
+  );
+
+  app.get("/projects/:projectId", { config: { access: { kind: "project", action: "project.read" } }, schema: { summary: "A project", params: projectParams, response: { 200: projectSchema } } }, async (request) =>
+    view(await projects.get(request.params.projectId)),
+  );
+
+  app.patch(
+    "/projects/:projectId",
+    {
+      config: { access: { kind: "project", action: "project.update" } },
+      schema: { summary: "Rename a project or change its repository URL", params: projectParams, body: z.object({ name: projectNameSchema.optional(), repositoryUrl: repositoryUrlSchema.nullable().optional() }).strict(), response: { 200: projectSchema } },
+    },
+    async (request) => view(await projects.update(contextOf(request), request.params.projectId, request.body)),
+  );
+
+  app.delete(
+    "/projects/:projectId",
+    { config: { access: { kind: "project", action: "project.delete" } }, schema: { summary: "Delete a project", description: "Its data key is destroyed: every secret sealed for it becomes unreadable.", params: projectParams } },
+    async (request, reply) => {
+      await projects.delete(contextOf(request), request.params.projectId);
+      return reply.code(204).send();
+    },
+  );
+
+  app.get(
+    "/projects/:projectId/secrets",
+    { config: { access: { kind: "project", action: "project.secrets.read" } }, schema: { summary: "Names of a project's secrets (values are never returned)", params: projectParams, response: { 200: secretNameListSchema } } },
+    async (request) => ({ secrets: await services.secrets.list({ kind: "project", id: request.params.projectId }) }),
+  );
+
+  app.put(
+    "/projects/:projectId/secrets/:name",
+    { config: { access: { kind: "project", action: "project.secrets.write" } }, schema: { summary: "Set a project secret (write-only)", params: secretParams, body: z.object({ value: secretValueSchema }).strict() } },
+    async (request, reply) => {
+      const p = await projects.get(request.params.projectId);
+      const { created } = await services.secrets.set(contextOf(request), { kind: "project", id: p.id }, p.orgId, request.params.name, request.body.value);
+      return reply.code(created ? 201 : 204).send();
+    },
+  );
+
+  app.delete(
+    "/projects/:projectId/secrets/:name",
+    { config: { access: { kind: "project", action: "project.secrets.write" } }, schema: { summary: "Delete a project secret", params: secretParams } },
+    async (request, reply) => {
+      const p = await projects.get(request.params.projectId);
+      await services.secrets.delete(contextOf(request), { kind: "project", id: p.id }, p.orgId, request.params.name);
+      return reply.code(204).send();
+    },
+  );
+
+  app.get(
+    "/projects/:projectId/assignments",
+    { config: { access: { kind: "project", action: "project.assignments.manage" } }, schema: { summary: "Contractors assigned to the project", params: projectParams, response: { 200: z.object({ userIds: z.array(z.string()) }) } } },
+    async (request) => ({ userIds: await projects.assignments(request.params.projectId) }),
+  );
+
+  app.put(
+    "/projects/:projectId/assignments/:userId",
+    { config: { access: { kind: "project", action: "project.assignments.manage" } }, schema: { summary: "Give a contractor access to the project", params: assignmentParams } },
+    async (request, reply) => {
+      await projects.assign(contextOf(request), request.params.projectId, request.params.userId);
+      return reply.code(204).send();
+    },
+  );
+
+  app.delete(
+    "/projects/:projectId/assignments/:userId",
+    { config: { access: { kind: "project", action: "project.assignments.manage" } }, schema: { summary: "Take a contractor's access away", params: assignmentParams } },
+    async (request, reply) => {
+      await projects.unassign(contextOf(request), request.params.projectId, request.params.userId);
+      return reply.code(204).send();
+    },
+  );
+};

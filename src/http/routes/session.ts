@@ -1,0 +1,90 @@
+import type { FastifyReply } from "fastify";
+import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
+import { z } from "zod";
+import { passwordSchema } from "../../auth/passwords.js";
+import { displayNameSchema, emailSchema, type User } from "../../auth/users.js";
+import { tokenHash } from "../../crypto/secret-box.js";
+import { AppError } from "../../errors.js";
+import type { Services } from "../../services.js";
+import { SESSION_COOKIE, contextOf } from "../plugins/access.js";
+import { messageSchema, userSchema } from "../schemas.js";
+
+const authRateLimit = { max: 30, timeWindow: "1 minute" };
+const sessionResponse = z.object({ user: userSchema, csrfToken: z.string() });
+
+/** Sign-in and sign-out, self sign-up and email verification. */
+export const sessionRoutes: FastifyPluginAsyncZod<{ services: Services; tls: boolean }> = async (app, { services, tls }) => {
+  const { settings } = services;
+
+  function startSession(reply: FastifyReply, token: string, user: User) {
+    reply.setCookie(SESSION_COOKIE, token, { path: "/", httpOnly: true, sameSite: "lax", secure: tls, maxAge: settings.sessionMaxDays * 86_400 });
+    return { user, csrfToken: reply.generateCsrf({ userInfo: tokenHash(token) }) };
+  }
+
+  app.post(
+    "/session",
+    {
+      config: { access: { kind: "public" }, rateLimit: authRateLimit },
+      schema: {
+        summary: "Sign in",
+        description: "Email and password, plus `totp` (a 6-digit code or a recovery code) when the account has two-factor authentication. Sets the session cookie and returns the CSRF token to send as `X-CSRF-Token` on writes.",
+        body: z.object({ email: emailSchema, password: z.string().min(1).max(256), totp: z.string().min(1).max(64).optional() }).strict(),
+        response: { 200: sessionResponse },
+      },
+    },
+    async (request, reply) => {
+      const { user, sessionToken } = await services.signIn.signIn(request.body, request.ip);
+      // A new session at every sign-in (fixation): the session the browser came with, if any, ends.
+      if (request.principal?.sessionHash) await services.sessions.destroy(request.principal.sessionHash);
+      return startSession(reply, sessionToken, user);
+    },
+  );
+
+  app.get(
+    "/session",
+    { config: { access: { kind: "account", sessionOnly: true } }, schema: { summary: "The signed-in user and a CSRF token", response: { 200: sessionResponse } } },
+    async (request, reply) => {
+      const user = await services.users.byId(services.store.db, contextOf(request).principal.userId);
+      return { user, csrfToken: reply.generateCsrf({ userInfo: request.principal!.sessionHash! }) };
+    },
+  );
+
+  app.delete(
+    "/session",
+    { config: { access: { kind: "account", sessionOnly: true } }, schema: { summary: "Sign out" } },
+    async (request, reply) => {
+      const ctx = contextOf(request);
+      await services.sessions.destroy(ctx.principal.sessionHash!);
+      await services.audit.record({ action: "auth.signout", actorId: ctx.principal.userId, actor: ctx.principal.email, target: ctx.principal.userId, ip: ctx.ip });
+      reply.clearCookie(SESSION_COOKIE, { path: "/" }).clearCookie("slipway_csrf", { path: "/" });
+      return reply.code(204).send();
+    },
+  );
+
+  app.post(
+    "/signup",
+    {
+      config: { access: { kind: "public" }, rateLimit: { max: 10, timeWindow: "1 minute" } },
+      schema: {
+        summary: "Sign up (when the operator allows it)",
+        description: "Always answers 202; a verification link is mailed to the address.",
+        body: z.object({ email: emailSchema, password: passwordSchema, name: displayNameSchema.optional() }).strict(),
+        response: { 202: messageSchema },
+      },
+    },
+    async (request, reply) => {
+      if (!settings.signup) throw new AppError(403, "signup_disabled", "sign-up is turned off on this server; ask its operator for an account");
+      await services.users.signUp(request.body, request.ip);
+      return reply.code(202).send({ message: "check your email for a link to confirm your address" });
+    },
+  );
+
+  app.post(
+    "/signup/verify",
+    {
+      config: { access: { kind: "public" }, rateLimit: authRateLimit },
+      schema: { summary: "Confirm an email address", body: z.object({ token: z.string().min(1).max(200) }).strict(), response: { 200: z.object({ user: userSchema }) } },
+    },
+    async (request) => ({ user: await services.users.verifyEmail(request.body.token, request.ip) }),
+  );
+};

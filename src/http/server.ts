@@ -1,0 +1,48 @@
+import type { FastifyInstance } from "fastify";
+import type { Logger } from "pino";
+import { isLoopbackHost, type Settings } from "../config/settings.js";
+import { createServices, type Services } from "../services.js";
+import { buildApp } from "./app.js";
+import { loadTls, type TlsMaterial } from "./tls.js";
+
+export interface RunningServer {
+  app: FastifyInstance;
+  services: Services;
+  url: string;
+  tls?: TlsMaterial;
+  close(): Promise<void>;
+}
+
+/**
+ * Starts Slipway. Loopback binds may serve plain HTTP; any other bind serves HTTPS only (TLS 1.2+),
+ * with the operator's certificate or a self-signed one made on first start.
+ */
+export async function startServer(settings: Settings, log: Logger): Promise<RunningServer> {
+  const services = await createServices(settings, log);
+  try {
+    const needsTls = !isLoopbackHost(settings.host) || Boolean(settings.tlsCertFile);
+    const tls = needsTls
+      ? await loadTls({ certFile: settings.tlsCertFile, keyFile: settings.tlsKeyFile, host: settings.host, slot: services.secrets.systemSlot("tls") })
+      : undefined;
+    const app = await buildApp(services, { tls, logger: log });
+    await app.listen({ host: settings.host, port: settings.port });
+    const address = app.server.address();
+    const port = typeof address === "object" && address ? address.port : settings.port;
+    const shownHost = settings.host.includes(":") ? `[${settings.host}]` : settings.host === "0.0.0.0" ? "localhost" : settings.host;
+    const url = `${tls ? "https" : "http"}://${shownHost}:${port}`;
+    services.setPublicUrl(url);
+    return {
+      app,
+      services,
+      url,
+      tls,
+      async close() {
+        await app.close();
+        await services.close();
+      },
+    };
+  } catch (err) {
+    await services.close();
+    throw err;
+  }
+}

@@ -1,0 +1,45 @@
+import { mkdirSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import nodemailer from "nodemailer";
+import type { Logger } from "pino";
+
+export interface Mail {
+  to: string;
+  subject: string;
+  text: string;
+}
+
+export interface Mailer {
+  send(mail: Mail): Promise<void>;
+  /** Where mail goes, for the start-up log. */
+  describe(): string;
+}
+
+/**
+ * SMTP when the operator configured it; otherwise each message is written as an .eml file into
+ * the outbox folder of the data dir, so a fresh install can still verify addresses.
+ */
+export function createMailer(opts: { smtpUrl?: string; from: string; dataDir: string; log: Logger }): Mailer {
+  if (opts.smtpUrl) {
+    const transport = nodemailer.createTransport(opts.smtpUrl);
+    const host = new URL(opts.smtpUrl).host;
+    return {
+      async send(mail) {
+        await transport.sendMail({ from: opts.from, ...mail });
+      },
+      describe: () => `SMTP server ${host}`,
+    };
+  }
+  const outbox = path.join(opts.dataDir, "outbox");
+  const transport = nodemailer.createTransport({ streamTransport: true, buffer: true, newline: "unix" });
+  return {
+    async send(mail) {
+      const info = await transport.sendMail({ from: opts.from, ...mail });
+      mkdirSync(outbox, { recursive: true, mode: 0o700 });
+      const file = path.join(outbox, `${new Date().toISOString().replace(/[:.]/g, "-")}-${info.messageId.replace(/[^A-Za-z0-9]/g, "").slice(0, 24)}.eml`);
+      writeFileSync(file, info.message as Buffer, { mode: 0o600 });
+      opts.log.info({ file }, "no SMTP server configured (SLIPWAY_SMTP_URL): mail written to the outbox");
+    },
+    describe: () => `outbox folder ${outbox} (set SLIPWAY_SMTP_URL to send mail)`,
+  };
+}

@@ -1,0 +1,153 @@
+import { z } from "zod";
+import type { AuditLog } from "../audit/audit-log.js";
+import type { RequestContext } from "../auth/permissions.js";
+import type { SecretBox } from "../crypto/secret-box.js";
+import { badRequest, conflict, notFound } from "../errors.js";
+import type { Organizations } from "../orgs/organizations.js";
+import type { SecretVariables } from "../secrets/secret-variables.js";
+import type { Executor, Store } from "../store/database.js";
+import { newId, now } from "../store/ids.js";
+import type { ProjectsTable } from "../store/schema.js";
+
+export const projectNameSchema = z
+  .string()
+  .min(1)
+  .max(100)
+  .regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, "a project name has letters, digits, '.', '_' and '-', and starts with a letter or digit");
+export const repositoryUrlSchema = z
+  .string()
+  .max(2048)
+  .regex(/^(https?:\/\/|ssh:\/\/|git@)[^\s]+$/, "a repository URL is an https://, ssh:// or git@host:path URL");
+
+export interface Project {
+  id: string;
+  orgId: string;
+  name: string;
+  repositoryUrl: string | null;
+  createdAt: string;
+}
+
+const toProject = (r: ProjectsTable): Project => ({ id: r.id, orgId: r.org_id, name: r.name, repositoryUrl: r.repository_url, createdAt: r.created_at });
+
+/** Project records, their contractor assignments and the life of their data keys. */
+export class Projects {
+  constructor(
+    private readonly store: Store,
+    private readonly box: SecretBox,
+    private readonly audit: AuditLog,
+    private readonly orgs: Organizations,
+    private readonly secrets: SecretVariables,
+  ) {}
+
+  async create(ctx: RequestContext, orgId: string, name: string, repositoryUrl: string | null): Promise<Project> {
+    const row: ProjectsTable = { id: newId("prj"), org_id: orgId, name, repository_url: repositoryUrl, created_at: now() };
+    await this.store.db.transaction().execute(async (tx) => {
+      await this.assertNameFree(tx, orgId, name);
+      await tx.insertInto("projects").values(row).execute();
+      await this.box.createDataKey(tx, { kind: "project", id: row.id });
+      await this.audit.record({ action: "project.created", actorId: ctx.principal.userId, actor: ctx.principal.email, orgId, target: row.id, ip: ctx.ip, details: { name } }, tx);
+    });
+    return toProject(row);
+  }
+
+  async find(ex: Executor, id: string): Promise<Project | undefined> {
+    const row = await ex.selectFrom("projects").selectAll().where("id", "=", id).executeTakeFirst();
+    return row && toProject(row);
+  }
+
+  async get(id: string): Promise<Project> {
+    const p = await this.find(this.store.db, id);
+    if (!p) throw notFound("project");
+    return p;
+  }
+
+  /** Projects the user can see: all of their organisations', but only assigned ones where they are a contractor. */
+  async listFor(userId: string, orgId?: string): Promise<Project[]> {
+    const memberships = (await this.orgs.listFor(userId)).filter((o) => !orgId || o.id === orgId);
+    const full = memberships.filter((o) => o.role !== "contractor").map((o) => o.id);
+    const contracted = memberships.filter((o) => o.role === "contractor").map((o) => o.id);
+    if (full.length + contracted.length === 0) return [];
+    const rows = await this.store.db
+      .selectFrom("projects")
+      .selectAll()
+      .where((eb) =>
+        eb.or([
+          ...(full.length ? [eb("org_id", "in", full)] : []),
+          ...(contracted.length
+            ? [
+                eb.and([
+                  eb("org_id", "in", contracted),
+                  eb("id", "in", eb.selectFrom("project_assignments").select("project_id").where("user_id", "=", userId)),
+                ]),
+              ]
+            : []),
+        ]),
+      )
+      .orderBy("name")
+      .execute();
+    return rows.map(toProject);
+  }
+
+  async update(ctx: RequestContext, id: string, patch: { name?: string; repositoryUrl?: string | null }): Promise<Project> {
+    await this.store.db.transaction().execute(async (tx) => {
+      const p = await this.find(tx, id);
+      if (!p) throw notFound("project");
+      if (patch.name !== undefined && patch.name !== p.name) await this.assertNameFree(tx, p.orgId, patch.name);
+      await tx
+        .updateTable("projects")
+        .set({ ...(patch.name !== undefined && { name: patch.name }), ...(patch.repositoryUrl !== undefined && { repository_url: patch.repositoryUrl }) })
+        .where("id", "=", id)
+        .execute();
+      await this.audit.record({ action: "project.updated", actorId: ctx.principal.userId, actor: ctx.principal.email, orgId: p.orgId, target: id, ip: ctx.ip, details: patch }, tx);
+    });
+    return this.get(id);
+  }
+
+  /** Deletes the record, its secrets and its data key in one transaction: what was sealed for it is gone for good. */
+  async delete(ctx: RequestContext, id: string): Promise<void> {
+    await this.store.db.transaction().execute(async (tx) => {
+      const p = await this.find(tx, id);
+      if (!p) throw notFound("project");
+      const owner = { kind: "project", id } as const;
+      await this.secrets.deleteAll(tx, owner);
+      await this.box.destroyDataKey(tx, owner);
+      await tx.deleteFrom("projects").where("id", "=", id).execute();
+      await this.audit.record({ action: "project.deleted", actorId: ctx.principal.userId, actor: ctx.principal.email, orgId: p.orgId, target: id, ip: ctx.ip, details: { name: p.name } }, tx);
+    });
+  }
+
+  async isAssigned(ex: Executor, projectId: string, userId: string): Promise<boolean> {
+    const row = await ex.selectFrom("project_assignments").select("user_id").where("project_id", "=", projectId).where("user_id", "=", userId).executeTakeFirst();
+    return row !== undefined;
+  }
+
+  async assignments(projectId: string): Promise<string[]> {
+    const rows = await this.store.db.selectFrom("project_assignments").select("user_id").where("project_id", "=", projectId).execute();
+    return rows.map((r) => r.user_id);
+  }
+
+  async assign(ctx: RequestContext, projectId: string, userId: string): Promise<void> {
+    const p = await this.get(projectId);
+    const role = await this.orgs.roleOf(this.store.db, p.orgId, userId);
+    if (role !== "contractor") throw badRequest("only contractors of the project's organization are assigned to projects; other roles see every project");
+    await this.store.db.transaction().execute(async (tx) => {
+      if (await this.isAssigned(tx, projectId, userId)) return;
+      await tx.insertInto("project_assignments").values({ project_id: projectId, user_id: userId }).execute();
+      await this.audit.record({ action: "project.assignment_added", actorId: ctx.principal.userId, actor: ctx.principal.email, orgId: p.orgId, target: `${projectId}/${userId}`, ip: ctx.ip }, tx);
+    });
+  }
+
+  async unassign(ctx: RequestContext, projectId: string, userId: string): Promise<void> {
+    const p = await this.get(projectId);
+    await this.store.db.transaction().execute(async (tx) => {
+      const res = await tx.deleteFrom("project_assignments").where("project_id", "=", projectId).where("user_id", "=", userId).executeTakeFirst();
+      if (Number(res.numDeletedRows) === 0) throw notFound("assignment");
+      await this.audit.record({ action: "project.assignment_removed", actorId: ctx.principal.userId, actor: ctx.principal.email, orgId: p.orgId, target: `${projectId}/${userId}`, ip: ctx.ip }, tx);
+    });
+  }
+
+  private async assertNameFree(ex: Executor, orgId: string, name: string): Promise<void> {
+    const clash = await ex.selectFrom("projects").select("id").where("org_id", "=", orgId).where("name", "=", name).executeTakeFirst();
+    if (clash) throw conflict(`a project named ${name} already exists in this organization; pick another name`);
+  }
+}

@@ -1,0 +1,91 @@
+import { mkdirSync } from "node:fs";
+import type { Logger } from "pino";
+import { AuditLog } from "./audit/audit-log.js";
+import { ApiTokens } from "./auth/api-tokens.js";
+import { Authorizer } from "./auth/authorize.js";
+import { Sessions } from "./auth/sessions.js";
+import { SignInThrottle } from "./auth/sign-in-throttle.js";
+import { SignIn } from "./auth/sign-in.js";
+import { TwoFactor } from "./auth/two-factor.js";
+import { Users } from "./auth/users.js";
+import type { Settings } from "./config/settings.js";
+import { loadKeyring } from "./crypto/master-key.js";
+import { SecretBox } from "./crypto/secret-box.js";
+import { createMailer, type Mailer } from "./mail/mailer.js";
+import { Organizations } from "./orgs/organizations.js";
+import { Projects } from "./projects/projects.js";
+import { SecretVariables } from "./secrets/secret-variables.js";
+import { openStore, type Store } from "./store/database.js";
+
+export interface Services {
+  settings: Settings;
+  store: Store;
+  box: SecretBox;
+  audit: AuditLog;
+  mailer: Mailer;
+  users: Users;
+  sessions: Sessions;
+  tokens: ApiTokens;
+  twoFactor: TwoFactor;
+  signIn: SignIn;
+  orgs: Organizations;
+  projects: Projects;
+  secrets: SecretVariables;
+  authorizer: Authorizer;
+  masterKeyCreated: boolean;
+  /** The URL users reach the server at, for links in mail; known only once it listens. */
+  publicUrl(): string;
+  setPublicUrl(url: string): void;
+  close(): Promise<void>;
+}
+
+/** Wires every concern together; the one place that knows them all. */
+export async function createServices(settings: Settings, log: Logger): Promise<Services> {
+  let url = settings.publicUrl ?? `http://${settings.host}:${settings.port}`;
+  const publicUrl = () => url;
+  mkdirSync(settings.dataDir, { recursive: true, mode: 0o700 });
+  const { keyring, created } = loadKeyring(settings.dataDir, settings.masterKey);
+  const store = await openStore(settings);
+  try {
+    const box = await SecretBox.open(store, keyring);
+    const audit = new AuditLog(store, await box.derivedKey("audit-log"));
+    const mailer = createMailer({ smtpUrl: settings.smtpUrl, from: settings.mailFrom, dataDir: settings.dataDir, log });
+    const users = new Users(store, audit, mailer, publicUrl);
+    const sessions = new Sessions(store, { idleMinutes: settings.sessionIdleMinutes, maxDays: settings.sessionMaxDays });
+    const twoFactor = new TwoFactor(store, box, audit);
+    const orgs = new Organizations(store, audit);
+    const secrets = new SecretVariables(store, box, audit);
+    const projects = new Projects(store, box, audit, orgs, secrets);
+    const authorizer = new Authorizer({
+      roleIn: (orgId, userId) => orgs.roleOf(store.db, orgId, userId),
+      requires2fa: async (orgId) => (await orgs.get(orgId)).require2fa,
+      projectOrg: async (projectId) => (await projects.find(store.db, projectId))?.orgId,
+      isAssigned: (projectId, userId) => projects.isAssigned(store.db, projectId, userId),
+    });
+    return {
+      settings,
+      store,
+      box,
+      audit,
+      mailer,
+      users,
+      sessions,
+      tokens: new ApiTokens(store, audit),
+      twoFactor,
+      signIn: new SignIn(store, users, sessions, twoFactor, new SignInThrottle(store), audit),
+      orgs,
+      projects,
+      secrets,
+      authorizer,
+      masterKeyCreated: created,
+      publicUrl,
+      setPublicUrl: (u) => {
+        url = settings.publicUrl ?? u;
+      },
+      close: () => store.close(),
+    };
+  } catch (err) {
+    await store.close();
+    throw err;
+  }
+}

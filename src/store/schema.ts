@@ -1,0 +1,143 @@
+/**
+ * The database as Kysely sees it, kept beside the migrations that make it.
+ * Times are ISO-8601 text and flags are 0/1 integers so that one set of migrations serves
+ * SQLite and PostgreSQL alike.
+ */
+export interface UsersTable {
+  id: string;
+  email: string;
+  name: string;
+  password_hash: string;
+  is_admin: number;
+  email_verified: number;
+  totp_secret: string | null;
+  totp_pending: string | null;
+  totp_last_counter: number | null;
+  created_at: string;
+}
+
+export interface RecoveryCodesTable {
+  user_id: string;
+  code_hash: string;
+  used_at: string | null;
+}
+
+export interface SessionsTable {
+  id_hash: string;
+  user_id: string;
+  created_at: string;
+  last_seen_at: string;
+  expires_at: string;
+  ip: string | null;
+}
+
+export interface ApiTokensTable {
+  id: string;
+  user_id: string;
+  name: string;
+  token_hash: string;
+  scopes: string;
+  created_at: string;
+  expires_at: string | null;
+  revoked_at: string | null;
+  last_used_at: string | null;
+}
+
+export interface EmailTokensTable {
+  token_hash: string;
+  user_id: string;
+  purpose: string;
+  expires_at: string;
+  used_at: string | null;
+}
+
+export interface AuthThrottleTable {
+  key: string;
+  failures: number;
+  window_start: string;
+  locked_until: string | null;
+}
+
+export interface OrganizationsTable {
+  id: string;
+  name: string;
+  require_2fa: number;
+  created_at: string;
+}
+
+export interface MembershipsTable {
+  org_id: string;
+  user_id: string;
+  role: string;
+  created_at: string;
+}
+
+export interface InvitationsTable {
+  token_hash: string;
+  org_id: string;
+  email: string;
+  role: string;
+  invited_by: string;
+  expires_at: string;
+  accepted_at: string | null;
+}
+
+export interface ProjectsTable {
+  id: string;
+  org_id: string;
+  name: string;
+  repository_url: string | null;
+  created_at: string;
+}
+
+export interface ProjectAssignmentsTable {
+  project_id: string;
+  user_id: string;
+}
+
+export interface DataKeysTable {
+  owner_kind: string;
+  owner_id: string;
+  wrapped: string;
+  kek_id: string;
+  created_at: string;
+}
+
+export interface SecretsTable {
+  owner_kind: string;
+  owner_id: string;
+  name: string;
+  value: string;
+  updated_at: string;
+}
+
+export interface AuditLogTable {
+  seq: number;
+  at: string;
+  actor_id: string | null;
+  actor: string;
+  org_id: string | null;
+  action: string;
+  target: string | null;
+  ip: string | null;
+  details: string;
+  prev_hash: string;
+  hash: string;
+}
+
+export interface Database {
+  users: UsersTable;
+  recovery_codes: RecoveryCodesTable;
+  sessions: SessionsTable;
+  api_tokens: ApiTokensTable;
+  email_tokens: EmailTokensTable;
+  auth_throttle: AuthThrottleTable;
+  organizations: OrganizationsTable;
+  memberships: MembershipsTable;
+  invitations: InvitationsTable;
+  projects: ProjectsTable;
+  project_assignments: ProjectAssignmentsTable;
+  data_keys: DataKeysTable;
+  secrets: SecretsTable;
+  audit_log: AuditLogTable;
+}
