@@ -1,0 +1,35 @@
+import { cpus, totalmem } from "node:os";
+import { apiBench } from "./api.js";
+import { secretBoxBench } from "./secret-box.js";
+
+const benchmarks = [
+  { name: "secret-box", title: "SecretBox seal+open vs raw node:crypto AES-256-GCM", run: secretBoxBench },
+  { name: "api", title: "Authenticated API read vs bare Fastify route", run: apiBench },
+];
+
+/** `npm run bench` runs every benchmark; `npm run bench -- api` runs only the named ones. */
+async function main(): Promise<void> {
+  const wanted = process.argv.slice(2);
+  const unknown = wanted.filter((w) => !benchmarks.some((b) => b.name === w));
+  if (unknown.length > 0) {
+    console.error(`unknown benchmark ${unknown.join(", ")}; known: ${benchmarks.map((b) => b.name).join(", ")}`);
+    process.exitCode = 2;
+    return;
+  }
+  const selected = wanted.length > 0 ? benchmarks.filter((b) => wanted.includes(b.name)) : benchmarks;
+
+  console.log("Slipway benchmarks");
+  console.log(`node ${process.version} ${process.platform}/${process.arch}, ${cpus().length} x ${cpus()[0]?.model.trim() ?? "unknown CPU"}, ${Math.round(totalmem() / 2 ** 30)} GiB`);
+  console.log(`started ${new Date().toISOString()}; figures are for comparison on this machine only, not thresholds`);
+  for (const bench of selected) {
+    console.log(`\n=== ${bench.name}: ${bench.title} ===`);
+    const start = Date.now();
+    await bench.run();
+    console.log(`(${((Date.now() - start) / 1000).toFixed(1)} s)`);
+  }
+}
+
+main().catch((err: unknown) => {
+  console.error(err);
+  process.exitCode = 1;
+});
