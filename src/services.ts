@@ -53,9 +53,10 @@ export async function createServices(settings: Settings, log: Logger): Promise<S
     const users = new Users(store, audit, mailer, publicUrl);
     const sessions = new Sessions(store, { idleMinutes: settings.sessionIdleMinutes, maxDays: settings.sessionMaxDays });
     const twoFactor = new TwoFactor(store, box, audit);
-    const orgs = new Organizations(store, audit);
+    // Organisations tell projects when a contractor leaves; projects are made after them, hence the late binding.
+    const orgs: Organizations = new Organizations(store, audit, (tx, orgId, userId) => projects.unassignAll(tx, orgId, userId));
     const secrets = new SecretVariables(store, box, audit);
-    const projects = new Projects(store, box, audit, orgs, secrets);
+    const projects: Projects = new Projects(store, box, audit, orgs, secrets);
     const authorizer = new Authorizer({
       roleIn: (orgId, userId) => orgs.roleOf(store.db, orgId, userId),
       requires2fa: async (orgId) => (await orgs.get(orgId)).require2fa,

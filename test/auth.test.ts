@@ -203,6 +203,7 @@ describe("API tokens", () => {
     const e = email();
     await createUser(h, e);
     const c = await signIn(h, e);
+    expect((await c.post("/api/v1/orgs", { name: "team" })).statusCode).toBe(201);
     const created = await c.post("/api/v1/tokens", { name: "ci", scopes: ["projects:read", "projects:write"] });
     expect(created.statusCode).toBe(201);
     const { id, token } = created.json();

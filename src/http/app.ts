@@ -6,7 +6,7 @@ import type { Logger } from "pino";
 import type { Services } from "../services.js";
 import { version } from "../version.js";
 import { accessPlugin } from "./plugins/access.js";
-import { errorsPlugin } from "./plugins/errors.js";
+import { errorsPlugin, frameworkErrors } from "./plugins/errors.js";
 import { metricsPlugin } from "./plugins/metrics.js";
 import { securityPlugin } from "./plugins/security.js";
 import { accountRoutes } from "./routes/account.js";
@@ -28,10 +28,13 @@ export async function buildApp(services: Services, opts: { tls?: { cert: string;
     genReqId: () => randomUUID(),
     requestIdHeader: false,
     routerOptions: { maxParamLength: 200 },
+    frameworkErrors,
     ...(opts.tls && { https: { ...opts.tls, minVersion: "TLSv1.2" as const } }),
   }).withTypeProvider<ZodTypeProvider>();
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
+  // The API speaks JSON only; Fastify would otherwise also parse text/plain bodies.
+  app.removeContentTypeParser("text/plain");
 
   await app.register(errorsPlugin);
   await app.register(metricsPlugin);

@@ -37,3 +37,6 @@ export const secretNameListSchema = z.object({ secrets: z.array(z.object({ name:
 export const messageSchema = z.object({ message: z.string() });
 
 export const idParam = (name: string) => z.object({ [name]: z.string().min(1).max(64) });
+
+/** A PATCH body must change something: an empty one would be an UPDATE with nothing to set. */
+export const someField = [(body: object) => Object.keys(body).length > 0, "send at least one field to change"] as const;

@@ -32,6 +32,8 @@ export class Organizations {
   constructor(
     private readonly store: Store,
     private readonly audit: AuditLog,
+    /** Called in the transaction that ends a user's contractor role in an org, so no project assignment outlives it. */
+    private readonly contractorLeft: (tx: Executor, orgId: string, userId: string) => Promise<void> = async () => undefined,
   ) {}
 
   async create(ctx: RequestContext, name: string): Promise<Organization> {
@@ -62,6 +64,9 @@ export class Organizations {
   }
 
   async update(ctx: RequestContext, id: string, patch: { name?: string; require2fa?: boolean }): Promise<Organization> {
+    if (patch.require2fa && !ctx.principal.twoFactor) {
+      throw new AppError(409, "2fa_required", "turn on two-factor authentication for your own account first, or requiring it would lock you out");
+    }
     await this.store.db.transaction().execute(async (tx) => {
       await tx
         .updateTable("organizations")
@@ -128,6 +133,7 @@ export class Organizations {
       await this.assertMayGrant(tx, ctx, orgId, current);
       await this.assertMayGrant(tx, ctx, orgId, role);
       if (current === "owner" && role !== "owner") await this.assertNotLastOwner(tx, orgId);
+      if (current === "contractor" && role !== "contractor") await this.contractorLeft(tx, orgId, userId);
       await tx.updateTable("memberships").set({ role }).where("org_id", "=", orgId).where("user_id", "=", userId).execute();
       await this.audit.record({ action: "org.role_changed", actorId: ctx.principal.userId, actor: ctx.principal.email, orgId, target: userId, ip: ctx.ip, details: { from: current, to: role } }, tx);
     });
@@ -139,6 +145,7 @@ export class Organizations {
       if (!current) throw notFound("member");
       await this.assertMayGrant(tx, ctx, orgId, current);
       if (current === "owner") await this.assertNotLastOwner(tx, orgId);
+      if (current === "contractor") await this.contractorLeft(tx, orgId, userId);
       await tx.deleteFrom("memberships").where("org_id", "=", orgId).where("user_id", "=", userId).execute();
       await this.audit.record({ action: "org.member_removed", actorId: ctx.principal.userId, actor: ctx.principal.email, orgId, target: userId, ip: ctx.ip, details: { role: current } }, tx);
     });

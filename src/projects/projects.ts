@@ -17,7 +17,9 @@ export const projectNameSchema = z
 export const repositoryUrlSchema = z
   .string()
   .max(2048)
-  .regex(/^(https?:\/\/|ssh:\/\/|git@)[^\s]+$/, "a repository URL is an https://, ssh:// or git@host:path URL");
+  .regex(/^(https?:\/\/|ssh:\/\/|git@)[^\s]+$/, "a repository URL is an https://, ssh:// or git@host:path URL")
+  // A password or token in the URL would be stored and shown in the clear; credentials go in secrets.
+  .refine((u) => !/^[a-z]+:\/\/[^/@]*:[^/@]*@/i.test(u), "a repository URL must not carry a password or token; Slipway uses deploy keys and OAuth tokens instead");
 
 export interface Project {
   id: string;
@@ -135,6 +137,15 @@ export class Projects {
       await tx.insertInto("project_assignments").values({ project_id: projectId, user_id: userId }).execute();
       await this.audit.record({ action: "project.assignment_added", actorId: ctx.principal.userId, actor: ctx.principal.email, orgId: p.orgId, target: `${projectId}/${userId}`, ip: ctx.ip }, tx);
     });
+  }
+
+  /** Ends every assignment of the user in the org's projects: a contractor who leaves keeps none to come back to. */
+  async unassignAll(ex: Executor, orgId: string, userId: string): Promise<void> {
+    await ex
+      .deleteFrom("project_assignments")
+      .where("user_id", "=", userId)
+      .where("project_id", "in", ex.selectFrom("projects").select("id").where("org_id", "=", orgId))
+      .execute();
   }
 
   async unassign(ctx: RequestContext, projectId: string, userId: string): Promise<void> {

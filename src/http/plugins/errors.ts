@@ -1,4 +1,4 @@
-import type { FastifyError, FastifyInstance } from "fastify";
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import fp from "fastify-plugin";
 import { hasZodFastifySchemaValidationErrors, isResponseSerializationError } from "fastify-type-provider-zod";
 import { AppError } from "../../errors.js";
@@ -10,10 +10,20 @@ const fastifyCodes: Record<string, [number, string, string]> = {
   FST_ERR_CTP_EMPTY_JSON_BODY: [400, "invalid_json", "the body is empty; send a JSON object or no Content-Type header"],
   FST_ERR_CTP_INVALID_JSON_BODY: [400, "invalid_json", "the body is not valid JSON"],
   FST_ERR_BAD_URL: [400, "invalid_request", "the URL is malformed"],
+  FST_ERR_MAX_PARAM_LENGTH: [414, "uri_too_long", "a path segment of the URL is too long"],
   FST_ERR_ASYNC_CONSTRAINT: [400, "invalid_request", "the request could not be routed"],
   FST_CSRF_MISSING_SECRET: [403, "csrf_invalid", "the CSRF token is missing or wrong; send the csrfToken from sign-in as the X-CSRF-Token header"],
   FST_CSRF_INVALID_TOKEN: [403, "csrf_invalid", "the CSRF token is missing or wrong; send the csrfToken from sign-in as the X-CSRF-Token header"],
 };
+
+/**
+ * Errors the router raises before any route or hook runs (a malformed URL, an overlong path
+ * segment): Fastify answers them in its own shape unless given this as `frameworkErrors`.
+ */
+export function frameworkErrors(err: FastifyError, _request: FastifyRequest, reply: FastifyReply): void {
+  const [status, code, message] = fastifyCodes[err.code] ?? [400, "invalid_request", "the request could not be routed"];
+  void reply.code(status).send({ error: { code, message } });
+}
 
 /** One shape for every error: `{ error: { code, message } }`; 5xx only for our own faults, never their details. */
 export const errorsPlugin = fp(async (app: FastifyInstance) => {

@@ -4,7 +4,7 @@ import { roleAllows, roleSchema } from "../../auth/permissions.js";
 import { emailSchema } from "../../auth/users.js";
 import type { Services } from "../../services.js";
 import { contextOf } from "../plugins/access.js";
-import { orgSchema, orgWithRoleSchema } from "../schemas.js";
+import { orgSchema, orgWithRoleSchema, someField } from "../schemas.js";
 
 const orgName = z.string().trim().min(1).max(100);
 const orgParams = z.object({ orgId: z.string().min(1).max(64) });
@@ -30,7 +30,7 @@ export const organizationRoutes: FastifyPluginAsyncZod<{ services: Services }> =
     "/orgs/:orgId",
     {
       config: { access: { kind: "org", action: "org.update" } },
-      schema: { summary: "Rename, or require two-factor authentication of every member", params: orgParams, body: z.object({ name: orgName.optional(), require2fa: z.boolean().optional() }).strict(), response: { 200: orgSchema } },
+      schema: { summary: "Rename, or require two-factor authentication of every member", params: orgParams, body: z.object({ name: orgName.optional(), require2fa: z.boolean().optional() }).strict().refine(...someField), response: { 200: orgSchema } },
     },
     async (request) => orgs.update(contextOf(request), request.params.orgId, request.body),
   );

@@ -1,12 +1,13 @@
 import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
 import { z } from "zod";
+import { hasScope } from "../../auth/permissions.js";
 import { AppError } from "../../errors.js";
 import type { Project } from "../../projects/projects.js";
 import { projectNameSchema, repositoryUrlSchema } from "../../projects/projects.js";
 import { secretNameSchema, secretValueSchema } from "../../secrets/secret-variables.js";
 import type { Services } from "../../services.js";
 import { contextOf } from "../plugins/access.js";
-import { projectSchema, secretNameListSchema } from "../schemas.js";
+import { projectSchema, secretNameListSchema, someField } from "../schemas.js";
 
 const projectParams = z.object({ projectId: z.string().min(1).max(64) });
 const secretParams = projectParams.extend({ name: secretNameSchema });
@@ -48,6 +49,7 @@ export const projectRoutes: FastifyPluginAsyncZod<{ services: Services }> = asyn
       if (!orgId) {
         const mine = await orgs.listFor(ctx.principal.userId);
         if (mine.length > 1) throw new AppError(400, "organization_required", `you belong to ${mine.length} organizations; name one as "organization" (see GET /api/v1/orgs)`);
+        if (!mine[0] && !hasScope(ctx.principal, "orgs:write")) throw new AppError(400, "organization_required", "you belong to no organization; create one first (POST /api/v1/orgs) or use a token with the orgs:write scope");
         orgId = mine[0]?.id ?? (await orgs.create(ctx, ctx.principal.email.split("@")[0]!)).id;
       }
       await authorizer.orgAction(ctx.principal, "project.create", orgId);
@@ -63,7 +65,7 @@ export const projectRoutes: FastifyPluginAsyncZod<{ services: Services }> = asyn
     "/projects/:projectId",
     {
       config: { access: { kind: "project", action: "project.update" } },
-      schema: { summary: "Rename a project or change its repository URL", params: projectParams, body: z.object({ name: projectNameSchema.optional(), repositoryUrl: repositoryUrlSchema.nullable().optional() }).strict(), response: { 200: projectSchema } },
+      schema: { summary: "Rename a project or change its repository URL", params: projectParams, body: z.object({ name: projectNameSchema.optional(), repositoryUrl: repositoryUrlSchema.nullable().optional() }).strict().refine(...someField), response: { 200: projectSchema } },
     },
     async (request) => view(await projects.update(contextOf(request), request.params.projectId, request.body)),
   );

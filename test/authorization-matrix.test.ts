@@ -1,0 +1,461 @@
+import { randomBytes } from "node:crypto";
+import type { FastifyInstance, LightMyRequestResponse } from "fastify";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { scopes, type RequestContext, type Role } from "../src/auth/permissions.js";
+import type { User } from "../src/auth/users.js";
+import { tokenHash } from "../src/crypto/secret-box.js";
+import { Client, PASSWORD, cookieHeader, createUser, startHarness, totpCode, type Harness } from "./helpers/harness.js";
+
+/**
+ * P11: every route of the app × every kind of caller gets exactly the answer the policy intends.
+ *
+ * The expectations below are written by hand from the policy, never derived from
+ * src/auth/permissions.ts, so a wrong entry there shows up here as a failure:
+ * - anonymous: 401 on every non-public route;
+ * - outsider (signed in, not in the organisation): 404 on its org and project routes;
+ * - contractor: reaches only projects they are assigned to (404 on others);
+ * - a role lacking the permission: 403; otherwise success.
+ */
+
+const actors = ["anonymous", "outsider", "owner", "admin", "member", "contractor", "support"] as const;
+type Actor = (typeof actors)[number];
+/** The contractor acting on a project of their organisation that they are not assigned to. */
+type Column = Actor | "contractorUnassigned";
+type Expected = Partial<Record<Column, number>>;
+
+const row = (codes: number[]): Expected => {
+  const columns: Column[] = [...actors, "contractorUnassigned"];
+  return Object.fromEntries(codes.map((code, i) => [columns[i]!, code]));
+};
+
+// prettier-ignore
+const expected: Record<string, Expected> = {
+  //                                                       anon  out  own  adm  mem  con  sup  con-unassigned
+  "GET /healthz":                                     row([200, 200, 200, 200, 200, 200, 200]),
+  "GET /readyz":                                      row([200, 200, 200, 200, 200, 200, 200]),
+  "GET /metrics":                                     row([200, 200, 200, 200, 200, 200, 200]),
+  "GET /.well-known/security.txt":                    row([200, 200, 200, 200, 200, 200, 200]),
+  "GET /api/v1/meta":                                 row([200, 200, 200, 200, 200, 200, 200]),
+  "GET /api/v1/openapi.json":                         row([200, 200, 200, 200, 200, 200, 200]),
+  "POST /api/v1/session":                             row([200, 200, 200, 200, 200, 200, 200]),
+  "POST /api/v1/signup":                              row([202, 202, 202, 202, 202, 202, 202]),
+  "POST /api/v1/signup/verify":                       row([200, 200, 200, 200, 200, 200, 200]),
+
+  "GET /api/v1/session":                              row([401, 200, 200, 200, 200, 200, 200]),
+  "DELETE /api/v1/session":                           row([401, 204, 204, 204, 204, 204, 204]),
+  "GET /api/v1/me":                                   row([401, 200, 200, 200, 200, 200, 200]),
+  "POST /api/v1/me/password":                         row([401, 204, 204, 204, 204, 204, 204]),
+  "POST /api/v1/me/2fa":                              row([401, 200, 200, 200, 200, 200, 200]),
+  "POST /api/v1/me/2fa/confirm":                      row([401, 200, 200, 200, 200, 200, 200]),
+  "POST /api/v1/me/2fa/disable":                      row([401, 204, 204, 204, 204, 204, 204]),
+  "GET /api/v1/tokens":                               row([401, 200, 200, 200, 200, 200, 200]),
+  "POST /api/v1/tokens":                              row([401, 201, 201, 201, 201, 201, 201]),
+  "DELETE /api/v1/tokens/:tokenId":                   row([401, 204, 204, 204, 204, 204, 204]),
+  "GET /api/v1/me/secrets":                           row([401, 200, 200, 200, 200, 200, 200]),
+  "PUT /api/v1/me/secrets/:name":                     row([401, 201, 201, 201, 201, 201, 201]),
+  "DELETE /api/v1/me/secrets/:name":                  row([401, 204, 204, 204, 204, 204, 204]),
+  "POST /api/v1/invitations/accept":                  row([401, 200, 200, 200, 200, 200, 200]),
+  "GET /api/v1/orgs":                                 row([401, 200, 200, 200, 200, 200, 200]),
+  "POST /api/v1/orgs":                                row([401, 201, 201, 201, 201, 201, 201]),
+  "GET /api/v1/projects":                             row([401, 200, 200, 200, 200, 200, 200]),
+
+  "GET /api/v1/orgs/:orgId":                          row([401, 404, 200, 200, 200, 200, 200]),
+  "PATCH /api/v1/orgs/:orgId":                        row([401, 404, 200, 200, 403, 403, 403]),
+  "GET /api/v1/orgs/:orgId/members":                  row([401, 404, 200, 200, 200, 403, 200]),
+  "POST /api/v1/orgs/:orgId/invitations":             row([401, 404, 202, 202, 403, 403, 403]),
+  "PATCH /api/v1/orgs/:orgId/members/:userId":        row([401, 404, 204, 204, 403, 403, 403]),
+  "DELETE /api/v1/orgs/:orgId/members/:userId":       row([401, 404, 204, 204, 403, 403, 403]),
+  "GET /api/v1/orgs/:orgId/audit":                    row([401, 404, 200, 200, 403, 403, 403]),
+  "POST /api/v1/projects":                            row([401, 404, 201, 201, 201, 403, 403]),
+
+  "GET /api/v1/projects/:projectId":                  row([401, 404, 200, 200, 200, 200, 200, 404]),
+  "PATCH /api/v1/projects/:projectId":                row([401, 404, 200, 200, 403, 403, 403, 404]),
+  "DELETE /api/v1/projects/:projectId":               row([401, 404, 204, 204, 403, 403, 403, 404]),
+  "GET /api/v1/projects/:projectId/secrets":          row([401, 404, 200, 200, 200, 200, 403, 404]),
+  "PUT /api/v1/projects/:projectId/secrets/:name":    row([401, 404, 201, 201, 201, 201, 403, 404]),
+  "DELETE /api/v1/projects/:projectId/secrets/:name": row([401, 404, 204, 204, 204, 204, 403, 404]),
+  "GET /api/v1/projects/:projectId/assignments":      row([401, 404, 200, 200, 403, 403, 403, 404]),
+  "PUT /api/v1/projects/:projectId/assignments/:userId":    row([401, 404, 204, 204, 403, 403, 403, 404]),
+  "DELETE /api/v1/projects/:projectId/assignments/:userId": row([401, 404, 204, 204, 403, 403, 403, 404]),
+};
+
+/** Routes an API token may never use, whatever its scopes: they manage the account's own credentials. */
+const sessionOnly = new Set([
+  "GET /api/v1/session",
+  "DELETE /api/v1/session",
+  "POST /api/v1/me/password",
+  "POST /api/v1/me/2fa",
+  "POST /api/v1/me/2fa/confirm",
+  "POST /api/v1/me/2fa/disable",
+  "GET /api/v1/tokens",
+  "POST /api/v1/tokens",
+  "DELETE /api/v1/tokens/:tokenId",
+  "POST /api/v1/invitations/accept",
+]);
+
+/** The error code that goes with each refusal, so a 403 from a missing CSRF token cannot pass for a role decision. */
+const refusalCode: Record<number, string> = { 401: "unauthenticated", 403: "forbidden", 404: "not_found" };
+
+/** Every route the app serves, read from Fastify's route tree so that a new route cannot hide from the table. */
+function listRoutes(app: FastifyInstance): string[] {
+  const routes: string[] = [];
+  const path: string[] = [];
+  for (const line of app.printRoutes({ commonPrefix: false }).split("\n")) {
+    if (!line.trim()) continue;
+    const m = /^((?:[│ ] {3})*)[├└]── (\S+)(?: \(([A-Z, ]+)\))?$/.exec(line);
+    if (!m) throw new Error(`cannot read route tree line: ${line}`);
+    path.length = m[1]!.length / 4;
+    path.push(m[2]!);
+    for (const method of m[3]?.split(", ") ?? []) routes.push(`${method} ${path.join("")}`);
+  }
+  return routes;
+}
+
+const rand = () => randomBytes(5).toString("hex");
+const ctxOf = (u: User): RequestContext => ({ principal: { userId: u.id, email: u.email, isAdmin: u.isAdmin, twoFactor: u.twoFactor, via: "session", scopes: "all" }, ip: null });
+
+let h: Harness;
+let users: Record<Exclude<Actor, "anonymous"> | "contractor2" | "host", User>;
+let orgId: string;
+let assignedProject: string;
+let unassignedProject: string;
+const bearer = new Map<string, string>();
+
+/** A new signed-in browser session of the user (cookie + CSRF token), made without the rate-limited sign-in route. */
+async function sessionOf(user: User): Promise<Client> {
+  const token = await h.services.sessions.create(h.services.store.db, user.id, "127.0.0.1");
+  const res = await h.app.inject({ method: "GET", url: "/api/v1/session", cookies: { slipway_session: token } });
+  if (res.statusCode !== 200) throw new Error(`session bootstrap failed: ${res.statusCode} ${res.body}`);
+  return new Client(h.app, { cookie: `slipway_session=${token}; ${cookieHeader(res)}`, csrf: res.json().csrfToken });
+}
+
+async function join(user: User, org: string, role: Role, by: User = users.owner): Promise<void> {
+  const { token } = await h.services.orgs.invite(ctxOf(by), org, user.email, role);
+  await h.services.orgs.acceptInvitation(ctxOf(user), token);
+}
+
+async function project(opts: { assigned: boolean }): Promise<string> {
+  const p = await h.services.projects.create(ctxOf(users.owner), orgId, `p-${rand()}`, null);
+  if (opts.assigned) await h.services.projects.assign(ctxOf(users.owner), p.id, users.contractor.id);
+  return p.id;
+}
+
+async function enableTwoFactor(user: User): Promise<string[]> {
+  const { otpauthUri } = await h.services.twoFactor.begin(ctxOf(user));
+  return (await h.services.twoFactor.confirm(ctxOf(user), totpCode(otpauthUri))).recoveryCodes;
+}
+
+/** What one caller needs to make a request that passes validation, so that only access decides. */
+interface Subject {
+  column: Column;
+  user?: User;
+  /** The project the column is about: assigned to the contractor, except for contractorUnassigned. */
+  projectId: string;
+  /** A new project in the same relation to the caller, for routes that use it up. */
+  freshProject(): Promise<string>;
+}
+interface Call {
+  params?: Record<string, string>;
+  body?: unknown;
+  /** Puts the caller's account back as it was, so that the order of calls does not matter. */
+  after?(res: LightMyRequestResponse): Promise<void>;
+}
+const none = async (): Promise<Call> => ({});
+
+async function newMember(role: Role): Promise<User> {
+  const u = await createUser(h, `target-${rand()}@example.com`);
+  await join(u, orgId, role);
+  return u;
+}
+
+const calls: Record<string, (s: Subject) => Promise<Call>> = {
+  "GET /healthz": none,
+  "GET /readyz": none,
+  "GET /metrics": none,
+  "GET /.well-known/security.txt": none,
+  "GET /api/v1/meta": none,
+  "GET /api/v1/openapi.json": none,
+  "POST /api/v1/session": async (s) => ({ body: { email: (s.user ?? users.host).email, password: PASSWORD } }),
+  "POST /api/v1/signup": async () => ({ body: { email: `new-${rand()}@example.com`, password: PASSWORD } }),
+  "POST /api/v1/signup/verify": async () => {
+    const u = await h.services.users.create({ email: `unverified-${rand()}@example.com`, password: PASSWORD, isAdmin: false, verified: false }, { actor: "test" });
+    const token = rand() + rand();
+    await h.services.store.db.insertInto("email_tokens").values({ token_hash: tokenHash(token), user_id: u.id, purpose: "verify", expires_at: new Date(Date.now() + 3_600_000).toISOString(), used_at: null }).execute();
+    return { body: { token } };
+  },
+  "GET /api/v1/session": none,
+  "DELETE /api/v1/session": none,
+  "GET /api/v1/me": none,
+  "POST /api/v1/me/password": async () => ({ body: { currentPassword: PASSWORD, newPassword: PASSWORD } }),
+  "POST /api/v1/me/2fa": none,
+  "POST /api/v1/me/2fa/confirm": async ({ user }) => {
+    if (!user) return { body: { code: "123456" } };
+    const { otpauthUri } = await h.services.twoFactor.begin(ctxOf(user));
+    return {
+      body: { code: totpCode(otpauthUri) },
+      after: async (res) => {
+        if (res.statusCode === 200) await h.services.twoFactor.disable(ctxOf(user), res.json().recoveryCodes[0]);
+      },
+    };
+  },
+  "POST /api/v1/me/2fa/disable": async ({ user }) => {
+    if (!user) return { body: { code: "123456" } };
+    const codes = await enableTwoFactor(user);
+    return {
+      body: { code: codes[0] },
+      after: async (res) => {
+        if (res.statusCode !== 204) await h.services.twoFactor.disable(ctxOf(user), codes[1]!);
+      },
+    };
+  },
+  "GET /api/v1/tokens": none,
+  "POST /api/v1/tokens": async () => ({ body: { name: "matrix", scopes: ["projects:read"] } }),
+  "DELETE /api/v1/tokens/:tokenId": async ({ user }) => ({ params: { tokenId: user ? (await h.services.tokens.create(ctxOf(user), "doomed", ["projects:read"], null)).id : "tok_unknown" } }),
+  "GET /api/v1/me/secrets": none,
+  "PUT /api/v1/me/secrets/:name": async () => ({ params: { name: `S_${rand()}` }, body: { value: "v" } }),
+  "DELETE /api/v1/me/secrets/:name": async ({ user }) => {
+    const name = `S_${rand()}`;
+    if (user) await h.services.secrets.set(ctxOf(user), { kind: "user", id: user.id }, null, name, "v");
+    return { params: { name } };
+  },
+  "POST /api/v1/invitations/accept": async ({ user }) => {
+    const guestOrg = await h.services.orgs.create(ctxOf(users.host), `guests-${rand()}`);
+    const { token } = await h.services.orgs.invite(ctxOf(users.host), guestOrg.id, user?.email ?? `nobody-${rand()}@example.com`, "member");
+    return { body: { token } };
+  },
+  "GET /api/v1/orgs": none,
+  "POST /api/v1/orgs": async () => ({ body: { name: `org-${rand()}` } }),
+  "GET /api/v1/projects": none,
+
+  "GET /api/v1/orgs/:orgId": async () => ({ params: { orgId } }),
+  "PATCH /api/v1/orgs/:orgId": async () => ({ params: { orgId }, body: { name: "Matrix" } }),
+  "GET /api/v1/orgs/:orgId/members": async () => ({ params: { orgId } }),
+  "POST /api/v1/orgs/:orgId/invitations": async () => ({ params: { orgId }, body: { email: `invitee-${rand()}@example.com`, role: "member" } }),
+  "PATCH /api/v1/orgs/:orgId/members/:userId": async () => ({ params: { orgId, userId: (await newMember("member")).id }, body: { role: "contractor" } }),
+  "DELETE /api/v1/orgs/:orgId/members/:userId": async () => ({ params: { orgId, userId: (await newMember("member")).id } }),
+  "GET /api/v1/orgs/:orgId/audit": async () => ({ params: { orgId } }),
+  "POST /api/v1/projects": async () => ({ body: { name: `p-${rand()}`, organization: orgId } }),
+
+  "GET /api/v1/projects/:projectId": async (s) => ({ params: { projectId: s.projectId } }),
+  "PATCH /api/v1/projects/:projectId": async (s) => ({ params: { projectId: s.projectId }, body: { repositoryUrl: "https://git.example.com/app.git" } }),
+  "DELETE /api/v1/projects/:projectId": async (s) => ({ params: { projectId: await s.freshProject() } }),
+  "GET /api/v1/projects/:projectId/secrets": async (s) => ({ params: { projectId: s.projectId } }),
+  "PUT /api/v1/projects/:projectId/secrets/:name": async (s) => ({ params: { projectId: s.projectId, name: `S_${rand()}` }, body: { value: "v" } }),
+  "DELETE /api/v1/projects/:projectId/secrets/:name": async (s) => {
+    const name = `S_${rand()}`;
+    await h.services.secrets.set(ctxOf(users.owner), { kind: "project", id: s.projectId }, orgId, name, "v");
+    return { params: { projectId: s.projectId, name } };
+  },
+  "GET /api/v1/projects/:projectId/assignments": async (s) => ({ params: { projectId: s.projectId } }),
+  "PUT /api/v1/projects/:projectId/assignments/:userId": async (s) => ({ params: { projectId: await s.freshProject(), userId: users.contractor2.id } }),
+  "DELETE /api/v1/projects/:projectId/assignments/:userId": async (s) => {
+    const projectId = await s.freshProject();
+    await h.services.projects.assign(ctxOf(users.owner), projectId, users.contractor2.id);
+    return { params: { projectId, userId: users.contractor2.id } };
+  },
+};
+
+function subject(column: Column): Subject {
+  const user = column === "anonymous" ? undefined : users[column === "contractorUnassigned" ? "contractor" : column];
+  const assigned = column !== "contractorUnassigned";
+  return { column, user, projectId: assigned ? assignedProject : unassignedProject, freshProject: () => project({ assigned }) };
+}
+
+const fill = (template: string, params: Record<string, string> = {}) => template.replace(/:(\w+)/g, (_, name: string) => encodeURIComponent(params[name] ?? `missing-${name}`));
+
+/** "204", or "403 forbidden" for a refusal, so that a refusal for the wrong reason does not match. */
+function outcome(res: LightMyRequestResponse): string {
+  if (res.statusCode < 400) return String(res.statusCode);
+  const body = res.headers["content-type"]?.toString().includes("json") ? res.json() : undefined;
+  return `${res.statusCode} ${body?.error?.code ?? "(no code)"}`;
+}
+const expectedOutcome = (status: number) => (status < 400 ? String(status) : `${status} ${refusalCode[status]}`);
+
+/** Runs one route for every column of its row; `via` says how signed-in callers authenticate. */
+async function runRoute(key: string, via: "session" | "token"): Promise<{ actual: Record<string, string>; wanted: Record<string, string> }> {
+  const [method, template] = key.split(" ") as [string, string];
+  const actual: Record<string, string> = {};
+  const wanted: Record<string, string> = {};
+  for (const [column, status] of Object.entries(expected[key]!) as Array<[Column, number]>) {
+    if (via === "token" && column === "anonymous") continue;
+    const s = subject(column);
+    const call = await calls[key]!(s);
+    const client = !s.user ? new Client(h.app) : via === "session" ? await sessionOf(s.user) : new Client(h.app, { bearer: bearer.get(s.user.id)! });
+    const url = fill(template, call.params);
+    const res = await client.request(method as "GET", url, call.body);
+    await call.after?.(res);
+    actual[column] = outcome(res);
+    wanted[column] = via === "token" && sessionOnly.has(key) ? "403 session_required" : expectedOutcome(status);
+    if (method === "GET" && via === "session") {
+      // Fastify answers HEAD from the GET route; it must be guarded the same way.
+      const head = await (s.user ? await sessionOf(s.user) : client).request("HEAD", url);
+      actual[`${column} (HEAD)`] = String(head.statusCode);
+      wanted[`${column} (HEAD)`] = String(status);
+    }
+  }
+  return { actual, wanted };
+}
+
+beforeAll(async () => {
+  h = await startHarness({ signup: true });
+  const names = ["owner", "admin", "member", "contractor", "support", "outsider", "contractor2", "host"] as const;
+  users = Object.fromEntries(await Promise.all(names.map(async (n) => [n, await createUser(h, `${n}@example.com`)]))) as typeof users;
+  orgId = (await h.services.orgs.create(ctxOf(users.owner), "Matrix")).id;
+  for (const role of ["admin", "member", "contractor", "support"] as const) await join(users[role], orgId, role);
+  await join(users.contractor2, orgId, "contractor");
+  assignedProject = await project({ assigned: true });
+  unassignedProject = await project({ assigned: false });
+  for (const u of Object.values(users)) bearer.set(u.id, (await h.services.tokens.create(ctxOf(u), "all scopes", [...scopes], null)).token);
+});
+afterAll(() => h?.close());
+
+describe("P11: authorization matrix", () => {
+  it("P11: the table covers every route the app serves, and nothing else", () => {
+    const routes = listRoutes(h.app);
+    // The parser reads a printed tree: prove it read real routes, not a misparse.
+    for (const r of routes) {
+      const [method, url] = r.split(" ") as [string, string];
+      expect(h.app.hasRoute({ method: method as "GET", url }), r).toBe(true);
+    }
+    expect(routes.length).toBeGreaterThan(40);
+    const served = routes.filter((r) => !r.startsWith("HEAD "));
+    expect(served.sort()).toEqual(Object.keys(expected).sort());
+    // HEAD exists only as Fastify's shadow of a GET route, which the matrix also runs.
+    for (const r of routes.filter((r) => r.startsWith("HEAD "))) expect(expected[r.replace(/^HEAD/, "GET")], r).toBeDefined();
+    // Project routes also need the unassigned-contractor column, all other routes only the actors.
+    for (const [key, row] of Object.entries(expected)) {
+      expect(Object.keys(row).length, key).toBe(key.includes(":projectId") ? 8 : 7);
+      expect(calls[key], `no request recipe for ${key}`).toBeDefined();
+    }
+  });
+
+  it.each(Object.keys(expected))("P11: %s answers each caller as the policy says (browser session)", async (key) => {
+    const { actual, wanted } = await runRoute(key, "session");
+    expect(actual).toEqual(wanted);
+  });
+
+  it.each(Object.keys(expected).filter((k) => expected[k]!.anonymous === 401))(
+    "P11: %s answers an API token with every scope as its user's session, except session-only routes",
+    async (key) => {
+      const { actual, wanted } = await runRoute(key, "token");
+      expect(actual).toEqual(wanted);
+    },
+  );
+});
+
+describe("P11: beyond the status codes", () => {
+  it("P11: project lists hold exactly the projects the caller may open", async () => {
+    const listed = async (u: User) => ((await (await sessionOf(u)).get("/api/v1/projects")).json().projects as Array<{ id: string }>).map((p) => p.id);
+    expect(await listed(users.member)).toEqual(expect.arrayContaining([assignedProject, unassignedProject]));
+    expect(await listed(users.support)).toEqual(expect.arrayContaining([assignedProject, unassignedProject]));
+    const contractors = await listed(users.contractor);
+    expect(contractors).toContain(assignedProject);
+    expect(contractors).not.toContain(unassignedProject);
+    expect(await listed(users.outsider)).toEqual([]);
+  });
+
+  it("P11: a contractor who leaves, or stops being a contractor, keeps no assignment to come back to", async () => {
+    const owner = await sessionOf(users.owner);
+    const members = `/api/v1/orgs/${orgId}/members`;
+    for (const leave of [(u: User) => owner.delete(`${members}/${u.id}`), (u: User) => owner.patch(`${members}/${u.id}`, { role: "member" })]) {
+      const temp = await newMember("contractor");
+      const projectId = await project({ assigned: false });
+      expect(outcome(await owner.put(`/api/v1/projects/${projectId}/assignments/${temp.id}`))).toBe("204");
+      const opens = async () => outcome(await (await sessionOf(temp)).get(`/api/v1/projects/${projectId}`));
+      expect(await opens()).toBe("200");
+      expect(outcome(await leave(temp))).toBe("204");
+      // Back as a contractor (re-invited, or role changed back), with no assignment given this time.
+      if (await h.services.orgs.roleOf(h.services.store.db, orgId, temp.id)) await owner.patch(`${members}/${temp.id}`, { role: "contractor" });
+      else await join(temp, orgId, "contractor");
+      expect(await opens()).toBe("404 not_found");
+    }
+  });
+
+  it("P11: only an owner grants, changes or removes the owner role; an admin manages everyone else", async () => {
+    const [coOwner, target] = [await newMember("member"), await newMember("member")];
+    const admin = await sessionOf(users.admin);
+    const owner = await sessionOf(users.owner);
+    const members = `/api/v1/orgs/${orgId}/members`;
+    expect(outcome(await admin.patch(`${members}/${coOwner.id}`, { role: "owner" }))).toBe("403 forbidden");
+    expect(outcome(await owner.patch(`${members}/${coOwner.id}`, { role: "owner" }))).toBe("204");
+    expect(outcome(await admin.patch(`${members}/${coOwner.id}`, { role: "member" }))).toBe("403 forbidden");
+    expect(outcome(await admin.delete(`${members}/${coOwner.id}`))).toBe("403 forbidden");
+    expect(outcome(await admin.post(`/api/v1/orgs/${orgId}/invitations`, { email: `x-${rand()}@example.com`, role: "owner" }))).toBe("403 forbidden");
+    expect(outcome(await admin.patch(`${members}/${target.id}`, { role: "admin" }))).toBe("204");
+    expect(outcome(await owner.delete(`${members}/${coOwner.id}`))).toBe("204");
+  });
+});
+
+describe("P11: API token scopes", () => {
+  async function tokenWith(user: User, granted: string[]): Promise<Client> {
+    const res = await (await sessionOf(user)).post("/api/v1/tokens", { name: `scoped-${rand()}`, scopes: granted });
+    expect(res.statusCode).toBe(201);
+    return new Client(h.app, { bearer: res.json().token });
+  }
+  it("P11: a token lacking a scope is refused with insufficient_scope; the scope makes the same call succeed", async () => {
+    const readOnly = await tokenWith(users.owner, ["projects:read"]);
+    const readWrite = await tokenWith(users.owner, ["projects:read", "secrets:write", "secrets:read", "orgs:read"]);
+    const secretUrl = () => `/api/v1/projects/${assignedProject}/secrets/S_${rand()}`;
+
+    expect(outcome(await readOnly.get(`/api/v1/projects/${assignedProject}`))).toBe("200");
+    expect(outcome(await readOnly.put(secretUrl(), { value: "v" }))).toBe("403 insufficient_scope");
+    expect(outcome(await readWrite.put(secretUrl(), { value: "v" }))).toBe("201");
+
+    expect(outcome(await readOnly.get("/api/v1/me/secrets"))).toBe("403 insufficient_scope");
+    expect(outcome(await readWrite.get("/api/v1/me/secrets"))).toBe("200");
+
+    expect(outcome(await readOnly.get(`/api/v1/orgs/${orgId}`))).toBe("403 insufficient_scope");
+    expect(outcome(await readWrite.get(`/api/v1/orgs/${orgId}`))).toBe("200");
+  });
+
+  it("P11: a scope never widens the role: a member's write token still cannot change a project", async () => {
+    const memberToken = await tokenWith(users.member, ["projects:write"]);
+    const ownerToken = await tokenWith(users.owner, ["projects:write"]);
+    const body = { repositoryUrl: "https://git.example.com/other.git" };
+    expect(outcome(await memberToken.patch(`/api/v1/projects/${assignedProject}`, body))).toBe("403 forbidden");
+    expect(outcome(await ownerToken.patch(`/api/v1/projects/${assignedProject}`, body))).toBe("200");
+  });
+
+  it("P11: session-only routes refuse a bearer token that has every scope, and accept the session", async () => {
+    const all = new Client(h.app, { bearer: bearer.get(users.member.id)! });
+    const browser = await sessionOf(users.member);
+    for (const [method, url, body] of [
+      ["GET", "/api/v1/tokens", undefined],
+      ["POST", "/api/v1/tokens", { name: "x", scopes: ["projects:read"] }],
+      ["POST", "/api/v1/me/2fa", {}],
+    ] as const) {
+      expect(outcome(await all.request(method, url, body)), `${method} ${url}`).toBe("403 session_required");
+      expect((await browser.request(method, url, body)).statusCode, `${method} ${url}`).toBeLessThan(300);
+    }
+  });
+});
+
+describe("P11/P24: an organisation that requires two-factor authentication", () => {
+  it("P24: refuses a member without 2FA (2fa_required) and lets them in once they turn it on", async () => {
+    const owner = await createUser(h, `strict-owner-${rand()}@example.com`);
+    const member = await createUser(h, `strict-member-${rand()}@example.com`);
+    const org = await h.services.orgs.create(ctxOf(owner), "Strict");
+    await join(member, org.id, "member", owner);
+    const p = await h.services.projects.create(ctxOf(owner), org.id, "strict-app", null);
+    const browser = await sessionOf(member);
+    const reach = async () => [outcome(await browser.get(`/api/v1/orgs/${org.id}`)), outcome(await browser.get(`/api/v1/projects/${p.id}`))];
+    const listed = async () => ((await browser.get("/api/v1/projects")).json().projects as Array<{ id: string }>).some((x) => x.id === p.id);
+
+    expect(await reach()).toEqual(["200", "200"]);
+    expect(await listed()).toBe(true);
+
+    // Requiring 2FA needs it on the owner's own account first, so the owner cannot lock themselves out.
+    const ownerBrowser = await sessionOf(owner);
+    expect(outcome(await ownerBrowser.patch(`/api/v1/orgs/${org.id}`, { require2fa: true }))).toBe("409 2fa_required");
+    await enableTwoFactor(owner);
+    expect((await ownerBrowser.patch(`/api/v1/orgs/${org.id}`, { require2fa: true })).statusCode).toBe(200);
+    expect(await reach()).toEqual(["403 2fa_required", "403 2fa_required"]);
+    expect(await listed()).toBe(false);
+
+    const setup = await browser.post("/api/v1/me/2fa");
+    expect(setup.statusCode).toBe(200);
+    expect((await browser.post("/api/v1/me/2fa/confirm", { code: totpCode(setup.json().otpauthUri) })).statusCode).toBe(200);
+    expect(await reach()).toEqual(["200", "200"]);
+    expect(await listed()).toBe(true);
+  });
+});

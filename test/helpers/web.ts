@@ -1,0 +1,213 @@
+import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from "fastify";
+import { sql } from "kysely";
+import { expect } from "vitest";
+import type { Services } from "../../src/services.js";
+import { Client, createUser, PASSWORD, signIn, type Harness } from "./harness.js";
+
+export interface Route {
+  method: string;
+  url: string;
+}
+
+/** Routes deliberately left out of the OpenAPI document (schema.hide). */
+export const HIDDEN_ROUTES = ["/healthz", "/readyz", "/metrics", "/.well-known/security.txt", "/api/v1/openapi.json"];
+
+/**
+ * Every route the app registered, read back from Fastify's own route tree so that a route added
+ * later is picked up without touching the tests. HEAD is left out: Fastify adds it to every GET.
+ */
+export function listRoutes(app: FastifyInstance): Route[] {
+  const routes: Route[] = [];
+  const prefixes: string[] = [];
+  for (const line of app.printRoutes({ commonPrefix: false }).split("\n")) {
+    const m = /^([│ ]*)[├└]── (.+?)(?: \(([A-Z, ]+)\))?$/.exec(line);
+    if (!m) continue;
+    // Each tree level indents by four characters; a node's path continues its parent's.
+    const depth = m[1]!.length / 4;
+    const url = (depth > 0 ? prefixes[depth - 1]! : "") + m[2]!;
+    prefixes[depth] = url;
+    prefixes.length = depth + 1;
+    for (const method of m[3]?.split(", ") ?? []) if (method !== "HEAD") routes.push({ method, url });
+  }
+  return routes;
+}
+
+/** The API's one error shape: `{ error: { code, message } }` and a 4xx unless said otherwise. */
+export function expectError(res: LightMyRequestResponse, status?: number, code?: string, label = ""): void {
+  const what = `${label} → ${res.statusCode} ${res.body.slice(0, 300)}`;
+  if (status !== undefined) expect(res.statusCode, what).toBe(status);
+  else {
+    expect(res.statusCode, what).toBeGreaterThanOrEqual(400);
+    expect(res.statusCode, what).toBeLessThan(500);
+  }
+  expect(res.headers["content-type"], what).toMatch(/^application\/json/);
+  const body = res.json() as { error?: { code?: unknown; message?: unknown } };
+  expect(Object.keys(body), what).toEqual(["error"]);
+  expect(typeof body.error?.code, what).toBe("string");
+  expect(typeof body.error?.message, what).toBe("string");
+  expect((body.error!.message as string).length, what).toBeGreaterThan(0);
+  if (code !== undefined) expect(body.error?.code, what).toBe(code);
+}
+
+const TABLES = [
+  "users",
+  "recovery_codes",
+  "api_tokens",
+  "email_tokens",
+  "organizations",
+  "memberships",
+  "invitations",
+  "projects",
+  "project_assignments",
+  "data_keys",
+  "secrets",
+  "audit_log",
+] as const;
+
+/**
+ * Row counts of every table that a write through the API would change, plus the newest audit
+ * entry and secret update: equal snapshots mean a request wrote nothing. (Sessions and the
+ * sign-in throttle are left out: reading a session refreshes it by design.)
+ */
+export async function dbSnapshot(services: Services): Promise<Record<string, unknown>> {
+  const db = services.store.db;
+  const snap: Record<string, unknown> = {};
+  for (const table of TABLES) {
+    const row = await db.selectFrom(table).select(sql<number>`count(*)`.as("n")).executeTakeFirstOrThrow();
+    snap[table] = Number(row.n);
+  }
+  snap.lastAudit = (await db.selectFrom("audit_log").select("hash").orderBy("seq", "desc").limit(1).executeTakeFirst())?.hash ?? null;
+  snap.lastSecretUpdate = (await db.selectFrom("secrets").select(sql<string>`max(updated_at)`.as("at")).executeTakeFirst())?.at ?? null;
+  snap["projectsRows"] = (await db.selectFrom("projects").select(["id", "name", "repository_url"]).orderBy("id").execute()).map((p) => JSON.stringify(p)).join();
+  snap["orgsRows"] = (await db.selectFrom("organizations").selectAll().orderBy("id").execute()).map((o) => JSON.stringify(o)).join();
+  snap["membersRows"] = (await db.selectFrom("memberships").select(["org_id", "user_id", "role"]).orderBy("user_id").execute()).map((m) => JSON.stringify(m)).join();
+  snap["tokensRows"] = (await db.selectFrom("api_tokens").select(["id", "revoked_at"]).orderBy("id").execute()).map((t) => JSON.stringify(t)).join();
+  snap["usersRows"] = (await db.selectFrom("users").select(["id", "password_hash", "totp_secret", "totp_pending", "email_verified"]).orderBy("id").execute()).map((u) => JSON.stringify(u)).join();
+  return snap;
+}
+
+/** An owner with a project, a project secret, a personal secret, an API token and a second member. */
+export interface World {
+  owner: Client;
+  bearer: Client;
+  /** A real value for every path parameter name the API uses. */
+  params: Record<string, string>;
+}
+
+export async function setUpWorld(h: Harness): Promise<World> {
+  const ownerUser = await createUser(h, "owner@example.com");
+  const memberUser = await createUser(h, "member@example.com");
+  const owner = await signIn(h, "owner@example.com");
+  const project = await owner.post("/api/v1/projects", { name: "web" });
+  expect(project.statusCode, project.body).toBe(201);
+  const { id: projectId, organization: orgId } = project.json() as { id: string; organization: string };
+  const principal = { userId: ownerUser.id, email: ownerUser.email, isAdmin: false, twoFactor: false, via: "session", scopes: "all" } as const;
+  const { token: invitation } = await h.services.orgs.invite({ principal, ip: "127.0.0.1" }, orgId, memberUser.email, "member");
+  const member = await signIn(h, "member@example.com");
+  expect((await member.post("/api/v1/invitations/accept", { token: invitation })).statusCode).toBe(200);
+  expect((await owner.put(`/api/v1/projects/${projectId}/secrets/API_KEY`, { value: "s3cret" })).statusCode).toBe(201);
+  expect((await owner.put("/api/v1/me/secrets/API_KEY", { value: "s3cret" })).statusCode).toBe(201);
+  const token = await owner.post("/api/v1/tokens", { name: "ci", scopes: ["projects:read", "projects:write", "secrets:read", "secrets:write", "orgs:read", "orgs:write", "audit:read"] });
+  expect(token.statusCode, token.body).toBe(201);
+  const { id: tokenId, token: bearerToken } = token.json() as { id: string; token: string };
+  return { owner, bearer: new Client(h.app, { bearer: bearerToken }), params: { projectId, orgId, userId: memberUser.id, tokenId, name: "API_KEY" } };
+}
+
+/** The route's URL with each `:param` replaced; a parameter the tests do not know fails loudly. */
+export function fillPath(url: string, values: Record<string, string>, override: Record<string, string> = {}): string {
+  return url.replace(/:(\w+)/g, (_, name: string) => {
+    const v = override[name] ?? values[name];
+    if (v === undefined) throw new Error(`no test value for the path parameter :${name} of ${url}; add one to setUpWorld`);
+    return v;
+  });
+}
+
+let clientNumber = 256;
+
+/**
+ * One request as `as` (a Client's cookie/CSRF/bearer, or nothing), each from its own loopback
+ * address so that per-address rate limits do not answer in place of the check under test.
+ */
+export function send(
+  app: FastifyInstance,
+  as: Client | undefined,
+  method: string,
+  url: string,
+  opts: { json?: unknown; payload?: string | Buffer; contentType?: string; headers?: Record<string, string> } = {},
+): Promise<LightMyRequestResponse> {
+  const n = clientNumber++;
+  const payload = opts.payload ?? (opts.json === undefined ? undefined : JSON.stringify(opts.json));
+  const auth = as?.auth ?? {};
+  return app.inject({
+    method: method as InjectOptions["method"],
+    url,
+    remoteAddress: `127.${(n >> 16) & 255}.${(n >> 8) & 255}.${n & 255}`,
+    headers: {
+      ...(auth.cookie && { cookie: auth.cookie }),
+      ...(auth.csrf && { "x-csrf-token": auth.csrf }),
+      ...(auth.bearer && { authorization: `Bearer ${auth.bearer}` }),
+      ...(payload !== undefined && { "content-type": opts.contentType ?? "application/json" }),
+      ...opts.headers,
+    },
+    ...(payload !== undefined && { payload }),
+  });
+}
+
+/** JSON Schema, as far as the route schemas in the OpenAPI document use it. */
+export interface Schema {
+  type?: string;
+  nullable?: boolean;
+  enum?: unknown[];
+  properties?: Record<string, Schema>;
+  required?: string[];
+  items?: Schema;
+  minLength?: number;
+  maxLength?: number;
+  minItems?: number;
+  maxItems?: number;
+  minimum?: number;
+  maximum?: number;
+  exclusiveMinimum?: boolean;
+}
+export interface Parameter {
+  in: "path" | "query";
+  name: string;
+  schema: Schema;
+}
+export interface ApiRoute extends Route {
+  body?: Schema;
+  query: Parameter[];
+  path: Parameter[];
+}
+
+/** Every route with its body, query and path parameter schemas from the OpenAPI document. */
+export async function apiRoutes(app: FastifyInstance): Promise<ApiRoute[]> {
+  const doc = (await app.inject("/api/v1/openapi.json")).json() as { paths: Record<string, Record<string, { parameters?: Parameter[]; requestBody?: { content: Record<string, { schema: Schema }> } }>> };
+  return listRoutes(app).map((r) => {
+    const op = doc.paths[r.url.replace(/:(\w+)/g, "{$1}")]?.[r.method.toLowerCase()];
+    if (!op && !HIDDEN_ROUTES.includes(r.url)) throw new Error(`${r.method} ${r.url} is not in the OpenAPI document`);
+    const params = op?.parameters ?? [];
+    return { ...r, body: op?.requestBody?.content["application/json"]?.schema, query: params.filter((x) => x.in === "query"), path: params.filter((x) => x.in === "path") };
+  });
+}
+
+/** A body each route accepts (validation passes); the tests mutate it one way at a time. */
+export const sampleBodies = (p: Record<string, string>): Record<string, unknown> => ({
+  "POST /api/v1/session": { email: "nobody@example.com", password: "not the password" },
+  "POST /api/v1/signup": { email: "new@example.com", password: "a long enough password" },
+  "POST /api/v1/signup/verify": { token: "unknown-token" },
+  "POST /api/v1/me/password": { currentPassword: PASSWORD, newPassword: "another long password" },
+  "POST /api/v1/me/2fa/confirm": { code: "123456" },
+  "POST /api/v1/me/2fa/disable": { code: "123456" },
+  "POST /api/v1/tokens": { name: "deploy", scopes: ["projects:read"] },
+  "PUT /api/v1/me/secrets/:name": { value: "v" },
+  "POST /api/v1/invitations/accept": { token: "unknown-token" },
+  "POST /api/v1/orgs": { name: "second" },
+  "PATCH /api/v1/orgs/:orgId": { name: "renamed" },
+  "POST /api/v1/orgs/:orgId/invitations": { email: "invitee@example.com", role: "member" },
+  "PATCH /api/v1/orgs/:orgId/members/:userId": { role: "admin" },
+  "POST /api/v1/projects": { name: "api", organization: p.orgId },
+  "PATCH /api/v1/projects/:projectId": { name: "web2" },
+  "PUT /api/v1/projects/:projectId/secrets/:name": { value: "v" },
+});
+

@@ -1,0 +1,257 @@
+import { randomBytes } from "node:crypto";
+import { readdirSync, readFileSync } from "node:fs";
+import path from "node:path";
+import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from "fastify";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { scopes } from "../src/auth/permissions.js";
+import { tokenHash } from "../src/crypto/secret-box.js";
+import { Client, cookieHeader, createUser, startHarness, totpCode, type Harness } from "./helpers/harness.js";
+import { listRoutes } from "./helpers/web.js";
+
+/**
+ * P13: a realistic session is driven through the API and every response body is kept; then no
+ * body may hold anything sensitive, except the one response that hands a value out on purpose
+ * (a new API token, the TOTP secret at set-up, the recovery codes at confirmation).
+ */
+
+interface Seen {
+  viewer: string;
+  what: string;
+  status: number;
+  body: string;
+}
+interface Needle {
+  label: string;
+  match: string | RegExp;
+  /** The one response allowed to carry it. */
+  allowedIn?: Seen;
+  /** Only these viewers must not see it (other users' emails); everyone when unset. */
+  hiddenFrom?: string[];
+}
+
+const seen: Seen[] = [];
+const needles: Needle[] = [
+  { label: "argon2 password hash", match: "$argon2" },
+  { label: "sealed value", match: "sb1:" },
+  { label: "PEM private key", match: /-----BEGIN [A-Z ]*PRIVATE KEY-----/ },
+];
+const forbid = (label: string, value: string, opts: Omit<Needle, "label" | "match"> = {}) => needles.push({ label, match: value, ...opts });
+/** A bearer secret and the hash Slipway keeps of it: neither may leave the server. */
+const forbidWithHash = (label: string, value: string, opts: Omit<Needle, "label" | "match"> = {}) => {
+  forbid(label, value, opts);
+  forbid(`hash of ${label}`, tokenHash(value));
+};
+
+/** Every string inside a JSON body (keys too), so escaped characters cannot hide a value from the raw-text search. */
+function stringsIn(v: unknown): string[] {
+  if (typeof v === "string") return [v];
+  if (Array.isArray(v)) return v.flatMap(stringsIn);
+  if (v && typeof v === "object") return Object.entries(v).flatMap(([k, x]) => [k, ...stringsIn(x)]);
+  return [];
+}
+function textsOf(s: Seen): string[] {
+  try {
+    return [s.body, ...stringsIn(JSON.parse(s.body))];
+  } catch {
+    return [s.body];
+  }
+}
+const found = (n: Needle, text: string) => (typeof n.match === "string" ? text.includes(n.match) : n.match.test(text));
+
+function leaks(s: Seen): string[] {
+  const texts = textsOf(s);
+  return needles
+    .filter((n) => n.allowedIn !== s && (!n.hiddenFrom || n.hiddenFrom.includes(s.viewer)) && texts.some((t) => found(n, t)))
+    .map((n) => `${s.viewer} ${s.what} → ${s.status}: ${n.label}`);
+}
+
+/** A client whose every response is kept for the scan, labelled with who saw it. */
+class Recording extends Client {
+  constructor(
+    app: FastifyInstance,
+    readonly viewer: string,
+    auth: Client["auth"] = {},
+  ) {
+    super(app, auth);
+  }
+  last!: Seen;
+  override async request(method: InjectOptions["method"], url: string, body?: unknown, headers?: Record<string, string>): Promise<LightMyRequestResponse> {
+    const res = await super.request(method, url, body, headers);
+    this.last = { viewer: this.viewer, what: `${method} ${url}`, status: res.statusCode, body: res.body };
+    seen.push(this.last);
+    return res;
+  }
+}
+
+const rand = (n = 12) => randomBytes(n).toString("hex");
+const okStatus = (res: LightMyRequestResponse) => {
+  if (res.statusCode >= 300) throw new Error(`${res.statusCode} ${res.body}`);
+  return res;
+};
+
+let h: Harness;
+const emails = { owner: `olivia-${rand(3)}@example.com`, member: `mo-${rand(3)}@example.com`, support: `sam-${rand(3)}@example.com` };
+type Person = keyof typeof emails;
+const passwords: Record<Person, string> = { owner: `pw-${rand()}`, member: `pw-${rand()}`, support: `pw-${rand()}` };
+const ids = { orgId: "", projectId: "" };
+let ownerMembersView: Seen;
+let tokenCreation: { seen: Seen; token: string };
+
+async function signIn(who: Person, totp?: string): Promise<Recording> {
+  const anon = new Recording(h.app, who);
+  const res = okStatus(await anon.post("/api/v1/session", { email: emails[who], password: passwords[who], ...(totp && { totp }) }));
+  forbidWithHash(`session token of ${who}`, res.cookies.find((c) => c.name === "slipway_session")!.value);
+  return new Recording(h.app, who, { cookie: cookieHeader(res), csrf: res.json().csrfToken });
+}
+
+async function createToken(client: Recording, granted: readonly string[]): Promise<Recording> {
+  const res = okStatus(await client.post("/api/v1/tokens", { name: `t-${rand(2)}`, scopes: granted }));
+  const token = res.json().token as string;
+  forbidWithHash("API token", token, { allowedIn: client.last });
+  tokenCreation ??= { seen: client.last, token };
+  return new Recording(h.app, client.viewer, { bearer: token });
+}
+
+async function setSecret(client: Recording, url: string, label: string, value = `sv-${rand()}`): Promise<void> {
+  forbid(label, value);
+  okStatus(await client.put(url, { value }));
+}
+
+/** The invitation token from the newest mail to `email` in the outbox (bodies are quoted-printable). */
+function invitationToken(email: string): string {
+  const dir = path.join(h.dataDir, "outbox");
+  const mails = readdirSync(dir)
+    .sort()
+    .map((f) => readFileSync(path.join(dir, f), "utf8").replace(/=\r?\n/g, "").replace(/=([0-9A-F]{2})/g, (_, x: string) => String.fromCharCode(parseInt(x, 16))));
+  const mail = mails.reverse().find((m) => m.includes(`To: ${email}`));
+  return /invitations\/accept\?token=([A-Za-z0-9_-]+)/.exec(mail ?? "")![1]!;
+}
+
+async function invite(owner: Recording, who: Person, role: string): Promise<Recording> {
+  okStatus(await owner.post(`/api/v1/orgs/${ids.orgId}/invitations`, { email: emails[who], role }));
+  const token = invitationToken(emails[who]);
+  forbidWithHash(`invitation token for ${who}`, token);
+  const client = await signIn(who);
+  okStatus(await client.post("/api/v1/invitations/accept", { token }));
+  return client;
+}
+
+/** GET every GET route the app serves, with the ids of this session's organisation and project. */
+async function readEverything(client: Recording): Promise<void> {
+  for (const { method, url } of listRoutes(h.app)) {
+    if (method !== "GET") continue;
+    const concrete = url.replace(/:(\w+)/g, (_, p: string) => {
+      const v = (ids as Record<string, string>)[p];
+      if (!v) throw new Error(`no value for :${p} in ${url}: teach readEverything about it`);
+      return v;
+    });
+    const res = await client.get(concrete);
+    if (url.endsWith("/members") && client.viewer === "owner" && !client.auth.bearer) ownerMembersView = client.last;
+    expect(res.statusCode, `${client.viewer} ${concrete}`).toBeLessThan(500);
+  }
+}
+
+beforeAll(async () => {
+  h = await startHarness();
+  for (const who of Object.keys(emails) as Person[]) {
+    await createUser(h, emails[who], { password: passwords[who] });
+    forbid(`password of ${who}`, passwords[who]);
+    // Other people's addresses: members and support must not see them (owners and admins may, in /members).
+    forbid(`email of ${who}`, emails[who], { hiddenFrom: ["anonymous", ...Object.keys(emails).filter((p) => p !== who && p !== "owner")] });
+  }
+  forbid("master key", readFileSync(path.join(h.dataDir, "master.key"), "utf8").trim());
+
+  let owner = await signIn("owner");
+  ids.orgId = okStatus(await owner.post("/api/v1/orgs", { name: "Acme" })).json().id;
+  ids.projectId = okStatus(await owner.post("/api/v1/projects", { name: "web", organization: ids.orgId, repositoryUrl: "https://git.example.com/web.git" })).json().id;
+  const member = await invite(owner, "member", "member");
+  const support = await invite(owner, "support", "support");
+
+  const projectSecret = (name: string) => `/api/v1/projects/${ids.projectId}/secrets/${name}`;
+  await setSecret(owner, projectSecret("DATABASE_URL"), "project secret", `postgres://app:${rand()}@db/app`);
+  await setSecret(owner, projectSecret("JSON_CONFIG"), "project secret with JSON-escaped characters", `{"key":"${rand()}\\n"}\t"quoted"`);
+  await setSecret(owner, projectSecret("DEPLOY_KEY"), "project deploy key", `-----BEGIN OPENSSH PRIVATE KEY-----\n${randomBytes(48).toString("base64")}\n-----END OPENSSH PRIVATE KEY-----\n`);
+  await setSecret(owner, projectSecret("DATABASE_URL"), "replaced project secret");
+  await setSecret(member, projectSecret("MEMBER_TOKEN"), "project secret set by a member");
+  await setSecret(owner, "/api/v1/me/secrets/NPM_TOKEN", "owner's personal secret");
+  await setSecret(member, "/api/v1/me/secrets/GH_TOKEN", "member's personal secret");
+
+  const ownerToken = await createToken(owner, scopes);
+  await createToken(owner, ["projects:read"]);
+  const memberToken = await createToken(member, ["projects:read", "secrets:read", "secrets:write", "orgs:read"]);
+  await setSecret(ownerToken, projectSecret("VIA_TOKEN"), "project secret set with a token");
+  await setSecret(memberToken, "/api/v1/me/secrets/VIA_TOKEN", "personal secret set with a token");
+
+  // Two-factor set-up: the secret is shown once at set-up, the recovery codes once at confirmation.
+  const setup = okStatus(await owner.post("/api/v1/me/2fa"));
+  const uri = setup.json().otpauthUri as string;
+  forbid("TOTP secret", setup.json().secret, { allowedIn: owner.last });
+  const confirm = okStatus(await owner.post("/api/v1/me/2fa/confirm", { code: totpCode(uri) }));
+  for (const code of confirm.json().recoveryCodes as string[]) {
+    forbid("recovery code", code, { allowedIn: owner.last });
+    forbid("hash of recovery code", tokenHash(code.replace(/[^0-9a-f]/g, "")));
+  }
+  okStatus(await owner.delete("/api/v1/session"));
+  owner = await signIn("owner", totpCode(uri, 1));
+
+  // Refusals echo nothing of what they refuse.
+  const anon = new Recording(h.app, "anonymous");
+  await anon.post("/api/v1/session", { email: emails.owner, password: passwords.member });
+  await anon.post("/api/v1/session", { email: emails.owner, password: passwords.owner, totp: "000000" });
+  const strayValue = `sv-${rand()}`;
+  forbid("secret value in a rejected request", strayValue);
+  await owner.put(projectSecret("REJECTED"), { value: strayValue, extra: strayValue });
+  await member.put(projectSecret("bad name!"), { value: strayValue });
+  const wrongPassword = `pw-${rand()}`;
+  forbid("wrong current password", wrongPassword);
+  await member.post("/api/v1/me/password", { currentPassword: wrongPassword, newPassword: passwords.member });
+  const newPassword = `pw-${rand()}`;
+  forbid("new password", newPassword);
+  okStatus(await member.post("/api/v1/me/password", { currentPassword: passwords.member, newPassword }));
+
+  for (const client of [owner, ownerToken, member, memberToken, support, anon]) await readEverything(client);
+});
+afterAll(() => h?.close());
+
+describe("P13: no sensitive data in API responses", () => {
+  it("P13: the scan finds a value wherever it sits in a body (control)", () => {
+    const planted = (body: string): Seen => ({ viewer: "member", what: "planted", status: 200, body });
+    expect(leaks(planted(JSON.stringify({ deep: [{ x: `prefix ${passwords.owner} suffix` }] })))).toHaveLength(1);
+    expect(leaks(planted(JSON.stringify({ v: 'say "hi"\\' + passwords.member })))).toHaveLength(1);
+    expect(leaks(planted(`plain ${tokenHash(tokenCreation.token)}`))).toHaveLength(1);
+    expect(leaks(planted(JSON.stringify({ email: emails.owner })))).toHaveLength(1);
+    expect(leaks(planted(JSON.stringify({ fine: "nothing here" })))).toEqual([]);
+    // The hand-outs really are in their responses: only the exception keeps them from being flagged.
+    expect(textsOf(tokenCreation.seen).some((t) => t.includes(tokenCreation.token))).toBe(true);
+  });
+
+  it("P13: the session reached every GET route as owner, token, member, support and anonymous", () => {
+    const gets = listRoutes(h.app).filter((r) => r.method === "GET");
+    for (const viewer of ["owner", "member", "support", "anonymous"]) {
+      const reached = seen.filter((s) => s.viewer === viewer && s.what.startsWith("GET ")).length;
+      expect(reached, viewer).toBeGreaterThanOrEqual(gets.length);
+    }
+    expect(seen.length).toBeGreaterThan(100);
+  });
+
+  it("P13: no response holds a secret value, token, hash, password, TOTP secret, recovery code, sealed value or private key", () => {
+    expect(seen.flatMap(leaks)).toEqual([]);
+  });
+
+  it("P13: owners see member emails in /members (intended); members and support see only their own", () => {
+    expect(ownerMembersView.body).toContain(emails.member);
+    expect(ownerMembersView.body).toContain(emails.support);
+    const views = seen.filter((s) => s.what === `GET /api/v1/orgs/${ids.orgId}/members` && s.status === 200);
+    const memberView = views.find((s) => s.viewer === "member")!;
+    const supportView = views.find((s) => s.viewer === "support")!;
+    expect(memberView.body).toContain(emails.member);
+    expect(supportView.body).toContain(emails.support);
+    for (const view of [memberView, supportView]) {
+      expect(view.body).not.toContain(emails.owner);
+      // Both exist in the list (by id and name), just without the address.
+      expect(JSON.parse(view.body).members).toHaveLength(3);
+    }
+    expect(memberView.body).not.toContain(emails.support);
+    expect(supportView.body).not.toContain(emails.member);
+  });
+});

@@ -1,0 +1,221 @@
+import { randomBytes } from "node:crypto";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { verify as argon2Verify } from "@node-rs/argon2";
+import { sql } from "kysely";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { DecryptError, MissingDataKeyError, tokenHash, type Owner } from "../src/crypto/secret-box.js";
+import { Client, createUser, signIn, startHarness, tokenClient, totpCode, type Harness } from "./helpers/harness.js";
+
+/**
+ * P17: every secret kind is kept the same way. Values Slipway must read back are secret-box
+ * ciphertext ("sb1:", AES-256-GCM under the owner's data key); bearer secrets it only has to
+ * recognise are kept as hashes. No plaintext reaches the database or any other file of the data dir.
+ */
+
+type Kind = "sealed" | "sha256" | "argon2" | "plain";
+/**
+ * Every column of the database, classified by hand. A column added later fails the first test
+ * until someone decides what it holds.
+ */
+const columns: Record<string, Record<string, Kind>> = {
+  users: { id: "plain", email: "plain", name: "plain", password_hash: "argon2", is_admin: "plain", email_verified: "plain", totp_secret: "sealed", totp_pending: "sealed", totp_last_counter: "plain", created_at: "plain" },
+  recovery_codes: { user_id: "plain", code_hash: "sha256", used_at: "plain" },
+  sessions: { id_hash: "sha256", user_id: "plain", created_at: "plain", last_seen_at: "plain", expires_at: "plain", ip: "plain" },
+  api_tokens: { id: "plain", user_id: "plain", name: "plain", token_hash: "sha256", scopes: "plain", created_at: "plain", expires_at: "plain", revoked_at: "plain", last_used_at: "plain" },
+  email_tokens: { token_hash: "sha256", user_id: "plain", purpose: "plain", expires_at: "plain", used_at: "plain" },
+  auth_throttle: { key: "plain", failures: "plain", window_start: "plain", locked_until: "plain" },
+  organizations: { id: "plain", name: "plain", require_2fa: "plain", created_at: "plain" },
+  memberships: { org_id: "plain", user_id: "plain", role: "plain", created_at: "plain" },
+  invitations: { token_hash: "sha256", org_id: "plain", email: "plain", role: "plain", invited_by: "plain", expires_at: "plain", accepted_at: "plain" },
+  projects: { id: "plain", org_id: "plain", name: "plain", repository_url: "plain", created_at: "plain" },
+  project_assignments: { project_id: "plain", user_id: "plain" },
+  data_keys: { owner_kind: "plain", owner_id: "plain", wrapped: "sealed", kek_id: "plain", created_at: "plain" },
+  secrets: { owner_kind: "plain", owner_id: "plain", name: "plain", value: "sealed", updated_at: "plain" },
+  audit_log: { seq: "plain", at: "plain", actor_id: "plain", actor: "plain", org_id: "plain", action: "plain", target: "plain", ip: "plain", details: "plain", prev_hash: "plain", hash: "plain" },
+  kysely_migration: { name: "plain", timestamp: "plain" },
+  kysely_migration_lock: { id: "plain", is_locked: "plain" },
+};
+const shapes: Record<Exclude<Kind, "plain">, RegExp> = { sealed: /^sb1:[A-Za-z0-9_-]{40,}$/, sha256: /^[0-9a-f]{64}$/, argon2: /^\$argon2id\$v=19\$/ };
+
+const rand = () => randomBytes(12).toString("hex");
+const normaliseRecovery = (code: string) => code.toLowerCase().replace(/[^0-9a-f]/g, "");
+
+let h: Harness;
+let closed = false;
+const password = `pw-${rand()}`;
+/** Every plaintext secret of the session, by what it is. */
+const plain: Record<string, string> = {};
+let userId: string;
+let pendingUserId: string;
+let pendingTotp: string;
+let projectId: string;
+let recoveryCodes: string[];
+let browser: Client;
+
+const db = () => h.services.store.db;
+const sessionTokenOf = (c: Client) => /slipway_session=([^;]+)/.exec(c.auth.cookie!)![1]!;
+
+/** Every file under `dir` that holds any of the plaintexts, as "file: label". */
+function filesHolding(dir: string, plaintexts: Record<string, string>): string[] {
+  const hits: string[] = [];
+  for (const name of readdirSync(dir, { recursive: true }) as string[]) {
+    const file = path.join(dir, name);
+    if (!statSync(file).isFile()) continue;
+    const bytes = readFileSync(file);
+    for (const [label, value] of Object.entries(plaintexts)) if (bytes.includes(Buffer.from(value, "utf8"))) hits.push(`${name}: ${label}`);
+  }
+  return hits;
+}
+
+async function tables(): Promise<string[]> {
+  const rows = await sql<{ name: string }>`select name from sqlite_master where type = 'table' and name not like 'sqlite_%' order by name`.execute(db());
+  return rows.rows.map((r) => r.name);
+}
+
+beforeAll(async () => {
+  h = await startHarness({ signup: true });
+  userId = (await createUser(h, "keeper@example.com", { password })).id;
+  plain.password = password;
+  browser = await signIn(h, "keeper@example.com", password);
+  plain["session token"] = sessionTokenOf(browser);
+  plain["API token"] = (await tokenClient(h, browser, ["projects:read"])).auth.bearer!;
+
+  projectId = (await browser.post("/api/v1/projects", { name: "vault" })).json().id;
+  for (const name of ["DB_PASSWORD", "STRIPE_KEY"]) {
+    plain[`project secret ${name}`] = `atrest-${rand()}`;
+    expect((await browser.put(`/api/v1/projects/${projectId}/secrets/${name}`, { value: plain[`project secret ${name}`] })).statusCode).toBe(201);
+  }
+  plain["personal secret"] = `atrest-${rand()}`;
+  expect((await browser.put("/api/v1/me/secrets/HOME_TOKEN", { value: plain["personal secret"] })).statusCode).toBe(201);
+
+  const setup = await browser.post("/api/v1/me/2fa");
+  plain["TOTP secret"] = setup.json().secret;
+  recoveryCodes = (await browser.post("/api/v1/me/2fa/confirm", { code: totpCode(setup.json().otpauthUri) })).json().recoveryCodes;
+  recoveryCodes.forEach((c, i) => (plain[`recovery code ${i}`] = c));
+
+  // A second user who started 2FA set-up but never confirmed it: the pending secret is sealed too.
+  pendingUserId = (await createUser(h, "halfway@example.com")).id;
+  pendingTotp = (await (await signIn(h, "halfway@example.com")).post("/api/v1/me/2fa")).json().secret;
+  plain["pending TOTP secret"] = pendingTotp;
+
+  const orgId = (await browser.get("/api/v1/orgs")).json().organizations[0].id;
+  expect((await browser.post(`/api/v1/orgs/${orgId}/invitations`, { email: "guest@example.com", role: "member" })).statusCode).toBe(202);
+  plain["sign-up password"] = `pw-${rand()}`;
+  expect((await new Client(h.app).post("/api/v1/signup", { email: "newcomer@example.com", password: plain["sign-up password"] })).statusCode).toBe(202);
+});
+
+afterAll(async () => {
+  if (!closed) await h.close();
+  else rmSync(h.dataDir, { recursive: true, force: true });
+});
+
+describe("P17: secrets at rest", () => {
+  it("P17: every column of every table is classified as ciphertext, hash or plain", async () => {
+    const actual: Record<string, string[]> = {};
+    for (const t of await tables()) actual[t] = (await sql<{ name: string }>`select name from pragma_table_info(${t})`.execute(db())).rows.map((r) => r.name).sort();
+    expect(actual).toEqual(Object.fromEntries(Object.entries(columns).map(([t, cols]) => [t, Object.keys(cols).sort()])));
+  });
+
+  it("P17: every sealed, hashed and argon2 column holds only values of that shape", async () => {
+    for (const [table, cols] of Object.entries(columns)) {
+      for (const [column, kind] of Object.entries(cols)) {
+        if (kind === "plain") continue;
+        const values = (await sql<{ v: string | null }>`select ${sql.ref(column)} as v from ${sql.table(table)}`.execute(db())).rows.map((r) => r.v).filter((v) => v !== null);
+        // Each such column has rows in this session, so the shape check is not vacuous.
+        expect(values.length, `${table}.${column}`).toBeGreaterThan(0);
+        for (const v of values) expect(v, `${table}.${column}`).toMatch(shapes[kind]);
+      }
+    }
+  });
+
+  it("P17: TOTP secrets and secret variables are ciphertext that opens only through the secret box, for its own owner", async () => {
+    const user: Owner = { kind: "user", id: userId };
+    const box = h.services.box;
+    const users = await db().selectFrom("users").select(["id", "totp_secret", "totp_pending"]).execute();
+    const keeper = users.find((u) => u.id === userId)!;
+    const halfway = users.find((u) => u.id === pendingUserId)!;
+    expect(await box.openString(db(), user, "totp", keeper.totp_secret!)).toBe(plain["TOTP secret"]);
+    expect(await box.openString(db(), { kind: "user", id: pendingUserId }, "totp", halfway.totp_pending!)).toBe(pendingTotp);
+    // Bound to its owner: the same ciphertext does not open as another user's.
+    await expect(box.open(db(), { kind: "user", id: pendingUserId }, "totp", keeper.totp_secret!)).rejects.toBeInstanceOf(DecryptError);
+
+    const secrets = await db().selectFrom("secrets").selectAll().where("owner_kind", "in", ["project", "user"]).execute();
+    expect(secrets).toHaveLength(3);
+    for (const s of secrets) {
+      const owner: Owner = { kind: s.owner_kind as Owner["kind"], id: s.owner_id };
+      const expected = s.owner_kind === "project" ? plain[`project secret ${s.name}`] : plain["personal secret"];
+      expect(await box.openString(db(), owner, `secret:${s.name}`, s.value)).toBe(expected);
+      // Bound to its field: moved to another variable's name it does not open.
+      await expect(box.open(db(), owner, "secret:OTHER", s.value)).rejects.toBeInstanceOf(DecryptError);
+    }
+    // Bound to its owner: a project's secret does not open as the user's.
+    await expect(box.open(db(), user, "secret:DB_PASSWORD", secrets.find((s) => s.name === "DB_PASSWORD")!.value)).rejects.toBeInstanceOf(DecryptError);
+  });
+
+  it("P17: bearer secrets and passwords are kept only as hashes of them", async () => {
+    const row = await db().selectFrom("users").select("password_hash").where("id", "=", userId).executeTakeFirstOrThrow();
+    expect(await argon2Verify(row.password_hash, password)).toBe(true);
+    expect(await argon2Verify(row.password_hash, "not the password")).toBe(false);
+
+    const sessionHashes = (await db().selectFrom("sessions").select("id_hash").where("user_id", "=", userId).execute()).map((r) => r.id_hash);
+    expect(sessionHashes).toContain(tokenHash(plain["session token"]!));
+    const tokenHashes = (await db().selectFrom("api_tokens").select("token_hash").where("user_id", "=", userId).execute()).map((r) => r.token_hash);
+    expect(tokenHashes).toEqual([tokenHash(plain["API token"]!)]);
+    const codeHashes = (await db().selectFrom("recovery_codes").select("code_hash").where("user_id", "=", userId).execute()).map((r) => r.code_hash);
+    expect(codeHashes.sort()).toEqual(recoveryCodes.map((c) => tokenHash(normaliseRecovery(c))).sort());
+  });
+
+  it("P17: no row of any table holds any plaintext secret", async () => {
+    const hits: string[] = [];
+    for (const t of await tables()) {
+      const dump = JSON.stringify((await sql`select * from ${sql.table(t)}`.execute(db())).rows);
+      for (const [label, value] of Object.entries(plain)) if (dump.includes(value)) hits.push(`${t}: ${label}`);
+    }
+    expect(hits).toEqual([]);
+  });
+
+  it("P17: master.key is readable by its owner only (0600)", () => {
+    expect((statSync(path.join(h.dataDir, "master.key")).mode & 0o777).toString(8)).toBe("600");
+  });
+
+  it("P17: deleting a project destroys its data key: its secrets are gone and an old copy no longer opens", async () => {
+    const doomed = (await browser.post("/api/v1/projects", { name: "doomed" })).json().id as string;
+    const value = `shred-${rand()}`;
+    expect((await browser.put(`/api/v1/projects/${doomed}/secrets/KEY`, { value })).statusCode).toBe(201);
+    const owner: Owner = { kind: "project", id: doomed };
+    const copy = (await db().selectFrom("secrets").select("value").where("owner_kind", "=", "project").where("owner_id", "=", doomed).executeTakeFirstOrThrow()).value;
+    expect(await h.services.box.openString(db(), owner, "secret:KEY", copy)).toBe(value);
+
+    expect((await browser.delete(`/api/v1/projects/${doomed}`)).statusCode).toBe(204);
+    expect(await db().selectFrom("secrets").select("name").where("owner_id", "=", doomed).execute()).toEqual([]);
+    expect(await db().selectFrom("data_keys").select("owner_id").where("owner_id", "=", doomed).execute()).toEqual([]);
+    await expect(h.services.box.open(db(), owner, "secret:KEY", copy)).rejects.toBeInstanceOf(MissingDataKeyError);
+    // Only that project was shredded: the other project's secrets still open.
+    const kept = await db().selectFrom("secrets").select(["name", "value"]).where("owner_id", "=", projectId).execute();
+    for (const s of kept) expect(await h.services.box.openString(db(), { kind: "project", id: projectId }, `secret:${s.name}`, s.value)).toBe(plain[`project secret ${s.name}`]);
+  });
+
+  // Last: it closes the app.
+  it("P17: no file of the data dir holds a plaintext, running or closed; a control file with them is caught", async () => {
+    const files = () => readdirSync(h.dataDir);
+    expect(files()).toContain("slipway.db");
+    expect(files()).toContain("slipway.db-wal");
+    expect(filesHolding(h.dataDir, plain)).toEqual([]);
+
+    await h.app.close();
+    await h.services.close();
+    closed = true;
+    expect(statSync(path.join(h.dataDir, "slipway.db")).size).toBeGreaterThan(0);
+    expect(filesHolding(h.dataDir, plain)).toEqual([]);
+
+    const control = mkdtempSync(path.join(tmpdir(), "slipway-control-"));
+    try {
+      writeFileSync(path.join(control, "control.bin"), Buffer.concat([randomBytes(64), ...Object.values(plain).map((v) => Buffer.from(`${v}\0`))]));
+      expect(filesHolding(control, plain)).toHaveLength(Object.keys(plain).length);
+    } finally {
+      rmSync(control, { recursive: true, force: true });
+    }
+  });
+});
