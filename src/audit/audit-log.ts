@@ -1,4 +1,5 @@
 import { createHmac, timingSafeEqual } from "node:crypto";
+import type { RequestContext } from "../auth/permissions.js";
 import type { Executor, Store, Tx } from "../store/database.js";
 import type { AuditLogTable } from "../store/schema.js";
 
@@ -40,6 +41,11 @@ export interface AuditEntry {
   target?: string | null;
   ip?: string | null;
   details?: Record<string, unknown>;
+}
+
+/** The actor fields of an entry, taken from the caller of the operation. */
+export function actorOf(ctx: RequestContext): Pick<AuditEntry, "actorId" | "actor" | "ip"> {
+  return { actorId: ctx.principal.userId, actor: ctx.principal.email, ip: ctx.ip };
 }
 
 export interface AuditRow {

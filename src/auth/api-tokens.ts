@@ -1,4 +1,4 @@
-import type { AuditLog } from "../audit/audit-log.js";
+import { actorOf, type AuditLog } from "../audit/audit-log.js";
 import { tokenHash } from "../crypto/secret-box.js";
 import { badRequest, notFound } from "../errors.js";
 import type { Store } from "../store/database.js";
@@ -33,7 +33,7 @@ export class ApiTokens {
         .insertInto("api_tokens")
         .values({ id, user_id: ctx.principal.userId, name, token_hash: tokenHash(token), scopes: JSON.stringify([...new Set(scopes)]), created_at: now(), expires_at: expiresAt, revoked_at: null, last_used_at: null })
         .execute();
-      await this.audit.record({ action: "token.created", actorId: ctx.principal.userId, actor: ctx.principal.email, target: id, ip: ctx.ip, details: { name, scopes } }, tx);
+      await this.audit.record({ action: "token.created", ...actorOf(ctx), target: id, details: { name, scopes } }, tx);
     });
     return { id, token };
   }
@@ -55,7 +55,7 @@ export class ApiTokens {
     await this.store.db.transaction().execute(async (tx) => {
       const res = await tx.updateTable("api_tokens").set({ revoked_at: now() }).where("id", "=", id).where("user_id", "=", ctx.principal.userId).where("revoked_at", "is", null).executeTakeFirst();
       if (Number(res.numUpdatedRows) === 0) throw notFound("token");
-      await this.audit.record({ action: "token.revoked", actorId: ctx.principal.userId, actor: ctx.principal.email, target: id, ip: ctx.ip }, tx);
+      await this.audit.record({ action: "token.revoked", ...actorOf(ctx), target: id }, tx);
     });
   }
 

@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import * as OTPAuth from "otpauth";
 import QRCode from "qrcode";
-import type { AuditLog } from "../audit/audit-log.js";
+import { actorOf, type AuditLog } from "../audit/audit-log.js";
 import { tokenHash, type SecretBox } from "../crypto/secret-box.js";
 import { AppError, badRequest } from "../errors.js";
 import type { Store, Tx } from "../store/database.js";
@@ -58,7 +58,7 @@ export class TwoFactor {
       await tx.deleteFrom("recovery_codes").where("user_id", "=", owner.id).execute();
       await tx.insertInto("recovery_codes").values(codes.map((c) => ({ user_id: owner.id, code_hash: tokenHash(normaliseRecovery(c)), used_at: null }))).execute();
       await tx.updateTable("users").set({ totp_secret: await this.box.seal(tx, owner, FIELD, secret), totp_pending: null, totp_last_counter: counter }).where("id", "=", owner.id).execute();
-      await this.audit.record({ action: "auth.2fa_enabled", actorId: owner.id, actor: ctx.principal.email, target: owner.id, ip: ctx.ip }, tx);
+      await this.audit.record({ action: "auth.2fa_enabled", ...actorOf(ctx), target: owner.id }, tx);
       return { recoveryCodes: codes };
     });
   }
@@ -68,7 +68,7 @@ export class TwoFactor {
       if (!(await this.check(tx, ctx.principal.userId, code))) throw new AppError(400, "invalid_code", "enter a current code from your authenticator app or an unused recovery code");
       await tx.updateTable("users").set({ totp_secret: null, totp_pending: null, totp_last_counter: null }).where("id", "=", ctx.principal.userId).execute();
       await tx.deleteFrom("recovery_codes").where("user_id", "=", ctx.principal.userId).execute();
-      await this.audit.record({ action: "auth.2fa_disabled", actorId: ctx.principal.userId, actor: ctx.principal.email, target: ctx.principal.userId, ip: ctx.ip }, tx);
+      await this.audit.record({ action: "auth.2fa_disabled", ...actorOf(ctx), target: ctx.principal.userId }, tx);
     });
   }
 

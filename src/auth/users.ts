@@ -1,5 +1,5 @@
 import { z } from "zod";
-import type { AuditLog } from "../audit/audit-log.js";
+import { actorOf, type AuditLog } from "../audit/audit-log.js";
 import { tokenHash } from "../crypto/secret-box.js";
 import { AppError, conflict, notFound } from "../errors.js";
 import type { Mailer } from "../mail/mailer.js";
@@ -116,7 +116,7 @@ export class Users {
     const hashed = await hashPassword(next);
     await this.store.db.transaction().execute(async (tx) => {
       await tx.updateTable("users").set({ password_hash: hashed }).where("id", "=", ctx.principal.userId).execute();
-      await this.audit.record({ action: "auth.password_changed", actorId: ctx.principal.userId, actor: ctx.principal.email, target: ctx.principal.userId, ip: ctx.ip }, tx);
+      await this.audit.record({ action: "auth.password_changed", ...actorOf(ctx), target: ctx.principal.userId }, tx);
     });
   }
 

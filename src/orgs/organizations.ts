@@ -1,4 +1,4 @@
-import type { AuditLog } from "../audit/audit-log.js";
+import { actorOf, type AuditLog } from "../audit/audit-log.js";
 import type { RequestContext, Role } from "../auth/permissions.js";
 import { tokenHash } from "../crypto/secret-box.js";
 import { AppError, conflict, forbidden, notFound } from "../errors.js";
@@ -33,7 +33,7 @@ export class Organizations {
     private readonly store: Store,
     private readonly audit: AuditLog,
     /** Called in the transaction that ends a user's contractor role in an org, so no project assignment outlives it. */
-    private readonly contractorLeft: (tx: Executor, orgId: string, userId: string) => Promise<void> = async () => undefined,
+    private readonly contractorLeft: (tx: Executor, orgId: string, userId: string) => Promise<void>,
   ) {}
 
   async create(ctx: RequestContext, name: string): Promise<Organization> {
@@ -41,7 +41,7 @@ export class Organizations {
     await this.store.db.transaction().execute(async (tx) => {
       await tx.insertInto("organizations").values(org).execute();
       await tx.insertInto("memberships").values({ org_id: org.id, user_id: ctx.principal.userId, role: "owner", created_at: org.created_at }).execute();
-      await this.audit.record({ action: "org.created", actorId: ctx.principal.userId, actor: ctx.principal.email, orgId: org.id, target: org.id, ip: ctx.ip, details: { name } }, tx);
+      await this.audit.record({ action: "org.created", ...actorOf(ctx), orgId: org.id, target: org.id, details: { name } }, tx);
     });
     return toOrg(org);
   }
@@ -76,7 +76,7 @@ export class Organizations {
         })
         .where("id", "=", id)
         .execute();
-      await this.audit.record({ action: "org.updated", actorId: ctx.principal.userId, actor: ctx.principal.email, orgId: id, target: id, ip: ctx.ip, details: patch }, tx);
+      await this.audit.record({ action: "org.updated", ...actorOf(ctx), orgId: id, target: id, details: patch }, tx);
     });
     return this.get(id);
   }
@@ -104,7 +104,7 @@ export class Organizations {
         .insertInto("invitations")
         .values({ token_hash: tokenHash(token), org_id: orgId, email: email.toLowerCase(), role, invited_by: ctx.principal.userId, expires_at: expiresAt, accepted_at: null })
         .execute();
-      await this.audit.record({ action: "org.member_added", actorId: ctx.principal.userId, actor: ctx.principal.email, orgId, target: `invitation:${email.toLowerCase()}`, ip: ctx.ip, details: { role, invited: true } }, tx);
+      await this.audit.record({ action: "org.member_added", ...actorOf(ctx), orgId, target: `invitation:${email.toLowerCase()}`, details: { role, invited: true } }, tx);
     });
     return { token, expiresAt };
   }
@@ -119,7 +119,7 @@ export class Organizations {
       const existing = await this.roleOf(tx, inv.org_id, ctx.principal.userId);
       if (existing) throw conflict("you are already a member of this organization");
       await tx.insertInto("memberships").values({ org_id: inv.org_id, user_id: ctx.principal.userId, role: inv.role, created_at: now() }).execute();
-      await this.audit.record({ action: "org.member_added", actorId: ctx.principal.userId, actor: ctx.principal.email, orgId: inv.org_id, target: ctx.principal.userId, ip: ctx.ip, details: { role: inv.role } }, tx);
+      await this.audit.record({ action: "org.member_added", ...actorOf(ctx), orgId: inv.org_id, target: ctx.principal.userId, details: { role: inv.role } }, tx);
       return inv.org_id;
     });
     const org = await this.get(orgId);
@@ -135,7 +135,7 @@ export class Organizations {
       if (current === "owner" && role !== "owner") await this.assertNotLastOwner(tx, orgId);
       if (current === "contractor" && role !== "contractor") await this.contractorLeft(tx, orgId, userId);
       await tx.updateTable("memberships").set({ role }).where("org_id", "=", orgId).where("user_id", "=", userId).execute();
-      await this.audit.record({ action: "org.role_changed", actorId: ctx.principal.userId, actor: ctx.principal.email, orgId, target: userId, ip: ctx.ip, details: { from: current, to: role } }, tx);
+      await this.audit.record({ action: "org.role_changed", ...actorOf(ctx), orgId, target: userId, details: { from: current, to: role } }, tx);
     });
   }
 
@@ -147,7 +147,7 @@ export class Organizations {
       if (current === "owner") await this.assertNotLastOwner(tx, orgId);
       if (current === "contractor") await this.contractorLeft(tx, orgId, userId);
       await tx.deleteFrom("memberships").where("org_id", "=", orgId).where("user_id", "=", userId).execute();
-      await this.audit.record({ action: "org.member_removed", actorId: ctx.principal.userId, actor: ctx.principal.email, orgId, target: userId, ip: ctx.ip, details: { role: current } }, tx);
+      await this.audit.record({ action: "org.member_removed", ...actorOf(ctx), orgId, target: userId, details: { role: current } }, tx);
     });
   }
 

@@ -1,5 +1,5 @@
 import { z } from "zod";
-import type { AuditLog } from "../audit/audit-log.js";
+import { actorOf, type AuditLog } from "../audit/audit-log.js";
 import type { RequestContext } from "../auth/permissions.js";
 import type { SecretBox } from "../crypto/secret-box.js";
 import { badRequest, conflict, notFound } from "../errors.js";
@@ -47,7 +47,7 @@ export class Projects {
       await this.assertNameFree(tx, orgId, name);
       await tx.insertInto("projects").values(row).execute();
       await this.box.createDataKey(tx, { kind: "project", id: row.id });
-      await this.audit.record({ action: "project.created", actorId: ctx.principal.userId, actor: ctx.principal.email, orgId, target: row.id, ip: ctx.ip, details: { name } }, tx);
+      await this.audit.record({ action: "project.created", ...actorOf(ctx), orgId, target: row.id, details: { name } }, tx);
     });
     return toProject(row);
   }
@@ -100,7 +100,7 @@ export class Projects {
         .set({ ...(patch.name !== undefined && { name: patch.name }), ...(patch.repositoryUrl !== undefined && { repository_url: patch.repositoryUrl }) })
         .where("id", "=", id)
         .execute();
-      await this.audit.record({ action: "project.updated", actorId: ctx.principal.userId, actor: ctx.principal.email, orgId: p.orgId, target: id, ip: ctx.ip, details: patch }, tx);
+      await this.audit.record({ action: "project.updated", ...actorOf(ctx), orgId: p.orgId, target: id, details: patch }, tx);
     });
     return this.get(id);
   }
@@ -114,7 +114,7 @@ export class Projects {
       await this.secrets.deleteAll(tx, owner);
       await this.box.destroyDataKey(tx, owner);
       await tx.deleteFrom("projects").where("id", "=", id).execute();
-      await this.audit.record({ action: "project.deleted", actorId: ctx.principal.userId, actor: ctx.principal.email, orgId: p.orgId, target: id, ip: ctx.ip, details: { name: p.name } }, tx);
+      await this.audit.record({ action: "project.deleted", ...actorOf(ctx), orgId: p.orgId, target: id, details: { name: p.name } }, tx);
     });
   }
 
@@ -135,7 +135,7 @@ export class Projects {
     await this.store.db.transaction().execute(async (tx) => {
       if (await this.isAssigned(tx, projectId, userId)) return;
       await tx.insertInto("project_assignments").values({ project_id: projectId, user_id: userId }).execute();
-      await this.audit.record({ action: "project.assignment_added", actorId: ctx.principal.userId, actor: ctx.principal.email, orgId: p.orgId, target: `${projectId}/${userId}`, ip: ctx.ip }, tx);
+      await this.audit.record({ action: "project.assignment_added", ...actorOf(ctx), orgId: p.orgId, target: `${projectId}/${userId}` }, tx);
     });
   }
 
@@ -153,7 +153,7 @@ export class Projects {
     await this.store.db.transaction().execute(async (tx) => {
       const res = await tx.deleteFrom("project_assignments").where("project_id", "=", projectId).where("user_id", "=", userId).executeTakeFirst();
       if (Number(res.numDeletedRows) === 0) throw notFound("assignment");
-      await this.audit.record({ action: "project.assignment_removed", actorId: ctx.principal.userId, actor: ctx.principal.email, orgId: p.orgId, target: `${projectId}/${userId}`, ip: ctx.ip }, tx);
+      await this.audit.record({ action: "project.assignment_removed", ...actorOf(ctx), orgId: p.orgId, target: `${projectId}/${userId}` }, tx);
     });
   }
 

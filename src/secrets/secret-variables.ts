@@ -1,5 +1,5 @@
 import { z } from "zod";
-import type { AuditLog } from "../audit/audit-log.js";
+import { actorOf, type AuditLog } from "../audit/audit-log.js";
 import type { RequestContext } from "../auth/permissions.js";
 import type { Owner, SecretBox } from "../crypto/secret-box.js";
 import { notFound } from "../errors.js";
@@ -64,7 +64,7 @@ export class SecretVariables {
       if (created) {
         await tx.insertInto("secrets").values({ owner_kind: owner.kind, owner_id: owner.id, name, value: sealed, updated_at: now() }).execute();
       }
-      await this.audit.record({ action: "secret.set", actorId: ctx.principal.userId, actor: ctx.principal.email, orgId, target: `${owner.kind}:${owner.id}/${name}`, ip: ctx.ip }, tx);
+      await this.audit.record({ action: "secret.set", ...actorOf(ctx), orgId, target: `${owner.kind}:${owner.id}/${name}` }, tx);
       return { created };
     });
   }
@@ -73,7 +73,7 @@ export class SecretVariables {
     await this.store.db.transaction().execute(async (tx) => {
       const res = await tx.deleteFrom("secrets").where("owner_kind", "=", owner.kind).where("owner_id", "=", owner.id).where("name", "=", name).executeTakeFirst();
       if (Number(res.numDeletedRows) === 0) throw notFound(`secret ${name}`);
-      await this.audit.record({ action: "secret.deleted", actorId: ctx.principal.userId, actor: ctx.principal.email, orgId, target: `${owner.kind}:${owner.id}/${name}`, ip: ctx.ip }, tx);
+      await this.audit.record({ action: "secret.deleted", ...actorOf(ctx), orgId, target: `${owner.kind}:${owner.id}/${name}` }, tx);
     });
   }
 

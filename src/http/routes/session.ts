@@ -4,6 +4,7 @@ import { z } from "zod";
 import { passwordSchema } from "../../auth/passwords.js";
 import { displayNameSchema, emailSchema, type User } from "../../auth/users.js";
 import { tokenHash } from "../../crypto/secret-box.js";
+import { actorOf } from "../../audit/audit-log.js";
 import { AppError } from "../../errors.js";
 import type { Services } from "../../services.js";
 import { SESSION_COOKIE, contextOf } from "../plugins/access.js";
@@ -55,7 +56,7 @@ export const sessionRoutes: FastifyPluginAsyncZod<{ services: Services; tls: boo
     async (request, reply) => {
       const ctx = contextOf(request);
       await services.sessions.destroy(ctx.principal.sessionHash!);
-      await services.audit.record({ action: "auth.signout", actorId: ctx.principal.userId, actor: ctx.principal.email, target: ctx.principal.userId, ip: ctx.ip });
+      await services.audit.record({ action: "auth.signout", ...actorOf(ctx), target: ctx.principal.userId });
       reply.clearCookie(SESSION_COOKIE, { path: "/" }).clearCookie("slipway_csrf", { path: "/" });
       return reply.code(204).send();
     },
