@@ -294,3 +294,41 @@ describe("sign-up by email", () => {
     expect(mails.filter((m) => m.includes(`To: ${e}`)).some((m) => m.includes("verify-email"))).toBe(false);
   });
 });
+
+describe("password reset", () => {
+  async function mailTo(hh: Harness, to: string): Promise<string> {
+    // Reset mail is sent without making the request wait, so look for it for a moment.
+    for (let i = 0; i < 50; i++) {
+      const dir = path.join(hh.dataDir, "outbox");
+      const found = (() => {
+        try {
+          return readdirSync(dir).map((f) => readFileSync(path.join(dir, f), "utf8").replace(/=\r?\n/g, "").replace(/=([0-9A-F]{2})/g, (_, x: string) => String.fromCharCode(parseInt(x, 16))));
+        } catch {
+          return [];
+        }
+      })().find((m) => m.includes(`To: ${to}`) && m.includes("reset-password"));
+      if (found) return found;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    throw new Error(`no reset mail to ${to}`);
+  }
+
+  it("mails a single-use link that sets a new password and ends every session; unknown addresses get the same answer", async () => {
+    const e = email();
+    await createUser(h, e);
+    const before = await signIn(h, e);
+    const known = await anonymous(h).post("/api/v1/password-reset", { email: e });
+    const unknown = await anonymous(h).post("/api/v1/password-reset", { email: `nobody-${e}` });
+    expect(known.statusCode).toBe(202);
+    expect(unknown.statusCode).toBe(202);
+    expect(unknown.body).toBe(known.body);
+    const token = /reset-password\?token=([A-Za-z0-9_-]+)/.exec(await mailTo(h, e))![1]!;
+
+    expect((await anonymous(h).post("/api/v1/password-reset/confirm", { token, password: "short" })).statusCode).toBe(400);
+    expect((await anonymous(h).post("/api/v1/password-reset/confirm", { token, password: "a brand new password" })).statusCode).toBe(204);
+    expect((await anonymous(h).post("/api/v1/password-reset/confirm", { token, password: "yet another password" })).json().error.code).toBe("token_invalid");
+    expect((await before.get("/api/v1/me")).statusCode).toBe(401);
+    expect((await signInRequest({ email: e, password: PASSWORD })).statusCode).toBe(401);
+    await signIn(h, e, "a brand new password");
+  });
+});

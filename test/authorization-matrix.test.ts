@@ -40,6 +40,8 @@ const expected: Record<string, Expected> = {
   "POST /api/v1/session":                             row([200, 200, 200, 200, 200, 200, 200]),
   "POST /api/v1/signup":                              row([202, 202, 202, 202, 202, 202, 202]),
   "POST /api/v1/signup/verify":                       row([200, 200, 200, 200, 200, 200, 200]),
+  "POST /api/v1/password-reset":                      row([202, 202, 202, 202, 202, 202, 202]),
+  "POST /api/v1/password-reset/confirm":              row([204, 204, 204, 204, 204, 204, 204]),
 
   "GET /api/v1/session":                              row([401, 200, 200, 200, 200, 200, 200]),
   "DELETE /api/v1/session":                           row([401, 204, 204, 204, 204, 204, 204]),
@@ -182,6 +184,13 @@ const calls: Record<string, (s: Subject) => Promise<Call>> = {
     const token = rand() + rand();
     await h.services.store.db.insertInto("email_tokens").values({ token_hash: tokenHash(token), user_id: u.id, purpose: "verify", expires_at: new Date(Date.now() + 3_600_000).toISOString(), used_at: null }).execute();
     return { body: { token } };
+  },
+  "POST /api/v1/password-reset": async () => ({ body: { email: `someone-${rand()}@example.com` } }),
+  "POST /api/v1/password-reset/confirm": async () => {
+    const u = await createUser(h, `forgetful-${rand()}@example.com`);
+    const token = rand() + rand();
+    await h.services.store.db.insertInto("email_tokens").values({ token_hash: tokenHash(token), user_id: u.id, purpose: "reset", expires_at: new Date(Date.now() + 3_600_000).toISOString(), used_at: null }).execute();
+    return { body: { token, password: PASSWORD } };
   },
   "GET /api/v1/session": none,
   "DELETE /api/v1/session": none,

@@ -3,7 +3,7 @@ import { actorOf, type AuditLog } from "../audit/audit-log.js";
 import { tokenHash } from "../crypto/secret-box.js";
 import { AppError, conflict, notFound } from "../errors.js";
 import type { Mailer } from "../mail/mailer.js";
-import type { Executor, Store } from "../store/database.js";
+import type { Executor, Store, Tx } from "../store/database.js";
 import { inFuture, newId, now, randomToken } from "../store/ids.js";
 import type { UsersTable } from "../store/schema.js";
 import { hashPassword, verifyPassword } from "./passwords.js";
@@ -37,6 +37,7 @@ export const toUser = (r: UsersTable): User => ({
 });
 
 const VERIFY_TTL_MS = 24 * 3600 * 1000;
+const RESET_TTL_MS = 3600 * 1000;
 
 /** User accounts: creation by an operator, self sign-up with email verification, passwords. */
 export class Users {
@@ -98,16 +99,47 @@ export class Users {
 
   async verifyEmail(token: string, ip: string | null): Promise<User> {
     return this.store.db.transaction().execute(async (tx) => {
-      const row = await tx.selectFrom("email_tokens").selectAll().where("token_hash", "=", tokenHash(token)).where("purpose", "=", "verify").executeTakeFirst();
-      if (!row || row.used_at || row.expires_at < now()) {
-        throw new AppError(400, "token_invalid", "this verification link is unknown, used or expired; sign up again to get a new one");
-      }
-      await tx.updateTable("email_tokens").set({ used_at: now() }).where("token_hash", "=", row.token_hash).execute();
-      await tx.updateTable("users").set({ email_verified: 1 }).where("id", "=", row.user_id).execute();
-      const user = await this.byId(tx, row.user_id);
+      const userId = await this.spendEmailToken(tx, token, "verify", "this verification link is unknown, used or expired; sign up again to get a new one");
+      await tx.updateTable("users").set({ email_verified: 1 }).where("id", "=", userId).execute();
+      const user = await this.byId(tx, userId);
       await this.audit.record({ action: "auth.email_verified", actorId: user.id, actor: user.email, target: user.id, ip }, tx);
       return user;
     });
+  }
+
+  /** Mails a single-use reset link to a verified account; answers the same whether or not the address has one. */
+  async requestPasswordReset(email: string): Promise<void> {
+    const user = await this.findByEmail(this.store.db, email);
+    if (!user || Number(user.email_verified) !== 1) return;
+    const token = randomToken();
+    await this.store.db
+      .insertInto("email_tokens")
+      .values({ token_hash: tokenHash(token), user_id: user.id, purpose: "reset", expires_at: inFuture(RESET_TTL_MS), used_at: null })
+      .execute();
+    this.mailer.sendLater({
+      to: user.email,
+      subject: "Slipway: reset your password",
+      text: `Someone asked to reset the password of your Slipway account.\nTo choose a new one, open:\n\n${this.publicUrl()}/reset-password?token=${token}\n\nThe link works once, for an hour. If it was not you, ignore this mail: your password stays as it is.\n`,
+    });
+  }
+
+  /** Sets a new password from a reset link; returns the user, whose sessions the caller ends. */
+  async resetPassword(token: string, password: string, ip: string | null): Promise<User> {
+    const hashed = await hashPassword(password);
+    return this.store.db.transaction().execute(async (tx) => {
+      const userId = await this.spendEmailToken(tx, token, "reset", "this reset link is unknown, used or expired; ask for a new one");
+      await tx.updateTable("users").set({ password_hash: hashed }).where("id", "=", userId).execute();
+      const user = await this.byId(tx, userId);
+      await this.audit.record({ action: "auth.password_changed", actorId: user.id, actor: user.email, target: user.id, ip, details: { via: "reset" } }, tx);
+      return user;
+    });
+  }
+
+  private async spendEmailToken(tx: Tx, token: string, purpose: "verify" | "reset", invalid: string): Promise<string> {
+    const row = await tx.selectFrom("email_tokens").selectAll().where("token_hash", "=", tokenHash(token)).where("purpose", "=", purpose).executeTakeFirst();
+    if (!row || row.used_at || row.expires_at < now()) throw new AppError(400, "token_invalid", invalid);
+    await tx.updateTable("email_tokens").set({ used_at: now() }).where("token_hash", "=", row.token_hash).execute();
+    return row.user_id;
   }
 
   async changePassword(ctx: RequestContext, current: string, next: string): Promise<void> {

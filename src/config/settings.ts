@@ -24,7 +24,7 @@ export const settingsSchema = z
     mailFrom: z.string().default("Slipway <slipway@localhost>"),
     sessionIdleMinutes: positiveInt.default(8 * 60),
     sessionMaxDays: positiveInt.default(30),
-    securityContact: z.string().optional(),
+    securityContact: z.string().regex(/^(mailto:|https:\/\/|tel:)\S+$/, "a security contact is a mailto:, https:// or tel: URI (RFC 9116)").optional(),
     securityPgpKeyUrl: z.string().url().optional(),
     securityPolicyUrl: z.string().url().optional(),
     securityTxtExpires: z.string().datetime().optional(),

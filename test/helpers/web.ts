@@ -196,6 +196,8 @@ export const sampleBodies = (p: Record<string, string>): Record<string, unknown>
   "POST /api/v1/session": { email: "nobody@example.com", password: "not the password" },
   "POST /api/v1/signup": { email: "new@example.com", password: "a long enough password" },
   "POST /api/v1/signup/verify": { token: "unknown-token" },
+  "POST /api/v1/password-reset": { email: "nobody@example.com" },
+  "POST /api/v1/password-reset/confirm": { token: "unknown-token", password: "a long enough password" },
   "POST /api/v1/me/password": { currentPassword: PASSWORD, newPassword: "another long password" },
   "POST /api/v1/me/2fa/confirm": { code: "123456" },
   "POST /api/v1/me/2fa/disable": { code: "123456" },

@@ -33,7 +33,7 @@ export const errorsPlugin = fp(async (app: FastifyInstance) => {
       return reply.code(err.status).headers(err.headers).send({ error: { code: err.code, message: err.message } });
     }
     if (hasZodFastifySchemaValidationErrors(err)) {
-      const details = err.validation.map((v) => `${err.validationContext ?? "request"}${v.instancePath.replace(/\//g, ".")}: ${v.message}`);
+      const details = err.validation.map((v) => `${[err.validationContext ?? "request", ...v.instancePath.split("/").filter(Boolean)].join(".")}: ${v.message}`);
       return reply.code(400).send({ error: { code: "invalid_request", message: details.join("; ") } });
     }
     if (err instanceof SyntaxError && err.statusCode === 400) {

@@ -81,6 +81,31 @@ export const sessionRoutes: FastifyPluginAsyncZod<{ services: Services; tls: boo
   );
 
   app.post(
+    "/password-reset",
+    {
+      config: { access: { kind: "public" }, rateLimit: { max: 10, timeWindow: "1 minute" } },
+      schema: { summary: "Ask for a password reset link", description: "Always answers 202; a verified account gets a link by mail, valid for an hour.", body: z.object({ email: emailSchema }).strict(), response: { 202: messageSchema } },
+    },
+    async (request, reply) => {
+      await services.users.requestPasswordReset(request.body.email);
+      return reply.code(202).send({ message: "if an account has this address, a reset link is on its way" });
+    },
+  );
+
+  app.post(
+    "/password-reset/confirm",
+    {
+      config: { access: { kind: "public" }, rateLimit: authRateLimit },
+      schema: { summary: "Set a new password from a reset link", description: "Ends every session of the account.", body: z.object({ token: z.string().min(1).max(200), password: passwordSchema }).strict() },
+    },
+    async (request, reply) => {
+      const user = await services.users.resetPassword(request.body.token, request.body.password, request.ip);
+      await services.sessions.destroyAllOf(services.store.db, user.id);
+      return reply.code(204).send();
+    },
+  );
+
+  app.post(
     "/signup/verify",
     {
       config: { access: { kind: "public" }, rateLimit: authRateLimit },
