@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import path from "node:path";
 import { parseArgs } from "node:util";
 import { pino } from "pino";
 import { emailSchema } from "../auth/users.js";
@@ -86,7 +87,7 @@ async function serve(settings: Settings): Promise<number> {
   if (server.services.masterKeyCreated) log.warn({ file: `${settings.dataDir}/master.key` }, "created a new master key: back it up; without it the secrets in the database cannot be read");
   log.info(`mail goes to the ${server.services.mailer.describe()}`);
   const users = await server.services.store.db.selectFrom("users").select("id").limit(1).execute();
-  if (users.length === 0) log.info("no users yet: create the first admin with: slipway admin create-user --email you@example.com --admin");
+  if (users.length === 0) log.info(`no users yet: create the first admin with: ${invokedAs()} admin create-user --email you@example.com --admin --org my-team`);
   await new Promise<void>((resolve) => {
     for (const signal of ["SIGINT", "SIGTERM"] as const) process.once(signal, () => resolve());
   });
@@ -94,6 +95,12 @@ async function serve(settings: Settings): Promise<number> {
   await server.close();
   release();
   return 0;
+}
+
+/** How the user ran this program, for hints they can paste: `slipway` on the PATH, else `node <path>`. */
+function invokedAs(): string {
+  const script = process.argv[1] ?? "slipway";
+  return path.basename(script) === "slipway" ? "slipway" : `node ${path.relative(process.cwd(), script) || script}`;
 }
 
 async function withServices<T>(settings: Settings, fn: (s: Services) => Promise<T>): Promise<T> {
