@@ -40,14 +40,14 @@ export interface Services {
 }
 
 /** Wires every concern together; the one place that knows them all. */
-export async function createServices(settings: Settings, log: Logger): Promise<Services> {
+export async function createServices(settings: Settings, log: Logger, opts: { settleRotation: boolean } = { settleRotation: true }): Promise<Services> {
   let url = settings.publicUrl ?? `http://${settings.host}:${settings.port}`;
   const publicUrl = () => url;
   mkdirSync(settings.dataDir, { recursive: true, mode: 0o700 });
   const { keyring, created } = loadKeyring(settings.dataDir, settings.masterKey);
   const store = await openStore(settings);
   try {
-    const box = await SecretBox.open(store, keyring);
+    const box = await SecretBox.open(store, keyring, opts);
     const audit = new AuditLog(store, await box.derivedKey("audit-log"));
     const mailer = createMailer({ smtpUrl: settings.smtpUrl, from: settings.mailFrom, dataDir: settings.dataDir, log });
     const users = new Users(store, audit, mailer, publicUrl);

@@ -121,11 +121,40 @@ describe("slipway admin rotate-master-key", () => {
 
   it("refuses to rotate while a server uses the data dir", () => {
     const dir = dataDir();
-    expect(slipway(dir, ["admin", "audit", "verify"]).code).toBe(0);
+    expect(slipway(dir, ["admin", "create-user", "--email", "a@example.com"], `${PASSWORD}\n`).code).toBe(0);
     writeFileSync(path.join(dir, "server.pid"), `${process.pid}\n`);
     const res = slipway(dir, ["admin", "rotate-master-key"]);
     expect(res.code).toBe(2);
-    expect(res.stderr).toMatch(/stop it, rotate/);
+    expect(res.stderr).toMatch(/server \(pid \d+\) is using .*stop it first/);
+  });
+});
+
+describe("the data dir lock", () => {
+  it("keeps every command away from a key rotation in progress, and admin commands beside a server", () => {
+    const dir = dataDir();
+    expect(slipway(dir, ["admin", "create-user", "--email", "a@example.com"], `${PASSWORD}\n`).code).toBe(0);
+    writeFileSync(path.join(dir, "server.pid"), `${process.pid} rotate-master-key\n`);
+    for (const args of [["admin", "audit", "verify"], ["admin", "create-user", "--email", "b@example.com"], ["serve", "--port", "0"]]) {
+      const res = slipway(dir, args, `${PASSWORD}\n`);
+      expect(res.code, args.join(" ")).toBe(2);
+      expect(res.stderr).toMatch(/rotate-master-key \(pid \d+\) is using/);
+    }
+    // A live server is different: admin commands run beside it.
+    writeFileSync(path.join(dir, "server.pid"), `${process.pid} serve\n`);
+    expect(slipway(dir, ["admin", "audit", "verify"]).code).toBe(0);
+    expect(slipway(dir, ["admin", "create-user", "--email", "b@example.com"], `${PASSWORD}\n`).code).toBe(0);
+    // A lock left by a dead process is taken over.
+    writeFileSync(path.join(dir, "server.pid"), `999999999 rotate-master-key\n`);
+    expect(slipway(dir, ["admin", "audit", "verify"]).code).toBe(0);
+  });
+
+  it("refuses to verify or rotate a data dir that holds no Slipway database", () => {
+    const dir = dataDir();
+    for (const args of [["admin", "audit", "verify"], ["admin", "rotate-master-key"]]) {
+      const res = slipway(path.join(dir, "typo"), args);
+      expect(res.code).toBe(2);
+      expect(res.stderr).toMatch(/no Slipway database in/);
+    }
   });
 });
 

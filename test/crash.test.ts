@@ -167,7 +167,7 @@ it("a server killed with SIGKILL mid-write restarts with an intact database, eve
   expect(acked.secrets.length).toBeGreaterThan(0);
 
   // The dead server's pid file is left behind, naming a process that no longer exists.
-  const stalePid = Number(readFileSync(path.join(dataDir, "server.pid"), "utf8"));
+  const stalePid = Number(readFileSync(path.join(dataDir, "server.pid"), "utf8").split(" ")[0]);
   expect(stalePid).toBe(first.child.pid);
   expect(() => process.kill(stalePid, 0)).toThrow(expect.objectContaining({ code: "ESRCH" }));
   // The file as the crash left it, before any restart recovers it.
@@ -175,11 +175,11 @@ it("a server killed with SIGKILL mid-write restarts with an intact database, eve
 
   running = await serve(dataDir);
   const second = running;
-  expect(Number(readFileSync(path.join(dataDir, "server.pid"), "utf8"))).toBe(second.child.pid);
+  expect(Number(readFileSync(path.join(dataDir, "server.pid"), "utf8").split(" ")[0])).toBe(second.child.pid);
   // Control for the restart above: while a live server holds the data dir, another refuses it.
   const third = await runCli(["serve", "--port", "0", "--data-dir", dataDir]);
   expect(third.code).toBe(2);
-  expect(third.stderr).toContain(`another Slipway server (pid ${second.child.pid})`);
+  expect(third.stderr).toContain(`a Slipway server (pid ${second.child.pid}) is using`);
 
   expect((await api(second.url, "GET", "/readyz", {})).status).toBe(200);
   const listed = (await (await api(second.url, "GET", `/api/v1/projects?organization=${orgId}`, auth)).json()) as { projects: { id: string }[] };

@@ -52,6 +52,8 @@ it("logs JSON lines with request ids, and no password, token, cookie or secret v
   const secretValue = "s3cr3t-value-that-must-not-be-logged";
   expect((await fetch(`${url}/api/v1/projects/${project.id}/secrets/API_KEY`, { method: "PUT", headers: bearer, body: JSON.stringify({ value: secretValue }) })).status).toBe(201);
   await fetch(`${url}/api/v1/projects`, { headers: { authorization: "Bearer slw_not-a-real-token" } });
+  // An old-style link with its token in the query string: the path is logged, the query is not.
+  await fetch(`${url}/reset-password?token=query-string-token-value`);
   await new Promise((r) => setTimeout(r, 300));
 
   const lines = output.split("\n").filter((l) => l.trim());
@@ -61,7 +63,8 @@ it("logs JSON lines with request ids, and no password, token, cookie or secret v
   expect(requestLines.every((l) => typeof l.reqId === "string" && l.reqId.length > 10)).toBe(true);
   // The log did record the requests that carried these values, so their absence is meaningful.
   expect(output).toContain(`/api/v1/projects/${project.id}/secrets/API_KEY`);
-  for (const secret of [PASSWORD, token, token.slice(4), secretValue, cookie.split("=")[1]!.slice(0, 20), csrfToken, "slw_not-a-real-token"]) {
+  expect(output).toContain('"url":"/reset-password"');
+  for (const secret of [PASSWORD, token, token.slice(4), secretValue, cookie.split("=")[1]!.slice(0, 20), csrfToken, "slw_not-a-real-token", "query-string-token-value"]) {
     expect(output).not.toContain(secret);
   }
 });

@@ -37,6 +37,6 @@ it("sends mail through the configured SMTP server, and writes no outbox", async 
   expect(received).toHaveLength(1);
   expect(received[0]!.to).toEqual(["smtp-user@example.com"]);
   expect(received[0]!.data).toContain("Subject: Slipway: confirm your email address");
-  expect(received[0]!.data).toContain("verify-email?token=");
+  expect(received[0]!.data).toContain("verify-email#token=");
   expect(existsSync(`${h.dataDir}/outbox`)).toBe(false);
 });

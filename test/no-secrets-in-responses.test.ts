@@ -124,7 +124,7 @@ function invitationToken(email: string): string {
     .sort()
     .map((f) => readFileSync(path.join(dir, f), "utf8").replace(/=\r?\n/g, "").replace(/=([0-9A-F]{2})/g, (_, x: string) => String.fromCharCode(parseInt(x, 16))));
   const mail = mails.reverse().find((m) => m.includes(`To: ${email}`));
-  return /invitations\/accept\?token=([A-Za-z0-9_-]+)/.exec(mail ?? "")![1]!;
+  return /invitations\/accept#token=([A-Za-z0-9_-]+)/.exec(mail ?? "")![1]!;
 }
 
 async function invite(owner: Recording, who: Person, role: string): Promise<Recording> {

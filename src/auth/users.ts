@@ -2,7 +2,7 @@ import { z } from "zod";
 import { actorOf, type AuditLog } from "../audit/audit-log.js";
 import { tokenHash } from "../crypto/secret-box.js";
 import { AppError, conflict, notFound } from "../errors.js";
-import type { Mailer } from "../mail/mailer.js";
+import { tokenLink, type Mailer } from "../mail/mailer.js";
 import type { Executor, Store, Tx } from "../store/database.js";
 import { inFuture, newId, now, randomToken } from "../store/ids.js";
 import type { UsersTable } from "../store/schema.js";
@@ -93,7 +93,7 @@ export class Users {
     await this.mailer.send({
       to: user.email,
       subject: "Slipway: confirm your email address",
-      text: `Confirm your address to finish signing up:\n\n${this.publicUrl()}/verify-email?token=${token}\n\nThe link works once, for 24 hours.\n`,
+      text: `Confirm your address to finish signing up:\n\n${tokenLink(this.publicUrl(), "verify-email", token)}\n\nThe link works once, for 24 hours.\n`,
     });
   }
 
@@ -119,7 +119,7 @@ export class Users {
     this.mailer.sendLater({
       to: user.email,
       subject: "Slipway: reset your password",
-      text: `Someone asked to reset the password of your Slipway account.\nTo choose a new one, open:\n\n${this.publicUrl()}/reset-password?token=${token}\n\nThe link works once, for an hour. If it was not you, ignore this mail: your password stays as it is.\n`,
+      text: `Someone asked to reset the password of your Slipway account.\nTo choose a new one, open:\n\n${tokenLink(this.publicUrl(), "reset-password", token)}\n\nThe link works once, for an hour. If it was not you, ignore this mail: your password stays as it is.\n`,
     });
   }
 
@@ -150,6 +150,10 @@ export class Users {
       await tx.updateTable("users").set({ password_hash: hashed }).where("id", "=", ctx.principal.userId).execute();
       await this.audit.record({ action: "auth.password_changed", ...actorOf(ctx), target: ctx.principal.userId }, tx);
     });
+  }
+
+  async any(): Promise<boolean> {
+    return (await this.store.db.selectFrom("users").select("id").limit(1).execute()).length > 0;
   }
 
   async findByEmail(ex: Executor, email: string): Promise<UsersTable | undefined> {

@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import { existsSync } from "node:fs";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import { pino } from "pino";
@@ -7,10 +8,12 @@ import { passwordSchema } from "../auth/passwords.js";
 import { loadSettings, SettingsError, type Settings, type SettingsInput } from "../config/settings.js";
 import { generateMasterKey, MasterKeyError, parseMasterKey } from "../crypto/master-key.js";
 import { AppError } from "../errors.js";
+import { createLogger } from "../http/logger.js";
 import { startServer } from "../http/server.js";
 import { createServices, type Services } from "../services.js";
+import { isPostgresUrl } from "../store/database.js";
 import { version } from "../version.js";
-import { claimDataDir, runningServerPid } from "./server-lock.js";
+import { claimDataDir, DataDirBusyError, describe, lockHolder, type LockPurpose } from "./server-lock.js";
 import { readSecretLine } from "./stdin.js";
 
 const help = `slipway ${version} — self-hosted CI/CD and development workspaces
@@ -27,7 +30,9 @@ Examples:
   echo "$PASSWORD" | slipway admin create-user --email ada@example.com --admin --org acme
   slipway admin audit verify                              # exit 1 and names each altered row
 
-Passwords and new master keys are read from stdin (a prompt on a terminal), never from arguments.
+Passwords are read from stdin (a prompt on a terminal), never from arguments. rotate-master-key
+makes the new key itself, or reads it from stdin when SLIPWAY_MASTER_KEY is set. Stop the
+server (every server, on PostgreSQL) before rotating.
 Settings also come from the environment: SLIPWAY_HOST, SLIPWAY_PORT, SLIPWAY_DATA_DIR,
 SLIPWAY_DATABASE_URL (postgres://…), SLIPWAY_MASTER_KEY, SLIPWAY_PUBLIC_URL, SLIPWAY_TLS_CERT,
 SLIPWAY_TLS_KEY, SLIPWAY_SIGNUP, SLIPWAY_SMTP_URL, SLIPWAY_SECURITY_CONTACT, … (see README).
@@ -77,24 +82,24 @@ function out(text: string): number {
 }
 
 async function serve(settings: Settings): Promise<number> {
-  const other = runningServerPid(settings.dataDir);
-  if (other) throw new UsageError(`another Slipway server (pid ${other}) is using ${settings.dataDir}; stop it or pass --data-dir`);
-  const log = pino({ level: settings.logLevel, redact: { paths: ["req.headers.authorization", "req.headers.cookie", 'res.headers["set-cookie"]'], censor: "[redacted]" } });
-  const server = await startServer(settings, log);
-  const release = claimDataDir(settings.dataDir);
-  log.info({ url: server.url, dataDir: settings.dataDir, database: server.services.store.engine }, `Slipway ${version} is running at ${server.url}`);
-  if (server.tls?.selfSigned) log.info({ fingerprint: server.tls.fingerprint }, "serving a self-signed certificate; check this SHA-256 fingerprint when your browser asks");
-  if (server.services.masterKeyCreated) log.warn({ file: `${settings.dataDir}/master.key` }, "created a new master key: back it up; without it the secrets in the database cannot be read");
-  log.info(`mail goes to the ${server.services.mailer.describe()}`);
-  const users = await server.services.store.db.selectFrom("users").select("id").limit(1).execute();
-  if (users.length === 0) log.info(`no users yet: create the first admin with: ${invokedAs()} admin create-user --email you@example.com --admin --org my-team`);
-  await new Promise<void>((resolve) => {
-    for (const signal of ["SIGINT", "SIGTERM"] as const) process.once(signal, () => resolve());
-  });
-  log.info("shutting down");
-  await server.close();
-  release();
-  return 0;
+  const release = claimExclusively(settings.dataDir, "serve");
+  try {
+    const log = createLogger(settings.logLevel);
+    const server = await startServer(settings, log);
+    log.info({ url: server.url, dataDir: settings.dataDir, database: server.services.store.engine }, `Slipway ${version} is running at ${server.url}`);
+    if (server.tls?.selfSigned) log.info({ fingerprint: server.tls.fingerprint }, "serving a self-signed certificate; check this SHA-256 fingerprint when your browser asks");
+    if (server.services.masterKeyCreated) log.warn({ file: path.join(settings.dataDir, "master.key") }, "created a new master key: back it up; without it the secrets in the database cannot be read");
+    log.info(`mail goes to the ${server.services.mailer.describe()}`);
+    if (!(await server.services.users.any())) log.info(`no users yet: create the first admin with: ${invokedAs()} admin create-user --email you@example.com --admin --org my-team`);
+    await new Promise<void>((resolve) => {
+      for (const signal of ["SIGINT", "SIGTERM"] as const) process.once(signal, () => resolve());
+    });
+    log.info("shutting down");
+    await server.close();
+    return 0;
+  } finally {
+    release();
+  }
 }
 
 /** How the user ran this program, for hints they can paste: `slipway` on the PATH, else `node <path>`. */
@@ -103,12 +108,40 @@ function invokedAs(): string {
   return path.basename(script) === "slipway" ? "slipway" : `node ${path.relative(process.cwd(), script) || script}`;
 }
 
-async function withServices<T>(settings: Settings, fn: (s: Services) => Promise<T>): Promise<T> {
-  const services = await createServices(settings, pino({ level: "warn" }, pino.destination(2)));
+function claimExclusively(dataDir: string, purpose: LockPurpose): () => void {
   try {
-    return await fn(services);
+    return claimDataDir(dataDir, purpose);
+  } catch (err) {
+    if (err instanceof DataDirBusyError) throw new UsageError(`${err.message}; stop it first, or pass --data-dir`);
+    throw err;
+  }
+}
+
+/**
+ * Admin commands share the data dir with a running server, but never run beside a key rotation.
+ * With nobody else there they hold it themselves, so no rotation starts under them, and only then
+ * may they finish a rotation that a crash interrupted.
+ */
+async function withServices<T>(settings: Settings, fn: (s: Services) => Promise<T>, exclusive?: LockPurpose): Promise<T> {
+  const holder = lockHolder(settings.dataDir);
+  if (holder && (exclusive || holder.purpose !== "serve")) throw new UsageError(`${describe(holder)} is using ${settings.dataDir}; ${exclusive ? "stop it first" : "wait for it to finish"}`);
+  const release = holder ? () => undefined : claimExclusively(settings.dataDir, exclusive ?? "admin");
+  try {
+    const services = await createServices(settings, pino({ level: "warn" }, pino.destination(2)), { settleRotation: !holder });
+    try {
+      return await fn(services);
+    } finally {
+      await services.close();
+    }
   } finally {
-    await services.close();
+    release();
+  }
+}
+
+/** Commands that only make sense on an existing install refuse a data dir with no database in it (a typo). */
+function requireInstall(settings: Settings): void {
+  if (!isPostgresUrl(settings.databaseUrl) && !existsSync(path.join(settings.dataDir, "slipway.db"))) {
+    throw new UsageError(`no Slipway database in ${settings.dataDir}; pass the right --data-dir (or SLIPWAY_DATA_DIR)`);
   }
 }
 
@@ -117,7 +150,9 @@ async function createUser(settings: Settings, values: { email?: string; name?: s
   if (!email.success) throw new UsageError("give the new user's address: --email you@example.com");
   const password = passwordSchema.safeParse(await readSecretLine(`Password for ${email.data}: `));
   if (!password.success) throw new UsageError(`password: ${password.error.issues[0]!.message} (it is read from stdin)`);
+  const fresh = !isPostgresUrl(settings.databaseUrl) && !existsSync(path.join(settings.dataDir, "slipway.db"));
   return withServices(settings, async (s) => {
+    if (fresh) process.stdout.write(`set up a new Slipway data dir in ${settings.dataDir}\n`);
     const user = await s.users.create({ email: email.data, name: values.name, password: password.data, isAdmin: values.admin === true, verified: true }, { actor: "cli" });
     process.stdout.write(`created ${user.isAdmin ? "admin " : ""}user ${user.email} (${user.id})\n`);
     if (values.org) {
@@ -130,25 +165,30 @@ async function createUser(settings: Settings, values: { email?: string; name?: s
 }
 
 async function rotateMasterKey(settings: Settings): Promise<number> {
-  const pid = runningServerPid(settings.dataDir);
-  if (pid) throw new MasterKeyError(`a Slipway server (pid ${pid}) is using ${settings.dataDir}; stop it, rotate, then start it again`);
+  requireInstall(settings);
   let next = generateMasterKey();
   if (settings.masterKey) {
     const line = await readSecretLine("New master key (base64 or hex, 32 bytes): ");
     if (!line.trim()) throw new UsageError("SLIPWAY_MASTER_KEY is set, so give the new key on stdin (make one with: openssl rand -base64 32)");
     next = parseMasterKey(line);
   }
-  return withServices(settings, async (s) => {
-    const old = s.box.masterKeyId;
-    const { rewrapped } = await s.box.rotateMasterKey(next);
-    await s.audit.record({ action: "crypto.master_key_rotated", actor: "cli", details: { from: old, to: next.id, rewrapped } });
-    process.stdout.write(`rewrapped ${rewrapped} data keys: master key ${old} → ${next.id}\n`);
-    if (settings.masterKey) process.stdout.write("now set SLIPWAY_MASTER_KEY to the new key before starting the server; the old key opens nothing any more\n");
-    return 0;
-  });
+  return withServices(
+    settings,
+    async (s) => {
+      const old = s.box.masterKeyId;
+      const { rewrapped } = await s.box.rotateMasterKey(next, (tx, count) =>
+        s.audit.record({ action: "crypto.master_key_rotated", actor: "cli", details: { from: old, to: next.id, rewrapped: count } }, tx),
+      );
+      process.stdout.write(`rewrapped ${rewrapped} data keys: master key ${old} → ${next.id}\n`);
+      if (settings.masterKey) process.stdout.write("now set SLIPWAY_MASTER_KEY to the new key before starting the server; the old key opens nothing any more\n");
+      return 0;
+    },
+    "rotate-master-key",
+  );
 }
 
 async function auditVerify(settings: Settings): Promise<number> {
+  requireInstall(settings);
   return withServices(settings, async (s) => {
     const { rows, problems } = await s.audit.verify();
     if (problems.length === 0) {
@@ -161,6 +201,8 @@ async function auditVerify(settings: Settings): Promise<number> {
   });
 }
 
+// Everything Slipway writes (database, keys, mail) is for this user only.
+process.umask(0o077);
 main(process.argv.slice(2)).then(
   (code) => process.exit(code),
   (err: unknown) => {

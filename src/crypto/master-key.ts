@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from "node:crypto";
-import { closeSync, existsSync, fsyncSync, openSync, readFileSync, renameSync, statSync, unlinkSync, writeSync } from "node:fs";
+import { closeSync, existsSync, fsyncSync, openSync, readFileSync, renameSync, statSync, writeSync } from "node:fs";
 import path from "node:path";
 
 /** A key-encryption key and the short id stored beside everything it wraps. */
@@ -41,14 +41,14 @@ export const nextKeyFileName = "master.key.next";
 export interface Keyring {
   current: MasterKey;
   all: MasterKey[];
-  source: "env" | "file";
+  /** The key file, when the key comes from one rather than from SLIPWAY_MASTER_KEY. */
   file?: string;
 }
 
 export function loadKeyring(dataDir: string, envKey: string | undefined): { keyring: Keyring; created: boolean } {
   if (envKey) {
     const current = parseMasterKey(envKey);
-    return { keyring: { current, all: [current], source: "env" }, created: false };
+    return { keyring: { current, all: [current] }, created: false };
   }
   const file = path.join(dataDir, keyFileName);
   const next = path.join(dataDir, nextKeyFileName);
@@ -60,7 +60,7 @@ export function loadKeyring(dataDir: string, envKey: string | undefined): { keyr
   const current = readKeyFile(file);
   const all = [current];
   if (existsSync(next)) all.push(readKeyFile(next));
-  return { keyring: { current, all, source: "file", file }, created };
+  return { keyring: { current, all, file }, created };
 }
 
 export function readKeyFile(file: string): MasterKey {
@@ -71,7 +71,7 @@ export function readKeyFile(file: string): MasterKey {
   return parseMasterKey(readFileSync(file, "utf8"));
 }
 
-/** Creates the file exclusively with mode 0600 and syncs it to disk before returning. */
+/** Creates the file exclusively with mode 0600; it and its directory entry are on disk before this returns. */
 export function writeKeyFile(file: string, key: MasterKey): void {
   const fd = openSync(file, "wx", 0o600);
   try {
@@ -80,20 +80,26 @@ export function writeKeyFile(file: string, key: MasterKey): void {
   } finally {
     closeSync(fd);
   }
+  syncDir(path.dirname(file));
 }
 
 export function promoteNextKeyFile(dataDir: string): void {
-  const next = path.join(dataDir, nextKeyFileName);
-  renameSync(next, path.join(dataDir, keyFileName));
-  const dir = openSync(dataDir, "r");
-  try {
-    fsyncSync(dir);
-  } finally {
-    closeSync(dir);
-  }
+  renameSync(path.join(dataDir, nextKeyFileName), path.join(dataDir, keyFileName));
+  syncDir(dataDir);
 }
 
-export function discardNextKeyFile(dataDir: string): void {
+/** A next key whose rotation never committed is set aside, never deleted: keys are not thrown away. */
+export function setAsideNextKeyFile(dataDir: string): void {
   const next = path.join(dataDir, nextKeyFileName);
-  if (existsSync(next)) unlinkSync(next);
+  if (existsSync(next)) renameSync(next, path.join(dataDir, `master.key.unused-${Date.now()}`));
+  syncDir(dataDir);
+}
+
+function syncDir(dir: string): void {
+  const fd = openSync(dir, "r");
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
 }

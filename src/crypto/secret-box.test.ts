@@ -111,17 +111,17 @@ describeEachEngine("secret box", (engine) => {
     // Keys derived from the server's data key (the audit HMAC key) do not change with the master key.
     expect((await restarted.derivedKey("audit-log")).equals(derived)).toBe(true);
 
-    const stale: Keyring = { current: oldKeyring.current, all: [oldKeyring.current], source: "env" };
+    const stale: Keyring = { current: oldKeyring.current, all: [oldKeyring.current] };
     await expect(SecretBox.open(t.store, stale).then((b) => b.open(t.store.db, alice, "value", sealed))).rejects.toThrow(MasterKeyError);
     // Even claiming the new key's id, the old key material does not unwrap the data keys.
-    const impostor: Keyring = { current: { id: next.id, key: oldKeyring.current.key }, all: [{ id: next.id, key: oldKeyring.current.key }], source: "env" };
+    const impostor: Keyring = { current: { id: next.id, key: oldKeyring.current.key }, all: [{ id: next.id, key: oldKeyring.current.key }] };
     await expect(SecretBox.open(t.store, impostor).then((b) => b.open(t.store.db, alice, "value", sealed))).rejects.toThrow(DecryptError);
     expect(oldKey).not.toBe(next.id);
   });
 
   it("P17: a rotation with the key from the environment is all or nothing and needs no key file", async () => {
     const current = generateMasterKey();
-    const envBox = await SecretBox.open(t.store, { current, all: [current], source: "env" });
+    const envBox = await SecretBox.open(t.store, { current, all: [current] });
     await envBox.createDataKey(t.store.db, { kind: "user", id: "u-1" });
     const sealed = await envBox.seal(t.store.db, { kind: "user", id: "u-1" }, "totp", "JBSWY3DP");
     // The data keys made with the file's key do not unwrap with this keyring: the rotation must change nothing rather than half of them.
@@ -133,7 +133,7 @@ describeEachEngine("secret box", (engine) => {
     const next = generateMasterKey();
     await envBox.rotateMasterKey(next);
     expect(existsSync(path.join(t.dataDir, nextKeyFileName))).toBe(false);
-    const after = await SecretBox.open(t.store, { current: next, all: [next], source: "env" });
+    const after = await SecretBox.open(t.store, { current: next, all: [next] });
     expect(await after.openString(t.store.db, { kind: "user", id: "u-1" }, "totp", sealed)).toBe("JBSWY3DP");
   });
 

@@ -1,8 +1,8 @@
 import { createHash, hkdfSync, randomBytes } from "node:crypto";
-import type { Executor, Store } from "../store/database.js";
+import type { Executor, Store, Tx } from "../store/database.js";
 import { DecryptError, open, seal } from "./aead.js";
 import {
-  discardNextKeyFile,
+  setAsideNextKeyFile,
   MasterKeyError,
   promoteNextKeyFile,
   writeKeyFile,
@@ -49,9 +49,13 @@ export class SecretBox {
     private keyring: Keyring,
   ) {}
 
-  static async open(store: Store, keyring: Keyring): Promise<SecretBox> {
+  /**
+   * `settleRotation` finishes or sets aside a rotation that a crash interrupted; only a process
+   * that holds the data dir alone may do that, or it could undo a rotation still in progress.
+   */
+  static async open(store: Store, keyring: Keyring, opts: { settleRotation: boolean } = { settleRotation: true }): Promise<SecretBox> {
     const box = new SecretBox(store, keyring);
-    await box.settleInterruptedRotation();
+    if (opts.settleRotation) await box.settleInterruptedRotation();
     await box.ensureDataKey(store.db, SYSTEM);
     return box;
   }
@@ -116,7 +120,7 @@ export class SecretBox {
    * written to master.key.next first and promoted after commit, so a crash at any point leaves
    * a keyring that opens every data key (see settleInterruptedRotation).
    */
-  async rotateMasterKey(next: MasterKey): Promise<{ rewrapped: number }> {
+  async rotateMasterKey(next: MasterKey, record?: (tx: Tx, rewrapped: number) => Promise<void>): Promise<{ rewrapped: number }> {
     if (next.id === this.keyring.current.id) throw new MasterKeyError("the new master key is the current one");
     const dataDir = this.keyring.file ? path.dirname(this.keyring.file) : undefined;
     if (dataDir) writeKeyFile(path.join(dataDir, nextKeyFileName), next);
@@ -132,6 +136,7 @@ export class SecretBox {
           .where("owner_id", "=", row.owner_id)
           .execute();
       }
+      await record?.(tx, rows.length);
       return rows.length;
     });
     if (dataDir) promoteNextKeyFile(dataDir);
@@ -150,7 +155,7 @@ export class SecretBox {
       .where("kek_id", "=", this.keyring.current.id)
       .executeTakeFirst();
     if (stale) {
-      discardNextKeyFile(dataDir);
+      setAsideNextKeyFile(dataDir);
       this.keyring = { ...this.keyring, all: [this.keyring.current] };
     } else {
       promoteNextKeyFile(dataDir);
@@ -170,6 +175,8 @@ export class SecretBox {
       .executeTakeFirst();
     if (!row) throw new MissingDataKeyError(owner);
     const dek = this.unwrap(owner, row.wrapped, row.kek_id);
+    // A key read inside a transaction may be one that transaction made and may yet roll back.
+    if (ex.isTransaction) return dek;
     if (this.cache.size >= CACHE_LIMIT) this.cache.delete(this.cache.keys().next().value!);
     this.cache.set(key, dek);
     return dek;

@@ -9,6 +9,14 @@ export interface Mail {
   text: string;
 }
 
+/**
+ * A link carrying a single-use token. The token rides in the URL fragment, which browsers never
+ * send to a server, so no access log or proxy on the way records it.
+ */
+export function tokenLink(publicUrl: string, page: string, token: string): string {
+  return `${publicUrl}/${page}#token=${token}`;
+}
+
 export interface Mailer {
   send(mail: Mail): Promise<void>;
   /** Sends without making the caller wait, so response times do not tell whether a mail went out. */

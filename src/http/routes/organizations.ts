@@ -2,6 +2,7 @@ import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
 import { z } from "zod";
 import { roleAllows, roleSchema } from "../../auth/permissions.js";
 import { emailSchema } from "../../auth/users.js";
+import { tokenLink } from "../../mail/mailer.js";
 import type { Services } from "../../services.js";
 import { contextOf } from "../plugins/access.js";
 import { orgSchema, orgWithRoleSchema, someField } from "../schemas.js";
@@ -75,7 +76,7 @@ export const organizationRoutes: FastifyPluginAsyncZod<{ services: Services }> =
       await services.mailer.send({
         to: request.body.email,
         subject: `Slipway: join ${org.name}`,
-        text: `${ctx.principal.email} invited you to the organization ${org.name} on Slipway as ${request.body.role}.\n\nAccept: ${services.publicUrl()}/invitations/accept?token=${token}\n\nThe link works once, until ${expiresAt}.\n`,
+        text: `${ctx.principal.email} invited you to the organization ${org.name} on Slipway as ${request.body.role}.\n\nAccept: ${tokenLink(services.publicUrl(), "invitations/accept", token)}\n\nThe link works once, until ${expiresAt}.\n`,
       });
       return reply.code(202).send({ expiresAt });
     },
