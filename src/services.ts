@@ -28,6 +28,7 @@ export interface Services {
   tokens: ApiTokens;
   twoFactor: TwoFactor;
   signIn: SignIn;
+  throttle: SignInThrottle;
   orgs: Organizations;
   projects: Projects;
   secrets: SecretVariables;
@@ -54,6 +55,7 @@ export async function createServices(settings: Settings, log: Logger, opts: { se
     const sessions = new Sessions(store, { idleMinutes: settings.sessionIdleMinutes, maxDays: settings.sessionMaxDays });
     const twoFactor = new TwoFactor(store, box, audit);
     // Organisations tell projects when a contractor leaves; projects are made after them, hence the late binding.
+    const throttle = new SignInThrottle(store);
     const orgs: Organizations = new Organizations(store, audit, (tx, orgId, userId) => projects.unassignAll(tx, orgId, userId));
     const secrets = new SecretVariables(store, box, audit);
     const projects: Projects = new Projects(store, box, audit, orgs, secrets);
@@ -73,7 +75,8 @@ export async function createServices(settings: Settings, log: Logger, opts: { se
       sessions,
       tokens: new ApiTokens(store, audit),
       twoFactor,
-      signIn: new SignIn(store, users, sessions, twoFactor, new SignInThrottle(store), audit),
+      signIn: new SignIn(store, users, sessions, twoFactor, throttle, audit),
+      throttle,
       orgs,
       projects,
       secrets,

@@ -138,7 +138,7 @@ describe("failed sign-ins", () => {
 
 describe("two-factor authentication", () => {
   async function enable(c: Client) {
-    const begin = await c.post("/api/v1/me/2fa");
+    const begin = await c.post("/api/v1/me/2fa", { password: PASSWORD });
     expect(begin.statusCode).toBe(200);
     const { otpauthUri, qrSvg } = begin.json();
     expect(otpauthUri).toMatch(/^otpauth:\/\/totp\/Slipway:/);
@@ -152,7 +152,7 @@ describe("two-factor authentication", () => {
     const e = email();
     await createUser(h, e);
     const c = await signIn(h, e);
-    const begin = await c.post("/api/v1/me/2fa");
+    const begin = await c.post("/api/v1/me/2fa", { password: PASSWORD });
     expect((await c.post("/api/v1/me/2fa/confirm", { code: "000000" })).statusCode).toBe(400);
     const confirm = await c.post("/api/v1/me/2fa/confirm", { code: totpCode(begin.json().otpauthUri) });
     expect(confirm.statusCode).toBe(200);
@@ -330,5 +330,108 @@ describe("password reset", () => {
     expect((await before.get("/api/v1/me")).statusCode).toBe(401);
     expect((await signInRequest({ email: e, password: PASSWORD })).statusCode).toBe(401);
     await signIn(h, e, "a brand new password");
+  });
+});
+
+describe("guessing", () => {
+  it("counts parallel guesses before checking them, so they cannot overtake the account limit", async () => {
+    const e = email();
+    await createUser(h, e);
+    const answers = await Promise.all(Array.from({ length: 20 }, (_, i) => signInRequest({ email: e, password: `guess number ${i}` }, { ip: `127.0.4.${i}` })));
+    const codes = answers.map((a) => a.statusCode);
+    expect(codes.filter((c) => c === 401).length).toBeLessThanOrEqual(5);
+    expect(codes.filter((c) => c === 429).length).toBeGreaterThanOrEqual(15);
+  });
+
+  it("limits guesses of the current password within a signed-in session", async () => {
+    const e = email();
+    await createUser(h, e);
+    const c = await signIn(h, e);
+    for (let i = 0; i < 5; i++) expect((await c.post("/api/v1/me/password", { currentPassword: `wrong ${i} password`, newPassword: "a new long password" })).statusCode).toBe(403);
+    const locked = await c.post("/api/v1/me/password", { currentPassword: PASSWORD, newPassword: "a new long password" });
+    expect(locked.statusCode).toBe(429);
+  });
+
+  it("P24: starting two-factor set-up needs the password, so a stolen session cannot bind its own authenticator", async () => {
+    const e = email();
+    await createUser(h, e);
+    const c = await signIn(h, e);
+    const wrong = await c.post("/api/v1/me/2fa", { password: "not the password" });
+    expect(wrong.statusCode).toBe(403);
+    expect(wrong.json().error.code).toBe("invalid_credentials");
+    expect((await c.post("/api/v1/me/2fa", {})).statusCode).toBe(400);
+    expect((await c.post("/api/v1/me/2fa", { password: PASSWORD })).statusCode).toBe(200);
+  });
+});
+
+describe("account recovery", () => {
+  let open: Harness;
+  beforeAll(async () => {
+    open = await startHarness({ signup: true });
+  });
+  afterAll(() => open.close());
+
+  async function linkTo(hh: Harness, to: string, page: string): Promise<string> {
+    for (let i = 0; i < 50; i++) {
+      const dir = path.join(hh.dataDir, "outbox");
+      let mails: string[] = [];
+      try {
+        mails = readdirSync(dir)
+          .sort()
+          .reverse()
+          .map((f) => readFileSync(path.join(dir, f), "utf8").replace(/=\r?\n/g, "").replace(/=([0-9A-F]{2})/g, (_, x: string) => String.fromCharCode(parseInt(x, 16))));
+      } catch {
+        mails = [];
+      }
+      const m = mails.map((mail) => (mail.includes(`To: ${to}`) ? new RegExp(`${page}#token=([A-Za-z0-9_-]+)`).exec(mail) : null)).find(Boolean);
+      if (m) return m[1]!;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    throw new Error(`no ${page} mail to ${to}`);
+  }
+
+  it("lets the owner of an address claim it from someone who signed up with it and never verified it", async () => {
+    const victim = email();
+    expect((await anonymous(open).post("/api/v1/signup", { email: victim, password: "squatter's password" })).statusCode).toBe(202);
+    expect((await anonymous(open).post("/api/v1/signup", { email: victim, password: PASSWORD })).statusCode).toBe(202);
+    const token = await linkTo(open, victim, "verify-email");
+    expect((await anonymous(open).post("/api/v1/signup/verify", { token })).statusCode).toBe(200);
+    await signIn(open, victim);
+    expect((await open.app.inject({ method: "POST", url: "/api/v1/session", payload: { email: victim, password: "squatter's password" } })).statusCode).toBe(401);
+    // Once verified, the address is taken: a new sign-up changes nothing.
+    expect((await anonymous(open).post("/api/v1/signup", { email: victim, password: "squatter's password" })).statusCode).toBe(202);
+    await signIn(open, victim);
+  });
+
+  it("a password reset revokes every API token and verifies the address it reached", async () => {
+    const e = email();
+    await createUser(open, e);
+    const c = await signIn(open, e);
+    expect((await c.post("/api/v1/orgs", { name: "t" })).statusCode).toBe(201);
+    const t = await tokenClient(open, c, ["orgs:read"]);
+    expect((await t.get("/api/v1/orgs")).statusCode).toBe(200);
+    await anonymous(open).post("/api/v1/password-reset", { email: e });
+    const token = await linkTo(open, e, "reset-password");
+    expect((await anonymous(open).post("/api/v1/password-reset/confirm", { token, password: "after the reset" })).statusCode).toBe(204);
+    expect((await t.get("/api/v1/orgs")).statusCode).toBe(401);
+
+    const unverified = email();
+    await open.services.users.create({ email: unverified, password: PASSWORD, isAdmin: false, verified: false }, { actor: "test" });
+    await anonymous(open).post("/api/v1/password-reset", { email: unverified });
+    const reset = await linkTo(open, unverified, "reset-password");
+    expect((await anonymous(open).post("/api/v1/password-reset/confirm", { token: reset, password: "chosen by the owner" })).statusCode).toBe(204);
+    await signIn(open, unverified, "chosen by the owner");
+  });
+
+  it("spends a mailed token once, even when two requests race with it", async () => {
+    const e = email();
+    await createUser(open, e);
+    await anonymous(open).post("/api/v1/password-reset", { email: e });
+    const token = await linkTo(open, e, "reset-password");
+    const [a, b] = await Promise.all([
+      anonymous(open).post("/api/v1/password-reset/confirm", { token, password: "first new password" }),
+      anonymous(open).post("/api/v1/password-reset/confirm", { token, password: "second new password" }),
+    ]);
+    expect([a.statusCode, b.statusCode].sort()).toEqual([204, 400]);
   });
 });

@@ -196,7 +196,7 @@ const calls: Record<string, (s: Subject) => Promise<Call>> = {
   "DELETE /api/v1/session": none,
   "GET /api/v1/me": none,
   "POST /api/v1/me/password": async () => ({ body: { currentPassword: PASSWORD, newPassword: PASSWORD } }),
-  "POST /api/v1/me/2fa": none,
+  "POST /api/v1/me/2fa": async () => ({ body: { password: PASSWORD } }),
   "POST /api/v1/me/2fa/confirm": async ({ user }) => {
     if (!user) return { body: { code: "123456" } };
     const { otpauthUri } = await h.services.twoFactor.begin(ctxOf(user));
@@ -431,7 +431,7 @@ describe("P11: API token scopes", () => {
     for (const [method, url, body] of [
       ["GET", "/api/v1/tokens", undefined],
       ["POST", "/api/v1/tokens", { name: "x", scopes: ["projects:read"] }],
-      ["POST", "/api/v1/me/2fa", {}],
+      ["POST", "/api/v1/me/2fa", { password: PASSWORD }],
     ] as const) {
       expect(outcome(await all.request(method, url, body)), `${method} ${url}`).toBe("403 session_required");
       expect((await browser.request(method, url, body)).statusCode, `${method} ${url}`).toBeLessThan(300);
@@ -461,7 +461,7 @@ describe("P11/P24: an organisation that requires two-factor authentication", () 
     expect(await reach()).toEqual(["403 2fa_required", "403 2fa_required"]);
     expect(await listed()).toBe(false);
 
-    const setup = await browser.post("/api/v1/me/2fa");
+    const setup = await browser.post("/api/v1/me/2fa", { password: PASSWORD });
     expect(setup.statusCode).toBe(200);
     expect((await browser.post("/api/v1/me/2fa/confirm", { code: totpCode(setup.json().otpauthUri) })).statusCode).toBe(200);
     expect(await reach()).toEqual(["200", "200"]);

@@ -183,7 +183,7 @@ beforeAll(async () => {
   await setSecret(memberToken, "/api/v1/me/secrets/VIA_TOKEN", "personal secret set with a token");
 
   // Two-factor set-up: the secret is shown once at set-up, the recovery codes once at confirmation.
-  const setup = okStatus(await owner.post("/api/v1/me/2fa"));
+  const setup = okStatus(await owner.post("/api/v1/me/2fa", { password: passwords.owner }));
   const uri = setup.json().otpauthUri as string;
   forbid("TOTP secret", setup.json().secret, { allowedIn: owner.last });
   const confirm = okStatus(await owner.post("/api/v1/me/2fa/confirm", { code: totpCode(uri) }));

@@ -6,7 +6,7 @@ import { verify as argon2Verify } from "@node-rs/argon2";
 import { sql } from "kysely";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DecryptError, MissingDataKeyError, tokenHash, type Owner } from "../src/crypto/secret-box.js";
-import { Client, createUser, signIn, startHarness, tokenClient, totpCode, type Harness } from "./helpers/harness.js";
+import { Client, PASSWORD, createUser, signIn, startHarness, tokenClient, totpCode, type Harness } from "./helpers/harness.js";
 
 /**
  * P17: every secret kind is kept the same way. Values Slipway must read back are secret-box
@@ -90,14 +90,14 @@ beforeAll(async () => {
   plain["personal secret"] = `atrest-${rand()}`;
   expect((await browser.put("/api/v1/me/secrets/HOME_TOKEN", { value: plain["personal secret"] })).statusCode).toBe(201);
 
-  const setup = await browser.post("/api/v1/me/2fa");
+  const setup = await browser.post("/api/v1/me/2fa", { password });
   plain["TOTP secret"] = setup.json().secret;
   recoveryCodes = (await browser.post("/api/v1/me/2fa/confirm", { code: totpCode(setup.json().otpauthUri) })).json().recoveryCodes;
   recoveryCodes.forEach((c, i) => (plain[`recovery code ${i}`] = c));
 
   // A second user who started 2FA set-up but never confirmed it: the pending secret is sealed too.
   pendingUserId = (await createUser(h, "halfway@example.com")).id;
-  pendingTotp = (await (await signIn(h, "halfway@example.com")).post("/api/v1/me/2fa")).json().secret;
+  pendingTotp = (await (await signIn(h, "halfway@example.com")).post("/api/v1/me/2fa", { password: PASSWORD })).json().secret;
   plain["pending TOTP secret"] = pendingTotp;
 
   const orgId = (await browser.get("/api/v1/orgs")).json().organizations[0].id;

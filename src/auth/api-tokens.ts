@@ -1,7 +1,7 @@
 import { actorOf, type AuditLog } from "../audit/audit-log.js";
 import { tokenHash } from "../crypto/secret-box.js";
 import { badRequest, notFound } from "../errors.js";
-import type { Store } from "../store/database.js";
+import type { Executor, Store } from "../store/database.js";
 import { newId, now, randomToken } from "../store/ids.js";
 import type { RequestContext, Scope } from "./permissions.js";
 
@@ -57,6 +57,11 @@ export class ApiTokens {
       if (Number(res.numUpdatedRows) === 0) throw notFound("token");
       await this.audit.record({ action: "token.revoked", ...actorOf(ctx), target: id }, tx);
     });
+  }
+
+  /** Ends every token of a user, e.g. when a password reset shows the account may have been taken over. */
+  async revokeAll(ex: Executor, userId: string): Promise<void> {
+    await ex.updateTable("api_tokens").set({ revoked_at: now() }).where("user_id", "=", userId).where("revoked_at", "is", null).execute();
   }
 
   /** The owner and scopes of a live token, or undefined for unknown, revoked, expired or malformed ones. */

@@ -22,7 +22,7 @@ export class SignIn {
 
   async signIn(input: { email: string; password: string; totp?: string }, ip: string | null): Promise<{ user: User; sessionToken: string }> {
     const email = input.email.toLowerCase();
-    await this.throttle.assertAllowed(email, ip);
+    await this.throttle.reserve(email, ip);
     const row = await this.users.findByEmail(this.store.db, email);
     const passwordOk = row ? await verifyPassword(row.password_hash, input.password) : await verifyAgainstNothing(input.password);
     if (!row || !passwordOk) {
@@ -49,12 +49,11 @@ export class SignIn {
       await this.fail(email, user.id, ip, "totp");
       throw new AppError(401, "invalid_code", "the two-factor code is wrong or was already used; wait for the next code");
     }
-    await this.throttle.recordSuccess(email);
+    await this.throttle.succeeded(email, ip);
     return { user, sessionToken: outcome.sessionToken };
   }
 
   private async fail(email: string, userId: string | null, ip: string | null, factor: string): Promise<void> {
-    await this.throttle.recordFailure(email, ip);
     await this.audit.record({ action: "auth.signin_failed", actorId: userId, actor: email, target: userId, ip, details: { factor } });
   }
 }

@@ -37,6 +37,21 @@ export const toUser = (r: UsersTable): User => ({
 });
 
 const VERIFY_TTL_MS = 24 * 3600 * 1000;
+
+function newUserRow(id: string, input: { email: string; name?: string; isAdmin: boolean; verified: boolean }, passwordHash: string): UsersTable {
+  return {
+    id,
+    email: input.email.toLowerCase(),
+    name: input.name ?? input.email.split("@")[0]!,
+    password_hash: passwordHash,
+    is_admin: input.isAdmin ? 1 : 0,
+    email_verified: input.verified ? 1 : 0,
+    totp_secret: null,
+    totp_pending: null,
+    totp_last_counter: null,
+    created_at: now(),
+  };
+}
 const RESET_TTL_MS = 3600 * 1000;
 
 /** User accounts: creation by an operator, self sign-up with email verification, passwords. */
@@ -49,18 +64,7 @@ export class Users {
   ) {}
 
   async create(input: { email: string; name?: string; password: string; isAdmin: boolean; verified: boolean }, by: { actor: string; actorId?: string; ip?: string | null }): Promise<User> {
-    const row: UsersTable = {
-      id: newId("usr"),
-      email: input.email.toLowerCase(),
-      name: input.name ?? input.email.split("@")[0]!,
-      password_hash: await hashPassword(input.password),
-      is_admin: input.isAdmin ? 1 : 0,
-      email_verified: input.verified ? 1 : 0,
-      totp_secret: null,
-      totp_pending: null,
-      totp_last_counter: null,
-      created_at: now(),
-    };
+    const row = newUserRow(newId("usr"), input, await hashPassword(input.password));
     await this.store.db.transaction().execute(async (tx) => {
       if (await this.findByEmail(tx, row.email)) throw conflict(`a user with email ${row.email} already exists`);
       await tx.insertInto("users").values(row).execute();
@@ -71,30 +75,40 @@ export class Users {
 
   /**
    * Self sign-up. The answer is the same whether or not the address is taken; the owner of a
-   * taken address gets a mail saying someone tried, instead of a verification link.
+   * verified address gets a mail saying someone tried, instead of a verification link. An
+   * address never verified is claimed afresh, so nobody can squat on someone else's address.
    */
   async signUp(input: { email: string; name?: string; password: string }, ip: string | null): Promise<void> {
-    const existing = await this.findByEmail(this.store.db, input.email);
-    if (existing) {
-      await hashPassword(input.password);
-      await this.mailer.send({
-        to: existing.email,
-        subject: "Slipway: someone tried to sign up with your address",
-        text: `Someone tried to create a Slipway account with ${existing.email}, which already has one.\nIf this was you, sign in at ${this.publicUrl()}/ instead. If not, you can ignore this mail.\n`,
-      });
-      return;
-    }
-    const user = await this.create({ ...input, isAdmin: false, verified: false }, { actor: input.email.toLowerCase(), ip });
+    const email = input.email.toLowerCase();
+    const hashed = await hashPassword(input.password);
     const token = randomToken();
-    await this.store.db
-      .insertInto("email_tokens")
-      .values({ token_hash: tokenHash(token), user_id: user.id, purpose: "verify", expires_at: inFuture(VERIFY_TTL_MS), used_at: null })
-      .execute();
-    await this.mailer.send({
-      to: user.email,
-      subject: "Slipway: confirm your email address",
-      text: `Confirm your address to finish signing up:\n\n${tokenLink(this.publicUrl(), "verify-email", token)}\n\nThe link works once, for 24 hours.\n`,
+    const taken = await this.store.db.transaction().execute(async (tx) => {
+      const existing = await this.findByEmail(tx, email);
+      if (existing && Number(existing.email_verified) === 1) return true;
+      const userId = existing?.id ?? newId("usr");
+      if (existing) {
+        await tx.updateTable("users").set({ password_hash: hashed, name: input.name ?? existing.name }).where("id", "=", userId).execute();
+        await tx.deleteFrom("email_tokens").where("user_id", "=", userId).execute();
+      } else {
+        await tx.insertInto("users").values(newUserRow(userId, { ...input, email, isAdmin: false, verified: false }, hashed)).execute();
+      }
+      await tx.insertInto("email_tokens").values({ token_hash: tokenHash(token), user_id: userId, purpose: "verify", expires_at: inFuture(VERIFY_TTL_MS), used_at: null }).execute();
+      await this.audit.record({ action: "auth.signup", actorId: userId, actor: email, target: userId, ip, details: { reclaimed: existing !== undefined } }, tx);
+      return false;
     });
+    await this.mailer.send(
+      taken
+        ? {
+            to: email,
+            subject: "Slipway: someone tried to sign up with your address",
+            text: `Someone tried to create a Slipway account with ${email}, which already has one.\nIf this was you, sign in at ${this.publicUrl()}/ instead, or reset your password there. If not, you can ignore this mail.\n`,
+          }
+        : {
+            to: email,
+            subject: "Slipway: confirm your email address",
+            text: `Confirm your address to finish signing up:\n\n${tokenLink(this.publicUrl(), "verify-email", token)}\n\nThe link works once, for 24 hours.\n`,
+          },
+    );
   }
 
   async verifyEmail(token: string, ip: string | null): Promise<User> {
@@ -107,10 +121,10 @@ export class Users {
     });
   }
 
-  /** Mails a single-use reset link to a verified account; answers the same whether or not the address has one. */
+  /** Mails a single-use reset link when the address has an account; callers answer the same either way. */
   async requestPasswordReset(email: string): Promise<void> {
     const user = await this.findByEmail(this.store.db, email);
-    if (!user || Number(user.email_verified) !== 1) return;
+    if (!user) return;
     const token = randomToken();
     await this.store.db
       .insertInto("email_tokens")
@@ -128,7 +142,8 @@ export class Users {
     const hashed = await hashPassword(password);
     return this.store.db.transaction().execute(async (tx) => {
       const userId = await this.spendEmailToken(tx, token, "reset", "this reset link is unknown, used or expired; ask for a new one");
-      await tx.updateTable("users").set({ password_hash: hashed }).where("id", "=", userId).execute();
+      // The link arrived at the address, which proves it as well as a verification link would.
+      await tx.updateTable("users").set({ password_hash: hashed, email_verified: 1 }).where("id", "=", userId).execute();
       const user = await this.byId(tx, userId);
       await this.audit.record({ action: "auth.password_changed", actorId: user.id, actor: user.email, target: user.id, ip, details: { via: "reset" } }, tx);
       return user;
@@ -138,13 +153,19 @@ export class Users {
   private async spendEmailToken(tx: Tx, token: string, purpose: "verify" | "reset", invalid: string): Promise<string> {
     const row = await tx.selectFrom("email_tokens").selectAll().where("token_hash", "=", tokenHash(token)).where("purpose", "=", purpose).executeTakeFirst();
     if (!row || row.used_at || row.expires_at < now()) throw new AppError(400, "token_invalid", invalid);
-    await tx.updateTable("email_tokens").set({ used_at: now() }).where("token_hash", "=", row.token_hash).execute();
+    const spent = await tx.updateTable("email_tokens").set({ used_at: now() }).where("token_hash", "=", row.token_hash).where("used_at", "is", null).executeTakeFirst();
+    if (Number(spent.numUpdatedRows) !== 1) throw new AppError(400, "token_invalid", invalid);
     return row.user_id;
   }
 
+  /** For actions that must be confirmed with the password even within a signed-in session. */
+  async confirmPassword(userId: string, password: string): Promise<void> {
+    const row = await this.store.db.selectFrom("users").select("password_hash").where("id", "=", userId).executeTakeFirstOrThrow();
+    if (!(await verifyPassword(row.password_hash, password))) throw new AppError(403, "invalid_credentials", "the current password is wrong");
+  }
+
   async changePassword(ctx: RequestContext, current: string, next: string): Promise<void> {
-    const row = await this.store.db.selectFrom("users").select("password_hash").where("id", "=", ctx.principal.userId).executeTakeFirstOrThrow();
-    if (!(await verifyPassword(row.password_hash, current))) throw new AppError(403, "invalid_credentials", "the current password is wrong");
+    await this.confirmPassword(ctx.principal.userId, current);
     const hashed = await hashPassword(next);
     await this.store.db.transaction().execute(async (tx) => {
       await tx.updateTable("users").set({ password_hash: hashed }).where("id", "=", ctx.principal.userId).execute();

@@ -199,6 +199,7 @@ export const sampleBodies = (p: Record<string, string>): Record<string, unknown>
   "POST /api/v1/password-reset": { email: "nobody@example.com" },
   "POST /api/v1/password-reset/confirm": { token: "unknown-token", password: "a long enough password" },
   "POST /api/v1/me/password": { currentPassword: PASSWORD, newPassword: "another long password" },
+  "POST /api/v1/me/2fa": { password: PASSWORD },
   "POST /api/v1/me/2fa/confirm": { code: "123456" },
   "POST /api/v1/me/2fa/disable": { code: "123456" },
   "POST /api/v1/tokens": { name: "deploy", scopes: ["projects:read"] },

@@ -1,3 +1,4 @@
+import type { FastifyRequest } from "fastify";
 import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
 import { z } from "zod";
 import { passwordSchema } from "../../auth/passwords.js";
@@ -8,6 +9,11 @@ import { contextOf } from "../plugins/access.js";
 import { orgWithRoleSchema, secretNameListSchema, tokenSchema, userSchema } from "../schemas.js";
 
 const sessionOnly = { access: { kind: "account", sessionOnly: true } } as const;
+/** For routes that check a password or code: few tries per minute for one account. */
+const guarded = {
+  ...sessionOnly,
+  rateLimit: { max: 10, timeWindow: "1 minute", keyGenerator: (request: FastifyRequest) => request.principal?.userId ?? request.ip },
+} as const;
 
 /** The caller's own account: profile, password, two-factor, API tokens, personal secrets, invitations. */
 export const accountRoutes: FastifyPluginAsyncZod<{ services: Services }> = async (app, { services }) => {
@@ -26,10 +32,10 @@ export const accountRoutes: FastifyPluginAsyncZod<{ services: Services }> = asyn
 
   app.post(
     "/me/password",
-    { config: sessionOnly, schema: { summary: "Change password (ends your other sessions)", body: z.object({ currentPassword: z.string().min(1).max(256), newPassword: passwordSchema }).strict() } },
+    { config: guarded, schema: { summary: "Change password (ends your other sessions)", body: z.object({ currentPassword: z.string().min(1).max(256), newPassword: passwordSchema }).strict() } },
     async (request, reply) => {
       const ctx = contextOf(request);
-      await services.users.changePassword(ctx, request.body.currentPassword, request.body.newPassword);
+      await services.throttle.guard(ctx.principal.email, ctx.ip, () => services.users.changePassword(ctx, request.body.currentPassword, request.body.newPassword));
       await services.sessions.destroyAllOf(services.store.db, ctx.principal.userId, ctx.principal.sessionHash);
       return reply.code(204).send();
     },
@@ -37,21 +43,34 @@ export const accountRoutes: FastifyPluginAsyncZod<{ services: Services }> = asyn
 
   app.post(
     "/me/2fa",
-    { config: sessionOnly, schema: { summary: "Start two-factor set-up", description: "Returns the otpauth:// URI and a QR code (SVG) for an authenticator app; confirm with a code to turn it on.", response: { 200: z.object({ otpauthUri: z.string(), secret: z.string(), qrSvg: z.string() }) } } },
-    async (request) => services.twoFactor.begin(contextOf(request)),
+    {
+      config: guarded,
+      schema: {
+        summary: "Start two-factor set-up",
+        description: "Needs the account's password, so a stolen session alone cannot bind its own authenticator. Returns the otpauth:// URI and a QR code (SVG) for an authenticator app; confirm with a code to turn it on.",
+        body: z.object({ password: z.string().min(1).max(256) }).strict(),
+        response: { 200: z.object({ otpauthUri: z.string(), secret: z.string(), qrSvg: z.string() }) },
+      },
+    },
+    async (request) => {
+      const ctx = contextOf(request);
+      await services.throttle.guard(ctx.principal.email, ctx.ip, () => services.users.confirmPassword(ctx.principal.userId, request.body.password));
+      return services.twoFactor.begin(ctx);
+    },
   );
 
   app.post(
     "/me/2fa/confirm",
-    { config: sessionOnly, schema: { summary: "Turn two-factor on", description: "Returns recovery codes, shown only this once.", body: z.object({ code: z.string().regex(/^\d{6}$/, "a 6-digit code") }).strict(), response: { 200: z.object({ recoveryCodes: z.array(z.string()) }) } } },
+    { config: guarded, schema: { summary: "Turn two-factor on", description: "Returns recovery codes, shown only this once.", body: z.object({ code: z.string().regex(/^\d{6}$/, "a 6-digit code") }).strict(), response: { 200: z.object({ recoveryCodes: z.array(z.string()) }) } } },
     async (request) => services.twoFactor.confirm(contextOf(request), request.body.code),
   );
 
   app.post(
     "/me/2fa/disable",
-    { config: sessionOnly, schema: { summary: "Turn two-factor off", body: z.object({ code: z.string().min(1).max(64) }).strict() } },
+    { config: guarded, schema: { summary: "Turn two-factor off", body: z.object({ code: z.string().min(1).max(64) }).strict() } },
     async (request, reply) => {
-      await services.twoFactor.disable(contextOf(request), request.body.code);
+      const ctx = contextOf(request);
+      await services.throttle.guard(ctx.principal.email, ctx.ip, () => services.twoFactor.disable(ctx, request.body.code));
       return reply.code(204).send();
     },
   );

@@ -87,7 +87,8 @@ export const sessionRoutes: FastifyPluginAsyncZod<{ services: Services; tls: boo
       schema: { summary: "Ask for a password reset link", description: "Always answers 202; a verified account gets a link by mail, valid for an hour.", body: z.object({ email: emailSchema }).strict(), response: { 202: messageSchema } },
     },
     async (request, reply) => {
-      await services.users.requestPasswordReset(request.body.email);
+      // Answered before the lookup, so the response time does not tell whether the account exists.
+      services.users.requestPasswordReset(request.body.email).catch((err: unknown) => request.log.error({ err }, "password reset failed"));
       return reply.code(202).send({ message: "if an account has this address, a reset link is on its way" });
     },
   );
@@ -96,11 +97,13 @@ export const sessionRoutes: FastifyPluginAsyncZod<{ services: Services; tls: boo
     "/password-reset/confirm",
     {
       config: { access: { kind: "public" }, rateLimit: authRateLimit },
-      schema: { summary: "Set a new password from a reset link", description: "Ends every session of the account.", body: z.object({ token: z.string().min(1).max(200), password: passwordSchema }).strict() },
+      schema: { summary: "Set a new password from a reset link", description: "Ends every session and revokes every API token of the account.", body: z.object({ token: z.string().min(1).max(200), password: passwordSchema }).strict() },
     },
     async (request, reply) => {
       const user = await services.users.resetPassword(request.body.token, request.body.password, request.ip);
+      // Whoever knew the old password may have signed in or made tokens: none of it survives.
       await services.sessions.destroyAllOf(services.store.db, user.id);
+      await services.tokens.revokeAll(services.store.db, user.id);
       return reply.code(204).send();
     },
   );
