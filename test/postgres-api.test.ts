@@ -19,6 +19,14 @@ describe("the API on PostgreSQL", () => {
     await pg?.stop();
   });
 
+  it("answers writes that race for the same name with one 201 and 409s, never a 500", async () => {
+    const orgId = (await browser.post("/api/v1/orgs", { name: "racers" })).json().id as string;
+    const answers = await Promise.all(Array.from({ length: 12 }, () => browser.post("/api/v1/projects", { name: "same-name", organization: orgId })));
+    const codes = answers.map((a) => a.statusCode).sort();
+    expect(codes.filter((c) => c === 201)).toHaveLength(1);
+    expect(codes.filter((c) => c !== 201).every((c) => c === 409)).toBe(true);
+  });
+
   it("runs on PostgreSQL and reports ready", async () => {
     expect(h.services.store.engine).toBe("postgres");
     const res = await anonymous(h).get("/readyz");

@@ -18,6 +18,7 @@ export const auditActions = [
   "user.created",
   "org.created",
   "org.updated",
+  "org.member_invited",
   "org.member_added",
   "org.role_changed",
   "org.member_removed",
@@ -71,8 +72,9 @@ const GENESIS = "0".repeat(64);
 
 /**
  * The tamper-evident audit log: each row carries an HMAC over its own fields and the previous
- * row's hash, keyed by a server key that the database does not hold, so a row cannot be edited,
- * removed or moved without `slipway admin audit verify` naming it.
+ * row's hash. The HMAC key is derived from the server's data key, which only the master key
+ * unwraps, so someone who can change the database but lacks the master key cannot edit, remove
+ * or move a row without `slipway admin audit verify` naming it.
  */
 export class AuditLog {
   constructor(

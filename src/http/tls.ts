@@ -11,6 +11,8 @@ export interface TlsMaterial {
   selfSigned: boolean;
 }
 
+const RENEW_BEFORE_MS = 30 * 86_400_000;
+
 export function fingerprintOf(certPem: string): string {
   const der = new X509Certificate(certPem).raw;
   return createHash("sha256").update(der).digest("hex").toUpperCase().match(/../g)!.join(":");
@@ -29,7 +31,8 @@ export async function loadTls(opts: { certFile?: string; keyFile?: string; host:
   const stored = await opts.slot.get();
   if (stored) {
     const { cert, key } = JSON.parse(stored) as { cert: string; key: string };
-    return { cert, key, fingerprint: fingerprintOf(cert), selfSigned: true };
+    // Renewed a month before it expires, at the next start.
+    if (Date.parse(new X509Certificate(cert).validTo) - Date.now() > RENEW_BEFORE_MS) return { cert, key, fingerprint: fingerprintOf(cert), selfSigned: true };
   }
   const made = await selfSigned(opts.host);
   await opts.slot.put(JSON.stringify(made));

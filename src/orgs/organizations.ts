@@ -104,7 +104,7 @@ export class Organizations {
         .insertInto("invitations")
         .values({ token_hash: tokenHash(token), org_id: orgId, email: email.toLowerCase(), role, invited_by: ctx.principal.userId, expires_at: expiresAt, accepted_at: null })
         .execute();
-      await this.audit.record({ action: "org.member_added", ...actorOf(ctx), orgId, target: `invitation:${email.toLowerCase()}`, details: { role, invited: true } }, tx);
+      await this.audit.record({ action: "org.member_invited", ...actorOf(ctx), orgId, target: `invitation:${email.toLowerCase()}`, details: { role } }, tx);
     });
     return { token, expiresAt };
   }
@@ -115,7 +115,8 @@ export class Organizations {
       if (!inv || inv.accepted_at || inv.expires_at < now() || inv.email !== ctx.principal.email.toLowerCase()) {
         throw new AppError(404, "invitation_invalid", "this invitation is unknown, used, expired or for another email address; ask for a new one");
       }
-      await tx.updateTable("invitations").set({ accepted_at: now() }).where("token_hash", "=", inv.token_hash).execute();
+      const spent = await tx.updateTable("invitations").set({ accepted_at: now() }).where("token_hash", "=", inv.token_hash).where("accepted_at", "is", null).executeTakeFirst();
+      if (Number(spent.numUpdatedRows) !== 1) throw new AppError(404, "invitation_invalid", "this invitation was just used; ask for a new one");
       const existing = await this.roleOf(tx, inv.org_id, ctx.principal.userId);
       if (existing) throw conflict("you are already a member of this organization");
       await tx.insertInto("memberships").values({ org_id: inv.org_id, user_id: ctx.principal.userId, role: inv.role, created_at: now() }).execute();
@@ -128,6 +129,7 @@ export class Organizations {
 
   async changeRole(ctx: RequestContext, orgId: string, userId: string, role: Role): Promise<void> {
     await this.store.db.transaction().execute(async (tx) => {
+      await this.store.lock(tx, `org-members:${orgId}`);
       const current = await this.roleOf(tx, orgId, userId);
       if (!current) throw notFound("member");
       await this.assertMayGrant(tx, ctx, orgId, current);
@@ -141,6 +143,7 @@ export class Organizations {
 
   async removeMember(ctx: RequestContext, orgId: string, userId: string): Promise<void> {
     await this.store.db.transaction().execute(async (tx) => {
+      await this.store.lock(tx, `org-members:${orgId}`);
       const current = await this.roleOf(tx, orgId, userId);
       if (!current) throw notFound("member");
       await this.assertMayGrant(tx, ctx, orgId, current);

@@ -95,7 +95,11 @@ export class SecretVariables {
         return row && this.box.openString(db, owner, field, row.value);
       },
       put: async (value) => {
-        await db.insertInto("secrets").values({ owner_kind: owner.kind, owner_id: owner.id, name, value: await this.box.seal(db, owner, field, value), updated_at: now() }).execute();
+        const sealed = await this.box.seal(db, owner, field, value);
+        await db.transaction().execute(async (tx) => {
+          await tx.deleteFrom("secrets").where("owner_kind", "=", owner.kind).where("owner_id", "=", owner.id).where("name", "=", name).execute();
+          await tx.insertInto("secrets").values({ owner_kind: owner.kind, owner_id: owner.id, name, value: sealed, updated_at: now() }).execute();
+        });
       },
     };
   }

@@ -29,7 +29,9 @@ export const accessPlugin = fp(async (app: FastifyInstance, opts: { services: Se
 
   app.addHook("onRequest", async (request) => {
     const header = request.headers.authorization;
-    if (header !== undefined) {
+    const access = request.routeOptions.config.access;
+    // Public routes ignore the header: probes and proxies may send credentials of their own.
+    if (header !== undefined && access && access.kind !== "public") {
       const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
       const found = match ? await tokens.resolve(match[1]!) : undefined;
       if (!found) throw new AppError(401, "invalid_token", "the API token is malformed, unknown, expired or revoked; create a new one");

@@ -25,6 +25,11 @@ export function frameworkErrors(err: FastifyError, _request: FastifyRequest, rep
   void reply.code(status).send({ error: { code, message } });
 }
 
+/** A write that lost a race to a unique key: SQLite and PostgreSQL say so in their own words. */
+function isUniqueViolation(err: { code?: string }): boolean {
+  return err.code === "SQLITE_CONSTRAINT_UNIQUE" || err.code === "SQLITE_CONSTRAINT_PRIMARYKEY" || err.code === "23505";
+}
+
 /** One shape for every error: `{ error: { code, message } }`; 5xx only for our own faults, never their details. */
 export const errorsPlugin = fp(async (app: FastifyInstance) => {
   app.setErrorHandler((err: FastifyError, request, reply) => {
@@ -38,6 +43,9 @@ export const errorsPlugin = fp(async (app: FastifyInstance) => {
     }
     if (err instanceof SyntaxError && err.statusCode === 400) {
       return reply.code(400).send({ error: { code: "invalid_json", message: "the body is not valid JSON" } });
+    }
+    if (isUniqueViolation(err)) {
+      return reply.code(409).send({ error: { code: "conflict", message: "that already exists (perhaps made by a request at the same moment); reload and try again" } });
     }
     const known = err.code ? fastifyCodes[err.code] : undefined;
     if (known) return reply.code(known[0]).send({ error: { code: known[1], message: known[2] } });

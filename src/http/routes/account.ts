@@ -9,10 +9,10 @@ import { contextOf } from "../plugins/access.js";
 import { orgWithRoleSchema, secretNameListSchema, tokenSchema, userSchema } from "../schemas.js";
 
 const sessionOnly = { access: { kind: "account", sessionOnly: true } } as const;
-/** For routes that check a password or code: few tries per minute for one account. */
+/** For routes that check a password or code: few tries per minute for one account from one address. */
 const guarded = {
   ...sessionOnly,
-  rateLimit: { max: 10, timeWindow: "1 minute", keyGenerator: (request: FastifyRequest) => request.principal?.userId ?? request.ip },
+  rateLimit: { max: 10, timeWindow: "1 minute", keyGenerator: (request: FastifyRequest) => `${request.ip}|${request.principal?.userId ?? ""}` },
 } as const;
 
 /** The caller's own account: profile, password, two-factor, API tokens, personal secrets, invitations. */
