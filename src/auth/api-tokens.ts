@@ -1,19 +1,21 @@
+import { z } from "zod";
 import { actorOf, type AuditLog } from "../audit/audit-log.js";
 import { tokenHash } from "../crypto/secret-box.js";
 import { badRequest, notFound } from "../errors.js";
 import type { Executor, Store } from "../store/database.js";
 import { newId, now, randomToken } from "../store/ids.js";
-import type { RequestContext, Scope } from "./permissions.js";
+import { scopeSchema, type RequestContext, type Scope } from "./permissions.js";
 
-export interface ApiToken {
-  id: string;
-  name: string;
-  scopes: Scope[];
-  createdAt: string;
-  expiresAt: string | null;
-  revokedAt: string | null;
-  lastUsedAt: string | null;
-}
+export const tokenSchema = z.object({
+  id: z.string(),
+  name: z.string(),
+  scopes: z.array(scopeSchema),
+  createdAt: z.string(),
+  expiresAt: z.string().nullable(),
+  revokedAt: z.string().nullable(),
+  lastUsedAt: z.string().nullable(),
+});
+export type ApiToken = z.infer<typeof tokenSchema>;
 
 const PREFIX = "slw_";
 

@@ -16,15 +16,16 @@ export const emailSchema = z
   .transform((e) => e.toLowerCase());
 export const displayNameSchema = z.string().trim().min(1).max(100);
 
-export interface User {
-  id: string;
-  email: string;
-  name: string;
-  isAdmin: boolean;
-  emailVerified: boolean;
-  twoFactor: boolean;
-  createdAt: string;
-}
+/** A user as the API shows them (to themselves); the internal record adds emailVerified. */
+export const userSchema = z.object({
+  id: z.string(),
+  email: z.string(),
+  name: z.string(),
+  isAdmin: z.boolean(),
+  twoFactor: z.boolean(),
+  createdAt: z.string(),
+});
+export type User = z.infer<typeof userSchema> & { emailVerified: boolean };
 
 export const toUser = (r: UsersTable): User => ({
   id: r.id,

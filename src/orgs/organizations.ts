@@ -1,3 +1,4 @@
+import { z } from "zod";
 import { actorOf, type AuditLog } from "../audit/audit-log.js";
 import type { RequestContext, Role } from "../auth/permissions.js";
 import { tokenHash } from "../crypto/secret-box.js";
@@ -5,12 +6,8 @@ import { AppError, conflict, forbidden, notFound } from "../errors.js";
 import type { Executor, Store } from "../store/database.js";
 import { inFuture, newId, now, randomToken } from "../store/ids.js";
 
-export interface Organization {
-  id: string;
-  name: string;
-  require2fa: boolean;
-  createdAt: string;
-}
+export const orgSchema = z.object({ id: z.string(), name: z.string(), require2fa: z.boolean(), createdAt: z.string() });
+export type Organization = z.infer<typeof orgSchema>;
 
 export interface Member {
   userId: string;
