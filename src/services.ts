@@ -1,4 +1,4 @@
-import { mkdirSync } from "node:fs";
+import { mkdirSync, statSync } from "node:fs";
 import type { Logger } from "pino";
 import { AuditLog } from "./audit/audit-log.js";
 import { ApiTokens } from "./auth/api-tokens.js";
@@ -45,6 +45,9 @@ export async function createServices(settings: Settings, log: Logger, opts: { se
   let url = settings.publicUrl ?? `http://${settings.host}:${settings.port}`;
   const publicUrl = () => url;
   mkdirSync(settings.dataDir, { recursive: true, mode: 0o700 });
+  if (statSync(settings.dataDir).mode & 0o077) {
+    log.warn({ dataDir: settings.dataDir }, `other users can open the data dir; run: chmod 700 ${settings.dataDir}`);
+  }
   const { keyring, created } = loadKeyring(settings.dataDir, settings.masterKey);
   const store = await openStore(settings);
   try {

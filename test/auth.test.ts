@@ -1,7 +1,5 @@
-import { readdirSync, readFileSync } from "node:fs";
-import path from "node:path";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { anonymous, Client, cookieHeader, createUser, PASSWORD, signIn, startHarness, tokenClient, totpCode, type Harness } from "./helpers/harness.js";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { anonymous, Client, cookieHeader, createUser, mailedToken, outbox, PASSWORD, signIn, startHarness, tokenClient, totpCode, type Harness } from "./helpers/harness.js";
 
 let h: Harness;
 let n = 0;
@@ -245,19 +243,6 @@ describe("sign-up by email", () => {
     open = await startHarness({ signup: true });
   });
   afterAll(() => open.close());
-  afterEach(() => undefined);
-
-  const outbox = (hh: Harness) => {
-    const dir = path.join(hh.dataDir, "outbox");
-    try {
-      // Bodies are quoted-printable: undo soft line breaks and =XX escapes.
-      return readdirSync(dir)
-        .sort()
-        .map((f) => readFileSync(path.join(dir, f), "utf8").replace(/=\r?\n/g, "").replace(/=([0-9A-F]{2})/g, (_, hex: string) => String.fromCharCode(parseInt(hex, 16))));
-    } catch {
-      return [];
-    }
-  };
 
   it("is refused when the operator has not allowed it", async () => {
     const res = await anonymous(h).post("/api/v1/signup", { email: email(), password: PASSWORD });
@@ -269,9 +254,7 @@ describe("sign-up by email", () => {
     const e = email();
     const res = await anonymous(open).post("/api/v1/signup", { email: e, password: PASSWORD });
     expect(res.statusCode).toBe(202);
-    const mail = outbox(open).find((m) => m.includes(`To: ${e}`))!;
-    expect(mail).toBeDefined();
-    const token = /verify-email#token=([A-Za-z0-9_-]+)/.exec(mail)![1]!;
+    const token = await mailedToken(open, e, "verify-email");
     const early = await open.app.inject({ method: "POST", url: "/api/v1/session", payload: { email: e, password: PASSWORD } });
     expect(early.statusCode).toBe(403);
     expect(early.json().error.code).toBe("email_unverified");
@@ -296,23 +279,6 @@ describe("sign-up by email", () => {
 });
 
 describe("password reset", () => {
-  async function mailTo(hh: Harness, to: string): Promise<string> {
-    // Reset mail is sent without making the request wait, so look for it for a moment.
-    for (let i = 0; i < 50; i++) {
-      const dir = path.join(hh.dataDir, "outbox");
-      const found = (() => {
-        try {
-          return readdirSync(dir).map((f) => readFileSync(path.join(dir, f), "utf8").replace(/=\r?\n/g, "").replace(/=([0-9A-F]{2})/g, (_, x: string) => String.fromCharCode(parseInt(x, 16))));
-        } catch {
-          return [];
-        }
-      })().find((m) => m.includes(`To: ${to}`) && m.includes("reset-password"));
-      if (found) return found;
-      await new Promise((r) => setTimeout(r, 20));
-    }
-    throw new Error(`no reset mail to ${to}`);
-  }
-
   it("mails a single-use link that sets a new password and ends every session; unknown addresses get the same answer", async () => {
     const e = email();
     await createUser(h, e);
@@ -322,7 +288,7 @@ describe("password reset", () => {
     expect(known.statusCode).toBe(202);
     expect(unknown.statusCode).toBe(202);
     expect(unknown.body).toBe(known.body);
-    const token = /reset-password#token=([A-Za-z0-9_-]+)/.exec(await mailTo(h, e))![1]!;
+    const token = await mailedToken(h, e, "reset-password");
 
     expect((await anonymous(h).post("/api/v1/password-reset/confirm", { token, password: "short" })).statusCode).toBe(400);
     expect((await anonymous(h).post("/api/v1/password-reset/confirm", { token, password: "a brand new password" })).statusCode).toBe(204);
@@ -371,30 +337,11 @@ describe("account recovery", () => {
   });
   afterAll(() => open.close());
 
-  async function linkTo(hh: Harness, to: string, page: string): Promise<string> {
-    for (let i = 0; i < 50; i++) {
-      const dir = path.join(hh.dataDir, "outbox");
-      let mails: string[] = [];
-      try {
-        mails = readdirSync(dir)
-          .sort()
-          .reverse()
-          .map((f) => readFileSync(path.join(dir, f), "utf8").replace(/=\r?\n/g, "").replace(/=([0-9A-F]{2})/g, (_, x: string) => String.fromCharCode(parseInt(x, 16))));
-      } catch {
-        mails = [];
-      }
-      const m = mails.map((mail) => (mail.includes(`To: ${to}`) ? new RegExp(`${page}#token=([A-Za-z0-9_-]+)`).exec(mail) : null)).find(Boolean);
-      if (m) return m[1]!;
-      await new Promise((r) => setTimeout(r, 20));
-    }
-    throw new Error(`no ${page} mail to ${to}`);
-  }
-
   it("lets the owner of an address claim it from someone who signed up with it and never verified it", async () => {
     const victim = email();
     expect((await anonymous(open).post("/api/v1/signup", { email: victim, password: "squatter's password" })).statusCode).toBe(202);
     expect((await anonymous(open).post("/api/v1/signup", { email: victim, password: PASSWORD })).statusCode).toBe(202);
-    const token = await linkTo(open, victim, "verify-email");
+    const token = await mailedToken(open, victim, "verify-email");
     expect((await anonymous(open).post("/api/v1/signup/verify", { token })).statusCode).toBe(200);
     await signIn(open, victim);
     expect((await open.app.inject({ method: "POST", url: "/api/v1/session", payload: { email: victim, password: "squatter's password" } })).statusCode).toBe(401);
@@ -411,14 +358,14 @@ describe("account recovery", () => {
     const t = await tokenClient(open, c, ["orgs:read"]);
     expect((await t.get("/api/v1/orgs")).statusCode).toBe(200);
     await anonymous(open).post("/api/v1/password-reset", { email: e });
-    const token = await linkTo(open, e, "reset-password");
+    const token = await mailedToken(open, e, "reset-password");
     expect((await anonymous(open).post("/api/v1/password-reset/confirm", { token, password: "after the reset" })).statusCode).toBe(204);
     expect((await t.get("/api/v1/orgs")).statusCode).toBe(401);
 
     const unverified = email();
     await open.services.users.create({ email: unverified, password: PASSWORD, isAdmin: false, verified: false }, { actor: "test" });
     await anonymous(open).post("/api/v1/password-reset", { email: unverified });
-    const reset = await linkTo(open, unverified, "reset-password");
+    const reset = await mailedToken(open, unverified, "reset-password");
     expect((await anonymous(open).post("/api/v1/password-reset/confirm", { token: reset, password: "chosen by the owner" })).statusCode).toBe(204);
     await signIn(open, unverified, "chosen by the owner");
   });
@@ -427,7 +374,7 @@ describe("account recovery", () => {
     const e = email();
     await createUser(open, e);
     await anonymous(open).post("/api/v1/password-reset", { email: e });
-    const token = await linkTo(open, e, "reset-password");
+    const token = await mailedToken(open, e, "reset-password");
     const [a, b] = await Promise.all([
       anonymous(open).post("/api/v1/password-reset/confirm", { token, password: "first new password" }),
       anonymous(open).post("/api/v1/password-reset/confirm", { token, password: "second new password" }),

@@ -1,11 +1,11 @@
 import { randomBytes } from "node:crypto";
-import { readdirSync, readFileSync } from "node:fs";
-import path from "node:path";
 import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from "fastify";
+import { readFileSync } from "node:fs";
+import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { scopes } from "../src/auth/permissions.js";
 import { tokenHash } from "../src/crypto/secret-box.js";
-import { Client, cookieHeader, createUser, startHarness, totpCode, type Harness } from "./helpers/harness.js";
+import { Client, cookieHeader, createUser, mailedToken, startHarness, totpCode, type Harness } from "./helpers/harness.js";
 import { listRoutes } from "./helpers/web.js";
 
 /**
@@ -117,19 +117,9 @@ async function setSecret(client: Recording, url: string, label: string, value = 
   okStatus(await client.put(url, { value }));
 }
 
-/** The invitation token from the newest mail to `email` in the outbox (bodies are quoted-printable). */
-function invitationToken(email: string): string {
-  const dir = path.join(h.dataDir, "outbox");
-  const mails = readdirSync(dir)
-    .sort()
-    .map((f) => readFileSync(path.join(dir, f), "utf8").replace(/=\r?\n/g, "").replace(/=([0-9A-F]{2})/g, (_, x: string) => String.fromCharCode(parseInt(x, 16))));
-  const mail = mails.reverse().find((m) => m.includes(`To: ${email}`));
-  return /invitations\/accept#token=([A-Za-z0-9_-]+)/.exec(mail ?? "")![1]!;
-}
-
 async function invite(owner: Recording, who: Person, role: string): Promise<Recording> {
   okStatus(await owner.post(`/api/v1/orgs/${ids.orgId}/invitations`, { email: emails[who], role }));
-  const token = invitationToken(emails[who]);
+  const token = await mailedToken(h, emails[who], "invitations/accept");
   forbidWithHash(`invitation token for ${who}`, token);
   const client = await signIn(who);
   okStatus(await client.post("/api/v1/invitations/accept", { token }));

@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from "fastify";
@@ -97,3 +97,34 @@ export function totpCode(uri: string, stepOffset = 0): string {
 }
 
 export const cli = path.resolve("dist/src/cli/main.js");
+
+/** The mails in the outbox, oldest first, with their quoted-printable bodies decoded. */
+export function outbox(h: Harness): string[] {
+  const dir = path.join(h.dataDir, "outbox");
+  let files: string[];
+  try {
+    files = readdirSync(dir).sort();
+  } catch {
+    return [];
+  }
+  return files.map((f) =>
+    readFileSync(path.join(dir, f), "utf8")
+      .replace(/=\r?\n/g, "")
+      .replace(/=([0-9A-F]{2})/g, (_, hex: string) => String.fromCharCode(parseInt(hex, 16))),
+  );
+}
+
+/** The token of the newest link to `page` mailed to `to`; waits a moment, as some mail is sent in the background. */
+export async function mailedToken(h: Harness, to: string, page: string): Promise<string> {
+  const link = new RegExp(`${page}#token=([A-Za-z0-9_-]+)`);
+  for (let i = 0; i < 100; i++) {
+    const match = outbox(h)
+      .reverse()
+      .filter((m) => m.includes(`To: ${to}`))
+      .map((m) => link.exec(m))
+      .find(Boolean);
+    if (match) return match[1]!;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  throw new Error(`no ${page} link mailed to ${to}`);
+}
