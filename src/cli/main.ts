@@ -15,6 +15,7 @@ import { isPostgresUrl } from "../store/database.js";
 import { version } from "../version.js";
 import { claimDataDir, DataDirBusyError, describe, lockHolder, type LockPurpose } from "./server-lock.js";
 import { readSecretLine } from "./stdin.js";
+import { validateCommand } from "./validate.js";
 
 const help = `slipway ${version} — self-hosted CI/CD and development workspaces
 
@@ -23,12 +24,14 @@ Usage:
   slipway admin create-user --email you@example.com [--name NAME] [--admin] [--org NAME]
   slipway admin rotate-master-key
   slipway admin audit verify
+  slipway validate [DIR]                                  # check .slipway.yml or codeship-*.yml (default: .)
   slipway --version
 
 Examples:
   slipway serve --port 0                                  # any free port; the first log line says which
   echo "$PASSWORD" | slipway admin create-user --email ada@example.com --admin --org acme
   slipway admin audit verify                              # exit 1 and names each altered row
+  slipway validate ~/src/app                              # file:line:col for each problem; exit 2 on errors
 
 Passwords are read from stdin (a prompt on a terminal), never from arguments. rotate-master-key
 makes the new key itself, or reads it from stdin when SLIPWAY_MASTER_KEY is set. Stop the
@@ -62,7 +65,9 @@ async function main(argv: string[]): Promise<number> {
   const flags: SettingsInput = { host: values.host, port: values.port as unknown as number, dataDir: values["data-dir"] };
   const settings = loadSettings(flags);
   const command = positionals.join(" ");
-  switch (command) {
+  switch (positionals[0] === "validate" ? "validate" : command) {
+    case "validate":
+      return validate(positionals.slice(1));
     case "serve":
       return serve(settings);
     case "admin create-user":
@@ -74,6 +79,11 @@ async function main(argv: string[]): Promise<number> {
     default:
       throw new UsageError(`unknown command: ${command}\n\n${help}`);
   }
+}
+
+function validate(args: string[]): number {
+  if (args.length > 1) throw new UsageError("usage: slipway validate [DIR]");
+  return validateCommand(args[0] ?? ".");
 }
 
 function out(text: string): number {

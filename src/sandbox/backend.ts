@@ -33,6 +33,8 @@ export interface SandboxSpec {
   env?: Record<string, string>;
   limits?: Partial<SandboxLimits>;
   hostname?: string;
+  /** Host files or folders shown read-only inside (image caches, tools); the sandbox's uid still needs permission to read them. */
+  readOnlyBinds?: Array<{ hostPath: string; path: string }>;
 }
 
 export interface Exec {

@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { chownSync, existsSync, mkdirSync, readFileSync, rmSync } from "node:fs";
+import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import type { Writable } from "node:stream";
@@ -53,7 +53,7 @@ export class BwrapBackend implements SandboxBackend {
       opts.onWarning?.("cgroups are not writable here: sandboxes get a process limit from rlimits but no memory or CPU limit");
     }
     this.runtimeDir = opts.runtimeDir ?? (this.isRoot ? "/run/slipway/sandboxes" : path.join(process.env.XDG_RUNTIME_DIR ?? tmpdir(), `slipway-sandboxes-${process.getuid?.()}`));
-    mkdirSync(this.runtimeDir, { recursive: true, mode: 0o711 });
+    makeTraversable(this.runtimeDir);
   }
 
   get cgroupMode(): CgroupMode {
@@ -129,6 +129,8 @@ class BwrapSandbox implements Sandbox {
       "--pid",
       "--fork",
       "--kill-child",
+      // bwrap finds its children under /proc by pid: the procfs must be this pid namespace's own.
+      "--mount-proc",
       "--net",
       "--ipc",
       "--uts",
@@ -169,6 +171,8 @@ class BwrapSandbox implements Sandbox {
   private spawnGated(argv: string[], stdio: Array<"pipe" | "ignore">): ChildProcess {
     const child = spawn(GATE[0]!, [...GATE.slice(1), ...argv], { stdio, env: { PATH: "/usr/sbin:/usr/bin:/sbin:/bin" } });
     if (child.pid === undefined) throw new SandboxError("could not start a sandbox process");
+    // A process that exits early resets its pipes; that ends the exec, it is not an error of ours.
+    for (const stream of child.stdio) stream?.on("error", () => undefined);
     this.cgroup?.add(child.pid);
     (child.stdin as Writable).write("go\n");
     return child;
@@ -189,8 +193,10 @@ class BwrapSandbox implements Sandbox {
       args.push("--bind", `${m}/root`, "/");
       for (const f of ["hosts", "passwd", "group", "nsswitch.conf"]) args.push("--ro-bind", `${m}/etc/${f}`, `/etc/${f}`);
     }
-    args.push("--proc", "/proc", "--dev", "/dev", "--tmpfs", "/sys", "--remount-ro", "/sys");
+    // bwrap leaves /proc/sys of a new procfs writable; cover it with a read-only view.
+    args.push("--proc", "/proc", "--ro-bind", "/proc/sys", "/proc/sys", "--dev", "/dev", "--tmpfs", "/sys", "--remount-ro", "/sys");
     args.push("--bind", `${m}/workspace`, WORKSPACE, "--bind", `${m}/home`, HOME);
+    for (const bind of this.spec.readOnlyBinds ?? []) args.push("--ro-bind", bind.hostPath, bind.path);
     const env = { PATH: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", HOME, USER: "build", LANG: "C.UTF-8", ...this.spec.env, ...cmd.env };
     args.push("--clearenv");
     for (const [k, v] of Object.entries(env)) args.push("--setenv", k, v);
@@ -208,7 +214,6 @@ class BwrapSandbox implements Sandbox {
     (child.stdio[3] as Writable).end(this.filter);
     child.stdout!.on("data", (d: Buffer) => io.stdout?.(d));
     child.stderr!.on("data", (d: Buffer) => io.stderr?.(d));
-    child.stdin!.on("error", () => undefined);
     child.stdin!.end(io.stdin);
     let timedOut = false;
     const timer = cmd.timeoutMs === undefined ? undefined : setTimeout(() => {
@@ -254,6 +259,17 @@ class BwrapSandbox implements Sandbox {
     rmSync(this.mountDir, { recursive: true, force: true });
     this.released();
   }
+}
+
+/**
+ * Creates the runtime dir (and missing parents) so that sandbox uids can pass through it to their
+ * own mount point but not list it; the mode is set explicitly, whatever the umask.
+ */
+function makeTraversable(dir: string): void {
+  const missing: string[] = [];
+  for (let d = path.resolve(dir); !existsSync(d); d = path.dirname(d)) missing.unshift(d);
+  mkdirSync(dir, { recursive: true });
+  for (const d of [...missing, path.resolve(dir)]) chmodSync(d, 0o711);
 }
 
 function killQuietly(pid: number): void {

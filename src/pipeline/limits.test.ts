@@ -1,0 +1,106 @@
+import { describe, expect, it } from "vitest";
+import { findings, lines, readConfig, validPipeline } from "../../test/helpers/pipeline.js";
+import { limits, problemSchema, type Problem } from "./index.js";
+
+const codes = (problems: Problem[]) => problems.map((p) => p.code);
+const validSlipway = lines("image: alpine", "steps:", "  - name: one", "    command: echo one", "  - type: parallel", "    steps:", "      - name: two", "        command: [echo, two]", "      - name: three", "        command: echo three", "        branch: ^main$");
+const validCodeship = {
+  "codeship-services.yml": lines("app:", "  image: ruby", "  depends_on: [db]", "db:", "  image: postgres", "  links: [app]"),
+  "codeship-steps.yml": lines("- type: serial", "  service: app", "  tag: ^(master|dev)$", "  steps:", "  - name: a", "    command: rake", "  - name: b", "    service: db", "    command: psql -c 'select 1'"),
+};
+
+describe("hostile configs get an error, not a hang", () => {
+  it("refuses a file over the size limit", () => {
+    const r = readConfig({ ".slipway.yml": `image: x\nsteps:\n  - command: ${"x".repeat(limits.fileBytes)}\n` });
+    expect(codes(r.problems)).toEqual(["too_large"]);
+    validPipeline({ ".slipway.yml": `image: x\nsteps:\n  - command: ${"x".repeat(1000)}\n` });
+  });
+
+  it("refuses an alias bomb", () => {
+    let yaml = "a: &a [x, x, x, x, x, x, x, x, x]\n";
+    for (let i = 0, prev = "a"; i < 9; prev = `b${i}`, i++) yaml += `b${i}: &b${i} [${Array(9).fill(`*${prev}`).join(", ")}]\n`;
+    const r = readConfig({ ".slipway.yml": `${yaml}image: x\nsteps:\n  - command: 'true'\n` });
+    expect(codes(r.problems)).toEqual(["too_complex"]);
+  });
+
+  it("refuses too many values and groups nested too deep", () => {
+    const many = `image: x\nsteps:\n${Array.from({ length: limits.steps + 5 }, (_, i) => `  - command: echo ${i}`).join("\n")}`;
+    expect(codes(readConfig({ ".slipway.yml": many }).problems)).toEqual(["too_complex"]);
+    let nested = "  - command: deep";
+    for (let d = 0; d < limits.groupDepth + 2; d++) nested = `  - type: serial\n    steps:\n${nested.replace(/^/gm, "    ")}`;
+    expect(codes(readConfig({ ".slipway.yml": `image: x\nsteps:\n${nested}` }).problems)).toEqual(["too_complex"]);
+  });
+
+  it("refuses deeply nested flow collections", () => {
+    const r = readConfig({ ".slipway.yml": `steps: ${"[".repeat(50_000)}${"]".repeat(50_000)}` });
+    expect(r.problems.some((p) => p.severity === "error")).toBe(true);
+    expect(r.pipeline).toBeUndefined();
+  });
+});
+
+/** A small, seeded generator: the same inputs on every run, so a failure can be replayed. */
+function rng(seed: number) {
+  let s = seed >>> 0;
+  return () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+const pieces = ["steps", "services", "image", "command", "type", "parallel", "serial", "manual", "tag", "branch", "exclude", "service", "name", "depends_on", "env", "timeout", "on_fail", "build", "links", "encrypted_env_file", "^(", "$", "[", "]", "{", "}", "-", ":", "&a", "*a", "<<", "\n", "\n  ", "\n    - ", "'", '"', "\\0", "#", "!!binary", "!tag", "|", ">", "~", "null", "1e9", "0x1f", "..", "/", "\t", "\u0000", "\uFEFF", "?", ",", "%YAML 1.1\n---\n"];
+
+function randomDocument(next: () => number): string {
+  const n = 1 + Math.floor(next() * 60);
+  let out = "";
+  for (let i = 0; i < n; i++) out += pieces[Math.floor(next() * pieces.length)]! + (next() < 0.3 ? " " : "");
+  return out;
+}
+
+function mutate(text: string, next: () => number): string {
+  let t = text;
+  const edits = 1 + Math.floor(next() * 4);
+  for (let i = 0; i < edits; i++) {
+    const at = Math.floor(next() * (t.length + 1));
+    const op = next();
+    if (op < 0.4) t = t.slice(0, at) + pieces[Math.floor(next() * pieces.length)]! + t.slice(at);
+    else if (op < 0.7) t = t.slice(0, at) + t.slice(at + 1 + Math.floor(next() * 8));
+    else t = t.slice(0, at) + t.slice(at, at + 20) + t.slice(at); // duplicate a slice
+  }
+  return t;
+}
+
+describe("fuzz (seeded, bounded)", () => {
+  const kinds = [
+    (next: () => number) => ({ ".slipway.yml": randomDocument(next) }),
+    (next: () => number) => ({ ".slipway.yml": mutate(validSlipway, next) }),
+    (next: () => number) => ({ ...validCodeship, "codeship-steps.yml": mutate(validCodeship["codeship-steps.yml"], next) }),
+    (next: () => number) => ({ ...validCodeship, "codeship-services.json": JSON.stringify({ app: { image: "x" } }), "codeship-services.yml": mutate(validCodeship["codeship-services.yml"], next) }),
+  ];
+
+  it("2000 random and mutated configs: every outcome is a valid problem list, never a throw", () => {
+    const next = rng(20250611);
+    let withErrors = 0;
+    for (let i = 0; i < 2000; i++) {
+      const files = kinds[i % kinds.length]!(next);
+      const r = readConfig(files);
+      for (const p of r.problems) expect(problemSchema.parse(p)).toEqual(p);
+      // internal_error is the catch-all for a bug of ours: it must never show up.
+      expect(codes(r.problems), JSON.stringify(files)).not.toContain("internal_error");
+      // A pipeline is returned exactly when there is no error.
+      const errors = r.problems.filter((p) => p.severity === "error").length;
+      expect(r.pipeline === undefined, JSON.stringify(files)).toBe(errors > 0);
+      if (errors > 0) withErrors++;
+    }
+    // The generators must reach both outcomes, or the loop proved little.
+    expect(withErrors).toBeGreaterThan(500);
+    expect(withErrors).toBeLessThan(2000);
+  });
+
+  it("the unmutated seeds are valid (positive control for the fuzz loop)", () => {
+    validPipeline({ ".slipway.yml": validSlipway });
+    expect(findings(readConfig(validCodeship))).toEqual([]);
+  });
+});
