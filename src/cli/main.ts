@@ -15,6 +15,7 @@ import { isPostgresUrl } from "../store/database.js";
 import { version } from "../version.js";
 import { claimDataDir, DataDirBusyError, describe, lockHolder, type LockPurpose } from "./server-lock.js";
 import { readSecretLine } from "./stdin.js";
+import { runCommand, RunUsageError } from "./run.js";
 import { validateCommand } from "./validate.js";
 
 const help = `slipway ${version} — self-hosted CI/CD and development workspaces
@@ -25,6 +26,7 @@ Usage:
   slipway admin rotate-master-key
   slipway admin audit verify
   slipway validate [DIR]                                  # check .slipway.yml or codeship-*.yml (default: .)
+  slipway run [STEP…] [--secret NAME=VALUE]… [--env-file FILE] [--branch B]
   slipway --version
 
 Examples:
@@ -32,6 +34,7 @@ Examples:
   echo "$PASSWORD" | slipway admin create-user --email ada@example.com --admin --org acme
   slipway admin audit verify                              # exit 1 and names each altered row
   slipway validate ~/src/app                              # file:line:col for each problem; exit 2 on errors
+  slipway run test --secret NPM_TOKEN=…                   # this repo's pipeline in local sandboxes; exit 1 if a step fails
 
 Passwords are read from stdin (a prompt on a terminal), never from arguments. rotate-master-key
 makes the new key itself, or reads it from stdin when SLIPWAY_MASTER_KEY is set. Stop the
@@ -56,6 +59,9 @@ async function main(argv: string[]): Promise<number> {
       name: { type: "string" },
       org: { type: "string" },
       admin: { type: "boolean" },
+      secret: { type: "string", multiple: true },
+      "env-file": { type: "string" },
+      branch: { type: "string" },
       help: { type: "boolean", short: "h" },
       version: { type: "boolean" },
     },
@@ -65,9 +71,11 @@ async function main(argv: string[]): Promise<number> {
   const flags: SettingsInput = { host: values.host, port: values.port as unknown as number, dataDir: values["data-dir"] };
   const settings = loadSettings(flags);
   const command = positionals.join(" ");
-  switch (positionals[0] === "validate" ? "validate" : command) {
+  switch (positionals[0] === "validate" || positionals[0] === "run" ? positionals[0] : command) {
     case "validate":
       return validate(positionals.slice(1));
+    case "run":
+      return runCommand(".", { steps: positionals.slice(1), secrets: values.secret ?? [], envFile: values["env-file"], branch: values.branch });
     case "serve":
       return serve(settings);
     case "admin create-user":
@@ -216,7 +224,7 @@ process.umask(0o077);
 main(process.argv.slice(2)).then(
   (code) => process.exit(code),
   (err: unknown) => {
-    const usage = err instanceof UsageError || err instanceof SettingsError || (err as { code?: string }).code?.startsWith("ERR_PARSE_ARGS");
+    const usage = err instanceof UsageError || err instanceof RunUsageError || err instanceof SettingsError || (err as { code?: string }).code?.startsWith("ERR_PARSE_ARGS");
     const message = err instanceof AppError || err instanceof Error ? err.message : String(err);
     process.stderr.write(`slipway: ${message}\n`);
     process.exit(usage || err instanceof MasterKeyError ? 2 : 1);

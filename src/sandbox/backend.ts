@@ -43,6 +43,8 @@ export interface Exec {
   cwd?: string;
   /** Killed after this long, with `timedOut` set. */
   timeoutMs?: number;
+  /** Kills the command when aborted (cancel, idle timeout). */
+  signal?: AbortSignal;
 }
 
 export interface ExecIO {

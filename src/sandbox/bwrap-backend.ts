@@ -220,8 +220,12 @@ class BwrapSandbox implements Sandbox {
       timedOut = true;
       child.kill("SIGKILL");
     }, cmd.timeoutMs);
+    const abort = () => child.kill("SIGKILL");
+    cmd.signal?.addEventListener("abort", abort);
+    if (cmd.signal?.aborted) abort();
     return new Promise<ExitStatus>((resolve) => {
       child.once("close", (code, signal) => {
+        cmd.signal?.removeEventListener("abort", abort);
         if (timer) clearTimeout(timer);
         this.running.delete(child);
         resolve({ code, signal, timedOut });
