@@ -137,37 +137,35 @@ async function unpack(sandbox: Sandbox, archive: Buffer): Promise<void> {
   if (status.code !== 0) throw new Error(`could not copy the working tree into the sandbox: ${err.trim()}`);
 }
 
-/** Live output: step headers, each output line prefixed with its step when jobs run side by side. */
+/** Live output: step headers, and each output line of a parallel branch prefixed with its step. */
 class LivePrinter {
   private readonly partial = new Map<string, string>();
-  private readonly activeJobs = new Set<number>();
 
   event(e: RunEvent): void {
     if (e.type === "step-start") {
-      this.activeJobs.add(e.job);
       process.stdout.write(colour(36, `▶ ${e.step.name}`) + "\n");
     } else if (e.type === "output") {
-      this.output(e.step, e.stream, e.data.toString("utf8"));
+      this.output(e.step, e.job, e.stream, e.data.toString("utf8"));
     } else {
-      this.flush(e.step);
-      this.activeJobs.delete(e.job);
+      this.flush(e.step, e.job);
       const r = e.result;
       process.stdout.write(`${statusMark[r.status]} ${r.name} (${seconds(r.durationMs)})${r.reason ? ` — ${r.reason}` : ""}\n`);
     }
   }
 
-  private output(step: Step, stream: string, text: string): void {
+  /** Job 0 is the top level; every other job is a branch of a parallel group. */
+  private output(step: Step, job: number, stream: string, text: string): void {
     const key = `${step.id}/${stream}`;
     const lines = ((this.partial.get(key) ?? "") + text).split("\n");
     this.partial.set(key, lines.pop()!);
-    const prefix = this.activeJobs.size > 1 ? colour(90, `[${step.name}] `) : "";
+    const prefix = job === 0 ? "" : colour(90, `[${step.name}] `);
     for (const line of lines) (stream === "stderr" ? process.stderr : process.stdout).write(prefix + line + "\n");
   }
 
-  private flush(step: Step): void {
+  private flush(step: Step, job: number): void {
     for (const stream of ["stdout", "stderr"]) {
       const rest = this.partial.get(`${step.id}/${stream}`);
-      if (rest) this.output(step, stream, "\n");
+      if (rest) this.output(step, job, stream, "\n");
     }
   }
 
