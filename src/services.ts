@@ -13,7 +13,15 @@ import { loadKeyring } from "./crypto/master-key.js";
 import { SecretBox } from "./crypto/secret-box.js";
 import { createMailer, type Mailer } from "./mail/mailer.js";
 import { Organizations } from "./orgs/organizations.js";
+import type { PushHandler } from "./builds/events.js";
+import { DeployKeys } from "./projects/deploy-keys.js";
 import { Projects } from "./projects/projects.js";
+import { Webhooks } from "./projects/webhooks.js";
+import { Builds } from "./builds/builds.js";
+import { refName } from "./builds/events.js";
+import { shouldSkip } from "./pipeline/refs.js";
+import { JobLogs } from "./builds/job-logs.js";
+import { Runners } from "./builds/runners.js";
 import { SecretVariables } from "./secrets/secret-variables.js";
 import { openStore, type Store } from "./store/database.js";
 
@@ -31,8 +39,15 @@ export interface Services {
   throttle: SignInThrottle;
   orgs: Organizations;
   projects: Projects;
+  deployKeys: DeployKeys;
+  webhooks: Webhooks;
+  /** What a verified push does; builds plug in here (replace onPush), until then nothing is started. */
+  hooks: { onPush: PushHandler };
   secrets: SecretVariables;
   authorizer: Authorizer;
+  builds: Builds;
+  logs: JobLogs;
+  runners: Runners;
   masterKeyCreated: boolean;
   /** The URL users reach the server at, for links in mail; known only once it listens. */
   publicUrl(): string;
@@ -61,8 +76,13 @@ export async function createServices(settings: Settings, log: Logger, opts: { se
     const throttle = new SignInThrottle(store);
     const orgs: Organizations = new Organizations(store, audit, (tx, orgId, userId) => projects.unassignAll(tx, orgId, userId));
     const secrets = new SecretVariables(store, box, audit);
-    const projects: Projects = new Projects(store, box, audit, orgs, secrets);
+    const deployKeys = new DeployKeys(store, box, audit);
+    const webhooks = new Webhooks(store, box, audit);
+    const projects: Projects = new Projects(store, box, audit, orgs, secrets, deployKeys, webhooks);
+    const logs = new JobLogs(store, box);
+    const builds = new Builds(store, logs, async (projectId) => (await projects.find(store.db, projectId))?.repositoryUrl ?? null);
     const authorizer = new Authorizer({
+      buildProject: (buildId) => builds.projectOf(buildId),
       roleIn: (orgId, userId) => orgs.roleOf(store.db, orgId, userId),
       requires2fa: async (orgId) => (await orgs.get(orgId)).require2fa,
       projectOrg: async (projectId) => (await projects.find(store.db, projectId))?.orgId,
@@ -82,8 +102,29 @@ export async function createServices(settings: Settings, log: Logger, opts: { se
       throttle,
       orgs,
       projects,
+      deployKeys,
+      webhooks,
+      hooks: {
+        // A push becomes a build of its branch or tag, unless its message asks to skip CI.
+        onPush: async (projectId, event) => {
+          if (shouldSkip(event.message ?? "")) return { buildId: null };
+          const ref = refName(event.ref);
+          const build = await builds.create(projectId, {
+            ...(ref.kind === "branch" ? { branch: ref.name } : { tag: ref.name }),
+            commit: event.commit,
+            message: event.message,
+            author: event.author,
+            pullRequest: event.pullRequest,
+            trigger: "webhook",
+          });
+          return { buildId: build.id };
+        },
+      },
       secrets,
       authorizer,
+      builds,
+      logs,
+      runners: new Runners(store),
       masterKeyCreated: created,
       publicUrl,
       setPublicUrl: (u) => {

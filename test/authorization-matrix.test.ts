@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { scopes, type RequestContext, type Role } from "../src/auth/permissions.js";
 import type { User } from "../src/auth/users.js";
 import { tokenHash } from "../src/crypto/secret-box.js";
+import { signBody } from "../src/projects/webhooks.js";
 import { Client, PASSWORD, cookieHeader, createUser, startHarness, totpCode, type Harness } from "./helpers/harness.js";
 
 /**
@@ -79,6 +80,11 @@ const expected: Record<string, Expected> = {
   "GET /api/v1/projects/:projectId/assignments":      row([401, 404, 200, 200, 403, 403, 403, 404]),
   "PUT /api/v1/projects/:projectId/assignments/:userId":    row([401, 404, 204, 204, 403, 403, 403, 404]),
   "DELETE /api/v1/projects/:projectId/assignments/:userId": row([401, 404, 204, 204, 403, 403, 403, 404]),
+  "GET /api/v1/projects/:projectId/deploy-key":       row([401, 404, 200, 200, 200, 200, 200, 404]),
+  "POST /api/v1/projects/:projectId/deploy-key":      row([401, 404, 200, 200, 403, 403, 403, 404]),
+  "POST /api/v1/projects/:projectId/webhook-secret":  row([401, 404, 200, 200, 403, 403, 403, 404]),
+  // Public: the signature authenticates the push, whoever (if anyone) is signed in.
+  "POST /api/v1/hooks/:projectId":                    row([202, 202, 202, 202, 202, 202, 202, 202]),
 };
 
 /** Routes an API token may never use, whatever its scopes: they manage the account's own credentials. */
@@ -159,6 +165,7 @@ interface Subject {
 interface Call {
   params?: Record<string, string>;
   body?: unknown;
+  headers?: Record<string, string>;
   /** Puts the caller's account back as it was, so that the order of calls does not matter. */
   after?(res: LightMyRequestResponse): Promise<void>;
 }
@@ -262,6 +269,14 @@ const calls: Record<string, (s: Subject) => Promise<Call>> = {
     await h.services.projects.assign(ctxOf(users.owner), projectId, users.contractor2.id);
     return { params: { projectId, userId: users.contractor2.id } };
   },
+  "GET /api/v1/projects/:projectId/deploy-key": async (s) => ({ params: { projectId: s.projectId } }),
+  "POST /api/v1/projects/:projectId/deploy-key": async (s) => ({ params: { projectId: s.projectId } }),
+  "POST /api/v1/projects/:projectId/webhook-secret": async (s) => ({ params: { projectId: s.projectId } }),
+  "POST /api/v1/hooks/:projectId": async (s) => {
+    const body = { ref: "refs/heads/main", commit: randomBytes(20).toString("hex") };
+    const secret = (await h.services.webhooks.reveal(s.projectId))!;
+    return { params: { projectId: s.projectId }, body, headers: { "x-slipway-signature": signBody(secret, JSON.stringify(body)), "x-slipway-delivery": `matrix-${rand()}` } };
+  },
 };
 
 function subject(column: Column): Subject {
@@ -291,7 +306,7 @@ async function runRoute(key: string, via: "session" | "token"): Promise<{ actual
     const call = await calls[key]!(s);
     const client = !s.user ? new Client(h.app) : via === "session" ? await sessionOf(s.user) : new Client(h.app, { bearer: bearer.get(s.user.id)! });
     const url = fill(template, call.params);
-    const res = await client.request(method as "GET", url, call.body);
+    const res = await client.request(method as "GET", url, call.body, call.headers);
     await call.after?.(res);
     actual[column] = outcome(res);
     wanted[column] = via === "token" && sessionOnly.has(key) ? "403 session_required" : expectedOutcome(status);

@@ -166,6 +166,20 @@ beforeAll(async () => {
   await setSecret(owner, "/api/v1/me/secrets/NPM_TOKEN", "owner's personal secret");
   await setSecret(member, "/api/v1/me/secrets/GH_TOKEN", "member's personal secret");
 
+  // P01: only the public half of a deploy key is ever shown, before and after it is replaced.
+  const forbidDeployKey = async () => {
+    const { privateKey } = await h.services.deployKeys.revealDeployKey(ids.projectId);
+    forbid("deploy key (private)", privateKey);
+    forbid("deploy key (private), a base64 line of it", privateKey.split("\n")[2]!);
+  };
+  await forbidDeployKey();
+  okStatus(await owner.post(`/api/v1/projects/${ids.projectId}/deploy-key`));
+  await forbidDeployKey();
+  // The webhook secret made with the project is never shown; a regenerated one once, to its maker.
+  forbid("webhook secret made with the project", (await h.services.webhooks.reveal(ids.projectId))!);
+  const hook = okStatus(await owner.post(`/api/v1/projects/${ids.projectId}/webhook-secret`));
+  forbid("webhook secret", hook.json().secret, { allowedIn: owner.last });
+
   const ownerToken = await createToken(owner, scopes);
   await createToken(owner, ["projects:read"]);
   const memberToken = await createToken(member, ["projects:read", "secrets:read", "secrets:write", "orgs:read"]);

@@ -34,6 +34,9 @@ const columns: Record<string, Record<string, Kind>> = {
   data_keys: { owner_kind: "plain", owner_id: "plain", wrapped: "sealed", kek_id: "plain", created_at: "plain" },
   secrets: { owner_kind: "plain", owner_id: "plain", name: "plain", value: "sealed", updated_at: "plain" },
   audit_log: { seq: "plain", at: "plain", actor_id: "plain", actor: "plain", org_id: "plain", action: "plain", target: "plain", ip: "plain", details: "plain", prev_hash: "plain", hash: "plain" },
+  deploy_keys: { project_id: "plain", public_key: "plain", fingerprint: "plain", private_key: "sealed", created_at: "plain" },
+  webhook_secrets: { project_id: "plain", secret: "sealed", created_at: "plain" },
+  webhook_deliveries: { project_id: "plain", delivery_id: "plain", received_at: "plain" },
   kysely_migration: { name: "plain", timestamp: "plain" },
   kysely_migration_lock: { id: "plain", is_locked: "plain" },
 };
@@ -87,6 +90,8 @@ beforeAll(async () => {
     plain[`project secret ${name}`] = `atrest-${rand()}`;
     expect((await browser.put(`/api/v1/projects/${projectId}/secrets/${name}`, { value: plain[`project secret ${name}`] })).statusCode).toBe(201);
   }
+  plain["deploy key"] = (await h.services.deployKeys.revealDeployKey(projectId)).privateKey;
+  plain["webhook secret"] = (await browser.post(`/api/v1/projects/${projectId}/webhook-secret`)).json().secret;
   plain["personal secret"] = `atrest-${rand()}`;
   expect((await browser.put("/api/v1/me/secrets/HOME_TOKEN", { value: plain["personal secret"] })).statusCode).toBe(201);
 
@@ -152,6 +157,19 @@ describe("P17: secrets at rest", () => {
     }
     // Bound to its owner: a project's secret does not open as the user's.
     await expect(box.open(db(), user, "secret:DB_PASSWORD", secrets.find((s) => s.name === "DB_PASSWORD")!.value)).rejects.toBeInstanceOf(DecryptError);
+  });
+
+  it("P17/P01: the deploy key and the webhook secret are ciphertext that opens only for their own project and field", async () => {
+    const box = h.services.box;
+    const project: Owner = { kind: "project", id: projectId };
+    const key = await db().selectFrom("deploy_keys").select("private_key").where("project_id", "=", projectId).executeTakeFirstOrThrow();
+    const hook = await db().selectFrom("webhook_secrets").select("secret").where("project_id", "=", projectId).executeTakeFirstOrThrow();
+    expect(await box.openString(db(), project, "deploy_key", key.private_key)).toBe(plain["deploy key"]);
+    expect(await box.openString(db(), project, "webhook_secret", hook.secret)).toBe(plain["webhook secret"]);
+    // Bound to its field and owner: swapped between the two, or read as the user's, neither opens.
+    await expect(box.open(db(), project, "webhook_secret", key.private_key)).rejects.toBeInstanceOf(DecryptError);
+    await expect(box.open(db(), project, "deploy_key", hook.secret)).rejects.toBeInstanceOf(DecryptError);
+    await expect(box.open(db(), { kind: "user", id: userId }, "deploy_key", key.private_key)).rejects.toBeInstanceOf(DecryptError);
   });
 
   it("P17: bearer secrets and passwords are kept only as hashes of them", async () => {

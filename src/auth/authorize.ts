@@ -7,6 +7,7 @@ export interface AccessFacts {
   requires2fa(orgId: string): Promise<boolean>;
   projectOrg(projectId: string): Promise<string | undefined>;
   isAssigned(projectId: string, userId: string): Promise<boolean>;
+  buildProject(buildId: string): Promise<string | undefined>;
 }
 
 export const unauthenticated = () => new AppError(401, "unauthenticated", "sign in (POST /api/v1/session) or send an API token as 'Authorization: Bearer <token>'");
@@ -19,7 +20,8 @@ export class Authorizer {
   constructor(private readonly facts: AccessFacts) {}
 
   async check(principal: Principal | undefined, access: Access, params: Record<string, string | undefined>): Promise<void> {
-    if (access.kind === "public") return;
+    // Runner routes authenticate the runner token in the HTTP layer; users never reach them.
+    if (access.kind === "public" || access.kind === "runner") return;
     if (!principal) throw unauthenticated();
     switch (access.kind) {
       case "account":
@@ -30,6 +32,11 @@ export class Authorizer {
         return this.orgAction(principal, access.action, requireParam(params, "orgId"));
       case "project":
         return this.projectAction(principal, access.action, requireParam(params, "projectId"));
+      case "build": {
+        const projectId = await this.facts.buildProject(requireParam(params, "buildId"));
+        if (!projectId) throw notFound("build");
+        return this.projectAction(principal, access.action, projectId);
+      }
     }
   }
 

@@ -12,6 +12,8 @@ export const scopes = [
   "orgs:read",
   "orgs:write",
   "audit:read",
+  "builds:read",
+  "builds:write",
 ] as const;
 export type Scope = (typeof scopes)[number];
 export const scopeSchema = z.enum(scopes);
@@ -40,6 +42,9 @@ export const permissionTable = {
   "project.assignments.manage": { scope: "projects:write", roles: managers },
   "project.secrets.read": { scope: "secrets:read", roles: builders },
   "project.secrets.write": { scope: "secrets:write", roles: builders },
+  // Logs are content: support does not see them without a consent grant.
+  "project.builds.read": { scope: "builds:read", roles: builders },
+  "project.builds.write": { scope: "builds:write", roles: builders },
 } as const satisfies Record<string, { scope: Scope; roles: readonly Role[] }>;
 
 export type Action = keyof typeof permissionTable;
@@ -69,7 +74,9 @@ export type Access =
   | { kind: "public" }
   | { kind: "account"; scope?: Scope; sessionOnly?: boolean }
   | { kind: "org"; action: OrgAction }
-  | { kind: "project"; action: ProjectAction };
+  | { kind: "project"; action: ProjectAction }
+  | { kind: "build"; action: ProjectAction }
+  | { kind: "runner" };
 
 export function hasScope(p: Principal, scope: Scope): boolean {
   return p.scopes === "all" || p.scopes.has(scope);

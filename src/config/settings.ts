@@ -1,12 +1,17 @@
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import { z } from "zod";
+import { cidrSchema } from "../sandbox/network.js";
 
 const bool = z
   .union([z.boolean(), z.enum(["true", "false", "1", "0", "yes", "no"])])
   .transform((v) => v === true || v === "true" || v === "1" || v === "yes");
 
 const positiveInt = z.coerce.number().int().positive();
+
+/** A list from a JSON array or a comma-separated environment variable. */
+const commaList = <T extends z.ZodType>(item: T) =>
+  z.preprocess((v) => (typeof v === "string" ? v.split(",").map((s) => s.trim()).filter(Boolean) : v), z.array(item));
 
 /** Every server setting, validated once at start. Environment variables win over the file. */
 export const settingsSchema = z
@@ -30,6 +35,8 @@ export const settingsSchema = z
     securityTxtExpires: z.string().datetime().optional(),
     trustProxy: bool.default(false),
     logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+    /** The addresses (IPs or CIDRs) builds leave from, published in /api/v1/meta for allowlisting on the other side. */
+    egressAddresses: commaList(cidrSchema).default([]),
   })
   .strict();
 
@@ -56,6 +63,7 @@ const envNames: Record<keyof Settings, string> = {
   securityTxtExpires: "SLIPWAY_SECURITY_TXT_EXPIRES",
   trustProxy: "SLIPWAY_TRUST_PROXY",
   logLevel: "SLIPWAY_LOG_LEVEL",
+  egressAddresses: "SLIPWAY_EGRESS_ADDRESSES",
 };
 
 export class SettingsError extends Error {}

@@ -10,7 +10,11 @@ import { errorsPlugin, frameworkErrors } from "./plugins/errors.js";
 import { metricsPlugin } from "./plugins/metrics.js";
 import { securityPlugin } from "./plugins/security.js";
 import { accountRoutes } from "./routes/account.js";
+import { buildRoutes } from "./routes/builds.js";
+import { runnerApiRoutes } from "./routes/runner-api.js";
+import { hookRoutes } from "./routes/hooks.js";
 import { organizationRoutes } from "./routes/organizations.js";
+import { projectCredentialRoutes } from "./routes/project-credentials.js";
 import { projectRoutes } from "./routes/projects.js";
 import { sessionRoutes } from "./routes/session.js";
 import { systemRoutes } from "./routes/system.js";
@@ -50,7 +54,7 @@ export async function buildApp(services: Services, opts: { tls?: { cert: string;
   await app.register(accessPlugin, { services });
 
   await app.register(systemRoutes, { services });
-  for (const routes of [sessionRoutes, accountRoutes, organizationRoutes, projectRoutes]) {
+  for (const routes of [sessionRoutes, accountRoutes, organizationRoutes, projectRoutes, projectCredentialRoutes, hookRoutes, buildRoutes, runnerApiRoutes]) {
     await app.register(routes, { prefix: "/api/v1", services, tls });
   }
   return app;

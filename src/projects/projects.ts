@@ -5,6 +5,8 @@ import type { SecretBox } from "../crypto/secret-box.js";
 import { badRequest, conflict, notFound } from "../errors.js";
 import type { Organizations } from "../orgs/organizations.js";
 import type { SecretVariables } from "../secrets/secret-variables.js";
+import type { DeployKeys } from "./deploy-keys.js";
+import type { Webhooks } from "./webhooks.js";
 import type { Executor, Store } from "../store/database.js";
 import { newId, now } from "../store/ids.js";
 import type { ProjectsTable } from "../store/schema.js";
@@ -39,6 +41,8 @@ export class Projects {
     private readonly audit: AuditLog,
     private readonly orgs: Organizations,
     private readonly secrets: SecretVariables,
+    private readonly deployKeys: DeployKeys,
+    private readonly webhooks: Webhooks,
   ) {}
 
   async create(ctx: RequestContext, orgId: string, name: string, repositoryUrl: string | null): Promise<Project> {
@@ -47,6 +51,9 @@ export class Projects {
       await this.assertNameFree(tx, orgId, name);
       await tx.insertInto("projects").values(row).execute();
       await this.box.createDataKey(tx, { kind: "project", id: row.id });
+      // P01: its own deploy key pair and webhook secret, sealed under the data key just made.
+      await this.deployKeys.create(tx, row);
+      await this.webhooks.create(tx, row.id);
       await this.audit.record({ action: "project.created", ...actorOf(ctx), orgId, target: row.id, details: { name } }, tx);
     });
     return toProject(row);
@@ -112,6 +119,8 @@ export class Projects {
       if (!p) throw notFound("project");
       const owner = { kind: "project", id } as const;
       await this.secrets.deleteAll(tx, owner);
+      await this.deployKeys.deleteAll(tx, id);
+      await this.webhooks.deleteAll(tx, id);
       await this.box.destroyDataKey(tx, owner);
       await tx.deleteFrom("projects").where("id", "=", id).execute();
       await this.audit.record({ action: "project.deleted", ...actorOf(ctx), orgId: p.orgId, target: id, details: { name: p.name } }, tx);

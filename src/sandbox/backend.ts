@@ -1,3 +1,5 @@
+import type { NetworkPolicy } from "./network.js";
+
 /**
  * One small interface for every place code runs in isolation (build steps, services,
  * workspaces). Callers never learn which backend is underneath.
@@ -35,6 +37,8 @@ export interface SandboxSpec {
   hostname?: string;
   /** Host files or folders shown read-only inside (image caches, tools); the sandbox's uid still needs permission to read them. */
   readOnlyBinds?: Array<{ hostPath: string; path: string }>;
+  /** Default `{ mode: "none" }`: loopback only. See NetworkPolicy. */
+  network?: NetworkPolicy;
 }
 
 export interface Exec {

@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from "node:child_process";
+import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -6,6 +6,7 @@ import path from "node:path";
 import type { Writable } from "node:stream";
 import { defaultLimits, HOME, SANDBOX_UID, WORKSPACE, type Exec, type ExecIO, type ExitStatus, type Sandbox, type SandboxBackend, type SandboxLimits, type SandboxSpec } from "./backend.js";
 import { createCgroup, detectCgroups, type CgroupMode, type SandboxCgroup } from "./cgroups.js";
+import { deniedCidrs, egressRuleset, networkPolicySchema, parseCidr, resolveAllowlist, SLIRP } from "./network.js";
 import { seccompFilter } from "./seccomp.js";
 import { supervisorScript } from "./supervisor-script.js";
 
@@ -15,6 +16,19 @@ export const UID_RANGE = { first: 1_900_000_000, count: 65_536 };
 // A shell that waits for one line on stdin before becoming the real command, so the process can
 // be put into its cgroup before it forks anything.
 const GATE = ["/bin/sh", "-c", 'read -r go && exec "$@"', "gate"];
+
+const TOOL_PATH = "/usr/sbin:/usr/bin:/sbin:/bin";
+
+// Run as root in a mount namespace of its own: gives the sandbox's uid a /dev/net/tun it may open
+// (the host's may be root-only), so that slirp4netns itself never runs as root.
+const TUN_FOR_UID = String.raw`
+set -eu
+mount -t tmpfs -o size=16k,mode=0755,nosuid,noexec slipway-tun /dev/net
+mknod -m 0600 /dev/net/tun c 10 200
+chown "$1:$1" /dev/net/tun
+shift
+exec "$@"
+`;
 
 const HOST_ETC_READ_ONLY = ["/etc/alternatives", "/etc/ssl", "/etc/ca-certificates", "/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/localtime"];
 const HOST_ROOT_LINKS: Array<[string, string]> = [
@@ -30,7 +44,18 @@ export class SandboxError extends Error {}
 export interface BwrapBackendOptions {
   /** Where each sandbox gets an empty mount point (nothing is ever written into it on disk). */
   runtimeDir?: string;
+  /**
+   * CIDRs no sandbox may reach, on top of the built-in ones (loopback, link-local, metadata and
+   * every address of this machine): the control plane's addresses, the database, internal networks.
+   */
+  denyCidrs?: string[];
   onWarning?(message: string): void;
+}
+
+/** What an outbound sandbox needs beyond the others: its firewall and how to start slirp4netns. */
+interface OutboundPlan {
+  ruleset: string;
+  slirpFlags: string[];
 }
 
 /**
@@ -45,9 +70,14 @@ export class BwrapBackend implements SandboxBackend {
   private readonly runtimeDir: string;
   private readonly usedUids = new Set<number>();
   private readonly filter = seccompFilter();
+  private slirpFlags?: string[];
   readonly isRoot = process.getuid?.() === 0;
 
   constructor(private readonly opts: BwrapBackendOptions = {}) {
+    for (const cidr of opts.denyCidrs ?? []) {
+      const parsed = parseCidr(cidr);
+      if (parsed instanceof Error) throw new SandboxError(`denyCidrs: ${parsed.message}`);
+    }
     this.cgroups = this.isRoot ? detectCgroups() : "none";
     if (this.cgroups === "none") {
       opts.onWarning?.("cgroups are not writable here: sandboxes get a process limit from rlimits but no memory or CPU limit");
@@ -60,7 +90,8 @@ export class BwrapBackend implements SandboxBackend {
     return this.cgroups;
   }
 
-  async create(spec: SandboxSpec): Promise<Sandbox> {
+  async create(spec: SandboxSpec): Promise<BwrapSandbox> {
+    const outbound = await this.planOutbound(spec);
     const limits: SandboxLimits = { ...defaultLimits, ...spec.limits };
     const id = randomBytes(8).toString("hex");
     const uid = this.isRoot ? this.allocateUid() : process.getuid!();
@@ -68,7 +99,7 @@ export class BwrapBackend implements SandboxBackend {
     mkdirSync(mountDir, { mode: 0o700 });
     if (this.isRoot) chownSync(mountDir, uid, uid);
     const cgroup = this.cgroups === "none" ? undefined : createCgroup(this.cgroups, `sbx-${id}`, limits);
-    const sandbox = new BwrapSandbox(id, uid, spec, limits, mountDir, cgroup, this.filter, this.isRoot, () => {
+    const sandbox = new BwrapSandbox(id, uid, spec, limits, mountDir, cgroup, this.filter, this.isRoot, outbound, () => {
       this.usedUids.delete(uid);
     });
     try {
@@ -78,6 +109,22 @@ export class BwrapBackend implements SandboxBackend {
       await sandbox.destroy();
       throw err;
     }
+  }
+
+  /**
+   * Validates the network policy and, for outbound access, resolves the allowlist's host names
+   * and reads the host's addresses now, so that the firewall matches the machine as it is.
+   */
+  private async planOutbound(spec: SandboxSpec): Promise<OutboundPlan | undefined> {
+    const parsed = networkPolicySchema.safeParse(spec.network ?? { mode: "none" });
+    if (!parsed.success) throw new SandboxError(`bad network policy: ${parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ")}`);
+    const policy = parsed.data;
+    if (policy.mode === "none") return undefined;
+    this.slirpFlags ??= detectSlirpFlags();
+    const allow = policy.allow && (await resolveAllowlist(policy.allow).catch((err: Error) => {
+      throw new SandboxError(`cannot resolve the egress allowlist: ${err.message}`);
+    }));
+    return { ruleset: egressRuleset({ denied: deniedCidrs(this.opts.denyCidrs), allow }), slirpFlags: this.slirpFlags };
   }
 
   private allocateUid(): number {
@@ -91,8 +138,9 @@ export class BwrapBackend implements SandboxBackend {
   }
 }
 
-class BwrapSandbox implements Sandbox {
+export class BwrapSandbox implements Sandbox {
   private supervisor?: ChildProcess;
+  private slirp?: ChildProcess;
   private supervisorPid?: number;
   private readonly running = new Set<ChildProcess>();
   private destroyed?: Promise<void>;
@@ -106,6 +154,7 @@ class BwrapSandbox implements Sandbox {
     private readonly cgroup: SandboxCgroup | undefined,
     private readonly filter: Buffer,
     private readonly asRoot: boolean,
+    private readonly outbound: OutboundPlan | undefined,
     private readonly released: () => void,
   ) {}
 
@@ -113,7 +162,7 @@ class BwrapSandbox implements Sandbox {
   private identity(): string[] {
     // RLIMIT_NPROC counts every process of the uid, so it is a per-sandbox limit only for a uid of its own.
     if (!this.asRoot) return [];
-    return ["prlimit", `--nproc=${this.limits.pids}:${this.limits.pids}`, "--", "setpriv", `--reuid=${this.hostUid}`, `--regid=${this.hostUid}`, "--clear-groups", "--"];
+    return ["prlimit", `--nproc=${this.limits.pids}:${this.limits.pids}`, "--", "setpriv", `--reuid=${this.hostUid}`, `--regid=${this.hostUid}`, "--clear-groups", "--pdeathsig=KILL", "--"];
   }
 
   async start(): Promise<void> {
@@ -143,6 +192,7 @@ class BwrapSandbox implements Sandbox {
       this.mountDir,
       String(this.limits.tmpfsBytes),
       image,
+      this.outbound ? SLIRP.dns : "",
     ];
     const child = this.spawnGated(argv, ["pipe", "pipe", "pipe"]);
     this.supervisor = child;
@@ -165,11 +215,67 @@ class BwrapSandbox implements Sandbox {
     const children = readFileSync(`/proc/${child.pid}/task/${child.pid}/children`, "utf8").trim().split(/\s+/).filter(Boolean);
     if (children.length !== 1) throw new SandboxError("sandbox supervisor not found");
     this.supervisorPid = Number(children[0]);
+    if (this.outbound) {
+      // The firewall is in place before the namespace has any way out.
+      await this.inNetworkNamespace(["nft", "-f", "-"], this.outbound.ruleset);
+      await this.startSlirp(this.outbound.slirpFlags);
+    }
+  }
+
+  /**
+   * Runs a host tool as the supervisor does, root of the sandbox's user namespace, inside its
+   * network namespace: the only place with the right to change that namespace's network.
+   */
+  private inNetworkNamespace(argv: string[], stdin = ""): Promise<string> {
+    const nsenter = ["nsenter", "--preserve-credentials", `--target=${this.supervisorPid}`, "--user", "--net", "--"];
+    const [command, ...args] = [...this.identity(), ...nsenter, ...argv];
+    const child = spawn(command!, args, { stdio: ["pipe", "pipe", "pipe"], env: { PATH: TOOL_PATH } });
+    let out = "";
+    let err = "";
+    child.stdout.on("data", (d: Buffer) => (out += d.toString()));
+    child.stderr.on("data", (d: Buffer) => (err += d.toString()));
+    child.stdin.on("error", () => undefined);
+    child.stdin.end(stdin);
+    return new Promise((resolve, reject) => {
+      child.once("error", (e) => reject(new SandboxError(`${argv[0]}: ${e.message}`)));
+      child.once("close", (code) => (code === 0 ? resolve(out) : reject(new SandboxError(`${argv.join(" ")} failed in the sandbox's network namespace (exit ${code}): ${err.trim()}`))));
+    });
+  }
+
+  /** The firewall of an outbound sandbox as the kernel holds it now (for operators and tests). */
+  firewallRules(): Promise<string> {
+    if (!this.outbound || this.supervisorPid === undefined || this.destroyed) return Promise.reject(new SandboxError("no firewall: the sandbox has no outbound network or is gone"));
+    return this.inNetworkNamespace(["nft", "list", "ruleset"]);
+  }
+
+  /**
+   * User-mode networking: slirp4netns, as the sandbox's uid, attaches a tap device to the
+   * namespace and carries its connections out through ordinary sockets of the host. It exits
+   * when the runner closes its exit pipe (or dies), and `destroy` kills it.
+   */
+  private async startSlirp(flags: string[]): Promise<void> {
+    const tun = this.asRoot ? ["unshare", "--mount", "--propagation", "private", "--", "/bin/sh", "-c", TUN_FOR_UID, "tun", String(this.hostUid), ...this.identity()] : [];
+    const argv = [...tun, "slirp4netns", "--configure", "--mtu=65520", "--disable-host-loopback", ...flags, "--ready-fd=3", "--exit-fd=4", String(this.supervisorPid), "tap0"];
+    const child = this.spawnGated(argv, ["pipe", "ignore", "pipe", "pipe", "pipe"]);
+    this.slirp = child;
+    let stderr = "";
+    child.stderr!.on("data", (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)));
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new SandboxError(`slirp4netns did not start within 10 s: ${stderr.trim()}`)), 10_000);
+      child.stdio[3]!.on("data", () => {
+        clearTimeout(timer);
+        resolve();
+      });
+      child.once("exit", (code) => {
+        clearTimeout(timer);
+        reject(new SandboxError(`slirp4netns failed (exit ${code}): ${stderr.trim() || "no message"}`));
+      });
+    });
   }
 
   /** Spawns behind the gate, joins the cgroup, then lets it go. */
   private spawnGated(argv: string[], stdio: Array<"pipe" | "ignore">): ChildProcess {
-    const child = spawn(GATE[0]!, [...GATE.slice(1), ...argv], { stdio, env: { PATH: "/usr/sbin:/usr/bin:/sbin:/bin" } });
+    const child = spawn(GATE[0]!, [...GATE.slice(1), ...argv], { stdio, env: { PATH: TOOL_PATH } });
     if (child.pid === undefined) throw new SandboxError("could not start a sandbox process");
     // A process that exits early resets its pipes; that ends the exec, it is not an error of ours.
     for (const stream of child.stdio) stream?.on("error", () => undefined);
@@ -191,7 +297,7 @@ class BwrapSandbox implements Sandbox {
       args.push("--bind", `${m}/tmp`, "/tmp");
     } else {
       args.push("--bind", `${m}/root`, "/");
-      for (const f of ["hosts", "passwd", "group", "nsswitch.conf"]) args.push("--ro-bind", `${m}/etc/${f}`, `/etc/${f}`);
+      for (const f of ["hosts", "passwd", "group", "nsswitch.conf", ...(this.outbound ? ["resolv.conf"] : [])]) args.push("--ro-bind", `${m}/etc/${f}`, `/etc/${f}`);
     }
     // bwrap leaves /proc/sys of a new procfs writable; cover it with a read-only view.
     args.push("--proc", "/proc", "--ro-bind", "/proc/sys", "/proc/sys", "--dev", "/dev", "--tmpfs", "/sys", "--remount-ro", "/sys");
@@ -254,11 +360,9 @@ class BwrapSandbox implements Sandbox {
   }
 
   private async teardown(): Promise<void> {
-    for (const child of [...this.running, this.supervisor]) child?.kill("SIGKILL");
+    for (const child of [...this.running, this.supervisor, this.slirp]) child?.kill("SIGKILL");
     for (const pid of this.cgroup?.pids() ?? []) killQuietly(pid);
-    if (this.supervisor && this.supervisor.exitCode === null && this.supervisor.signalCode === null) {
-      await new Promise((resolve) => this.supervisor!.once("exit", resolve));
-    }
+    await Promise.all([this.supervisor, this.slirp].map(exited));
     if (this.cgroup) await removeWhenEmpty(this.cgroup);
     rmSync(this.mountDir, { recursive: true, force: true });
     this.released();
@@ -274,6 +378,25 @@ function makeTraversable(dir: string): void {
   for (let d = path.resolve(dir); !existsSync(d); d = path.dirname(d)) missing.unshift(d);
   mkdirSync(dir, { recursive: true });
   for (const d of [...missing, path.resolve(dir)]) chmodSync(d, 0o711);
+}
+
+function exited(child: ChildProcess | undefined): Promise<void> {
+  if (!child || child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => child.once("exit", () => resolve()));
+}
+
+/** Which hardening flags this slirp4netns supports; fails clearly when it (or nft) is missing. */
+function detectSlirpFlags(): string[] {
+  const version = (tool: string, hint: string): string => {
+    try {
+      return execFileSync(tool, ["--version"], { encoding: "utf8", env: { PATH: TOOL_PATH } });
+    } catch {
+      throw new SandboxError(`outbound networking needs ${tool} (Debian package ${hint})`);
+    }
+  };
+  version("nft", "nftables");
+  const slirp = version("slirp4netns", "slirp4netns");
+  return ["--enable-sandbox", ...(/libseccomp: \d/.test(slirp) ? ["--enable-seccomp"] : [])];
 }
 
 function killQuietly(pid: number): void {

@@ -3,11 +3,12 @@
  * (an unprivileged uid on the host). It puts one tmpfs over the sandbox's empty mount dir, with
  * an overlay whose lower layer is the read-only image and whose upper layer lives in that tmpfs,
  * then sleeps holding the namespaces that every `exec` enters. Arguments: mount dir, tmpfs size
- * in bytes, image root ("" for the host image, whose /usr is the lower layer).
+ * in bytes, image root ("" for the host image, whose /usr is the lower layer), DNS resolver
+ * ("" when the sandbox has no network).
  */
 export const supervisorScript = String.raw`
 set -eu
-m="$1"; size="$2"; lower="$3"
+m="$1"; size="$2"; lower="$3"; resolver="$4"
 [ -n "$lower" ] || lower=/usr
 mount -t tmpfs -o "size=$size,mode=0755,nosuid,nodev" slipway "$m"
 mkdir -p "$m/upper" "$m/work" "$m/root" "$m/workspace" "$m/home" "$m/tmp" "$m/etc"
@@ -17,6 +18,7 @@ printf 'root:x:0:0:root:/root:/bin/sh\nbuild:x:1000:1000:build:/home/build:/bin/
 printf 'root:x:0:\nbuild:x:1000:\n' > "$m/etc/group"
 printf '127.0.0.1 localhost sandbox\n::1 localhost\n' > "$m/etc/hosts"
 printf 'passwd: files\ngroup: files\nhosts: files dns\n' > "$m/etc/nsswitch.conf"
+if [ -n "$resolver" ]; then printf 'nameserver %s\n' "$resolver" > "$m/etc/resolv.conf"; fi
 if command -v ip >/dev/null; then ip link set lo up; fi
 echo ready
 exec sleep infinity

@@ -8,6 +8,8 @@ import * as m001 from "./migrations/001_users.js";
 import * as m002 from "./migrations/002_organizations_projects.js";
 import * as m003 from "./migrations/003_secret_box.js";
 import * as m004 from "./migrations/004_audit_log.js";
+import * as m005 from "./migrations/005_deploy_keys_and_webhooks.js";
+import * as m006 from "./migrations/006_builds.js";
 
 export type Db = Kysely<Database>;
 export type Tx = Transaction<Database>;
@@ -20,6 +22,8 @@ const migrations: Record<string, Migration> = {
   "002_organizations_projects": m002,
   "003_secret_box": m003,
   "004_audit_log": m004,
+  "005_deploy_keys_and_webhooks": m005,
+  "006_builds": m006,
 };
 
 export interface Store {

@@ -125,6 +125,79 @@ export interface AuditLogTable {
   hash: string;
 }
 
+export interface DeployKeysTable {
+  project_id: string;
+  public_key: string;
+  fingerprint: string;
+  /** Sealed (secret box, owner = the project, field "deploy_key"). */
+  private_key: string;
+  created_at: string;
+}
+
+export interface WebhookSecretsTable {
+  project_id: string;
+  /** Sealed (secret box, owner = the project, field "webhook_secret"). */
+  secret: string;
+  created_at: string;
+}
+
+export interface WebhookDeliveriesTable {
+  project_id: string;
+  delivery_id: string;
+  received_at: string;
+}
+
+export interface BuildsTable {
+  id: string;
+  project_id: string;
+  number: number;
+  branch: string | null;
+  tag: string | null;
+  commit_sha: string | null;
+  message: string;
+  author_name: string;
+  author_email: string;
+  pr_number: number | null;
+  trigger: string;
+  status: string;
+  reason: string | null;
+  created_at: string;
+  started_at: string | null;
+  finished_at: string | null;
+}
+
+export interface JobsTable {
+  id: string;
+  build_id: string;
+  name: string;
+  status: string;
+  runner_id: string | null;
+  lease_expires_at: string | null;
+  attempts: number;
+  cancel_requested: number;
+  reason: string | null;
+  created_at: string;
+  started_at: string | null;
+  finished_at: string | null;
+  log_bytes: number;
+}
+
+export interface LogChunksTable {
+  job_id: string;
+  offset: number;
+  size: number;
+  /** Sealed (secret box, owner = the build's project). */
+  data: string;
+}
+
+export interface RunnersTable {
+  id: string;
+  name: string;
+  token_hash: string;
+  created_at: string;
+  last_seen_at: string | null;
+}
+
 export interface Database {
   users: UsersTable;
   recovery_codes: RecoveryCodesTable;
@@ -140,4 +213,11 @@ export interface Database {
   data_keys: DataKeysTable;
   secrets: SecretsTable;
   audit_log: AuditLogTable;
+  builds: BuildsTable;
+  jobs: JobsTable;
+  log_chunks: LogChunksTable;
+  runners: RunnersTable;
+  deploy_keys: DeployKeysTable;
+  webhook_secrets: WebhookSecretsTable;
+  webhook_deliveries: WebhookDeliveriesTable;
 }

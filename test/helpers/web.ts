@@ -61,13 +61,16 @@ const TABLES = [
   "project_assignments",
   "data_keys",
   "secrets",
-  "audit_log",
+  "deploy_keys",
+  "webhook_secrets",
+  "webhook_deliveries",
 ] as const;
 
 /**
  * Row counts of every table that a write through the API would change, plus the newest audit
  * entry and secret update: equal snapshots mean a request wrote nothing. (Sessions and the
- * sign-in throttle are left out: reading a session refreshes it by design.)
+ * sign-in throttle are left out: reading a session refreshes it by design; so is the audit entry
+ * a refused webhook leaves, which is the one record of a refusal the API keeps on purpose.)
  */
 export async function dbSnapshot(services: Services): Promise<Record<string, unknown>> {
   const db = services.store.db;
@@ -76,7 +79,11 @@ export async function dbSnapshot(services: Services): Promise<Record<string, unk
     const row = await db.selectFrom(table).select(sql<number>`count(*)`.as("n")).executeTakeFirstOrThrow();
     snap[table] = Number(row.n);
   }
-  snap.lastAudit = (await db.selectFrom("audit_log").select("hash").orderBy("seq", "desc").limit(1).executeTakeFirst())?.hash ?? null;
+  const audit = db.selectFrom("audit_log").where("action", "!=", "webhook.rejected");
+  snap.audit_log = Number((await audit.select(sql<number>`count(*)`.as("n")).executeTakeFirstOrThrow()).n);
+  snap.lastAudit = (await audit.select("hash").orderBy("seq", "desc").limit(1).executeTakeFirst())?.hash ?? null;
+  snap.deployKeysRows = (await db.selectFrom("deploy_keys").select(["project_id", "fingerprint"]).orderBy("project_id").execute()).map((k) => JSON.stringify(k)).join();
+  snap.webhookSecretsRows = (await db.selectFrom("webhook_secrets").select(["project_id", "secret"]).orderBy("project_id").execute()).map((k) => JSON.stringify(k)).join();
   snap.lastSecretUpdate = (await db.selectFrom("secrets").select(sql<string>`max(updated_at)`.as("at")).executeTakeFirst())?.at ?? null;
   snap["projectsRows"] = (await db.selectFrom("projects").select(["id", "name", "repository_url"]).orderBy("id").execute()).map((p) => JSON.stringify(p)).join();
   snap["orgsRows"] = (await db.selectFrom("organizations").selectAll().orderBy("id").execute()).map((o) => JSON.stringify(o)).join();

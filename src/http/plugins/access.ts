@@ -11,6 +11,7 @@ declare module "fastify" {
   }
   interface FastifyRequest {
     principal?: Principal;
+    runnerId?: string;
   }
 }
 
@@ -26,10 +27,18 @@ export const accessPlugin = fp(async (app: FastifyInstance, opts: { services: Se
   });
 
   app.decorateRequest("principal", undefined);
+  app.decorateRequest("runnerId", undefined);
 
   app.addHook("onRequest", async (request) => {
     const header = request.headers.authorization;
     const access = request.routeOptions.config.access;
+    if (access?.kind === "runner") {
+      const match = /^Bearer\s+(\S+)\s*$/i.exec(header ?? "");
+      const runnerId = match ? await opts.services.runners.resolve(match[1]!) : undefined;
+      if (!runnerId) throw new AppError(401, "invalid_runner_token", "the runner token is missing, malformed or unknown; register the runner again");
+      request.runnerId = runnerId;
+      return;
+    }
     // Public routes ignore the header: probes and proxies may send credentials of their own.
     if (header !== undefined && access && access.kind !== "public") {
       const match = /^Bearer\s+(\S+)\s*$/i.exec(header);

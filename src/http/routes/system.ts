@@ -49,7 +49,7 @@ export const systemRoutes: FastifyPluginAsyncZod<{ services: Services }> = async
         response: { 200: z.object({ version: z.string(), signup: z.boolean(), egressAddresses: z.array(z.string()) }) },
       },
     },
-    async () => ({ version, signup: settings.signup, egressAddresses: [] }),
+    async () => ({ version, signup: settings.signup, egressAddresses: settings.egressAddresses }),
   );
 
   app.get("/api/v1/openapi.json", { config: publicAccess, schema: { hide: true } }, async () => app.swagger());

@@ -1,0 +1,311 @@
+import { EventEmitter } from "node:events";
+import { z } from "zod";
+import type { RequestContext } from "../auth/permissions.js";
+import { AppError, notFound } from "../errors.js";
+import type { Store, Tx } from "../store/database.js";
+import { inFuture, newId, now } from "../store/ids.js";
+import type { BuildsTable, JobsTable } from "../store/schema.js";
+import type { JobLogs } from "./job-logs.js";
+
+export const buildStatuses = ["queued", "running", "success", "failed", "error", "canceled", "skipped"] as const;
+export type BuildStatus = (typeof buildStatuses)[number];
+const FINAL: readonly string[] = ["success", "failed", "error", "canceled", "skipped"];
+
+export const buildSchema = z.object({
+  id: z.string(),
+  project: z.string(),
+  number: z.number(),
+  branch: z.string().nullable(),
+  tag: z.string().nullable(),
+  commit: z.string().nullable(),
+  message: z.string(),
+  author: z.object({ name: z.string(), email: z.string() }),
+  pullRequest: z.number().nullable(),
+  trigger: z.string(),
+  status: z.enum(buildStatuses),
+  reason: z.string().nullable(),
+  createdAt: z.string(),
+  startedAt: z.string().nullable(),
+  finishedAt: z.string().nullable(),
+  jobs: z.array(
+    z.object({
+      id: z.string(),
+      name: z.string(),
+      status: z.enum(buildStatuses),
+      reason: z.string().nullable(),
+      attempts: z.number(),
+      startedAt: z.string().nullable(),
+      finishedAt: z.string().nullable(),
+      logBytes: z.number(),
+    }),
+  ),
+});
+export type Build = z.infer<typeof buildSchema>;
+
+export interface NewBuild {
+  branch?: string;
+  tag?: string;
+  commit?: string;
+  message?: string;
+  author?: { name: string; email: string };
+  pullRequest?: number;
+  trigger: "api" | "webhook";
+}
+
+/** What a runner gets when it leases a job: enough to check out and run the build, and nothing of other projects. */
+export interface LeasedJob {
+  jobId: string;
+  buildId: string;
+  projectId: string;
+  repositoryUrl: string | null;
+  branch: string | null;
+  tag: string | null;
+  commit: string | null;
+  message: string;
+  author: { name: string; email: string };
+  pullRequest: number | null;
+  buildNumber: number;
+  leaseExpiresAt: string;
+}
+
+export const LEASE_MS = 30_000;
+const MAX_ATTEMPTS = 2;
+
+/**
+ * Builds and their jobs: created queued, leased by runners (with an expiry that heartbeats
+ * extend), finished by them. A job whose lease runs out is retried once and then failed with the
+ * reason, so a runner or server killed mid-build leaves nothing stuck.
+ */
+export class Builds {
+  private readonly queued = new EventEmitter();
+
+  constructor(
+    private readonly store: Store,
+    private readonly logs: JobLogs,
+    private readonly repositoryOf: (projectId: string) => Promise<string | null>,
+  ) {
+    this.queued.setMaxListeners(0);
+  }
+
+  async create(projectId: string, input: NewBuild): Promise<Build> {
+    const id = newId("bld");
+    await this.store.db.transaction().execute(async (tx) => {
+      await this.store.lock(tx, `builds:${projectId}`);
+      const last = await tx.selectFrom("builds").select((eb) => eb.fn.max("number").as("n")).where("project_id", "=", projectId).executeTakeFirst();
+      const row: BuildsTable = {
+        id,
+        project_id: projectId,
+        number: Number(last?.n ?? 0) + 1,
+        branch: input.branch ?? null,
+        tag: input.tag ?? null,
+        commit_sha: input.commit ?? null,
+        message: input.message ?? "",
+        author_name: input.author?.name ?? "",
+        author_email: input.author?.email ?? "",
+        pr_number: input.pullRequest ?? null,
+        trigger: input.trigger,
+        status: "queued",
+        reason: null,
+        created_at: now(),
+        started_at: null,
+        finished_at: null,
+      };
+      await tx.insertInto("builds").values(row).execute();
+      await tx.insertInto("jobs").values(newJob(id, "pipeline")).execute();
+    });
+    this.queued.emit("job");
+    return this.get(id);
+  }
+
+  async get(id: string): Promise<Build> {
+    const row = await this.store.db.selectFrom("builds").selectAll().where("id", "=", id).executeTakeFirst();
+    if (!row) throw notFound("build");
+    const jobs = await this.store.db.selectFrom("jobs").selectAll().where("build_id", "=", id).orderBy("created_at").execute();
+    return toBuild(row, jobs);
+  }
+
+  async projectOf(buildId: string): Promise<string | undefined> {
+    return (await this.store.db.selectFrom("builds").select("project_id").where("id", "=", buildId).executeTakeFirst())?.project_id;
+  }
+
+  async list(projectId: string, opts: { before?: number; limit: number; branch?: string; status?: string }): Promise<Build[]> {
+    let q = this.store.db.selectFrom("builds").selectAll().where("project_id", "=", projectId);
+    if (opts.before) q = q.where("number", "<", opts.before);
+    if (opts.branch) q = q.where("branch", "=", opts.branch);
+    if (opts.status) q = q.where("status", "=", opts.status);
+    const rows = await q.orderBy("number", "desc").limit(opts.limit).execute();
+    return Promise.all(rows.map((r) => this.get(r.id)));
+  }
+
+  async job(buildId: string, jobId: string): Promise<JobsTable> {
+    const job = await this.store.db.selectFrom("jobs").selectAll().where("id", "=", jobId).where("build_id", "=", buildId).executeTakeFirst();
+    if (!job) throw notFound("job");
+    return job;
+  }
+
+  /** Cancels a build: queued jobs end at once; running ones are told at their next heartbeat (every few seconds). */
+  async cancel(_ctx: RequestContext, buildId: string): Promise<Build> {
+    const jobs = await this.store.db.transaction().execute(async (tx) => {
+      const build = await tx.selectFrom("builds").select("status").where("id", "=", buildId).executeTakeFirst();
+      if (!build) throw notFound("build");
+      if (FINAL.includes(build.status)) throw new AppError(409, "build_finished", `the build already ended (${build.status})`);
+      await tx.updateTable("jobs").set({ status: "canceled", reason: "canceled", finished_at: now() }).where("build_id", "=", buildId).where("status", "=", "queued").execute();
+      await tx.updateTable("jobs").set({ cancel_requested: 1 }).where("build_id", "=", buildId).where("status", "=", "running").execute();
+      const queued = await tx.selectFrom("jobs").select("id").where("build_id", "=", buildId).where("status", "=", "canceled").execute();
+      await this.settle(tx, buildId);
+      return queued.map((j) => j.id);
+    });
+    for (const id of jobs) this.logs.ended(id);
+    return this.get(buildId);
+  }
+
+  /**
+   * Leases the oldest queued job to a runner, waiting up to `waitMs` for one to be queued. Runners
+   * are woken by the queue itself, not by polling, so a pushed build starts at once.
+   */
+  async lease(runnerId: string, waitMs: number, signal?: AbortSignal): Promise<LeasedJob | null> {
+    const deadline = Date.now() + waitMs;
+    for (;;) {
+      const job = await this.tryLease(runnerId);
+      if (job || Date.now() >= deadline || signal?.aborted) return job;
+      await new Promise<void>((resolve) => {
+        const done = () => {
+          clearTimeout(timer);
+          this.queued.off("job", done);
+          signal?.removeEventListener("abort", done);
+          resolve();
+        };
+        const timer = setTimeout(done, deadline - Date.now());
+        this.queued.once("job", done);
+        signal?.addEventListener("abort", done);
+      });
+    }
+  }
+
+  private async tryLease(runnerId: string): Promise<LeasedJob | null> {
+    const leased = await this.store.db.transaction().execute(async (tx) => {
+      await this.store.lock(tx, "job-queue");
+      const job = await tx.selectFrom("jobs").selectAll().where("status", "=", "queued").orderBy("created_at").limit(1).executeTakeFirst();
+      if (!job) return null;
+      const leaseExpiresAt = inFuture(LEASE_MS);
+      await tx.updateTable("jobs").set({ status: "running", runner_id: runnerId, lease_expires_at: leaseExpiresAt, attempts: Number(job.attempts) + 1, started_at: job.started_at ?? now() }).where("id", "=", job.id).execute();
+      await tx.updateTable("builds").set({ status: "running", started_at: now() }).where("id", "=", job.build_id).where("status", "=", "queued").execute();
+      const build = await tx.selectFrom("builds").selectAll().where("id", "=", job.build_id).executeTakeFirstOrThrow();
+      return { job, build, leaseExpiresAt };
+    });
+    if (!leased) return null;
+    const { job, build, leaseExpiresAt } = leased;
+    return {
+      jobId: job.id,
+      buildId: build.id,
+      projectId: build.project_id,
+      repositoryUrl: await this.repositoryOf(build.project_id),
+      branch: build.branch,
+      tag: build.tag,
+      commit: build.commit_sha,
+      message: build.message,
+      author: { name: build.author_name, email: build.author_email },
+      pullRequest: build.pr_number === null ? null : Number(build.pr_number),
+      buildNumber: Number(build.number),
+      leaseExpiresAt,
+    };
+  }
+
+  /** Hands a job back to the queue untouched, as if it had never been leased. */
+  async release(runnerId: string, jobId: string): Promise<void> {
+    const job = await this.held(runnerId, jobId);
+    await this.store.db.updateTable("jobs").set({ status: "queued", runner_id: null, lease_expires_at: null, attempts: Math.max(0, Number(job.attempts) - 1) }).where("id", "=", jobId).execute();
+    this.queued.emit("job");
+  }
+
+  /** Extends the lease of a job the runner holds; says whether the job was canceled meanwhile. */
+  async heartbeat(runnerId: string, jobId: string): Promise<{ cancel: boolean; leaseExpiresAt: string }> {
+    const job = await this.held(runnerId, jobId);
+    const leaseExpiresAt = inFuture(LEASE_MS);
+    await this.store.db.updateTable("jobs").set({ lease_expires_at: leaseExpiresAt }).where("id", "=", jobId).execute();
+    return { cancel: Number(job.cancel_requested) === 1, leaseExpiresAt };
+  }
+
+  async appendLog(runnerId: string, jobId: string, offset: number, data: Buffer): Promise<number> {
+    const { projectId } = await this.leasedJob(runnerId, jobId);
+    return this.logs.append(projectId, jobId, offset, data);
+  }
+
+  async finish(runnerId: string, jobId: string, status: "success" | "failed" | "error", reason: string | null): Promise<void> {
+    const job = await this.held(runnerId, jobId);
+    await this.store.db.transaction().execute(async (tx) => {
+      const final = Number(job.cancel_requested) === 1 ? "canceled" : status;
+      await tx.updateTable("jobs").set({ status: final, reason: final === "canceled" ? "canceled" : reason, finished_at: now(), lease_expires_at: null }).where("id", "=", jobId).execute();
+      await this.settle(tx, job.build_id);
+    });
+    this.logs.ended(jobId);
+  }
+
+  /** Jobs whose runner went quiet: queued again once, then failed with the reason. */
+  async expireLeases(): Promise<number> {
+    const expired = await this.store.db.selectFrom("jobs").selectAll().where("status", "=", "running").where("lease_expires_at", "<", now()).execute();
+    for (const job of expired) {
+      const retry = Number(job.attempts) < MAX_ATTEMPTS && Number(job.cancel_requested) !== 1;
+      await this.store.db.transaction().execute(async (tx) => {
+        await tx
+          .updateTable("jobs")
+          .set(retry ? { status: "queued", runner_id: null, lease_expires_at: null, reason: "the runner stopped answering; retried" } : { status: "error", lease_expires_at: null, finished_at: now(), reason: "the runner stopped answering (lease expired) twice; check the runner and restart the build" })
+          .where("id", "=", job.id)
+          .where("status", "=", "running")
+          .execute();
+        if (!retry) await this.settle(tx, job.build_id);
+      });
+      if (retry) this.queued.emit("job");
+      else this.logs.ended(job.id);
+    }
+    return expired.length;
+  }
+
+  /** The project and trust of a job this runner holds. */
+  async leasedJob(runnerId: string, jobId: string): Promise<{ projectId: string; pullRequest: number | null }> {
+    const job = await this.held(runnerId, jobId);
+    const build = await this.store.db.selectFrom("builds").select(["project_id", "pr_number"]).where("id", "=", job.build_id).executeTakeFirstOrThrow();
+    return { projectId: build.project_id, pullRequest: build.pr_number === null ? null : Number(build.pr_number) };
+  }
+
+  private async held(runnerId: string, jobId: string): Promise<JobsTable> {
+    const job = await this.store.db.selectFrom("jobs").selectAll().where("id", "=", jobId).executeTakeFirst();
+    if (!job || job.runner_id !== runnerId || job.status !== "running") throw new AppError(409, "lease_lost", "this runner no longer holds the job (its lease expired or it was reassigned); drop it");
+    return job;
+  }
+
+  /** A build ends when all its jobs have: failed if any failed, else success. */
+  private async settle(tx: Tx, buildId: string): Promise<void> {
+    const jobs = await tx.selectFrom("jobs").select(["status", "reason"]).where("build_id", "=", buildId).execute();
+    if (jobs.some((j) => !FINAL.includes(j.status))) return;
+    const order = ["error", "failed", "canceled", "success", "skipped"];
+    const worst = order.find((s) => jobs.some((j) => j.status === s)) ?? "success";
+    const reason = jobs.find((j) => j.status === worst)?.reason ?? null;
+    await tx.updateTable("builds").set({ status: worst, reason, finished_at: now() }).where("id", "=", buildId).execute();
+  }
+}
+
+function newJob(buildId: string, name: string): JobsTable {
+  return { id: newId("job"), build_id: buildId, name, status: "queued", runner_id: null, lease_expires_at: null, attempts: 0, cancel_requested: 0, reason: null, created_at: now(), started_at: null, finished_at: null, log_bytes: 0 };
+}
+
+function toBuild(r: BuildsTable, jobs: JobsTable[]): Build {
+  return {
+    id: r.id,
+    project: r.project_id,
+    number: Number(r.number),
+    branch: r.branch,
+    tag: r.tag,
+    commit: r.commit_sha,
+    message: r.message,
+    author: { name: r.author_name, email: r.author_email },
+    pullRequest: r.pr_number === null ? null : Number(r.pr_number),
+    trigger: r.trigger,
+    status: r.status as BuildStatus,
+    reason: r.reason,
+    createdAt: r.created_at,
+    startedAt: r.started_at,
+    finishedAt: r.finished_at,
+    jobs: jobs.map((j) => ({ id: j.id, name: j.name, status: j.status as BuildStatus, reason: j.reason, attempts: Number(j.attempts), startedAt: j.started_at, finishedAt: j.finished_at, logBytes: Number(j.log_bytes) })),
+  };
+}

@@ -1,0 +1,115 @@
+import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
+import { z } from "zod";
+import { buildSchema, buildStatuses } from "../../builds/builds.js";
+import { commitIdSchema } from "../../builds/events.js";
+import type { Services } from "../../services.js";
+import { contextOf } from "../plugins/access.js";
+
+const projectParams = z.object({ projectId: z.string().min(1).max(64) });
+const buildParams = z.object({ buildId: z.string().min(1).max(64) });
+const logParams = buildParams.extend({ jobId: z.string().min(1).max(64) });
+const refPart = z
+  .string()
+  .min(1)
+  .max(255)
+  .regex(/^[^\0-\x20\x7f~^:?*[\\]+$/, "a branch or tag name has no spaces, control characters or ~^:?*[\\");
+
+/** Builds: start one, list and read them, cancel, and follow a job's log live (Server-Sent Events). */
+export const buildRoutes: FastifyPluginAsyncZod<{ services: Services }> = async (app, { services }) => {
+  const { builds, logs } = services;
+
+  app.post(
+    "/projects/:projectId/builds",
+    {
+      config: { access: { kind: "project", action: "project.builds.write" } },
+      schema: {
+        summary: "Start a build of a branch or tag",
+        params: projectParams,
+        body: z.object({ branch: refPart.optional(), tag: refPart.optional(), commit: commitIdSchema.optional(), message: z.string().max(4096).optional() }).strict().refine((b) => Boolean(b.branch) !== Boolean(b.tag), "give either a branch or a tag"),
+        response: { 201: buildSchema },
+      },
+    },
+    async (request, reply) => {
+      const { principal } = contextOf(request);
+      const build = await builds.create(request.params.projectId, { ...request.body, author: { name: principal.email, email: principal.email }, trigger: "api" });
+      return reply.code(201).send(build);
+    },
+  );
+
+  app.get(
+    "/projects/:projectId/builds",
+    {
+      config: { access: { kind: "project", action: "project.builds.read" } },
+      schema: {
+        summary: "A project's builds, newest first",
+        params: projectParams,
+        querystring: z.object({ branch: refPart.optional(), status: z.enum(buildStatuses).optional(), before: z.coerce.number().int().positive().optional(), limit: z.coerce.number().int().min(1).max(100).default(25) }).strict(),
+        response: { 200: z.object({ builds: z.array(buildSchema) }) },
+      },
+    },
+    async (request) => ({ builds: await builds.list(request.params.projectId, request.query) }),
+  );
+
+  app.get("/builds/:buildId", { config: { access: { kind: "build", action: "project.builds.read" } }, schema: { summary: "A build and its jobs", params: buildParams, response: { 200: buildSchema } } }, async (request) =>
+    builds.get(request.params.buildId),
+  );
+
+  app.post(
+    "/builds/:buildId/cancel",
+    { config: { access: { kind: "build", action: "project.builds.write" } }, schema: { summary: "Cancel a build", description: "Running jobs are killed within seconds.", params: buildParams, response: { 200: buildSchema } } },
+    async (request) => builds.cancel(contextOf(request), request.params.buildId),
+  );
+
+  app.get(
+    "/builds/:buildId/jobs/:jobId/log",
+    {
+      config: { access: { kind: "build", action: "project.builds.read" } },
+      schema: {
+        summary: "A job's log, live",
+        description:
+          "Server-Sent Events: `log` events carry `{offset, data}` (base64 of the bytes, ANSI colours kept) and an `id` to resume from (`Last-Event-ID` or `?offset=`); an `end` event closes the stream when the job has ended. `?format=text` returns the whole log as text instead.",
+        params: logParams,
+        querystring: z.object({ offset: z.coerce.number().int().min(0).optional(), format: z.enum(["sse", "text"]).default("sse") }).strict(),
+      },
+    },
+    async (request, reply) => {
+      const build = await builds.get(request.params.buildId);
+      const job = await builds.job(build.id, request.params.jobId);
+      const lastEventId = Number(request.headers["last-event-id"]);
+      const from = request.query.offset ?? (Number.isInteger(lastEventId) && lastEventId >= 0 ? lastEventId : 0);
+      if (request.query.format === "text") {
+        const chunks = await logs.read(build.project, job.id, from);
+        return reply.type("text/plain; charset=utf-8").send(Buffer.concat(chunks.map((c) => c.data)));
+      }
+      reply.hijack();
+      const res = reply.raw;
+      res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-store", connection: "keep-alive", "x-accel-buffering": "no" });
+      let sent = from;
+      const send = (offset: number, data: Buffer) => {
+        // Chunks already sent (a live one racing the backlog) are cut, so no byte appears twice.
+        const skip = Math.max(0, sent - offset);
+        if (skip >= data.length) return;
+        sent = offset + data.length;
+        res.write(`event: log\nid: ${sent}\ndata: ${JSON.stringify({ offset: offset + skip, data: data.subarray(skip).toString("base64") })}\n\n`);
+      };
+      const pending: Array<{ offset: number; data: Buffer }> = [];
+      let caughtUp = false;
+      const unfollow = logs.follow(job.id, (c) => (caughtUp ? send(c.offset, c.data) : pending.push(c)));
+      const finish = async () => {
+        const ended = await builds.job(build.id, job.id);
+        res.end(`event: end\ndata: ${JSON.stringify({ status: ended.status, reason: ended.reason })}\n\n`);
+      };
+      const unEnd = logs.onEnd(job.id, () => void finish());
+      request.raw.on("close", () => {
+        unfollow();
+        unEnd();
+      });
+      for (const c of await logs.read(build.project, job.id, from)) send(c.offset, c.data);
+      for (const c of pending) send(c.offset, c.data);
+      caughtUp = true;
+      const now = await builds.job(build.id, job.id);
+      if (!["queued", "running"].includes(now.status)) await finish();
+      else res.write(": live\n\n");
+    },
+  );
+};

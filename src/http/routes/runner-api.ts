@@ -1,0 +1,86 @@
+import type { FastifyRequest } from "fastify";
+import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
+import { z } from "zod";
+import { LogGapError } from "../../builds/job-logs.js";
+import { AppError } from "../../errors.js";
+import { secretNameSchema } from "../../secrets/secret-variables.js";
+import type { Services } from "../../services.js";
+
+const runner = { access: { kind: "runner" } } as const;
+const jobParams = z.object({ jobId: z.string().min(1).max(64) });
+const runnerId = (request: FastifyRequest) => request.runnerId!;
+
+/**
+ * The API runners use (a runner token as bearer): lease a job, keep the lease alive, send log
+ * chunks, fetch the secrets the config names, and finish. The server never runs steps itself.
+ */
+export const runnerApiRoutes: FastifyPluginAsyncZod<{ services: Services }> = async (app, { services }) => {
+  const { builds } = services;
+
+  app.post(
+    "/runner/lease",
+    {
+      config: runner,
+      schema: {
+        summary: "Lease the next job (long poll)",
+        description: "Waits up to `waitMs` for a job; 204 when none came. The lease lasts 30 s; heartbeats extend it.",
+        body: z.object({ waitMs: z.number().int().min(0).max(60_000).default(25_000) }).strict(),
+      },
+    },
+    async (request, reply) => {
+      const aborter = new AbortController();
+      // The response closing before it was written means the runner hung up.
+      reply.raw.on("close", () => {
+        if (!reply.raw.writableEnded) aborter.abort();
+      });
+      const job = await builds.lease(runnerId(request), request.body.waitMs, aborter.signal);
+      // The runner hung up while its job was being leased: nobody will run it, so it goes back.
+      if (job && aborter.signal.aborted) await builds.release(runnerId(request), job.jobId);
+      if (!job || aborter.signal.aborted) return reply.code(204).send();
+      return { job };
+    },
+  );
+
+  app.post("/runner/jobs/:jobId/heartbeat", { config: runner, schema: { summary: "Extend a lease; says whether the job was canceled", params: jobParams, body: z.object({}).strict().optional() } }, async (request) =>
+    builds.heartbeat(runnerId(request), request.params.jobId),
+  );
+
+  app.post(
+    "/runner/jobs/:jobId/log",
+    {
+      config: runner,
+      schema: { summary: "Append a chunk of (masked) output", params: jobParams, body: z.object({ offset: z.number().int().min(0), data: z.string().max(512 * 1024).base64() }).strict() },
+    },
+    async (request) => {
+      try {
+        return { size: await builds.appendLog(runnerId(request), request.params.jobId, request.body.offset, Buffer.from(request.body.data, "base64")) };
+      } catch (err) {
+        if (err instanceof LogGapError) throw new AppError(409, "log_gap", err.message, { "x-log-size": String(err.expected) });
+        throw err;
+      }
+    },
+  );
+
+  app.post(
+    "/runner/jobs/:jobId/secrets",
+    {
+      config: runner,
+      schema: { summary: "The values of the project secrets the pipeline names", description: "Refused for pull-request builds: untrusted changes get no secrets.", params: jobParams, body: z.object({ names: z.array(secretNameSchema).max(200) }).strict() },
+    },
+    async (request) => {
+      const leased = await builds.leasedJob(runnerId(request), request.params.jobId);
+      if (leased.pullRequest !== null) throw new AppError(403, "untrusted_build", "builds of pull requests get no secrets");
+      const all = await services.secrets.reveal(services.store.db, { kind: "project", id: leased.projectId });
+      return { secrets: Object.fromEntries(request.body.names.filter((n) => all.has(n)).map((n) => [n, all.get(n)!])) };
+    },
+  );
+
+  app.post(
+    "/runner/jobs/:jobId/finish",
+    { config: runner, schema: { summary: "Finish a job", params: jobParams, body: z.object({ status: z.enum(["success", "failed", "error"]), reason: z.string().max(2000).nullable().default(null) }).strict() } },
+    async (request, reply) => {
+      await builds.finish(runnerId(request), request.params.jobId, request.body.status, request.body.reason);
+      return reply.code(204).send();
+    },
+  );
+};

@@ -1,0 +1,187 @@
+import type { LeasedJob } from "../builds/builds.js";
+import { configFileNames, hasErrors, memoryFiles, readPipeline, selectSteps, formatProblem } from "../pipeline/index.js";
+import type { Sandbox, SandboxBackend } from "../sandbox/backend.js";
+import { PipelineRunner, type RunEvent } from "./pipeline-runner.js";
+
+export interface RunnerOptions {
+  /** The server's base URL, e.g. https://slipway.example.com (TLS is verified). */
+  server: string;
+  token: string;
+  backend: SandboxBackend;
+  /** Puts the job's repository into /workspace of a sandbox. */
+  checkout(job: LeasedJob, sandbox: Sandbox): Promise<void>;
+  onError?(err: unknown): void;
+}
+
+// Also how soon a canceled job notices: cancel must take effect within seconds.
+const HEARTBEAT_MS = 1_000;
+
+/** Thrown by the API client for an answer that is not 2xx, with the server's error code. */
+export class RunnerApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/**
+ * A runner: leases jobs from the server over its runner API, runs each pipeline in sandboxes,
+ * streams the masked output back as it comes, and reports the end. The embedded runner of
+ * `slipway serve` and `slipway runner` on another machine are this same class.
+ */
+export class Runner {
+  private stopping = false;
+  private readonly loops: Promise<void>[] = [];
+  private readonly current = new AbortController();
+
+  constructor(private readonly opts: RunnerOptions) {}
+
+  start(concurrency = 1): void {
+    for (let i = 0; i < concurrency; i++) this.loops.push(this.loop());
+  }
+
+  async stop(): Promise<void> {
+    this.stopping = true;
+    this.current.abort();
+    await Promise.allSettled(this.loops);
+  }
+
+  private async loop(): Promise<void> {
+    while (!this.stopping) {
+      try {
+        const leased = await this.call<{ job: LeasedJob } | null>("/runner/lease", { waitMs: 20_000 }, this.current.signal);
+        if (leased) await this.execute(leased.job);
+      } catch (err) {
+        if (this.stopping) return;
+        this.opts.onError?.(err);
+        await new Promise((r) => setTimeout(r, 1000));
+      }
+    }
+  }
+
+  async call<T>(path: string, body: unknown, signal?: AbortSignal): Promise<T> {
+    const res = await fetch(`${this.opts.server}/api/v1${path}`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${this.opts.token}`, "content-type": "application/json" },
+      body: JSON.stringify(body),
+      signal,
+    });
+    if (res.status === 204) return null as T;
+    const payload = (await res.json().catch(() => ({}))) as { error?: { code: string; message: string } };
+    if (!res.ok) throw new RunnerApiError(res.status, payload.error?.code ?? "unknown", payload.error?.message ?? `HTTP ${res.status}`);
+    return payload as T;
+  }
+
+  private async execute(job: LeasedJob): Promise<void> {
+    const canceled = new AbortController();
+    const heartbeat = setInterval(() => {
+      this.call<{ cancel: boolean }>(`/runner/jobs/${job.jobId}/heartbeat`, {})
+        .then((r) => r.cancel && canceled.abort())
+        .catch((err: unknown) => {
+          // A lost lease means another runner may take the job: stop working on it.
+          if (err instanceof RunnerApiError && err.code === "lease_lost") canceled.abort();
+        });
+    }, HEARTBEAT_MS);
+    const log = new LogSender((offset, data) => this.call(`/runner/jobs/${job.jobId}/log`, { offset, data: data.toString("base64") }));
+    try {
+      const outcome = await this.runPipeline(job, log, canceled.signal);
+      await log.flush();
+      await this.call(`/runner/jobs/${job.jobId}/finish`, outcome);
+    } catch (err) {
+      log.write(`\nslipway: ${(err as Error).message}\n`);
+      await log.flush().catch(() => undefined);
+      await this.call(`/runner/jobs/${job.jobId}/finish`, { status: "error", reason: (err as Error).message }).catch(() => undefined);
+    } finally {
+      clearInterval(heartbeat);
+    }
+  }
+
+  private async runPipeline(job: LeasedJob, log: LogSender, signal: AbortSignal): Promise<{ status: "success" | "failed" | "error"; reason: string | null }> {
+    const configSandbox = await this.opts.backend.create({ image: { kind: "host" } });
+    const files: Record<string, string> = {};
+    try {
+      await this.opts.checkout(job, configSandbox);
+      for (const name of Object.values(configFileNames).flat()) {
+        const text = await configSandbox.readFile(`/workspace/${name}`).catch(() => undefined);
+        if (text) files[name] = text.toString("utf8");
+      }
+    } finally {
+      await configSandbox.destroy();
+    }
+    const loaded = readPipeline(memoryFiles(files));
+    for (const p of loaded.problems) log.write(formatProblem(p) + "\n");
+    if (!loaded.pipeline || hasErrors(loaded.problems)) return { status: "error", reason: loaded.found ? "the pipeline config has errors" : "no pipeline config in the repository (.slipway.yml or codeship-steps.yml)" };
+    const pipeline = loaded.pipeline;
+    const secrets = pipeline.secrets.length ? (await this.call<{ secrets: Record<string, string> }>(`/runner/jobs/${job.jobId}/secrets`, { names: pipeline.secrets })).secrets : {};
+    const env: Record<string, string> = {
+      CI: "true",
+      CI_NAME: "slipway",
+      CI_BUILD_ID: job.buildId,
+      CI_BUILD_NUMBER: String(job.buildNumber),
+      CI_PROJECT_ID: job.projectId,
+      CI_BRANCH: job.branch ?? "",
+      CI_COMMIT_ID: job.commit ?? "",
+      CI_COMMIT_MESSAGE: job.message,
+      CI_COMMITTER_NAME: job.author.name,
+      CI_COMMITTER_EMAIL: job.author.email,
+      CI_REPO_NAME: job.repositoryUrl?.replace(/\.git$/, "").split(/[/:]/).pop() ?? "",
+      ...(job.pullRequest !== null && { CI_PR_NUMBER: String(job.pullRequest) }),
+      ...secrets,
+    };
+    const result = await new PipelineRunner({
+      backend: this.opts.backend,
+      pipeline,
+      nodes: selectSteps(pipeline, { branch: job.branch ?? undefined, tag: job.tag ?? undefined }),
+      env,
+      secrets: Object.values(secrets),
+      checkout: (sandbox) => this.opts.checkout(job, sandbox),
+      onEvent: (e) => log.write(render(e)),
+      signal,
+    }).run();
+    const failed = result.steps.find((s) => s.status === "failed" || s.status === "error");
+    if (signal.aborted) return { status: "failed", reason: "canceled" };
+    return failed ? { status: "failed", reason: `step ${failed.name}: ${failed.reason ?? failed.status}` } : { status: "success", reason: null };
+  }
+}
+
+function render(e: RunEvent): Buffer | string {
+  if (e.type === "output") return e.data;
+  if (e.type === "step-start") return `\x1b[36m▶ ${e.step.name}\x1b[0m\n`;
+  const r = e.result;
+  return `${r.status === "success" ? "\x1b[32m✓" : "\x1b[31m✗"} ${r.name}: ${r.status}${r.reason ? ` (${r.reason})` : ""} in ${(r.durationMs / 1000).toFixed(1)}s\x1b[0m\n`;
+}
+
+/**
+ * Sends output to the server in order, one request at a time, batching whatever arrives while
+ * a request is in flight, so lines reach live readers at once without a request per write.
+ */
+class LogSender {
+  private offset = 0;
+  private buffered: Buffer[] = [];
+  private sending: Promise<void> = Promise.resolve();
+
+  constructor(private readonly send: (offset: number, data: Buffer) => Promise<unknown>) {}
+
+  write(data: Buffer | string): void {
+    this.buffered.push(typeof data === "string" ? Buffer.from(data) : data);
+    this.sending = this.sending.then(() => this.drain());
+  }
+
+  private async drain(): Promise<void> {
+    while (this.buffered.length) {
+      const data = Buffer.concat(this.buffered.splice(0));
+      for (let at = 0; at < data.length; at += 256 * 1024) {
+        const part = data.subarray(at, at + 256 * 1024);
+        await this.send(this.offset, part);
+        this.offset += part.length;
+      }
+    }
+  }
+
+  flush(): Promise<void> {
+    return this.sending;
+  }
+}

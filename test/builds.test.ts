@@ -1,0 +1,183 @@
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { LeasedJob } from "../src/builds/builds.js";
+import { Runner } from "../src/runner/runner.js";
+import type { Sandbox } from "../src/sandbox/backend.js";
+import { BwrapBackend } from "../src/sandbox/bwrap-backend.js";
+import { createUser, signIn, startHarness, type Client, type Harness } from "./helpers/harness.js";
+
+const SECRET = "build-secret-value-42";
+let h: Harness;
+let url: string;
+let owner: Client;
+let runner: Runner;
+let backend: BwrapBackend;
+const repos = new Map<string, string>();
+
+/** A git repository on this machine with the given .slipway.yml. */
+function makeRepo(config: string): string {
+  const dir = mkdtempSync(path.join(tmpdir(), "slipway-build-repo-"));
+  writeFileSync(path.join(dir, ".slipway.yml"), config);
+  execFileSync("git", ["-C", dir, "init", "-q", "-b", "main"]);
+  execFileSync("git", ["-C", dir, "-c", "user.name=Ada", "-c", "user.email=ada@example.com", "add", "-A"]);
+  execFileSync("git", ["-C", dir, "-c", "user.name=Ada", "-c", "user.email=ada@example.com", "commit", "-qm", "first"]);
+  return dir;
+}
+
+/**
+ * These tests are about builds, runners and logs; the repository reaches the sandbox as a tar of
+ * a local clone (cloning with deploy keys over SSH is tested with sshd in its own suite).
+ */
+async function localCheckout(job: LeasedJob, sandbox: Sandbox): Promise<void> {
+  const dir = repos.get(job.projectId)!;
+  const archive = execFileSync("tar", ["-C", dir, "-cf", "-", "."]);
+  const status = await sandbox.exec({ argv: ["tar", "-xf", "-", "-C", "/workspace"] }, { stdin: archive });
+  if (status.code !== 0) throw new Error("checkout failed");
+}
+
+async function project(config: string): Promise<string> {
+  const res = await owner.post("/api/v1/projects", { name: `p${Math.random().toString(36).slice(2, 8)}` });
+  const id = res.json().id as string;
+  repos.set(id, makeRepo(config));
+  expect((await owner.put(`/api/v1/projects/${id}/secrets/API_KEY`, { value: SECRET })).statusCode).toBe(201);
+  return id;
+}
+
+async function waitFor(buildId: string, done: (status: string) => boolean, ms = 30_000): Promise<{ status: string; reason: string | null; jobs: Array<{ id: string; status: string; attempts: number }> }> {
+  const until = Date.now() + ms;
+  for (;;) {
+    const b = (await owner.get(`/api/v1/builds/${buildId}`)).json();
+    if (done(b.status) || Date.now() > until) return b;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+beforeAll(async () => {
+  h = await startHarness();
+  await h.app.listen({ host: "127.0.0.1", port: 0 });
+  url = `http://127.0.0.1:${(h.app.server.address() as AddressInfo).port}`;
+  await createUser(h, "ci@example.com");
+  owner = await signIn(h, "ci@example.com");
+  backend = new BwrapBackend();
+  const { token } = await h.services.runners.register("test runner");
+  runner = new Runner({ server: url, token, backend, checkout: localCheckout });
+  runner.start(2);
+});
+
+afterAll(async () => {
+  await runner?.stop();
+  await h?.close();
+  for (const dir of repos.values()) rmSync(dir, { recursive: true, force: true });
+});
+
+describe("builds", () => {
+  it("a build started through the API runs on a runner in sandboxes and passes, with CI variables and masked secrets in its stored log", async () => {
+    const id = await project(`image: host
+secrets: [API_KEY]
+steps:
+  - name: show
+    command: echo "building $CI_BRANCH as build $CI_BUILD_NUMBER"; echo "key=$API_KEY"; echo "b64=$(printf %s "$API_KEY" | base64)"
+`);
+    const created = await owner.post(`/api/v1/projects/${id}/builds`, { branch: "main" });
+    expect(created.statusCode).toBe(201);
+    expect(created.json()).toMatchObject({ number: 1, status: "queued", branch: "main", trigger: "api" });
+    const build = await waitFor(created.json().id, (s) => !["queued", "running"].includes(s));
+    expect(build.status).toBe("success");
+    const log = await owner.get(`/api/v1/builds/${build.jobs[0] ? created.json().id : ""}/jobs/${build.jobs[0]!.id}/log?format=text`);
+    expect(log.statusCode).toBe(200);
+    expect(log.body).toContain("building main as build 1");
+    expect(log.body).toContain("key=***");
+    expect(log.body).toContain("b64=***");
+    expect(log.body).not.toContain(SECRET);
+    // P17: the stored chunks are sealed with the project's key.
+    const chunks = await h.services.store.db.selectFrom("log_chunks").select("data").where("job_id", "=", build.jobs[0]!.id).execute();
+    expect(chunks.length).toBeGreaterThan(0);
+    for (const c of chunks) {
+      expect(c.data.startsWith("sb1:")).toBe(true);
+      expect(c.data).not.toContain("building main");
+    }
+    expect(readFileSync(path.join(h.dataDir, "slipway.db")).includes("building main as build")).toBe(false);
+  });
+
+  it("a failing step fails the build with the reason", async () => {
+    const id = await project("image: host\nsteps:\n  - name: broken\n    command: exit 5\n");
+    const created = (await owner.post(`/api/v1/projects/${id}/builds`, { branch: "main" })).json();
+    const build = await waitFor(created.id, (s) => !["queued", "running"].includes(s));
+    expect(build.status).toBe("failed");
+    expect(build.reason).toMatch(/step broken: exited with code 5/);
+  });
+
+  it("streams a running job's log live over Server-Sent Events and closes with its status", async () => {
+    const id = await project("image: host\nsteps:\n  - name: ticker\n    command: for i in 1 2 3 4 5; do echo tick-$i; sleep 0.3; done\n");
+    const created = (await owner.post(`/api/v1/projects/${id}/builds`, { branch: "main" })).json();
+    const running = await waitFor(created.id, (s) => s === "running");
+    const res = await fetch(`${url}/api/v1/builds/${created.id}/jobs/${running.jobs[0]!.id}/log`, { headers: { cookie: owner.auth.cookie! } });
+    expect(res.headers.get("content-type")).toBe("text/event-stream");
+    const reader = res.body!.getReader();
+    let text = "";
+    const arrivals: number[] = [];
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      text += Buffer.from(value).toString();
+      arrivals.push(Date.now());
+    }
+    const events = text.split("\n\n").filter((e) => e.startsWith("event: log"));
+    const output = events.map((e) => Buffer.from(JSON.parse(e.split("\ndata: ")[1]!).data, "base64").toString()).join("");
+    for (let i = 1; i <= 5; i++) expect(output).toContain(`tick-${i}`);
+    expect(text).toMatch(/event: end\ndata: \{"status":"success"/);
+    // Lines arrived while the step ran, not all at its end.
+    expect(arrivals[arrivals.length - 1]! - arrivals[0]!).toBeGreaterThan(600);
+    // Resuming from an offset sends only what follows it.
+    const offset = Number(/id: (\d+)/.exec(events[0]!)![1]);
+    const resumed = await owner.get(`/api/v1/builds/${created.id}/jobs/${running.jobs[0]!.id}/log?format=text&offset=${offset}`);
+    expect(output.endsWith(resumed.body)).toBe(true);
+    expect(resumed.body.length).toBeLessThan(output.length);
+  });
+
+  it("cancel kills a running build within seconds", async () => {
+    const id = await project("image: host\nsteps:\n  - name: forever\n    command: sleep 120\n");
+    const created = (await owner.post(`/api/v1/projects/${id}/builds`, { branch: "main" })).json();
+    await waitFor(created.id, (s) => s === "running");
+    await new Promise((r) => setTimeout(r, 300));
+    const started = Date.now();
+    expect((await owner.post(`/api/v1/builds/${created.id}/cancel`)).statusCode).toBe(200);
+    const build = await waitFor(created.id, (s) => !["queued", "running"].includes(s), 20_000);
+    expect(build.status).toBe("canceled");
+    expect(Date.now() - started).toBeLessThan(8_000);
+  });
+
+  it("a job whose runner died is leased again once and then finishes; nothing is left stuck", async () => {
+    const id = await project("image: host\nsteps:\n  - name: quick\n    command: echo finished-by-a-live-runner\n");
+    await runner.stop();
+    // Let the server see the stopped runner's long polls end before a job is queued.
+    await new Promise((r) => setTimeout(r, 300));
+    const created = (await owner.post(`/api/v1/projects/${id}/builds`, { branch: "main" })).json();
+    // A runner that leases the job and then dies without a word.
+    const { token } = await h.services.runners.register("doomed");
+    const doomed = new Runner({ server: url, token, backend, checkout: localCheckout });
+    const leased = await doomed.call<{ job: LeasedJob }>("/runner/lease", { waitMs: 5_000 });
+    expect(leased.job.buildId).toBe(created.id);
+    await h.services.store.db.updateTable("jobs").set({ lease_expires_at: new Date(Date.now() - 1000).toISOString() }).where("id", "=", leased.job.jobId).execute();
+    expect(await h.services.builds.expireLeases()).toBe(1);
+    const { token: t2 } = await h.services.runners.register("test runner 2");
+    runner = new Runner({ server: url, token: t2, backend, checkout: localCheckout });
+    runner.start(2);
+    const build = await waitFor(created.id, (s) => !["queued", "running"].includes(s));
+    expect(build.status).toBe("success");
+    expect(build.jobs[0]!.attempts).toBe(2);
+    // The dead runner's lease is gone: it can no longer write to the job.
+    await expect(doomed.call(`/runner/jobs/${leased.job.jobId}/log`, { offset: 0, data: "eA==" })).rejects.toThrow(/no longer holds/);
+  });
+
+  it("runner routes refuse users and unknown runner tokens", async () => {
+    for (const headers of [{}, { authorization: "Bearer slr_unknown" }, { cookie: owner.auth.cookie! }] as Array<Record<string, string>>) {
+      const res = await fetch(`${url}/api/v1/runner/lease`, { method: "POST", headers: { "content-type": "application/json", ...headers }, body: "{}" });
+      expect(res.status).toBe(401);
+    }
+  });
+});
