@@ -36,6 +36,8 @@ export interface RunOptions {
   approved?(step: Step): boolean;
   onEvent(event: RunEvent): void;
   limits?: SandboxSpec["limits"];
+  /** Network of every sandbox of the run; none unless given. */
+  network?: SandboxSpec["network"];
   defaultTimeoutMs?: number;
   idleTimeoutMs?: number;
   signal?: AbortSignal;
@@ -69,7 +71,7 @@ export class PipelineRunner {
 
   private async inSandbox(body: (sandbox: Sandbox, job: number) => Promise<void>): Promise<void> {
     const job = this.jobs++;
-    const sandbox = await this.opts.backend.create({ image: { kind: "host" }, env: this.opts.env, limits: this.opts.limits });
+    const sandbox = await this.opts.backend.create({ image: { kind: "host" }, env: this.opts.env, limits: this.opts.limits, network: this.opts.network });
     try {
       await this.opts.checkout(sandbox);
       await body(sandbox, job);

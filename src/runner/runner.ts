@@ -1,6 +1,6 @@
 import type { LeasedJob } from "../builds/builds.js";
 import { configFileNames, hasErrors, memoryFiles, readPipeline, selectSteps, formatProblem } from "../pipeline/index.js";
-import type { Sandbox, SandboxBackend } from "../sandbox/backend.js";
+import type { Sandbox, SandboxBackend, SandboxSpec } from "../sandbox/backend.js";
 import { PipelineRunner, type RunEvent } from "./pipeline-runner.js";
 
 export interface RunnerOptions {
@@ -10,6 +10,8 @@ export interface RunnerOptions {
   backend: SandboxBackend;
   /** Puts the job's repository into /workspace of a sandbox. */
   checkout(job: LeasedJob, sandbox: Sandbox): Promise<void>;
+  /** Network of build sandboxes (cloning needs outbound access). */
+  network?: SandboxSpec["network"];
   onError?(err: unknown): void;
 }
 
@@ -100,7 +102,7 @@ export class Runner {
   }
 
   private async runPipeline(job: LeasedJob, log: LogSender, signal: AbortSignal): Promise<{ status: "success" | "failed" | "error"; reason: string | null }> {
-    const configSandbox = await this.opts.backend.create({ image: { kind: "host" } });
+    const configSandbox = await this.opts.backend.create({ image: { kind: "host" }, network: this.opts.network });
     const files: Record<string, string> = {};
     try {
       await this.opts.checkout(job, configSandbox);
@@ -138,6 +140,7 @@ export class Runner {
       env,
       secrets: Object.values(secrets),
       checkout: (sandbox) => this.opts.checkout(job, sandbox),
+      network: this.opts.network,
       onEvent: (e) => log.write(render(e)),
       signal,
     }).run();
