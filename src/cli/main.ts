@@ -25,6 +25,7 @@ Usage:
   slipway admin create-user --email you@example.com [--name NAME] [--admin] [--org NAME]
   slipway admin rotate-master-key
   slipway admin audit verify
+  slipway admin create-runner --name NAME                  # prints the runner's token once
   slipway validate [DIR]                                  # check .slipway.yml or codeship-*.yml (default: .)
   slipway run [STEP…] [--secret NAME=VALUE]… [--env-file FILE] [--branch B]
   slipway --version
@@ -84,6 +85,8 @@ async function main(argv: string[]): Promise<number> {
       return rotateMasterKey(settings);
     case "admin audit verify":
       return auditVerify(settings);
+    case "admin create-runner":
+      return createRunner(settings, values.name);
     default:
       throw new UsageError(`unknown command: ${command}\n\n${help}`);
   }
@@ -203,6 +206,18 @@ async function rotateMasterKey(settings: Settings): Promise<number> {
     },
     "rotate-master-key",
   );
+}
+
+async function createRunner(settings: Settings, name: string | undefined): Promise<number> {
+  requireInstall(settings);
+  if (!name) throw new UsageError("name the runner: --name build-01");
+  return withServices(settings, async (s) => {
+    const { id, token } = await s.runners.register(name);
+    process.stderr.write(`registered runner ${name} (${id}); its token, shown only now:\n`);
+    process.stdout.write(`${token}\n`);
+    process.stderr.write("start it with: SLIPWAY_RUNNER_TOKEN=<token> slipway runner --server https://<this server>\n");
+    return 0;
+  });
 }
 
 async function auditVerify(settings: Settings): Promise<number> {

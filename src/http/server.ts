@@ -31,12 +31,18 @@ export async function startServer(settings: Settings, log: Logger): Promise<Runn
     const shownHost = settings.host.includes(":") ? `[${settings.host}]` : settings.host === "0.0.0.0" ? "localhost" : settings.host;
     const url = `${tls ? "https" : "http"}://${shownHost}:${port}`;
     services.setPublicUrl(url);
+    // Jobs whose runner went silent are retried or failed; nothing waits forever.
+    const sweeper = setInterval(() => {
+      services.builds.expireLeases().catch((err: unknown) => log.error({ err }, "expiring job leases failed"));
+    }, 5_000);
+    sweeper.unref();
     return {
       app,
       services,
       url,
       tls,
       async close() {
+        clearInterval(sweeper);
         await app.close();
         await services.close();
       },
