@@ -1,12 +1,14 @@
 import { cpus, totalmem } from "node:os";
 import { apiBench } from "./api.js";
 import { maskingBench } from "./masking.js";
+import { sandboxBench } from "./sandbox.js";
 import { secretBoxBench } from "./secret-box.js";
 
 const benchmarks = [
   { name: "secret-box", title: "SecretBox seal+open vs raw node:crypto AES-256-GCM", run: secretBoxBench },
   { name: "api", title: "Authenticated API read vs bare Fastify route", run: apiBench },
   { name: "masking", title: "Log masking with 100 secrets vs unmasked pass-through", run: maskingBench },
+  { name: "sandbox", title: "Sandbox create + exec + destroy vs bare bubblewrap", run: sandboxBench },
 ];
 
 /** `npm run bench` runs every benchmark; `npm run bench -- api` runs only the named ones. */
