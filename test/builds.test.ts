@@ -5,6 +5,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { LeasedJob } from "../src/builds/builds.js";
+import { injectTransport } from "../src/runner/embedded.js";
 import { Runner } from "../src/runner/runner.js";
 import type { Sandbox } from "../src/sandbox/backend.js";
 import { BwrapBackend } from "../src/sandbox/bwrap-backend.js";
@@ -172,6 +173,20 @@ steps:
     expect(build.jobs[0]!.attempts).toBe(2);
     // The dead runner's lease is gone: it can no longer write to the job.
     await expect(doomed.call(`/runner/jobs/${leased.job.jobId}/log`, { offset: 0, data: "eA==" })).rejects.toThrow(/no longer holds/);
+  });
+
+  it("the embedded runner's in-process transport runs builds through the same runner API", async () => {
+    const id = await project("image: host\nsteps:\n  - name: inside\n    command: echo via-inject\n");
+    await runner.stop();
+    const { token } = await h.services.runners.register("embedded");
+    runner = new Runner({ server: "embedded", token, backend, checkout: localCheckout, transport: injectTransport(h.app, token), leaseWaitMs: 500 });
+    runner.start(1);
+    const created = (await owner.post(`/api/v1/projects/${id}/builds`, { branch: "main" })).json();
+    const build = await waitFor(created.id, (s) => !["queued", "running"].includes(s));
+    expect(build.status).toBe("success");
+    expect((await owner.get(`/api/v1/builds/${created.id}/jobs/${build.jobs[0]!.id}/log?format=text`)).body).toContain("via-inject");
+    // The same token over the transport is checked like any other: a wrong one is refused.
+    await expect(new Runner({ server: "embedded", token: "slr_wrong", backend, transport: injectTransport(h.app, "slr_wrong") }).call("/runner/lease", { waitMs: 0 })).rejects.toThrow(/runner token/);
   });
 
   it("runner routes refuse users and unknown runner tokens", async () => {

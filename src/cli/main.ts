@@ -10,6 +10,9 @@ import { generateMasterKey, MasterKeyError, parseMasterKey } from "../crypto/mas
 import { AppError } from "../errors.js";
 import { createLogger } from "../http/logger.js";
 import { startServer } from "../http/server.js";
+import { startEmbeddedRunner } from "../runner/embedded.js";
+import { Runner } from "../runner/runner.js";
+import { BwrapBackend } from "../sandbox/bwrap-backend.js";
 import { createServices, type Services } from "../services.js";
 import { isPostgresUrl } from "../store/database.js";
 import { version } from "../version.js";
@@ -26,6 +29,7 @@ Usage:
   slipway admin rotate-master-key
   slipway admin audit verify
   slipway admin create-runner --name NAME                  # prints the runner's token once
+  slipway runner --server https://ci.example.com [--concurrency 2]   # token in SLIPWAY_RUNNER_TOKEN
   slipway validate [DIR]                                  # check .slipway.yml or codeship-*.yml (default: .)
   slipway run [STEP…] [--secret NAME=VALUE]… [--env-file FILE] [--branch B]
   slipway --version
@@ -63,6 +67,8 @@ async function main(argv: string[]): Promise<number> {
       secret: { type: "string", multiple: true },
       "env-file": { type: "string" },
       branch: { type: "string" },
+      server: { type: "string" },
+      concurrency: { type: "string" },
       help: { type: "boolean", short: "h" },
       version: { type: "boolean" },
     },
@@ -85,6 +91,8 @@ async function main(argv: string[]): Promise<number> {
       return rotateMasterKey(settings);
     case "admin audit verify":
       return auditVerify(settings);
+    case "runner":
+      return runnerCommand(values.server, values.concurrency);
     case "admin create-runner":
       return createRunner(settings, values.name);
     default:
@@ -111,11 +119,13 @@ async function serve(settings: Settings): Promise<number> {
     if (server.tls?.selfSigned) log.info({ fingerprint: server.tls.fingerprint }, "serving a self-signed certificate; check this SHA-256 fingerprint when your browser asks");
     if (server.services.masterKeyCreated) log.warn({ file: path.join(settings.dataDir, "master.key") }, "created a new master key: back it up; without it the secrets in the database cannot be read");
     log.info(`mail goes to the ${server.services.mailer.describe()}`);
+    const stopRunner = settings.embeddedRunner ? await startEmbeddedRunner(server.app, server.services.runners, log) : undefined;
     if (!(await server.services.users.any())) log.info(`no users yet: create the first admin with: ${invokedAs()} admin create-user --email you@example.com --admin --org my-team`);
     await new Promise<void>((resolve) => {
       for (const signal of ["SIGINT", "SIGTERM"] as const) process.once(signal, () => resolve());
     });
     log.info("shutting down");
+    await stopRunner?.();
     await server.close();
     return 0;
   } finally {
@@ -206,6 +216,26 @@ async function rotateMasterKey(settings: Settings): Promise<number> {
     },
     "rotate-master-key",
   );
+}
+
+/** A runner on this machine for a server elsewhere; its token comes from the environment or stdin, never argv. */
+async function runnerCommand(server: string | undefined, concurrency: string | undefined): Promise<number> {
+  if (!server || !/^https?:\/\//.test(server)) throw new UsageError("give the server: slipway runner --server https://ci.example.com");
+  const token = process.env.SLIPWAY_RUNNER_TOKEN || (await readSecretLine("Runner token: ")).trim();
+  if (!token) throw new UsageError("give the runner token in SLIPWAY_RUNNER_TOKEN or on stdin (slipway admin create-runner prints one)");
+  const parallel = Number(concurrency ?? 2);
+  if (!Number.isInteger(parallel) || parallel < 1 || parallel > 64) throw new UsageError("--concurrency is a whole number from 1 to 64");
+  const log = createLogger("info");
+  const runner = new Runner({ server: server.replace(/\/$/, ""), token, backend: new BwrapBackend({ onWarning: (m) => log.warn(m) }), network: { mode: "outbound" }, onError: (err) => log.error({ err }, "runner") });
+  // Fails here, before any job, when the server's certificate does not verify or the token is wrong.
+  await runner.call("/runner/lease", { waitMs: 0 });
+  runner.start(parallel);
+  log.info({ server, concurrency: parallel }, "runner started; waiting for jobs");
+  await new Promise<void>((resolve) => {
+    for (const signal of ["SIGINT", "SIGTERM"] as const) process.once(signal, () => resolve());
+  });
+  await runner.stop();
+  return 0;
 }
 
 async function createRunner(settings: Settings, name: string | undefined): Promise<number> {

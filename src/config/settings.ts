@@ -34,6 +34,7 @@ export const settingsSchema = z
     securityPolicyUrl: z.string().url().optional(),
     securityTxtExpires: z.string().datetime().optional(),
     trustProxy: bool.default(false),
+    embeddedRunner: bool.default(true),
     logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
     /** The addresses (IPs or CIDRs) builds leave from, published in /api/v1/meta for allowlisting on the other side. */
     egressAddresses: commaList(cidrSchema).default([]),
@@ -62,6 +63,7 @@ const envNames: Record<keyof Settings, string> = {
   securityPolicyUrl: "SLIPWAY_SECURITY_POLICY_URL",
   securityTxtExpires: "SLIPWAY_SECURITY_TXT_EXPIRES",
   trustProxy: "SLIPWAY_TRUST_PROXY",
+  embeddedRunner: "SLIPWAY_EMBEDDED_RUNNER",
   logLevel: "SLIPWAY_LOG_LEVEL",
   egressAddresses: "SLIPWAY_EGRESS_ADDRESSES",
 };

@@ -1,15 +1,23 @@
 import type { LeasedJob } from "../builds/builds.js";
 import { configFileNames, hasErrors, memoryFiles, readPipeline, selectSteps, formatProblem } from "../pipeline/index.js";
 import type { Sandbox, SandboxBackend, SandboxSpec } from "../sandbox/backend.js";
+import { gitCheckoutFor } from "./git-checkout.js";
 import { PipelineRunner, type RunEvent } from "./pipeline-runner.js";
 
+/** How a runner reaches the runner API: HTTPS for runners elsewhere, in-process for the embedded one. */
+export type Transport = (path: string, body: unknown, signal?: AbortSignal) => Promise<{ status: number; payload: unknown }>;
+
 export interface RunnerOptions {
+  /** Replaces HTTPS, e.g. with the server's own request injection for the embedded runner. */
+  transport?: Transport;
+  /** How long one lease request waits for a job. */
+  leaseWaitMs?: number;
   /** The server's base URL, e.g. https://slipway.example.com (TLS is verified). */
   server: string;
   token: string;
   backend: SandboxBackend;
-  /** Puts the job's repository into /workspace of a sandbox. */
-  checkout(job: LeasedJob, sandbox: Sandbox): Promise<void>;
+  /** Puts the job's repository into /workspace of a sandbox; by default a git clone with the project's deploy key. */
+  checkout?(job: LeasedJob, sandbox: Sandbox): Promise<void>;
   /** Network of build sandboxes (cloning needs outbound access). */
   network?: SandboxSpec["network"];
   onError?(err: unknown): void;
@@ -39,7 +47,11 @@ export class Runner {
   private readonly loops: Promise<void>[] = [];
   private readonly current = new AbortController();
 
-  constructor(private readonly opts: RunnerOptions) {}
+  private readonly checkout: (job: LeasedJob, sandbox: Sandbox) => Promise<void>;
+
+  constructor(private readonly opts: RunnerOptions) {
+    this.checkout = opts.checkout?.bind(opts) ?? gitCheckoutFor(this);
+  }
 
   start(concurrency = 1): void {
     for (let i = 0; i < concurrency; i++) this.loops.push(this.loop());
@@ -54,7 +66,7 @@ export class Runner {
   private async loop(): Promise<void> {
     while (!this.stopping) {
       try {
-        const leased = await this.call<{ job: LeasedJob } | null>("/runner/lease", { waitMs: 20_000 }, this.current.signal);
+        const leased = await this.call<{ job: LeasedJob } | null>("/runner/lease", { waitMs: this.opts.leaseWaitMs ?? 20_000 }, this.current.signal);
         if (leased) await this.execute(leased.job);
       } catch (err) {
         if (this.stopping) return;
@@ -65,17 +77,22 @@ export class Runner {
   }
 
   async call<T>(path: string, body: unknown, signal?: AbortSignal): Promise<T> {
+    const { status, payload } = await (this.opts.transport ?? this.overHttps)(path, body, signal);
+    if (status === 204) return null as T;
+    const error = (payload as { error?: { code: string; message: string } } | undefined)?.error;
+    if (status >= 300) throw new RunnerApiError(status, error?.code ?? "unknown", error?.message ?? `HTTP ${status}`);
+    return payload as T;
+  }
+
+  private readonly overHttps: Transport = async (path, body, signal) => {
     const res = await fetch(`${this.opts.server}/api/v1${path}`, {
       method: "POST",
       headers: { authorization: `Bearer ${this.opts.token}`, "content-type": "application/json" },
       body: JSON.stringify(body),
       signal,
     });
-    if (res.status === 204) return null as T;
-    const payload = (await res.json().catch(() => ({}))) as { error?: { code: string; message: string } };
-    if (!res.ok) throw new RunnerApiError(res.status, payload.error?.code ?? "unknown", payload.error?.message ?? `HTTP ${res.status}`);
-    return payload as T;
-  }
+    return { status: res.status, payload: res.status === 204 ? undefined : await res.json().catch(() => undefined) };
+  };
 
   private async execute(job: LeasedJob): Promise<void> {
     const canceled = new AbortController();
@@ -105,7 +122,7 @@ export class Runner {
     const configSandbox = await this.opts.backend.create({ image: { kind: "host" }, network: this.opts.network });
     const files: Record<string, string> = {};
     try {
-      await this.opts.checkout(job, configSandbox);
+      await this.checkout(job, configSandbox);
       for (const name of Object.values(configFileNames).flat()) {
         const text = await configSandbox.readFile(`/workspace/${name}`).catch(() => undefined);
         if (text) files[name] = text.toString("utf8");
@@ -139,7 +156,7 @@ export class Runner {
       nodes: selectSteps(pipeline, { branch: job.branch ?? undefined, tag: job.tag ?? undefined }),
       env,
       secrets: Object.values(secrets),
-      checkout: (sandbox) => this.opts.checkout(job, sandbox),
+      checkout: (sandbox) => this.checkout(job, sandbox),
       network: this.opts.network,
       onEvent: (e) => log.write(render(e)),
       signal,

@@ -240,14 +240,17 @@ try {
  * `resolvConf` is the runner's /etc/resolv.conf (bound over the real one in a mount namespace of
  * its own), so that its DNS, and its sandboxes' through slirp, goes to a server in the lab.
  */
-export function runInNetns(netns: string, input: RunnerInput, resolvConf?: string): Promise<RunnerOutput> {
-  const runner = ["nsenter", `--net=/run/netns/${netns}`, "--", process.execPath, "--input-type=module", "-e", BOOTSTRAP, path.join(here, "netns-runner.ts"), JSON.stringify(input)];
-  const [command, ...args] = resolvConf ? ["unshare", "--mount", "--propagation", "private", "--", "/bin/sh", "-c", 'mount --bind "$0" /etc/resolv.conf && exec "$@"', resolvConf, ...runner] : runner;
+export const runInNetns = (netns: string, input: RunnerInput, resolvConf?: string): Promise<RunnerOutput> => runModuleInNetns(netns, path.join(here, "netns-runner.ts"), input, { resolvConf });
+
+/** Runs `main(input)` of a TypeScript module in a process of its own inside a test namespace, and returns its result. */
+export function runModuleInNetns<I, O>(netns: string, modulePath: string, input: I, opts: { resolvConf?: string; timeoutMs?: number } = {}): Promise<O> {
+  const runner = ["nsenter", `--net=/run/netns/${netns}`, "--", process.execPath, "--input-type=module", "-e", BOOTSTRAP, modulePath, JSON.stringify(input)];
+  const [command, ...args] = opts.resolvConf ? ["unshare", "--mount", "--propagation", "private", "--", "/bin/sh", "-c", 'mount --bind "$0" /etc/resolv.conf && exec "$@"', opts.resolvConf, ...runner] : runner;
   return new Promise((resolve, reject) => {
-    execFile(command!, args, { cwd: repoRoot, timeout: 120_000, maxBuffer: 16 * 1024 ** 2 }, (err, stdout, stderr) => {
+    execFile(command!, args, { cwd: repoRoot, timeout: opts.timeoutMs ?? 120_000, maxBuffer: 16 * 1024 ** 2 }, (err, stdout, stderr) => {
       const line = stdout.split("\n").find((l) => l.startsWith("RESULT "));
-      if (err || !line) reject(new Error(`runner in ${netns} failed: ${err?.message ?? ""}\n${stderr}`));
-      else resolve(JSON.parse(line.slice("RESULT ".length)) as RunnerOutput);
+      if (err || !line) reject(new Error(`${path.basename(modulePath)} in ${netns} failed: ${err?.message ?? ""}\n${stderr}`));
+      else resolve(JSON.parse(line.slice("RESULT ".length)) as O);
     });
   });
 }

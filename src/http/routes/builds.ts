@@ -31,7 +31,9 @@ export const buildRoutes: FastifyPluginAsyncZod<{ services: Services }> = async 
     },
     async (request, reply) => {
       const { principal } = contextOf(request);
-      const build = await builds.create(request.params.projectId, { ...request.body, author: { name: principal.email, email: principal.email }, trigger: "api" });
+      // P13: every member reads the build, so the starter is named by display name, never by account email.
+      const { name } = await services.users.byId(services.store.db, principal.userId);
+      const build = await builds.create(request.params.projectId, { ...request.body, author: { name, email: "" }, trigger: "api" });
       return reply.code(201).send(build);
     },
   );

@@ -9,9 +9,12 @@ import type { Services } from "../../services.js";
 const runner = { access: { kind: "runner" } } as const;
 const jobParams = z.object({ jobId: z.string().min(1).max(64) });
 const runnerId = (request: FastifyRequest) => request.runnerId!;
+const LOG_DATA_MAX = 512 * 1024;
+/** A log chunk's base64 (up to LOG_DATA_MAX; the runner sends 256 KiB of output, 342 KiB encoded) outgrows the app's body limit. */
+export const RUNNER_LOG_BODY_LIMIT = LOG_DATA_MAX + 1024;
 
 /**
- * The API runners use (a runner token as bearer): lease a job, keep the lease alive, send log
+ * The API runners use (a runner token as bearer): lease a job, keep the lease alive, get the clone credentials, send log
  * chunks, fetch the secrets the config names, and finish. The server never runs steps itself.
  */
 export const runnerApiRoutes: FastifyPluginAsyncZod<{ services: Services }> = async (app, { services }) => {
@@ -28,15 +31,19 @@ export const runnerApiRoutes: FastifyPluginAsyncZod<{ services: Services }> = as
       },
     },
     async (request, reply) => {
+      // The connection closing means the runner hung up (an in-process caller has no socket to close).
       const aborter = new AbortController();
-      // The response closing before it was written means the runner hung up.
-      reply.raw.on("close", () => {
-        if (!reply.raw.writableEnded) aborter.abort();
-      });
+      const socket = request.raw.socket as { once?(e: string, f: () => void): void; off?(e: string, f: () => void): void; destroyed?: boolean } | undefined;
+      const hangUp = () => aborter.abort();
+      socket?.once?.("close", hangUp);
       const job = await builds.lease(runnerId(request), request.body.waitMs, aborter.signal);
-      // The runner hung up while its job was being leased: nobody will run it, so it goes back.
-      if (job && aborter.signal.aborted) await builds.release(runnerId(request), job.jobId);
-      if (!job || aborter.signal.aborted) return reply.code(204).send();
+      socket?.off?.("close", hangUp);
+      // Nobody is left to run a job leased to a runner that hung up: it goes back to the queue.
+      if (job && (aborter.signal.aborted || socket?.destroyed === true)) {
+        await builds.release(runnerId(request), job.jobId);
+        return reply.code(204).send();
+      }
+      if (!job) return reply.code(204).send();
       return { job };
     },
   );
@@ -49,7 +56,8 @@ export const runnerApiRoutes: FastifyPluginAsyncZod<{ services: Services }> = as
     "/runner/jobs/:jobId/log",
     {
       config: runner,
-      schema: { summary: "Append a chunk of (masked) output", params: jobParams, body: z.object({ offset: z.number().int().min(0), data: z.string().max(512 * 1024).base64() }).strict() },
+      bodyLimit: RUNNER_LOG_BODY_LIMIT,
+      schema: { summary: "Append a chunk of (masked) output", params: jobParams, body: z.object({ offset: z.number().int().min(0), data: z.string().max(LOG_DATA_MAX).base64() }).strict() },
     },
     async (request) => {
       try {
@@ -72,6 +80,25 @@ export const runnerApiRoutes: FastifyPluginAsyncZod<{ services: Services }> = as
       if (leased.pullRequest !== null) throw new AppError(403, "untrusted_build", "builds of pull requests get no secrets");
       const all = await services.secrets.reveal(services.store.db, { kind: "project", id: leased.projectId });
       return { secrets: Object.fromEntries(request.body.names.filter((n) => all.has(n)).map((n) => [n, all.get(n)!])) };
+    },
+  );
+
+  app.post(
+    "/runner/jobs/:jobId/checkout",
+    {
+      config: runner,
+      schema: {
+        summary: "The credentials to clone the job's repository",
+        description:
+          "P01: the project's deploy key (private half), only to the runner holding the job's lease, which writes it into the sandbox's tmpfs for the clone alone and removes it before the first step. `knownHosts` is null until projects pin their git host's keys.",
+        params: jobParams,
+        body: z.object({}).strict().optional(),
+      },
+    },
+    async (request) => {
+      const { projectId } = await builds.leasedJob(runnerId(request), request.params.jobId);
+      const { privateKey } = await services.deployKeys.revealDeployKey(projectId);
+      return { privateKey, knownHosts: null };
     },
   );
 

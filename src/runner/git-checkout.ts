@@ -1,0 +1,162 @@
+import type { LeasedJob } from "../builds/builds.js";
+import { HOME, WORKSPACE, type Sandbox } from "../sandbox/backend.js";
+
+/** What the runner API hands out for one leased job's clone (POST /runner/jobs/:jobId/checkout). */
+export interface CheckoutCredentials {
+  /** The project's deploy key, an OpenSSH private key file. Secret: it never goes to a log. */
+  privateKey: string;
+  /** The git host's pinned keys in known_hosts format, or null while none are pinned. */
+  knownHosts: string | null;
+}
+
+/** The runner's API caller (`Runner.call`). */
+export type RunnerCall = <T>(path: string, body: unknown) => Promise<T>;
+
+export const SSH_DIR = `${HOME}/.ssh`;
+export const KEY_PATH = `${SSH_DIR}/deploy_key`;
+export const KNOWN_HOSTS_PATH = `${SSH_DIR}/known_hosts`;
+export const CLONE_DEPTH = 50;
+
+/**
+ * The repository is untrusted: no hook of it runs, no local path or file:// URL is followed
+ * (a submodule or alternate pointing at the runner's disk), and every object is checked.
+ */
+export const HARDENED_GIT_CONFIG = ["core.hooksPath=/dev/null", "protocol.file.allow=never", "transfer.fsckObjects=true", "fetch.fsckObjects=true", "receive.fsckObjects=true"] as const;
+
+export const hardenedGit = (...args: string[]): string[] => ["git", ...HARDENED_GIT_CONFIG.flatMap((c) => ["-c", c]), ...args];
+
+/** The clone of a job's branch or tag into /workspace; submodules only on request (not yet offered). */
+export function cloneArgv(job: Pick<LeasedJob, "repositoryUrl" | "branch" | "tag">): string[] {
+  if (!job.repositoryUrl) throw new CheckoutError("the project has no repository URL to clone; set one in the project's settings");
+  const ref = job.branch ?? job.tag;
+  // `--` keeps a URL from ever being read as an option, whatever the validation upstream let through.
+  return hardenedGit("clone", "--no-recurse-submodules", "--depth", String(CLONE_DEPTH), ...(ref ? ["--branch", ref] : []), "--", job.repositoryUrl, WORKSPACE);
+}
+
+/** ssh as git runs it: only the deploy key, no agent, no prompt, host keys checked. */
+export function sshCommand(pinnedHostKeys: boolean): string {
+  return ["ssh", "-i", KEY_PATH, "-o", "IdentitiesOnly=yes", "-o", `UserKnownHostsFile=${KNOWN_HOSTS_PATH}`, "-o", `StrictHostKeyChecking=${pinnedHostKeys ? "yes" : "accept-new"}`, "-o", "BatchMode=yes"].join(" ");
+}
+
+/** ssh://… and scp-like user@host:path URLs go over SSH; https:// and the like do not need the key. */
+export const usesSsh = (url: string): boolean => url.startsWith("ssh://") || (!url.includes("://") && /^[^/]+:/.test(url));
+
+export class CheckoutError extends Error {}
+
+export interface GitCheckoutOptions {
+  /** Limit for each git command (default 10 minutes). */
+  timeoutMs?: number;
+  signal?: AbortSignal;
+}
+
+/**
+ * P01: clones the job's repository into the sandbox's /workspace. For an SSH URL the project's
+ * deploy key is fetched just now, written into the sandbox's home (a tmpfs) readable only by the
+ * sandbox user, used by this clone alone, and removed before this returns, whatever happened.
+ */
+export async function gitCheckout(call: RunnerCall, job: LeasedJob, sandbox: Sandbox, opts: GitCheckoutOptions = {}): Promise<void> {
+  const argv = cloneArgv(job);
+  const url = job.repositoryUrl!;
+  const ssh = usesSsh(url);
+  const credentials = ssh ? await call<CheckoutCredentials>(`/runner/jobs/${job.jobId}/checkout`, {}) : undefined;
+  const git = new SandboxGit(sandbox, url, credentials, opts);
+  let failure: unknown;
+  try {
+    if (credentials) await git.installKey();
+    await git.run(argv);
+    if (job.commit) await git.detachAt(job.commit);
+  } catch (err) {
+    failure = err;
+    throw err;
+  } finally {
+    if (credentials) {
+      const removed = await git.removeKey().catch((err: unknown) => err as Error);
+      // A key left behind would be readable by the steps: refuse to go on.
+      if (removed instanceof Error && failure === undefined) throw removed;
+    }
+  }
+}
+
+/** The Runner's `checkout` for cloning with deploy keys through its own API client. */
+export const gitCheckoutFor =
+  (runner: { call<T>(path: string, body: unknown): Promise<T> }, opts: GitCheckoutOptions = {}) =>
+  (job: LeasedJob, sandbox: Sandbox): Promise<void> =>
+    gitCheckout((path, body) => runner.call(path, body), job, sandbox, opts);
+
+class SandboxGit {
+  private readonly env: Record<string, string>;
+
+  constructor(
+    private readonly sandbox: Sandbox,
+    private readonly url: string,
+    private readonly credentials: CheckoutCredentials | undefined,
+    private readonly opts: GitCheckoutOptions,
+  ) {
+    this.env = {
+      GIT_TERMINAL_PROMPT: "0",
+      GIT_CONFIG_NOSYSTEM: "1",
+      ...(credentials && { GIT_SSH_COMMAND: sshCommand(credentials.knownHosts !== null) }),
+    };
+  }
+
+  async installKey(): Promise<void> {
+    const { privateKey, knownHosts } = this.credentials!;
+    await this.shell(`mkdir -p -m 700 ${SSH_DIR}`);
+    await this.sandbox.writeFile(KEY_PATH, privateKey.endsWith("\n") ? privateKey : `${privateKey}\n`, 0o400);
+    if (knownHosts !== null) await this.sandbox.writeFile(KNOWN_HOSTS_PATH, knownHosts, 0o600);
+  }
+
+  /** Overwritten, then unlinked; known_hosts too, so that nothing of the clone's SSH stays for the steps. */
+  async removeKey(): Promise<void> {
+    await this.shell(`shred -fu -- ${KEY_PATH} 2>/dev/null; rm -f -- ${KEY_PATH} ${KNOWN_HOSTS_PATH}; rmdir -- ${SSH_DIR} 2>/dev/null; test ! -e ${KEY_PATH}`);
+  }
+
+  async detachAt(commit: string): Promise<void> {
+    const head = (await this.run(["git", "-C", WORKSPACE, "rev-parse", "HEAD"])).trim();
+    if (head === commit) return;
+    // The commit may be older than the shallow clone reaches, or on no branch the clone fetched.
+    const present = await this.run(["git", "-C", WORKSPACE, "cat-file", "-e", `${commit}^{commit}`]).then(
+      () => true,
+      () => false,
+    );
+    if (!present) await this.run(hardenedGit("-C", WORKSPACE, "fetch", "--no-recurse-submodules", "--depth", String(CLONE_DEPTH), "origin", commit));
+    await this.run(hardenedGit("-C", WORKSPACE, "-c", "advice.detachedHead=false", "checkout", "--quiet", "--detach", commit));
+  }
+
+  /** Runs a git command; on failure, the error says what git said (without the key, should ssh ever echo it). */
+  async run(argv: string[]): Promise<string> {
+    let out = "";
+    let err = "";
+    const status = await this.sandbox.exec(
+      { argv, env: this.env, cwd: WORKSPACE, timeoutMs: this.opts.timeoutMs ?? 10 * 60_000, signal: this.opts.signal },
+      { stdout: (d) => (out = (out + d.toString()).slice(-64 * 1024)), stderr: (d) => (err = (err + d.toString()).slice(-16 * 1024)) },
+    );
+    if (status.code === 0) return out;
+    const reason = status.timedOut ? "git did not finish in time" : (lastWords(err) ?? `git exited with ${status.code ?? status.signal}`);
+    throw new CheckoutError(`could not clone ${this.url}: ${this.scrub(reason)}`);
+  }
+
+  private scrub(text: string): string {
+    let clean = text;
+    for (const line of this.credentials?.privateKey.split("\n") ?? []) if (line.trim().length >= 16) clean = clean.split(line.trim()).join("***");
+    return clean;
+  }
+
+  private async shell(script: string): Promise<void> {
+    let err = "";
+    const status = await this.sandbox.exec({ argv: ["/bin/sh", "-c", script], timeoutMs: 30_000 }, { stderr: (d) => (err += d.toString()) });
+    if (status.code !== 0) throw new CheckoutError(`could not prepare the clone of ${this.url}: ${err.trim() || `exit ${status.code}`}`);
+  }
+}
+
+// git ends most failures with advice that says nothing about this one.
+const BOILERPLATE = [/^Cloning into /, /^Please make sure you have the correct access rights$/, /^and the repository exists\.$/, /^warning: /];
+
+/** The lines of git's stderr that say what went wrong (the last two that are not boilerplate). */
+function lastWords(stderr: string): string | undefined {
+  const lines = stderr
+    .split(/\r?\n|\r/)
+    .map((l) => l.trim())
+    .filter((l) => l && !BOILERPLATE.some((b) => b.test(l)));
+  return lines.length ? lines.slice(-2).join(" ").slice(0, 1000) : undefined;
+}

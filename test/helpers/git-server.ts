@@ -1,0 +1,187 @@
+import { execFileSync, spawn, type ChildProcess } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+
+// A real git server for clone tests: a throwaway system user owning bare repositories, served by
+// OpenSSH's sshd (run as root, listening only inside a test network namespace) with git-shell as
+// the only command a key may run.
+
+const run = (command: string, args: string[], opts: { cwd?: string; input?: string } = {}) =>
+  execFileSync(command, args, { cwd: opts.cwd, input: opts.input, encoding: "utf8", stdio: ["pipe", "pipe", "pipe"], timeout: 30_000 });
+
+const gitAs = (cwd: string, ...args: string[]) => run("git", ["-c", "user.name=Ada", "-c", "user.email=ada@example.com", "-c", "init.defaultBranch=main", ...args], { cwd });
+
+/** What authorized_keys puts before each deploy key: git-shell only, nothing else. */
+export const AUTHORIZED_KEY_OPTIONS = 'command="git-shell -c \\"$SSH_ORIGINAL_COMMAND\\"",no-port-forwarding,no-pty,no-agent-forwarding,no-X11-forwarding';
+
+export interface GitUser {
+  name: string;
+  uid: number;
+  remove(): void;
+}
+
+/** A system user of its own for the repositories, so git-shell never runs as root. */
+export function createGitUser(home: string): GitUser {
+  const name = `slwgit${randomBytes(3).toString("hex")}`;
+  // "*" rather than useradd's locked "!": sshd without PAM refuses every login of a locked account.
+  run("useradd", ["--system", "--no-create-home", "--home-dir", home, "--shell", "/bin/sh", "--password", "*", name]);
+  return {
+    name,
+    uid: Number(run("id", ["-u", name]).trim()),
+    remove: () => {
+      try {
+        run("userdel", [name]);
+      } catch {
+        // already gone
+      }
+    },
+  };
+}
+
+export interface ServedRepos {
+  /** Bare repository paths on this machine. */
+  app: string;
+  lib: string;
+  commits: { first: string; main: string; side: string };
+}
+
+/**
+ * `app`: main has two commits (file `version` 1 then 2) and the pipeline config; branch `side`
+ * (version "side") forks from the first. Its submodules point at `lib` twice: over SSH on the same
+ * server (fetchable with the same key) and by a file:// URL on this machine.
+ */
+export function makeRepos(root: string, config: string, libSshUrl: string, owner: GitUser): ServedRepos {
+  const srv = path.join(root, "srv");
+  mkdirSync(srv, { recursive: true });
+  const lib = path.join(srv, "lib.git");
+  const app = path.join(srv, "app.git");
+  const work = mkdtempSync(path.join(tmpdir(), "slipway-clone-work-"));
+  try {
+    const libWork = path.join(work, "lib");
+    mkdirSync(libWork);
+    gitAs(libWork, "init", "-q");
+    writeFileSync(path.join(libWork, "LIB_MARKER"), "lib content\n");
+    gitAs(libWork, "add", "-A");
+    gitAs(libWork, "commit", "-qm", "lib");
+    const libCommit = gitAs(libWork, "rev-parse", "HEAD").trim();
+    gitAs(work, "clone", "-q", "--bare", libWork, lib);
+
+    const appWork = path.join(work, "app");
+    mkdirSync(appWork);
+    gitAs(appWork, "init", "-q");
+    writeFileSync(path.join(appWork, ".slipway.yml"), config);
+    writeFileSync(path.join(appWork, "version"), "1\n");
+    writeFileSync(path.join(appWork, ".gitmodules"), `[submodule "lib"]\n\tpath = lib\n\turl = ${libSshUrl}\n[submodule "local"]\n\tpath = local\n\turl = file://${lib}\n`);
+    gitAs(appWork, "add", "-A");
+    // Gitlinks without checked-out submodules: `add -A` would stage their removal, so they come last.
+    for (const p of ["lib", "local"]) gitAs(appWork, "update-index", "--add", "--cacheinfo", `160000,${libCommit},${p}`);
+    gitAs(appWork, "commit", "-qm", "first");
+    const first = gitAs(appWork, "rev-parse", "HEAD").trim();
+    gitAs(appWork, "checkout", "-qb", "side");
+    writeFileSync(path.join(appWork, "version"), "side\n");
+    gitAs(appWork, "add", "version");
+    gitAs(appWork, "commit", "-qm", "side");
+    const side = gitAs(appWork, "rev-parse", "HEAD").trim();
+    gitAs(appWork, "checkout", "-q", "main");
+    writeFileSync(path.join(appWork, "version"), "2\n");
+    gitAs(appWork, "add", "version");
+    gitAs(appWork, "commit", "-qm", "second");
+    const main = gitAs(appWork, "rev-parse", "HEAD").trim();
+    // A bare clone copies every branch head as it is, side too.
+    gitAs(work, "clone", "-q", "--bare", "--no-local", appWork, app);
+    run("chown", ["-R", `${owner.uid}:${owner.uid}`, srv]);
+    return { app, lib, commits: { first, main, side } };
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
+}
+
+export interface Sshd {
+  /** What sshd logged so far (it logs to stderr with -e). */
+  log(): string;
+  stop(): Promise<void>;
+}
+
+/**
+ * Debian's sshd in `netns`, listening on `address`:22 only, with a host key and config of its own
+ * in `root`; keys come from `authorizedKeys` (one file for the one user it lets in).
+ */
+export async function startSshd(netns: string, address: string, root: string, user: GitUser, authorizedKeys: string): Promise<Sshd> {
+  const hostKey = path.join(root, "host_key");
+  run("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", "slipway-test-host", "-f", hostKey]);
+  const config = path.join(root, "sshd_config");
+  writeFileSync(
+    config,
+    [
+      `ListenAddress ${address}:22`,
+      `HostKey ${hostKey}`,
+      "PidFile none",
+      "UsePAM no",
+      "PasswordAuthentication no",
+      "KbdInteractiveAuthentication no",
+      "PubkeyAuthentication yes",
+      `AuthorizedKeysFile ${authorizedKeys}`,
+      // The temp dirs above it are world-writable (/tmp): StrictModes would refuse every key.
+      "StrictModes no",
+      `AllowUsers ${user.name}`,
+      "PermitRootLogin no",
+      "AcceptEnv GIT_PROTOCOL",
+      "LogLevel VERBOSE",
+      "",
+    ].join("\n"),
+  );
+  // sshd's privilege separation directory; Debian's service unit makes it, a container may not have it.
+  const privsep = "/run/sshd";
+  const madePrivsep = !existsSync(privsep);
+  if (madePrivsep) {
+    mkdirSync(privsep, { recursive: true });
+    chmodSync(privsep, 0o755);
+  }
+  const child: ChildProcess = spawn("nsenter", [`--net=/run/netns/${netns}`, "--", "/usr/sbin/sshd", "-D", "-e", "-f", config], { stdio: ["ignore", "ignore", "pipe"] });
+  let log = "";
+  child.stderr!.on("data", (d: Buffer) => (log += d.toString()));
+  try {
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`sshd did not start within 10 s: ${log}`)), 10_000);
+      const check = () => {
+        if (!log.includes("Server listening on")) return;
+        clearTimeout(timer);
+        resolve();
+      };
+      child.stderr!.on("data", check);
+      child.once("exit", (code) => {
+        clearTimeout(timer);
+        reject(new Error(`sshd exited (${code}): ${log}`));
+      });
+    });
+  } catch (err) {
+    child.kill("SIGKILL");
+    throw err;
+  }
+  return {
+    log: () => log,
+    async stop() {
+      if (child.exitCode === null && child.signalCode === null) {
+        const exited = new Promise((resolve) => child.once("exit", resolve));
+        child.kill("SIGTERM");
+        await exited;
+      }
+      if (madePrivsep) rmSync(privsep, { recursive: true, force: true });
+    },
+  };
+}
+
+/**
+ * A distinctive piece of a deploy key's private half: the base64 of bytes 162–191 of the
+ * openssh-key-v1 body, which lie inside the ed25519 seed (see src/crypto/ssh-keys.ts), so it is
+ * found only where the private key itself is.
+ */
+export function keyNeedle(privateKey: string): string {
+  const body = privateKey
+    .split("\n")
+    .filter((l) => l && !l.startsWith("-----"))
+    .join("");
+  return body.slice(216, 256);
+}
