@@ -85,7 +85,25 @@ const expected: Record<string, Expected> = {
   "POST /api/v1/projects/:projectId/webhook-secret":  row([401, 404, 200, 200, 403, 403, 403, 404]),
   // Public: the signature authenticates the push, whoever (if anyone) is signed in.
   "POST /api/v1/hooks/:projectId":                    row([202, 202, 202, 202, 202, 202, 202, 202]),
+
+  // Builds are the project's content (code, logs): support may not read them.
+  "POST /api/v1/projects/:projectId/builds":          row([401, 404, 201, 201, 201, 201, 403, 404]),
+  "GET /api/v1/projects/:projectId/builds":           row([401, 404, 200, 200, 200, 200, 403, 404]),
+  "GET /api/v1/builds/:buildId":                      row([401, 404, 200, 200, 200, 200, 403, 404]),
+  "POST /api/v1/builds/:buildId/cancel":              row([401, 404, 200, 200, 200, 200, 403, 404]),
+  "GET /api/v1/builds/:buildId/jobs/:jobId/log":      row([401, 404, 200, 200, 200, 200, 403, 404]),
+
+  // For runners only (a runner token): no user gets in, whatever the role.
+  "POST /api/v1/runner/lease":                        row([401, 401, 401, 401, 401, 401, 401]),
+  "POST /api/v1/runner/jobs/:jobId/heartbeat":        row([401, 401, 401, 401, 401, 401, 401]),
+  "POST /api/v1/runner/jobs/:jobId/log":              row([401, 401, 401, 401, 401, 401, 401]),
+  "POST /api/v1/runner/jobs/:jobId/secrets":          row([401, 401, 401, 401, 401, 401, 401]),
+  "POST /api/v1/runner/jobs/:jobId/checkout":         row([401, 401, 401, 401, 401, 401, 401]),
+  "POST /api/v1/runner/jobs/:jobId/finish":           row([401, 401, 401, 401, 401, 401, 401]),
 };
+
+/** Routes that take a runner's token and nothing else: a user's session or API token is refused as no runner token. */
+const runnerOnly = new Set(Object.keys(expected).filter((k) => k.startsWith("POST /api/v1/runner/")));
 
 /** Routes an API token may never use, whatever its scopes: they manage the account's own credentials. */
 const sessionOnly = new Set([
@@ -128,6 +146,10 @@ let orgId: string;
 let assignedProject: string;
 let unassignedProject: string;
 const bearer = new Map<string, string>();
+/** A job a registered runner holds: the runner routes' recipes name it, so only the token decides. */
+let heldJobId: string;
+/** One build per project for the routes that read a build; cancel makes its own. */
+const buildsOf = new Map<string, Promise<{ buildId: string; jobId: string }>>();
 
 /** A new signed-in browser session of the user (cookie + CSRF token), made without the rate-limited sign-in route. */
 async function sessionOf(user: User): Promise<Client> {
@@ -148,6 +170,20 @@ async function project(opts: { assigned: boolean }): Promise<string> {
   return p.id;
 }
 
+/** A new build of the project; no runner runs in this file, so it stays queued (and can be canceled). */
+async function newBuild(projectId: string): Promise<{ buildId: string; jobId: string }> {
+  const build = await h.services.builds.create(projectId, { branch: "main", trigger: "api" });
+  return { buildId: build.id, jobId: build.jobs[0]!.id };
+}
+/** Queues a build and leases the oldest queued job to the runner; returns that job's id. */
+async function leaseOne(runnerId: string): Promise<string> {
+  await newBuild(assignedProject);
+  const job = await h.services.builds.lease(runnerId, 0);
+  if (!job) throw new Error("nothing to lease");
+  return job.jobId;
+}
+const buildOf = (projectId: string) => buildsOf.get(projectId) ?? buildsOf.set(projectId, newBuild(projectId)).get(projectId)!;
+
 async function enableTwoFactor(user: User): Promise<string[]> {
   const { otpauthUri } = await h.services.twoFactor.begin(ctxOf(user));
   return (await h.services.twoFactor.confirm(ctxOf(user), totpCode(otpauthUri))).recoveryCodes;
@@ -164,6 +200,8 @@ interface Subject {
 }
 interface Call {
   params?: Record<string, string>;
+  /** "?…" appended to the path. */
+  query?: string;
   body?: unknown;
   headers?: Record<string, string>;
   /** Puts the caller's account back as it was, so that the order of calls does not matter. */
@@ -277,6 +315,20 @@ const calls: Record<string, (s: Subject) => Promise<Call>> = {
     const secret = (await h.services.webhooks.reveal(s.projectId))!;
     return { params: { projectId: s.projectId }, body, headers: { "x-slipway-signature": signBody(secret, JSON.stringify(body)), "x-slipway-delivery": `matrix-${rand()}` } };
   },
+
+  "POST /api/v1/projects/:projectId/builds": async (s) => ({ params: { projectId: s.projectId }, body: { branch: "main", message: "matrix" } }),
+  "GET /api/v1/projects/:projectId/builds": async (s) => ({ params: { projectId: s.projectId } }),
+  "GET /api/v1/builds/:buildId": async (s) => ({ params: await buildOf(s.projectId) }),
+  "POST /api/v1/builds/:buildId/cancel": async (s) => ({ params: await newBuild(s.projectId) }),
+  // The text form: the default live stream (Server-Sent Events) of a queued job would not end.
+  "GET /api/v1/builds/:buildId/jobs/:jobId/log": async (s) => ({ params: await buildOf(s.projectId), query: "?format=text" }),
+
+  "POST /api/v1/runner/lease": async () => ({ body: { waitMs: 0 } }),
+  "POST /api/v1/runner/jobs/:jobId/heartbeat": async () => ({ params: { jobId: heldJobId }, body: {} }),
+  "POST /api/v1/runner/jobs/:jobId/log": async () => ({ params: { jobId: heldJobId }, body: { offset: 0, data: Buffer.from("matrix\n").toString("base64") } }),
+  "POST /api/v1/runner/jobs/:jobId/secrets": async () => ({ params: { jobId: heldJobId }, body: { names: ["API_KEY"] } }),
+  "POST /api/v1/runner/jobs/:jobId/checkout": async () => ({ params: { jobId: heldJobId }, body: {} }),
+  "POST /api/v1/runner/jobs/:jobId/finish": async () => ({ params: { jobId: heldJobId }, body: { status: "success", reason: null } }),
 };
 
 function subject(column: Column): Subject {
@@ -293,7 +345,7 @@ function outcome(res: LightMyRequestResponse): string {
   const body = res.headers["content-type"]?.toString().includes("json") ? res.json() : undefined;
   return `${res.statusCode} ${body?.error?.code ?? "(no code)"}`;
 }
-const expectedOutcome = (status: number) => (status < 400 ? String(status) : `${status} ${refusalCode[status]}`);
+const expectedOutcome = (key: string, status: number) => (status < 400 ? String(status) : runnerOnly.has(key) ? `${status} invalid_runner_token` : `${status} ${refusalCode[status]}`);
 
 /** Runs one route for every column of its row; `via` says how signed-in callers authenticate. */
 async function runRoute(key: string, via: "session" | "token"): Promise<{ actual: Record<string, string>; wanted: Record<string, string> }> {
@@ -305,11 +357,11 @@ async function runRoute(key: string, via: "session" | "token"): Promise<{ actual
     const s = subject(column);
     const call = await calls[key]!(s);
     const client = !s.user ? new Client(h.app) : via === "session" ? await sessionOf(s.user) : new Client(h.app, { bearer: bearer.get(s.user.id)! });
-    const url = fill(template, call.params);
+    const url = fill(template, call.params) + (call.query ?? "");
     const res = await client.request(method as "GET", url, call.body, call.headers);
     await call.after?.(res);
     actual[column] = outcome(res);
-    wanted[column] = via === "token" && sessionOnly.has(key) ? "403 session_required" : expectedOutcome(status);
+    wanted[column] = via === "token" && sessionOnly.has(key) ? "403 session_required" : expectedOutcome(key, status);
     if (method === "GET" && via === "session") {
       // Fastify answers HEAD from the GET route; it must be guarded the same way.
       const head = await (s.user ? await sessionOf(s.user) : client).request("HEAD", url);
@@ -330,6 +382,7 @@ beforeAll(async () => {
   assignedProject = await project({ assigned: true });
   unassignedProject = await project({ assigned: false });
   for (const u of Object.values(users)) bearer.set(u.id, (await h.services.tokens.create(ctxOf(u), "all scopes", [...scopes], null)).token);
+  heldJobId = await leaseOne((await h.services.runners.register("matrix")).id);
 });
 afterAll(() => h?.close());
 
@@ -346,9 +399,9 @@ describe("P11: authorization matrix", () => {
     expect(served.sort()).toEqual(Object.keys(expected).sort());
     // HEAD exists only as Fastify's shadow of a GET route, which the matrix also runs.
     for (const r of routes.filter((r) => r.startsWith("HEAD "))) expect(expected[r.replace(/^HEAD/, "GET")], r).toBeDefined();
-    // Project routes also need the unassigned-contractor column, all other routes only the actors.
+    // Project (and build) routes also need the unassigned-contractor column, all other routes only the actors.
     for (const [key, row] of Object.entries(expected)) {
-      expect(Object.keys(row).length, key).toBe(key.includes(":projectId") ? 8 : 7);
+      expect(Object.keys(row).length, key).toBe(/:projectId|:buildId/.test(key) ? 8 : 7);
       expect(calls[key], `no request recipe for ${key}`).toBeDefined();
     }
   });
@@ -365,6 +418,32 @@ describe("P11: authorization matrix", () => {
       expect(actual).toEqual(wanted);
     },
   );
+});
+
+describe("P11: runner routes", () => {
+  it("P11: a registered runner's token reaches every runner route; its owner's session and an API token with every scope get 401", async () => {
+    const keys = [...runnerOnly].sort((a, b) => Number(a.endsWith("/finish")) - Number(b.endsWith("/finish")));
+    expect(keys).toContain("POST /api/v1/runner/lease");
+    const { id, token } = await h.services.runners.register(`runner-${rand()}`);
+    const jobId = await leaseOne(id);
+    const callers: Array<[string, Client]> = [
+      ["session", await sessionOf(users.owner)],
+      ["API token", new Client(h.app, { bearer: bearer.get(users.owner.id)! })],
+      ["runner", new Client(h.app, { bearer: token })],
+    ];
+    for (const key of keys) {
+      const [method, template] = key.split(" ") as [string, string];
+      const call = await calls[key]!(subject("owner"));
+      const url = fill(template, { ...call.params, jobId });
+      for (const [who, client] of callers) {
+        const res = await client.request(method as "POST", url, call.body);
+        // The runner's answers: a job or none to lease (200/204), then 200s, and 204 for finishing.
+        if (who === "runner") expect(res.statusCode, `${who}: ${key} → ${res.body}`).toBeLessThan(300);
+        else expect(outcome(res), `${who}: ${key}`).toBe("401 invalid_runner_token");
+      }
+    }
+    expect((await h.services.store.db.selectFrom("jobs").select("status").where("id", "=", jobId).executeTakeFirstOrThrow()).status).toBe("success");
+  });
 });
 
 describe("P11: beyond the status codes", () => {
@@ -430,6 +509,23 @@ describe("P11: API token scopes", () => {
 
     expect(outcome(await readOnly.get(`/api/v1/orgs/${orgId}`))).toBe("403 insufficient_scope");
     expect(outcome(await readWrite.get(`/api/v1/orgs/${orgId}`))).toBe("200");
+  });
+
+  it("P11: builds need the builds scopes: builds:read to read them, builds:write to start and cancel one", async () => {
+    const none = await tokenWith(users.owner, ["projects:read"]);
+    const read = await tokenWith(users.owner, ["builds:read"]);
+    const write = await tokenWith(users.owner, ["builds:write"]);
+    const list = `/api/v1/projects/${assignedProject}/builds`;
+    expect(outcome(await none.get(list))).toBe("403 insufficient_scope");
+    expect(outcome(await read.get(list))).toBe("200");
+    expect(outcome(await read.post(list, { branch: "main" }))).toBe("403 insufficient_scope");
+    const started = await write.post(list, { branch: "main" });
+    expect(outcome(started)).toBe("201");
+    const buildId = started.json().id as string;
+    expect(outcome(await write.get(`/api/v1/builds/${buildId}`))).toBe("403 insufficient_scope");
+    expect(outcome(await read.get(`/api/v1/builds/${buildId}`))).toBe("200");
+    expect(outcome(await read.post(`/api/v1/builds/${buildId}/cancel`))).toBe("403 insufficient_scope");
+    expect(outcome(await write.post(`/api/v1/builds/${buildId}/cancel`))).toBe("200");
   });
 
   it("P11: a scope never widens the role: a member's write token still cannot change a project", async () => {

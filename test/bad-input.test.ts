@@ -1,35 +1,39 @@
 import type { LightMyRequestResponse } from "fastify";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { BODY_LIMIT } from "../src/http/app.js";
+import { RUNNER_LOG_BODY_LIMIT } from "../src/http/routes/runner-api.js";
 import { startHarness, type Client, type Harness } from "./helpers/harness.js";
-import { apiRoutes, dbSnapshot, expectError, fillPath, sampleBodies, send, setUpWorld, type ApiRoute, type Parameter, type Route, type Schema, type World } from "./helpers/web.js";
+import { apiRoutes, callerOf, dbSnapshot, expectError, fillPath, isRunnerRoute, paramsOf, sampleBodies, send, setUpWorld, type ApiRoute, type Parameter, type Route, type Schema, type World } from "./helpers/web.js";
 
 /*
  * Bad input at every route, derived from the routes the app registers and the schemas it
  * publishes: each answer is a 4xx in the error shape and nothing is written. The caller is a
- * signed-in owner with a CSRF token, so requests get past authentication to validation.
+ * signed-in owner with a CSRF token, or at runner routes a registered runner holding a job, so
+ * requests get past authentication to validation.
  */
 
 const BODY_METHODS = ["POST", "PUT", "PATCH", "DELETE"];
 
 let h: Harness;
 let world: World;
-let owner: Client;
 let routes: ApiRoute[];
 let bodies: Record<string, unknown>;
 
 beforeAll(async () => {
   h = await startHarness();
   world = await setUpWorld(h);
-  owner = world.owner;
   bodies = sampleBodies(world.params);
   routes = await apiRoutes(h.app);
 });
 afterAll(() => h.close());
 
 const key = (r: Route) => `${r.method} ${r.url}`;
-const urlOf = (r: Route, override: Record<string, string> = {}) => fillPath(r.url, world.params, override);
+const urlOf = (r: Route, override: Record<string, string> = {}) => fillPath(r.url, paramsOf(world, r), override);
+const as = (r: Route): Client => callerOf(world, r);
 const bodyOf = (r: ApiRoute) => (r.body ? bodies[key(r)] : undefined);
+/** Runner log chunks may be larger than any other body; everything else has the app's limit. */
+const RUNNER_LOG = "POST /api/v1/runner/jobs/:jobId/log";
+const bodyLimitOf = (r: Route) => (key(r) === RUNNER_LOG ? RUNNER_LOG_BODY_LIMIT : BODY_LIMIT);
 
 /** Sends the request, expects a 4xx error (of the given status/code) and no change in the database. */
 async function refused(label: string, request: () => Promise<LightMyRequestResponse>, status?: number, code?: string): Promise<LightMyRequestResponse> {
@@ -59,9 +63,11 @@ function bodyMutations(schema: Schema, valid: Record<string, unknown>): [string,
     ["a string", "text"],
     ["a number", 1e309],
     ["null", null],
-    ["an empty object", {}],
     ["an extra field", { ...valid, unexpected: 1 }],
   ];
+  // Unless every field is optional with a default: then {} is a valid body.
+  const emptyIsValid = !schema.required?.length && Object.values(schema.properties ?? {}).every((p) => p.default !== undefined);
+  if (!emptyIsValid) out.push(["an empty object", {}]);
   for (const [name, prop] of Object.entries(schema.properties ?? {})) {
     const set = (v: unknown) => ({ ...valid, [name]: v });
     if (schema.required?.includes(name)) out.push([`${name} missing`, Object.fromEntries(Object.entries(valid).filter(([k]) => k !== name))]);
@@ -70,7 +76,7 @@ function bodyMutations(schema: Schema, valid: Record<string, unknown>): [string,
       if (prop.maxLength !== undefined) out.push([`${name} one over maxLength`, set("x".repeat(prop.maxLength + 1))]);
       if (prop.minLength) out.push([`${name} empty`, set("")]);
       // Every string has some bound, whether the schema states it or a refinement checks it.
-      out.push([`${name} of 100 KiB`, set("x".repeat(100 * 1024))]);
+      if (prop.maxLength === undefined || prop.maxLength < 100 * 1024) out.push([`${name} of 100 KiB`, set("x".repeat(100 * 1024))]);
     }
     if (prop.type === "array") {
       const item = (valid[name] as unknown[] | undefined)?.[0] ?? "x";
@@ -87,7 +93,9 @@ function queryMutations(params: Parameter[]): string[] {
   const out = ["unexpected=1"];
   for (const { name, schema } of params) {
     if (schema.type === "integer") {
-      out.push(`${name}=abc`, `${name}=1.5`, `${name}=`);
+      out.push(`${name}=abc`, `${name}=1.5`);
+      // An empty value reads as 0, so it is wrong only where 0 is.
+      if (schema.minimum !== undefined && (schema.minimum > 0 || schema.exclusiveMinimum)) out.push(`${name}=`);
       if (schema.minimum !== undefined) out.push(`${name}=${schema.exclusiveMinimum ? schema.minimum : schema.minimum - 1}`);
       if (schema.maximum !== undefined) out.push(`${name}=${BigInt(schema.maximum) + 1n}`);
     }
@@ -110,38 +118,40 @@ describe("malformed bodies", () => {
 
   it("invalid JSON is 400 invalid_json, at every route that takes a body", async () => {
     const payloads = ["{bad", '{"a":', "[1,]", "{'single':'quotes'}", "\u0000", '{"a":1}{"b":2}', "NaN"];
-    for (const r of bodyRoutes()) for (const payload of payloads) await refused(`${key(r)} ${JSON.stringify(payload)}`, () => send(h.app, owner, r.method, urlOf(r), { payload }), 400, "invalid_json");
+    for (const r of bodyRoutes()) for (const payload of payloads) await refused(`${key(r)} ${JSON.stringify(payload)}`, () => send(h.app, as(r), r.method, urlOf(r), { payload }), 400, "invalid_json");
   });
 
   it("prototype-pollution keys are refused, not merged", async () => {
     for (const r of bodyRoutes()) {
       const valid = JSON.stringify(bodyOf(r) ?? {}).slice(1, -1);
       for (const poison of ['"__proto__":{"isAdmin":true}', '"constructor":{"prototype":{"isAdmin":true}}']) {
-        await refused(`${key(r)} ${poison}`, () => send(h.app, owner, r.method, urlOf(r), { payload: `{${[valid, poison].filter(Boolean).join(",")}}` }), 400);
+        await refused(`${key(r)} ${poison}`, () => send(h.app, as(r), r.method, urlOf(r), { payload: `{${[valid, poison].filter(Boolean).join(",")}}` }), 400);
       }
     }
     expect(({} as Record<string, unknown>).isAdmin).toBeUndefined();
   });
 
   it("an empty JSON body is 400 invalid_json", async () => {
-    for (const r of bodyRoutes().filter((x) => x.body)) await refused(key(r), () => send(h.app, owner, r.method, urlOf(r), { payload: "" }), 400, "invalid_json");
+    for (const r of bodyRoutes().filter((x) => x.body)) await refused(key(r), () => send(h.app, as(r), r.method, urlOf(r), { payload: "" }), 400, "invalid_json");
   });
 
-  it(`a body over ${BODY_LIMIT / 1024} KiB is 413 body_too_large`, async () => {
-    const payload = JSON.stringify({ value: "x".repeat(BODY_LIMIT) });
-    for (const r of bodyRoutes()) await refused(key(r), () => send(h.app, owner, r.method, urlOf(r), { payload }), 413, "body_too_large");
+  it(`a body over ${BODY_LIMIT / 1024} KiB (${RUNNER_LOG_BODY_LIMIT / 1024} KiB for runner log chunks) is 413 body_too_large`, async () => {
+    for (const r of bodyRoutes()) {
+      const payload = JSON.stringify({ value: "x".repeat(bodyLimitOf(r)) });
+      await refused(key(r), () => send(h.app, as(r), r.method, urlOf(r), { payload }), 413, "body_too_large");
+    }
   });
 
   it("a body that is not JSON is 415 unsupported_media_type", async () => {
     const types = ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", "application/xml", "application/jsonx"];
-    for (const r of bodyRoutes()) for (const contentType of types) await refused(`${key(r)} ${contentType}`, () => send(h.app, owner, r.method, urlOf(r), { payload: "a=b", contentType }), 415, "unsupported_media_type");
+    for (const r of bodyRoutes()) for (const contentType of types) await refused(`${key(r)} ${contentType}`, () => send(h.app, as(r), r.method, urlOf(r), { payload: "a=b", contentType }), 415, "unsupported_media_type");
   });
 
   it("bodies of the wrong shape (types, missing, extra, oversized fields) are 400 invalid_request", async () => {
     let sent = 0;
     for (const r of routes.filter((x) => x.body)) {
       for (const [what, body] of bodyMutations(r.body!, bodyOf(r) as Record<string, unknown>)) {
-        await refused(`${key(r)} with ${what}`, () => send(h.app, owner, r.method, urlOf(r), { json: body }), 400, "invalid_request");
+        await refused(`${key(r)} with ${what}`, () => send(h.app, as(r), r.method, urlOf(r), { json: body }), 400, "invalid_request");
         sent++;
       }
     }
@@ -153,7 +163,7 @@ describe("malformed query strings and path parameters", () => {
   it("bad query parameters are 400 invalid_request", async () => {
     const withQuery = routes.filter((r) => r.query.length > 0);
     expect(withQuery.length).toBeGreaterThan(0);
-    for (const r of withQuery) for (const q of queryMutations(r.query)) await refused(`${key(r)}?${q}`, () => send(h.app, owner, r.method, `${urlOf(r)}?${q}`), 400, "invalid_request");
+    for (const r of withQuery) for (const q of queryMutations(r.query)) await refused(`${key(r)}?${q}`, () => send(h.app, as(r), r.method, `${urlOf(r)}?${q}`), 400, "invalid_request");
   });
 
   it("odd, overlong and hostile path parameters are refused", async () => {
@@ -162,11 +172,11 @@ describe("malformed query strings and path parameters", () => {
       for (const { name, schema } of r.path) {
         const overlong = schema.maxLength === undefined ? [] : ["a".repeat(schema.maxLength + 1)];
         for (const value of [...hostile, ...overlong]) {
-          await refused(`${key(r)} :${name}=${value}`, () => send(h.app, owner, r.method, urlOf(r, { [name]: value }), { json: bodyOf(r) }));
+          await refused(`${key(r)} :${name}=${value}`, () => send(h.app, as(r), r.method, urlOf(r, { [name]: value }), { json: bodyOf(r) }));
         }
-        await refused(`${key(r)} :${name} empty`, () => send(h.app, owner, r.method, urlOf(r, { [name]: "" }), { json: bodyOf(r) }), 404, "not_found");
+        await refused(`${key(r)} :${name} empty`, () => send(h.app, as(r), r.method, urlOf(r, { [name]: "" }), { json: bodyOf(r) }), 404, "not_found");
         // Beyond the router's limit on a parameter's length the URL is refused before routing.
-        await refused(`${key(r)} :${name} of 201 characters`, () => send(h.app, owner, r.method, urlOf(r, { [name]: "a".repeat(201) }), { json: bodyOf(r) }), 414, "uri_too_long");
+        await refused(`${key(r)} :${name} of 201 characters`, () => send(h.app, as(r), r.method, urlOf(r, { [name]: "a".repeat(201) }), { json: bodyOf(r) }), 414, "uri_too_long");
       }
     }
   });
@@ -175,11 +185,11 @@ describe("malformed query strings and path parameters", () => {
 describe("unknown routes and wrong methods", () => {
   it("unknown paths are 404 not_found", async () => {
     const unknown = ["/api/v1/nope", "/api/v2/projects", "/API/V1/ME", "/api/v1/projects/", "/api/v1//me", "/api/v1/me/", "/api/v1/projects/a/b/c/d", "/.well-known/other.txt", "/api/v1/openapi.yaml", "/", "/admin", "/.env", "/.git/config"];
-    for (const url of unknown) for (const method of ["GET", "POST", "DELETE"]) await refused(`${method} ${url}`, () => send(h.app, owner, method, url, { json: method === "POST" ? {} : undefined }), 404, "not_found");
+    for (const url of unknown) for (const method of ["GET", "POST", "DELETE"]) await refused(`${method} ${url}`, () => send(h.app, world.owner, method, url, { json: method === "POST" ? {} : undefined }), 404, "not_found");
   });
 
   it("a malformed URL is 400", async () => {
-    for (const url of ["/api/v1/%", "/api/v1/projects/%zz"]) await refused(url, () => send(h.app, owner, "GET", url), 400);
+    for (const url of ["/api/v1/%", "/api/v1/projects/%zz"]) await refused(url, () => send(h.app, world.owner, "GET", url), 400);
   });
 
   it("methods a path does not have are refused", async () => {
@@ -187,7 +197,7 @@ describe("unknown routes and wrong methods", () => {
     for (const r of routes) byPath.set(r.url, (byPath.get(r.url) ?? new Set()).add(r.method));
     for (const [url, methods] of byPath) {
       for (const method of ["GET", "POST", "PUT", "PATCH", "DELETE"].filter((m) => !methods.has(m))) {
-        const res = await refused(`${method} ${url}`, () => send(h.app, owner, method, fillPath(url, world.params), { json: method === "GET" ? undefined : {} }));
+        const res = await refused(`${method} ${url}`, () => send(h.app, callerOf(world, { method, url }), method, fillPath(url, paramsOf(world, { method, url })), { json: method === "GET" ? undefined : {} }));
         expect([404, 405], `${method} ${url}`).toContain(res.statusCode);
       }
     }
@@ -197,19 +207,31 @@ describe("unknown routes and wrong methods", () => {
 describe("malformed credentials", () => {
   const route = (r: ApiRoute) => () => (r.body ? { json: bodyOf(r) } : {});
 
-  it("malformed Authorization headers are 401 invalid_token on every protected route, and ignored on public ones (a real token works)", async () => {
+  it("malformed Authorization headers are 401 invalid_token on every protected route (invalid_runner_token on runner routes), and ignored on public ones (a real token works)", async () => {
     expect((await send(h.app, world.bearer, "GET", "/api/v1/projects")).statusCode).toBe(200);
+    expect((await send(h.app, world.runner, "POST", `/api/v1/runner/jobs/${world.heldJobId}/heartbeat`, { json: {} })).statusCode).toBe(200);
     const real = world.bearer.auth.bearer!;
-    const headers = ["Bearer", "Bearer ", "Basic dXNlcjpwYXNz", "Bearer a b", `Bearer ${"A".repeat(4096)}`, `Bearer ${real.slice(0, -1)}${real.endsWith("A") ? "B" : "A"}`, `Token ${real}`, "", "Bearer\u00ff"];
+    const runnerToken = world.runner.auth.bearer!;
+    const mangle = (t: string) => `${t.slice(0, -1)}${t.endsWith("A") ? "B" : "A"}`;
+    const headers = ["Bearer", "Bearer ", "Basic dXNlcjpwYXNz", "Bearer a b", `Bearer ${"A".repeat(4096)}`, `Bearer ${mangle(real)}`, `Token ${real}`, "", "Bearer\u00ff"];
+    // A runner route takes a runner's token only: a user's real API token is as good as none there.
+    const runnerHeaders = [`Bearer ${mangle(runnerToken)}`, `Token ${runnerToken}`, `Bearer ${real}`];
     let publicRoutes = 0;
+    let runnerRoutes = 0;
     for (const r of routes) {
       const anonymous = await send(h.app, undefined, r.method, urlOf(r), route(r)());
-      const isPublic = !(anonymous.statusCode === 401 && anonymous.json().error.code === "unauthenticated");
+      const runnerOnly = isRunnerRoute(r);
+      const isPublic = !runnerOnly && !(anonymous.statusCode === 401 && anonymous.json().error.code === "unauthenticated");
       if (isPublic) publicRoutes++;
-      for (const authorization of headers) {
+      if (runnerOnly) {
+        runnerRoutes++;
+        expectError(anonymous, 401, "invalid_runner_token", key(r));
+      }
+      for (const authorization of runnerOnly ? [...headers, ...runnerHeaders] : headers) {
         const label = `${key(r)} Authorization: ${authorization.slice(0, 30)}`;
         const call = () => send(h.app, undefined, r.method, urlOf(r), { ...route(r)(), headers: { authorization } });
-        if (!isPublic) await refused(label, call, 401, "invalid_token");
+        if (runnerOnly) await refused(label, call, 401, "invalid_runner_token");
+        else if (!isPublic) await refused(label, call, 401, "invalid_token");
         else {
           // Probes and proxies may add credentials of their own; a public route answers as it would without them.
           const res = await call();
@@ -220,11 +242,12 @@ describe("malformed credentials", () => {
     }
     expect(publicRoutes).toBeGreaterThan(5);
     expect(publicRoutes).toBeLessThan(routes.length / 2);
+    expect(runnerRoutes).toBeGreaterThanOrEqual(5);
   });
 
   it("garbage session cookies are treated as anonymous: 401 on protected routes (the real cookie works)", async () => {
-    expect((await send(h.app, owner, "GET", "/api/v1/me")).statusCode).toBe(200);
-    const real = /slipway_session=([^;]+)/.exec(owner.auth.cookie!)![1]!;
+    expect((await send(h.app, world.owner, "GET", "/api/v1/me")).statusCode).toBe(200);
+    const real = /slipway_session=([^;]+)/.exec(world.owner.auth.cookie!)![1]!;
     const cookies = [
       "slipway_session=garbage",
       "slipway_session=",
@@ -261,11 +284,20 @@ describe("positive control", () => {
   it("every valid sample body passes validation, and the snapshot sees the writes they make", async () => {
     const before = await dbSnapshot(h.services);
     for (const r of routes.filter((x) => x.body)) {
-      const res = await send(h.app, owner, r.method, urlOf(r), { json: bodyOf(r) });
+      const res = await send(h.app, as(r), r.method, urlOf(r), { json: bodyOf(r) });
       expect(res.statusCode, `${key(r)} ${res.body}`).toBeLessThan(500);
       const error = res.statusCode >= 400 ? (res.json() as { error: { code: string; message: string } }).error : undefined;
       expect(error?.message ?? "", `${key(r)} ${res.body}`).not.toMatch(/^body/);
     }
     expect(await dbSnapshot(h.services)).not.toEqual(before);
+  });
+
+  it("a runner log chunk as large as the schema allows is not refused for its size", async () => {
+    const r = routes.find((x) => key(x) === RUNNER_LOG)!;
+    const data = "A".repeat(r.body!.properties!.data!.maxLength!);
+    const res = await send(h.app, as(r), r.method, urlOf(r), { json: { offset: 0, data } });
+    expect(res.statusCode, res.body).not.toBe(413);
+    expect(res.statusCode, res.body).toBeLessThan(500);
+    if (res.statusCode >= 400) expect(res.json().error.message).not.toMatch(/^body/);
   });
 });

@@ -5,12 +5,13 @@ import { pino } from "pino";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { buildApp } from "../src/http/app.js";
 import { Client, signIn, startHarness, type Harness } from "./helpers/harness.js";
-import { apiRoutes, expectError, fillPath, sampleBodies, send, setUpWorld, type ApiRoute, type World } from "./helpers/web.js";
+import { apiRoutes, endedBuild, expectError, fillPath, heldJob, isRunnerRoute, paramsOf, sampleBodies, send, setUpWorld, WORLD_TOKEN_SCOPES, type ApiRoute, type World } from "./helpers/web.js";
 
 /*
  * A small, seeded fuzzer: generated JSON (deep nesting, huge and odd strings, numbers that do
  * not fit a double, prototype-pollution keys) at every route, with real and random path
- * parameters, as anonymous, a signed-in owner and a bearer token. Never a 5xx; every 4xx in the
+ * parameters, as anonymous, a signed-in owner, a bearer token and (at runner routes) a registered
+ * runner holding a job. Never a 5xx; every 4xx in the
  * error shape; afterwards the server still answers and the audit chain verifies.
  * Bounded: MAX_REQUESTS, or DEADLINE_MS of sending, whichever comes first.
  */
@@ -108,10 +109,15 @@ let h: Harness;
 let world: World;
 /** The app under fuzz: the harness's services, with errors logged where a failure can show them. */
 let app: FastifyInstance;
+/** A project the fuzzer has no id of (so cannot delete), where queued jobs for leases are made. */
+let queueProjectId: string;
 const errorLog: { reqId?: string; err?: { stack?: string } }[] = [];
 beforeAll(async () => {
   h = await startHarness();
   world = await setUpWorld(h);
+  const queue = await world.owner.post("/api/v1/projects", { name: "queue" });
+  expect(queue.statusCode, queue.body).toBe(201);
+  queueProjectId = (queue.json() as { id: string }).id;
   const sink = new Writable({
     write(chunk: Buffer, _enc, done) {
       for (const line of chunk.toString().split("\n")) if (line) errorLog.push(JSON.parse(line) as (typeof errorLog)[number]);
@@ -127,8 +133,8 @@ afterAll(async () => {
 
 /**
  * Undoes what the fuzzer may have done to its own footing (changed the password and so ended the
- * session, revoked the token, deleted the project, required two-factor), so that later requests
- * still reach deep into the routes.
+ * session, revoked the token, deleted the project, required two-factor, finished the runner's
+ * job), so that later requests still reach deep into the routes.
  */
 async function heal(ownerPasswordHash: string): Promise<void> {
   const db = h.services.store.db;
@@ -138,14 +144,26 @@ async function heal(ownerPasswordHash: string): Promise<void> {
   }
   await db.updateTable("organizations").set({ require_2fa: 0 }).execute();
   if ((await send(app, world.bearer, "GET", "/api/v1/projects")).statusCode !== 200) {
-    const res = await send(app, world.owner, "POST", "/api/v1/tokens", { json: { name: "fuzz", scopes: ["projects:read", "projects:write", "secrets:read", "secrets:write", "orgs:read", "orgs:write", "audit:read"] } });
+    const res = await send(app, world.owner, "POST", "/api/v1/tokens", { json: { name: "fuzz", scopes: WORLD_TOKEN_SCOPES } });
     world.bearer = new Client(h.app, { bearer: (res.json() as { token: string }).token });
   }
   if ((await send(app, world.owner, "GET", `/api/v1/projects/${world.params.projectId}`)).statusCode !== 200) {
     const res = await send(app, world.owner, "POST", "/api/v1/projects", { json: { name: `p${Date.now()}`, organization: world.params.orgId } });
     expect(res.statusCode, res.body).toBe(201);
-    world.params.projectId = (res.json() as { id: string }).id;
+    const projectId = (res.json() as { id: string }).id;
+    Object.assign(world.params, { projectId, ...(await endedBuild(world.owner, projectId)) });
   }
+  const held = await h.services.store.db.selectFrom("jobs").select("status").where("id", "=", world.heldJobId).executeTakeFirst();
+  if (held?.status !== "running") world.heldJobId = await heldJob(h, world.runnerId, queueProjectId);
+}
+
+/**
+ * A lease without `waitMs` long-polls for 25 s when nothing is queued; with a job queued it
+ * answers at once, which keeps the fuzzer within its deadline.
+ */
+async function keepAJobQueued(): Promise<void> {
+  const queued = await h.services.store.db.selectFrom("jobs").select("id").where("status", "=", "queued").executeTakeFirst();
+  if (!queued) await h.services.builds.create(queueProjectId, { branch: "main", trigger: "api" });
 }
 
 it("fuzzed requests never cause a 5xx, every error has the error shape, and the server stays sound", async () => {
@@ -154,6 +172,8 @@ it("fuzzed requests never cause a 5xx, every error has the error shape, and the 
   const samples = sampleBodies(world.params);
   const statuses = new Map<number, number>();
   const reached = new Set<string>();
+  /** Requests at runner routes that the runner's token got past the gate (to validation or beyond). */
+  let pastRunnerGate = 0;
   const { password_hash: ownerPasswordHash } = await h.services.store.db.selectFrom("users").select("password_hash").where("email", "=", "owner@example.com").executeTakeFirstOrThrow();
   const started = Date.now();
   let sent = 0;
@@ -162,12 +182,15 @@ it("fuzzed requests never cause a 5xx, every error has the error shape, and the 
     const route = rng.pick(routes);
     reached.add(`${route.method} ${route.url}`);
     const method = rng.chance(0.9) ? route.method : rng.pick(["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]);
-    const url = fillPath(route.url, Object.fromEntries(Object.entries(world.params).map(([k, v]) => [k, randomParam(rng, v)]))) + randomQuery(rng, route);
-    const as = rng.pick([undefined, world.owner, world.bearer] as const);
+    const url = fillPath(route.url, Object.fromEntries(Object.entries(paramsOf(world, route)).map(([k, v]) => [k, randomParam(rng, v)]))) + randomQuery(rng, route);
+    // Runner routes let in a runner only: it is one of their callers, so that fuzz gets past the token.
+    const as = rng.pick(isRunnerRoute(route) ? ([undefined, world.owner, world.bearer, world.runner, world.runner] as const) : ([undefined, world.owner, world.bearer] as const));
+    if (as === world.runner) await keepAJobQueued();
     const body = ["GET", "OPTIONS"].includes(method) && rng.chance(0.8) ? {} : randomBody(rng, route, samples);
     const res = await send(app, as, method, url, body);
-    const label = `#${sent} seed ${SEED}: ${method} ${url.slice(0, 200)} as ${as === undefined ? "anonymous" : as.auth.bearer ? "bearer" : "owner"} body ${String(body.payload).slice(0, 200)}`;
+    const label = `#${sent} seed ${SEED}: ${method} ${url.slice(0, 200)} as ${as === undefined ? "anonymous" : as === world.runner ? "runner" : as.auth.bearer ? "bearer" : "owner"} body ${String(body.payload).slice(0, 200)}`;
     statuses.set(res.statusCode, (statuses.get(res.statusCode) ?? 0) + 1);
+    if (as === world.runner && method === route.method && res.statusCode !== 401) pastRunnerGate++;
     if (res.statusCode >= 500) {
       const logged = errorLog.filter((l) => res.body.includes(l.reqId ?? "-")).map((l) => l.err?.stack);
       expect.fail(`${label} → ${res.body.slice(0, 300)}\n${logged.join("\n")}`);
@@ -181,6 +204,7 @@ it("fuzzed requests never cause a 5xx, every error has the error shape, and the 
   const count = (from: number, to: number) => [...statuses].filter(([s]) => s >= from && s < to).reduce((n, [, c]) => n + c, 0);
   expect(count(200, 300), JSON.stringify([...statuses])).toBeGreaterThan(10);
   expect(new Set([...statuses.keys()].filter((s) => s >= 400)).size).toBeGreaterThanOrEqual(5);
+  expect(pastRunnerGate).toBeGreaterThan(10);
 
   expect((await app.inject("/healthz")).statusCode).toBe(200);
   expect((await app.inject("/readyz")).statusCode).toBe(200);

@@ -93,7 +93,9 @@ let h: Harness;
 const emails = { owner: `olivia-${rand(3)}@example.com`, member: `mo-${rand(3)}@example.com`, support: `sam-${rand(3)}@example.com` };
 type Person = keyof typeof emails;
 const passwords: Record<Person, string> = { owner: `pw-${rand()}`, member: `pw-${rand()}`, support: `pw-${rand()}` };
-const ids = { orgId: "", projectId: "" };
+const ids = { orgId: "", projectId: "", buildId: "", jobId: "" };
+/** Query strings for GET routes whose default answer never ends: a job's log is read as text, not followed live. */
+const queries: Record<string, string> = { "/api/v1/builds/:buildId/jobs/:jobId/log": "?format=text" };
 let ownerMembersView: Seen;
 let tokenCreation: { seen: Seen; token: string };
 
@@ -135,7 +137,7 @@ async function readEverything(client: Recording): Promise<void> {
       if (!v) throw new Error(`no value for :${p} in ${url}: teach readEverything about it`);
       return v;
     });
-    const res = await client.get(concrete);
+    const res = await client.get(concrete + (queries[url] ?? ""));
     if (url.endsWith("/members") && client.viewer === "owner" && !client.auth.bearer) ownerMembersView = client.last;
     expect(res.statusCode, `${client.viewer} ${concrete}`).toBeLessThan(500);
   }
@@ -213,6 +215,14 @@ beforeAll(async () => {
   forbid("new password", newPassword);
   okStatus(await member.post("/api/v1/me/password", { currentPassword: passwords.member, newPassword }));
 
+  // A build with some output: started through the API, its job leased and logged to by a runner.
+  const build = okStatus(await owner.post(`/api/v1/projects/${ids.projectId}/builds`, { branch: "main", message: "Add login" })).json();
+  [ids.buildId, ids.jobId] = [build.id, build.jobs[0].id];
+  const runner = await h.services.runners.register("ci-1");
+  forbidWithHash("runner token", runner.token);
+  expect((await h.services.builds.lease(runner.id, 0))?.jobId).toBe(ids.jobId);
+  await h.services.builds.appendLog(runner.id, ids.jobId, 0, Buffer.from("\x1b[32m✓ compiled\x1b[0m\n"));
+
   for (const client of [owner, ownerToken, member, memberToken, support, anon]) await readEverything(client);
 });
 afterAll(() => h?.close());
@@ -236,6 +246,14 @@ describe("P13: no sensitive data in API responses", () => {
       expect(reached, viewer).toBeGreaterThanOrEqual(gets.length);
     }
     expect(seen.length).toBeGreaterThan(100);
+  });
+
+  it("P13: a job's log reaches its readers as text, while its stored chunks are sealed (so the sb1: search is not vacuous)", async () => {
+    const logViews = seen.filter((s) => s.what.endsWith(`/jobs/${ids.jobId}/log?format=text`));
+    expect(logViews.find((s) => s.viewer === "member")?.body).toContain("✓ compiled");
+    expect(logViews.find((s) => s.viewer === "support")?.status).toBe(403);
+    const stored = await h.services.store.db.selectFrom("log_chunks").select("data").where("job_id", "=", ids.jobId).execute();
+    expect(stored.map((c) => c.data.slice(0, 4))).toEqual(["sb1:"]);
   });
 
   it("P13: no response holds a secret value, token, hash, password, TOTP secret, recovery code, sealed value or private key", () => {

@@ -15,6 +15,7 @@ import { Client, PASSWORD, createUser, signIn, startHarness, tokenClient, totpCo
  */
 
 type Kind = "sealed" | "sha256" | "argon2" | "plain";
+const plainColumns = (...names: string[]): Record<string, Kind> => Object.fromEntries(names.map((n) => [n, "plain"]));
 /**
  * Every column of the database, classified by hand. A column added later fails the first test
  * until someone decides what it holds.
@@ -37,6 +38,11 @@ const columns: Record<string, Record<string, Kind>> = {
   deploy_keys: { project_id: "plain", public_key: "plain", fingerprint: "plain", private_key: "sealed", created_at: "plain" },
   webhook_secrets: { project_id: "plain", secret: "sealed", created_at: "plain" },
   webhook_deliveries: { project_id: "plain", delivery_id: "plain", received_at: "plain" },
+  builds: plainColumns("id", "project_id", "number", "branch", "tag", "commit_sha", "message", "author_name", "author_email", "pr_number", "trigger", "status", "reason", "created_at", "started_at", "finished_at"),
+  jobs: plainColumns("id", "build_id", "name", "status", "runner_id", "lease_expires_at", "attempts", "cancel_requested", "reason", "created_at", "started_at", "finished_at", "log_bytes"),
+  // A job's output may hold whatever the build printed: sealed with its project's key.
+  log_chunks: { job_id: "plain", offset: "plain", size: "plain", data: "sealed" },
+  runners: { id: "plain", name: "plain", token_hash: "sha256", created_at: "plain", last_seen_at: "plain" },
   kysely_migration: { name: "plain", timestamp: "plain" },
   kysely_migration_lock: { id: "plain", is_locked: "plain" },
 };
@@ -56,6 +62,7 @@ let pendingTotp: string;
 let projectId: string;
 let recoveryCodes: string[];
 let browser: Client;
+let jobId: string;
 
 const db = () => h.services.store.db;
 const sessionTokenOf = (c: Client) => /slipway_session=([^;]+)/.exec(c.auth.cookie!)![1]!;
@@ -104,6 +111,16 @@ beforeAll(async () => {
   pendingUserId = (await createUser(h, "halfway@example.com")).id;
   pendingTotp = (await (await signIn(h, "halfway@example.com")).post("/api/v1/me/2fa", { password: PASSWORD })).json().secret;
   plain["pending TOTP secret"] = pendingTotp;
+
+  // A runner (its token kept as a hash) that sends a line of build output (kept sealed).
+  const runner = await h.services.runners.register("ci-1");
+  plain["runner token"] = runner.token;
+  const build = await browser.post(`/api/v1/projects/${projectId}/builds`, { branch: "main" });
+  expect(build.statusCode, build.body).toBe(201);
+  jobId = build.json().jobs[0].id;
+  expect((await h.services.builds.lease(runner.id, 0))?.jobId).toBe(jobId);
+  plain["build log line"] = `printed-by-the-build-${rand()}`;
+  await h.services.builds.appendLog(runner.id, jobId, 0, Buffer.from(`${plain["build log line"]}\n`));
 
   const orgId = (await browser.get("/api/v1/orgs")).json().organizations[0].id;
   expect((await browser.post(`/api/v1/orgs/${orgId}/invitations`, { email: "guest@example.com", role: "member" })).statusCode).toBe(202);
@@ -172,6 +189,17 @@ describe("P17: secrets at rest", () => {
     await expect(box.open(db(), { kind: "user", id: userId }, "deploy_key", key.private_key)).rejects.toBeInstanceOf(DecryptError);
   });
 
+  it("P17: a job's log is ciphertext that opens only for its own project and place in the log, and is served opened", async () => {
+    const box = h.services.box;
+    const chunk = await db().selectFrom("log_chunks").selectAll().where("job_id", "=", jobId).executeTakeFirstOrThrow();
+    const field = `log:${jobId}:0`;
+    expect(await box.openString(db(), { kind: "project", id: projectId }, field, chunk.data)).toBe(`${plain["build log line"]}\n`);
+    await expect(box.open(db(), { kind: "project", id: projectId }, `log:${jobId}:1`, chunk.data)).rejects.toBeInstanceOf(DecryptError);
+    await expect(box.open(db(), { kind: "user", id: userId }, field, chunk.data)).rejects.toBeInstanceOf(DecryptError);
+    const build = (await browser.get(`/api/v1/projects/${projectId}/builds`)).json().builds[0];
+    expect((await browser.get(`/api/v1/builds/${build.id}/jobs/${jobId}/log?format=text`)).body).toBe(`${plain["build log line"]}\n`);
+  });
+
   it("P17: bearer secrets and passwords are kept only as hashes of them", async () => {
     const row = await db().selectFrom("users").select("password_hash").where("id", "=", userId).executeTakeFirstOrThrow();
     expect(await argon2Verify(row.password_hash, password)).toBe(true);
@@ -181,6 +209,8 @@ describe("P17: secrets at rest", () => {
     expect(sessionHashes).toContain(tokenHash(plain["session token"]!));
     const tokenHashes = (await db().selectFrom("api_tokens").select("token_hash").where("user_id", "=", userId).execute()).map((r) => r.token_hash);
     expect(tokenHashes).toEqual([tokenHash(plain["API token"]!)]);
+    const runnerHashes = (await db().selectFrom("runners").select("token_hash").execute()).map((r) => r.token_hash);
+    expect(runnerHashes).toEqual([tokenHash(plain["runner token"]!)]);
     const codeHashes = (await db().selectFrom("recovery_codes").select("code_hash").where("user_id", "=", userId).execute()).map((r) => r.code_hash);
     expect(codeHashes.sort()).toEqual(recoveryCodes.map((c) => tokenHash(normaliseRecovery(c))).sort());
   });

@@ -64,6 +64,10 @@ const TABLES = [
   "deploy_keys",
   "webhook_secrets",
   "webhook_deliveries",
+  "builds",
+  "jobs",
+  "log_chunks",
+  "runners",
 ] as const;
 
 /**
@@ -89,17 +93,30 @@ export async function dbSnapshot(services: Services): Promise<Record<string, unk
   snap["orgsRows"] = (await db.selectFrom("organizations").selectAll().orderBy("id").execute()).map((o) => JSON.stringify(o)).join();
   snap["membersRows"] = (await db.selectFrom("memberships").select(["org_id", "user_id", "role"]).orderBy("user_id").execute()).map((m) => JSON.stringify(m)).join();
   snap["tokensRows"] = (await db.selectFrom("api_tokens").select(["id", "revoked_at"]).orderBy("id").execute()).map((t) => JSON.stringify(t)).join();
+  snap["buildsRows"] = (await db.selectFrom("builds").select(["id", "status"]).orderBy("id").execute()).map((b) => JSON.stringify(b)).join();
+  snap["jobsRows"] = (await db.selectFrom("jobs").select(["id", "status", "runner_id", "lease_expires_at", "cancel_requested", "log_bytes"]).orderBy("id").execute()).map((j) => JSON.stringify(j)).join();
   snap["usersRows"] = (await db.selectFrom("users").select(["id", "password_hash", "totp_secret", "totp_pending", "email_verified"]).orderBy("id").execute()).map((u) => JSON.stringify(u)).join();
   return snap;
 }
 
-/** An owner with a project, a project secret, a personal secret, an API token and a second member. */
+/**
+ * An owner with a project, a project secret, a personal secret, an API token, a second member, a
+ * build that has ended, and a registered runner holding a job of another build.
+ */
 export interface World {
   owner: Client;
   bearer: Client;
+  /** A registered runner (its token as bearer): the only caller the runner routes let in. */
+  runner: Client;
+  runnerId: string;
   /** A real value for every path parameter name the API uses. */
   params: Record<string, string>;
+  /** The job the runner holds: runner routes use it for :jobId, so they reach their handlers. */
+  heldJobId: string;
 }
+
+/** The scopes of the world's API token: every resource it may act on. */
+export const WORLD_TOKEN_SCOPES = ["projects:read", "projects:write", "secrets:read", "secrets:write", "orgs:read", "orgs:write", "audit:read", "builds:read", "builds:write"];
 
 export async function setUpWorld(h: Harness): Promise<World> {
   const ownerUser = await createUser(h, "owner@example.com");
@@ -114,11 +131,51 @@ export async function setUpWorld(h: Harness): Promise<World> {
   expect((await member.post("/api/v1/invitations/accept", { token: invitation })).statusCode).toBe(200);
   expect((await owner.put(`/api/v1/projects/${projectId}/secrets/API_KEY`, { value: "s3cret" })).statusCode).toBe(201);
   expect((await owner.put("/api/v1/me/secrets/API_KEY", { value: "s3cret" })).statusCode).toBe(201);
-  const token = await owner.post("/api/v1/tokens", { name: "ci", scopes: ["projects:read", "projects:write", "secrets:read", "secrets:write", "orgs:read", "orgs:write", "audit:read"] });
+  const token = await owner.post("/api/v1/tokens", { name: "ci", scopes: WORLD_TOKEN_SCOPES });
   expect(token.statusCode, token.body).toBe(201);
   const { id: tokenId, token: bearerToken } = token.json() as { id: string; token: string };
-  return { owner, bearer: new Client(h.app, { bearer: bearerToken }), params: { projectId, orgId, userId: memberUser.id, tokenId, name: "API_KEY" } };
+  const { id: runnerId, token: runnerToken } = await h.services.runners.register("world");
+  const ended = await endedBuild(owner, projectId);
+  const heldJobId = await heldJob(h, runnerId, projectId);
+  return {
+    owner,
+    bearer: new Client(h.app, { bearer: bearerToken }),
+    runner: new Client(h.app, { bearer: runnerToken }),
+    runnerId,
+    heldJobId,
+    params: { projectId, orgId, userId: memberUser.id, tokenId, name: "API_KEY", ...ended },
+  };
 }
+
+/**
+ * A build canceled while queued. Its job has ended, so its live log stream closes at once: a GET
+ * of it answers instead of streaming until a runner (there is none in these tests) finishes it.
+ */
+export async function endedBuild(owner: Client, projectId: string): Promise<{ buildId: string; jobId: string }> {
+  const created = await owner.post(`/api/v1/projects/${projectId}/builds`, { branch: "main" });
+  expect(created.statusCode, created.body).toBe(201);
+  const build = created.json() as { id: string; jobs: Array<{ id: string }> };
+  const canceled = await owner.post(`/api/v1/builds/${build.id}/cancel`);
+  expect(canceled.json().status, canceled.body).toBe("canceled");
+  return { buildId: build.id, jobId: build.jobs[0]!.id };
+}
+
+/** Queues a build and leases a job to the runner (the oldest queued one, not necessarily that build's); returns its id. */
+export async function heldJob(h: Harness, runnerId: string, projectId: string): Promise<string> {
+  await h.services.builds.create(projectId, { branch: "main", trigger: "api" });
+  const job = await h.services.builds.lease(runnerId, 0);
+  expect(job).not.toBeNull();
+  return job!.jobId;
+}
+
+/** Runner routes take a runner token and nothing else; every other route takes a user's credentials. */
+export const isRunnerRoute = (r: Route) => r.url.startsWith("/api/v1/runner/");
+
+/** The caller that gets past authentication at this route: the runner at runner routes, else the owner. */
+export const callerOf = (world: World, r: Route): Client => (isRunnerRoute(r) ? world.runner : world.owner);
+
+/** Path parameters for this route: at runner routes :jobId is the job the runner holds. */
+export const paramsOf = (world: World, r: Route): Record<string, string> => (isRunnerRoute(r) ? { ...world.params, jobId: world.heldJobId } : world.params);
 
 /** The route's URL with each `:param` replaced; a parameter the tests do not know fails loudly. */
 export function fillPath(url: string, values: Record<string, string>, override: Record<string, string> = {}): string {
@@ -175,6 +232,7 @@ export interface Schema {
   minimum?: number;
   maximum?: number;
   exclusiveMinimum?: boolean;
+  default?: unknown;
 }
 export interface Parameter {
   in: "path" | "query";
@@ -219,5 +277,12 @@ export const sampleBodies = (p: Record<string, string>): Record<string, unknown>
   "POST /api/v1/projects": { name: "api", organization: p.orgId },
   "PATCH /api/v1/projects/:projectId": { name: "web2" },
   "PUT /api/v1/projects/:projectId/secrets/:name": { value: "v" },
+  "POST /api/v1/projects/:projectId/builds": { branch: "main" },
+  "POST /api/v1/runner/lease": { waitMs: 0 },
+  "POST /api/v1/runner/jobs/:jobId/heartbeat": {},
+  "POST /api/v1/runner/jobs/:jobId/log": { offset: 0, data: Buffer.from("step 1 ok\n").toString("base64") },
+  "POST /api/v1/runner/jobs/:jobId/secrets": { names: ["API_KEY"] },
+  "POST /api/v1/runner/jobs/:jobId/checkout": {},
+  "POST /api/v1/runner/jobs/:jobId/finish": { status: "success", reason: null },
 });
 
