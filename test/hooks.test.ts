@@ -1,7 +1,7 @@
 import { createRequire, syncBuiltinESMExports } from "node:module";
 import { randomBytes } from "node:crypto";
 import type { LightMyRequestResponse } from "fastify";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, expect, it } from "vitest";
 import type { PushEvent } from "../src/builds/events.js";
 import { HOOK_BODY_LIMIT } from "../src/http/routes/hooks.js";
 import { signBody } from "../src/projects/webhooks.js";

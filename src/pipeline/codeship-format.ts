@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { durationSchema, envMapSchema, readCommand, readDuration, readEnvMap, readRefFilter, readRepoPath, refuseNul, scalarSchema, stringOrListSchema, toList } from "./common.js";
+import { durationSchema, envMapSchema, readCommand, readEnvMap, readHealthcheck, readRefFilter, readRepoPath, refuseNul, stringOrListSchema, toList } from "./common.js";
 import type { FileSource } from "./files.js";
 import type { Group, Healthcheck, Pipeline, PipelineNode, Service, Step, When } from "./model.js";
 import { problemAt, type Problem } from "./problems.js";
@@ -172,8 +172,7 @@ function readService(name: string, raw: unknown, path: Path, file: ParsedFile, f
     const h = s.healthcheck;
     const hp = [...path, "healthcheck"];
     const command = composeTest(h.test, file, [...hp, "test"], problems);
-    const ms = (v: number | string | undefined, key: string, dflt: number) => (v === undefined ? dflt : readDuration(v, file, [...hp, key], problems) ?? dflt);
-    if (command) healthcheck = { command, intervalMs: ms(h.interval, "interval", 30_000), timeoutMs: ms(h.timeout, "timeout", 30_000), retries: h.retries ?? 3, startPeriodMs: ms(h.start_period, "start_period", 0) };
+    if (command) healthcheck = readHealthcheck(command, h, { intervalMs: 30_000, timeoutMs: 30_000, retries: 3 }, file, hp, problems);
   }
   return {
     name,

@@ -1,5 +1,5 @@
 import { z } from "zod";
-import type { Command, RefFilter } from "./model.js";
+import type { Command, Healthcheck, RefFilter } from "./model.js";
 import { limits, problemAt, type Problem } from "./problems.js";
 import type { ParsedFile, Path } from "./source.js";
 
@@ -35,6 +35,19 @@ export function readRefFilter(value: string | number, file: ParsedFile, path: Pa
 const units: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
 
 /** `90` (seconds), `"90s"`, `"20m"`, `"1h30m"` → milliseconds. */
+interface HealthTimings {
+  interval?: number | string;
+  timeout?: number | string;
+  retries?: number;
+  start_period?: number | string;
+}
+
+/** A health check's timing keys (same names in both formats), with each format's defaults for missing ones. */
+export function readHealthcheck(command: Command, h: HealthTimings, defaults: { intervalMs: number; timeoutMs: number; retries: number }, file: ParsedFile, path: Path, problems: Problem[]): Healthcheck {
+  const ms = (v: number | string | undefined, key: string, dflt: number) => (v === undefined ? dflt : (readDuration(v, file, [...path, key], problems) ?? dflt));
+  return { command, intervalMs: ms(h.interval, "interval", defaults.intervalMs), timeoutMs: ms(h.timeout, "timeout", defaults.timeoutMs), retries: h.retries ?? defaults.retries, startPeriodMs: ms(h.start_period, "start_period", 0) };
+}
+
 export function readDuration(value: number | string, file: ParsedFile, path: Path, problems: Problem[]): number | undefined {
   let ms: number | undefined;
   if (typeof value === "number") ms = Math.round(value * 1000);

@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { durationSchema, envMapSchema, envNameSchema, readCommand, readDuration, readEnvMap, readRefFilter, readRepoPath } from "./common.js";
+import { durationSchema, envMapSchema, envNameSchema, readCommand, readDuration, readEnvMap, readHealthcheck, readRefFilter, readRepoPath } from "./common.js";
 import type { Group, Healthcheck, Pipeline, PipelineNode, Service, Step, When } from "./model.js";
 import { problemAt, type Problem, type SourceLocation } from "./problems.js";
 import { checkDependencies } from "./service-checks.js";
@@ -102,8 +102,7 @@ function readService(name: string, raw: unknown, path: Path, file: ParsedFile, p
     const h = s.healthcheck;
     const hp = [...path, "healthcheck"];
     const command = readCommand(h.command, file, [...hp, "command"], problems, "shell");
-    const ms = (v: number | string | undefined, key: string, dflt: number) => (v === undefined ? dflt : readDuration(v, file, [...hp, key], problems) ?? dflt);
-    if (command) healthcheck = { command, intervalMs: ms(h.interval, "interval", 2000), timeoutMs: ms(h.timeout, "timeout", 5000), retries: h.retries ?? 30, startPeriodMs: ms(h.start_period, "start_period", 0) };
+    if (command) healthcheck = readHealthcheck(command, h, { intervalMs: 2000, timeoutMs: 5000, retries: 30 }, file, hp, problems);
   }
   return {
     name,
