@@ -2,6 +2,7 @@ import { cpus, totalmem } from "node:os";
 import { apiBench } from "./api.js";
 import { maskingBench } from "./masking.js";
 import { sandboxBench } from "./sandbox.js";
+import { liveLogBench } from "./live-log.js";
 import { secretBoxBench } from "./secret-box.js";
 
 const benchmarks = [
@@ -9,6 +10,7 @@ const benchmarks = [
   { name: "api", title: "Authenticated API read vs bare Fastify route", run: apiBench },
   { name: "masking", title: "Log masking with 100 secrets vs unmasked pass-through", run: maskingBench },
   { name: "sandbox", title: "Sandbox create + exec + destroy vs bare bubblewrap", run: sandboxBench },
+  { name: "live-log", title: "Live log latency: a line printed by a step → an SSE client", run: liveLogBench },
 ];
 
 /** `npm run bench` runs every benchmark; `npm run bench -- api` runs only the named ones. */
