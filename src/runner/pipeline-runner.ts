@@ -36,6 +36,8 @@ export interface RunOptions {
   approved?(step: Step): boolean;
   onEvent(event: RunEvent): void;
   limits?: SandboxSpec["limits"];
+  /** A sandbox that already holds the checkout: used for the top level (saves a start and a checkout), destroyed at the end. */
+  initial?: Sandbox;
   /** Network of every sandbox of the run; none unless given. */
   network?: SandboxSpec["network"];
   defaultTimeoutMs?: number;
@@ -64,16 +66,16 @@ export class PipelineRunner {
   constructor(private readonly opts: RunOptions) {}
 
   async run(): Promise<RunResult> {
-    await this.inSandbox((s, job) => this.serial(this.opts.nodes, s, job));
+    await this.inSandbox((s, job) => this.serial(this.opts.nodes, s, job), this.opts.initial);
     const failed = this.results.some((r) => r.status === "failed" || r.status === "error");
     return { status: failed ? "failed" : "success", steps: this.results };
   }
 
-  private async inSandbox(body: (sandbox: Sandbox, job: number) => Promise<void>): Promise<void> {
+  private async inSandbox(body: (sandbox: Sandbox, job: number) => Promise<void>, ready?: Sandbox): Promise<void> {
     const job = this.jobs++;
-    const sandbox = await this.opts.backend.create({ image: { kind: "host" }, env: this.opts.env, limits: this.opts.limits, network: this.opts.network });
+    const sandbox = ready ?? (await this.opts.backend.create({ image: { kind: "host" }, limits: this.opts.limits, network: this.opts.network }));
     try {
-      await this.opts.checkout(sandbox);
+      if (!ready) await this.opts.checkout(sandbox);
       await body(sandbox, job);
     } finally {
       await sandbox.destroy();
@@ -126,7 +128,7 @@ export class PipelineRunner {
       armIdle();
       emit(stream, maskers[stream].write(d));
     };
-    const env = { ...this.opts.pipeline.env, ...step.env };
+    const env = { ...this.opts.env, ...this.opts.pipeline.env, ...step.env };
     const status = await sandbox.exec({ argv: command, env, timeoutMs: step.timeoutMs ?? this.opts.defaultTimeoutMs ?? THREE_HOURS, signal: controller.signal }, { stdout: output("stdout"), stderr: output("stderr") });
     clearTimeout(idle);
     this.opts.signal?.removeEventListener("abort", onAbort);

@@ -119,52 +119,68 @@ export class Runner {
   }
 
   private async runPipeline(job: LeasedJob, log: LogSender, signal: AbortSignal): Promise<{ status: "success" | "failed" | "error"; reason: string | null }> {
-    const configSandbox = await this.opts.backend.create({ image: { kind: "host" }, network: this.opts.network });
-    const files: Record<string, string> = {};
+    // The sandbox that reads the config runs the top level of the pipeline too.
+    const sandbox = await this.opts.backend.create({ image: { kind: "host" }, network: this.opts.network });
+    let handedOver = false;
     try {
-      await this.checkout(job, configSandbox);
-      for (const name of Object.values(configFileNames).flat()) {
-        const text = await configSandbox.readFile(`/workspace/${name}`).catch(() => undefined);
-        if (text) files[name] = text.toString("utf8");
+      await this.checkout(job, sandbox);
+      const loaded = readPipeline(memoryFiles(await readConfigFiles(sandbox)));
+      for (const p of loaded.problems) log.write(formatProblem(p) + "\n");
+      if (!loaded.pipeline || hasErrors(loaded.problems)) {
+        return { status: "error", reason: loaded.found ? "the pipeline config has errors" : "no pipeline config in the repository (.slipway.yml or codeship-steps.yml)" };
       }
+      const pipeline = loaded.pipeline;
+      const secrets = pipeline.secrets.length ? (await this.call<{ secrets: Record<string, string> }>(`/runner/jobs/${job.jobId}/secrets`, { names: pipeline.secrets })).secrets : {};
+      const env: Record<string, string> = {
+        CI: "true",
+        CI_NAME: "slipway",
+        CI_BUILD_ID: job.buildId,
+        CI_BUILD_NUMBER: String(job.buildNumber),
+        CI_PROJECT_ID: job.projectId,
+        CI_BRANCH: job.branch ?? "",
+        CI_COMMIT_ID: job.commit ?? "",
+        CI_COMMIT_MESSAGE: job.message,
+        CI_COMMITTER_NAME: job.author.name,
+        CI_COMMITTER_EMAIL: job.author.email,
+        CI_REPO_NAME: job.repositoryUrl?.replace(/\.git$/, "").split(/[/:]/).pop() ?? "",
+        ...(job.pullRequest !== null && { CI_PR_NUMBER: String(job.pullRequest) }),
+        ...secrets,
+      };
+      handedOver = true;
+      const result = await new PipelineRunner({
+        backend: this.opts.backend,
+        pipeline,
+        nodes: selectSteps(pipeline, { branch: job.branch ?? undefined, tag: job.tag ?? undefined }),
+        env,
+        secrets: Object.values(secrets),
+        checkout: (s) => this.checkout(job, s),
+        initial: sandbox,
+        network: this.opts.network,
+        onEvent: (e) => log.write(render(e)),
+        signal,
+      }).run();
+      const failed = result.steps.find((s) => s.status === "failed" || s.status === "error");
+      if (signal.aborted) return { status: "failed", reason: "canceled" };
+      return failed ? { status: "failed", reason: `step ${failed.name}: ${failed.reason ?? failed.status}` } : { status: "success", reason: null };
     } finally {
-      await configSandbox.destroy();
+      if (!handedOver) await sandbox.destroy();
     }
-    const loaded = readPipeline(memoryFiles(files));
-    for (const p of loaded.problems) log.write(formatProblem(p) + "\n");
-    if (!loaded.pipeline || hasErrors(loaded.problems)) return { status: "error", reason: loaded.found ? "the pipeline config has errors" : "no pipeline config in the repository (.slipway.yml or codeship-steps.yml)" };
-    const pipeline = loaded.pipeline;
-    const secrets = pipeline.secrets.length ? (await this.call<{ secrets: Record<string, string> }>(`/runner/jobs/${job.jobId}/secrets`, { names: pipeline.secrets })).secrets : {};
-    const env: Record<string, string> = {
-      CI: "true",
-      CI_NAME: "slipway",
-      CI_BUILD_ID: job.buildId,
-      CI_BUILD_NUMBER: String(job.buildNumber),
-      CI_PROJECT_ID: job.projectId,
-      CI_BRANCH: job.branch ?? "",
-      CI_COMMIT_ID: job.commit ?? "",
-      CI_COMMIT_MESSAGE: job.message,
-      CI_COMMITTER_NAME: job.author.name,
-      CI_COMMITTER_EMAIL: job.author.email,
-      CI_REPO_NAME: job.repositoryUrl?.replace(/\.git$/, "").split(/[/:]/).pop() ?? "",
-      ...(job.pullRequest !== null && { CI_PR_NUMBER: String(job.pullRequest) }),
-      ...secrets,
-    };
-    const result = await new PipelineRunner({
-      backend: this.opts.backend,
-      pipeline,
-      nodes: selectSteps(pipeline, { branch: job.branch ?? undefined, tag: job.tag ?? undefined }),
-      env,
-      secrets: Object.values(secrets),
-      checkout: (sandbox) => this.checkout(job, sandbox),
-      network: this.opts.network,
-      onEvent: (e) => log.write(render(e)),
-      signal,
-    }).run();
-    const failed = result.steps.find((s) => s.status === "failed" || s.status === "error");
-    if (signal.aborted) return { status: "failed", reason: "canceled" };
-    return failed ? { status: "failed", reason: `step ${failed.name}: ${failed.reason ?? failed.status}` } : { status: "success", reason: null };
   }
+}
+
+/**
+ * Every config file the repository has, read in one exec inside the sandbox (so a symlink in
+ * the checkout resolves there, not on the runner): NUL-separated name and base64 content.
+ */
+async function readConfigFiles(sandbox: Sandbox): Promise<Record<string, string>> {
+  const script = 'cd /workspace || exit 0; for f in "$@"; do if [ -f "$f" ]; then printf "%s\\0" "$f"; head -c 1048577 -- "$f" | base64 -w0; printf "\\0"; fi; done';
+  const out: Buffer[] = [];
+  const status = await sandbox.exec({ argv: ["/bin/sh", "-c", script, "read-config", ...Object.values(configFileNames).flat()] }, { stdout: (d) => out.push(d) });
+  if (status.code !== 0) throw new Error("could not read the pipeline config in the sandbox");
+  const parts = Buffer.concat(out).toString("utf8").split("\0");
+  const files: Record<string, string> = {};
+  for (let i = 0; i + 1 < parts.length; i += 2) files[parts[i]!] = Buffer.from(parts[i + 1]!, "base64").toString("utf8");
+  return files;
 }
 
 function render(e: RunEvent): Buffer | string {
