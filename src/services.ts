@@ -80,7 +80,10 @@ export async function createServices(settings: Settings, log: Logger, opts: { se
     const webhooks = new Webhooks(store, box, audit);
     const projects: Projects = new Projects(store, box, audit, orgs, secrets, deployKeys, webhooks);
     const logs = new JobLogs(store, box);
-    const builds = new Builds(store, logs, async (projectId) => (await projects.find(store.db, projectId))?.repositoryUrl ?? null);
+    const builds = new Builds(store, logs, async (projectId) => {
+      const p = await projects.find(store.db, projectId);
+      return { repositoryUrl: p?.repositoryUrl ?? null, egressAllowlist: p?.egressAllowlist ?? null };
+    });
     const authorizer = new Authorizer({
       buildProject: (buildId) => builds.projectOf(buildId),
       roleIn: (orgId, userId) => orgs.roleOf(store.db, orgId, userId),

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { LeasedJob } from "../src/builds/builds.js";
 import { injectTransport } from "../src/runner/embedded.js";
 import { Runner } from "../src/runner/runner.js";
-import type { Sandbox } from "../src/sandbox/backend.js";
+import type { Sandbox, SandboxBackend, SandboxSpec } from "../src/sandbox/backend.js";
 import { BwrapBackend } from "../src/sandbox/bwrap-backend.js";
 import { createUser, signIn, startHarness, type Client, type Harness } from "./helpers/harness.js";
 
@@ -187,6 +187,34 @@ steps:
     expect((await owner.get(`/api/v1/builds/${created.id}/jobs/${build.jobs[0]!.id}/log?format=text`)).body).toContain("via-inject");
     // The same token over the transport is checked like any other: a wrong one is refused.
     await expect(new Runner({ server: "embedded", token: "slr_wrong", backend, transport: injectTransport(h.app, "slr_wrong") }).call("/runner/lease", { waitMs: 0 })).rejects.toThrow(/runner token/);
+  });
+
+  it("P08: a project's egress allowlist is validated and narrows the network of every sandbox of its builds", async () => {
+    const id = await project("image: host\nsteps:\n  - name: a\n    command: echo allowed\n  - type: parallel\n    steps:\n      - name: b\n        command: echo b\n      - name: c\n        command: echo c\n");
+    const bad = await owner.patch(`/api/v1/projects/${id}`, { egressAllowlist: ["not a host:port!"] });
+    expect(bad.statusCode).toBe(400);
+    expect(bad.json().error.message).toMatch(/egressAllowlist\.0: /);
+    const set = await owner.patch(`/api/v1/projects/${id}`, { egressAllowlist: ["203.0.113.7:22", "198.51.100.0/24:443"] });
+    expect(set.statusCode).toBe(200);
+    expect(set.json().egressAllowlist).toEqual(["203.0.113.7:22", "198.51.100.0/24:443"]);
+    // The real backend, recording the specs it is asked for.
+    const specs: SandboxSpec[] = [];
+    const recording: SandboxBackend = { create: (spec) => (specs.push(spec), backend.create(spec)) };
+    await runner.stop();
+    const { token } = await h.services.runners.register("networked");
+    runner = new Runner({ server: url, token, backend: recording, checkout: localCheckout, network: { mode: "outbound" } });
+    runner.start(1);
+    const created = (await owner.post(`/api/v1/projects/${id}/builds`, { branch: "main" })).json();
+    const build = await waitFor(created.id, (s) => !["queued", "running"].includes(s));
+    expect(build.status).toBe("success");
+    expect(specs.length).toBe(3);
+    for (const spec of specs) expect(spec.network).toEqual({ mode: "outbound", allow: ["203.0.113.7:22", "198.51.100.0/24:443"] });
+    // Control: without an allowlist the same runner gives plain outbound access.
+    expect((await owner.patch(`/api/v1/projects/${id}`, { egressAllowlist: null })).json().egressAllowlist).toBeNull();
+    specs.length = 0;
+    const again = (await owner.post(`/api/v1/projects/${id}/builds`, { branch: "main" })).json();
+    expect((await waitFor(again.id, (s) => !["queued", "running"].includes(s))).status).toBe("success");
+    for (const spec of specs) expect(spec.network).toEqual({ mode: "outbound" });
   });
 
   it("runner routes refuse users and unknown runner tokens", async () => {

@@ -58,6 +58,8 @@ export interface LeasedJob {
   buildId: string;
   projectId: string;
   repositoryUrl: string | null;
+  /** When set, the job's sandboxes reach only these entries. */
+  egressAllowlist: string[] | null;
   branch: string | null;
   tag: string | null;
   commit: string | null;
@@ -82,7 +84,7 @@ export class Builds {
   constructor(
     private readonly store: Store,
     private readonly logs: JobLogs,
-    private readonly repositoryOf: (projectId: string) => Promise<string | null>,
+    private readonly projectFacts: (projectId: string) => Promise<{ repositoryUrl: string | null; egressAllowlist: string[] | null }>,
   ) {
     this.queued.setMaxListeners(0);
   }
@@ -199,7 +201,7 @@ export class Builds {
       jobId: job.id,
       buildId: build.id,
       projectId: build.project_id,
-      repositoryUrl: await this.repositoryOf(build.project_id),
+      ...(await this.projectFacts(build.project_id)),
       branch: build.branch,
       tag: build.tag,
       commit: build.commit_sha,

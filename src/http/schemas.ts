@@ -14,6 +14,7 @@ export const projectSchema = z.object({
   name: z.string(),
   repositoryUrl: z.string().nullable(),
   createdAt: z.string(),
+  egressAllowlist: z.array(z.string()).nullable(),
 });
 
 export const secretNameListSchema = z.object({ secrets: z.array(z.object({ name: z.string(), updatedAt: z.string() })) });

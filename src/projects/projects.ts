@@ -29,9 +29,18 @@ export interface Project {
   name: string;
   repositoryUrl: string | null;
   createdAt: string;
+  /** When set, builds reach only these host:port / CIDR entries (and DNS). */
+  egressAllowlist: string[] | null;
 }
 
-const toProject = (r: ProjectsTable): Project => ({ id: r.id, orgId: r.org_id, name: r.name, repositoryUrl: r.repository_url, createdAt: r.created_at });
+const toProject = (r: ProjectsTable): Project => ({
+  id: r.id,
+  orgId: r.org_id,
+  name: r.name,
+  repositoryUrl: r.repository_url,
+  createdAt: r.created_at,
+  egressAllowlist: r.egress_allowlist === null ? null : (JSON.parse(r.egress_allowlist) as string[]),
+});
 
 /** Project records, their contractor assignments and the life of their data keys. */
 export class Projects {
@@ -46,7 +55,7 @@ export class Projects {
   ) {}
 
   async create(ctx: RequestContext, orgId: string, name: string, repositoryUrl: string | null): Promise<Project> {
-    const row: ProjectsTable = { id: newId("prj"), org_id: orgId, name, repository_url: repositoryUrl, created_at: now() };
+    const row: ProjectsTable = { id: newId("prj"), org_id: orgId, name, repository_url: repositoryUrl, created_at: now(), egress_allowlist: null };
     await this.store.db.transaction().execute(async (tx) => {
       await this.assertNameFree(tx, orgId, name);
       await tx.insertInto("projects").values(row).execute();
@@ -97,14 +106,18 @@ export class Projects {
     return rows.map(toProject);
   }
 
-  async update(ctx: RequestContext, id: string, patch: { name?: string; repositoryUrl?: string | null }): Promise<Project> {
+  async update(ctx: RequestContext, id: string, patch: { name?: string; repositoryUrl?: string | null; egressAllowlist?: string[] | null }): Promise<Project> {
     await this.store.db.transaction().execute(async (tx) => {
       const p = await this.find(tx, id);
       if (!p) throw notFound("project");
       if (patch.name !== undefined && patch.name !== p.name) await this.assertNameFree(tx, p.orgId, patch.name);
       await tx
         .updateTable("projects")
-        .set({ ...(patch.name !== undefined && { name: patch.name }), ...(patch.repositoryUrl !== undefined && { repository_url: patch.repositoryUrl }) })
+        .set({
+          ...(patch.name !== undefined && { name: patch.name }),
+          ...(patch.repositoryUrl !== undefined && { repository_url: patch.repositoryUrl }),
+          ...(patch.egressAllowlist !== undefined && { egress_allowlist: patch.egressAllowlist === null ? null : JSON.stringify(patch.egressAllowlist) }),
+        })
         .where("id", "=", id)
         .execute();
       await this.audit.record({ action: "project.updated", ...actorOf(ctx), orgId: p.orgId, target: id, details: patch }, tx);

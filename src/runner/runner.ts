@@ -118,9 +118,16 @@ export class Runner {
     }
   }
 
+  /** The runner's network, narrowed to the project's egress allowlist when it has one. */
+  private networkFor(job: LeasedJob): SandboxSpec["network"] {
+    const base = this.opts.network;
+    return base?.mode === "outbound" && job.egressAllowlist ? { mode: "outbound", allow: job.egressAllowlist } : base;
+  }
+
   private async runPipeline(job: LeasedJob, log: LogSender, signal: AbortSignal): Promise<{ status: "success" | "failed" | "error"; reason: string | null }> {
     // The sandbox that reads the config runs the top level of the pipeline too.
-    const sandbox = await this.opts.backend.create({ image: { kind: "host" }, network: this.opts.network });
+    const network = this.networkFor(job);
+    const sandbox = await this.opts.backend.create({ image: { kind: "host" }, network });
     let handedOver = false;
     try {
       await this.checkout(job, sandbox);
@@ -155,7 +162,7 @@ export class Runner {
         secrets: Object.values(secrets),
         checkout: (s) => this.checkout(job, s),
         initial: sandbox,
-        network: this.opts.network,
+        network,
         onEvent: (e) => log.write(render(e)),
         signal,
       }).run();

@@ -65,7 +65,7 @@ export function parseAllowEntry(text: string): AllowEntry | Error {
   return { host: target.toLowerCase(), port };
 }
 
-const allowEntrySchema = z.string().max(300).superRefine((text, ctx) => {
+export const allowEntrySchema = z.string().max(300).superRefine((text, ctx) => {
   const parsed = parseAllowEntry(text);
   if (parsed instanceof Error) ctx.addIssue({ code: "custom", message: parsed.message });
 });

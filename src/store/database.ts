@@ -10,6 +10,7 @@ import * as m003 from "./migrations/003_secret_box.js";
 import * as m004 from "./migrations/004_audit_log.js";
 import * as m005 from "./migrations/005_deploy_keys_and_webhooks.js";
 import * as m006 from "./migrations/006_builds.js";
+import * as m007 from "./migrations/007_project_egress.js";
 
 export type Db = Kysely<Database>;
 export type Tx = Transaction<Database>;
@@ -24,6 +25,7 @@ const migrations: Record<string, Migration> = {
   "004_audit_log": m004,
   "005_deploy_keys_and_webhooks": m005,
   "006_builds": m006,
+  "007_project_egress": m007,
 };
 
 export interface Store {

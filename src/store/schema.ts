@@ -88,6 +88,8 @@ export interface ProjectsTable {
   name: string;
   repository_url: string | null;
   created_at: string;
+  /** JSON array of allow entries, or null. */
+  egress_allowlist: string | null;
 }
 
 export interface ProjectAssignmentsTable {

@@ -4,6 +4,7 @@ import { hasScope } from "../../auth/permissions.js";
 import { AppError } from "../../errors.js";
 import type { Project } from "../../projects/projects.js";
 import { projectNameSchema, repositoryUrlSchema } from "../../projects/projects.js";
+import { allowEntrySchema } from "../../sandbox/network.js";
 import { secretNameSchema, secretValueSchema } from "../../secrets/secret-variables.js";
 import type { Services } from "../../services.js";
 import { contextOf } from "../plugins/access.js";
@@ -12,7 +13,7 @@ import { projectSchema, secretNameListSchema, someField } from "../schemas.js";
 const projectParams = z.object({ projectId: z.string().min(1).max(64) });
 const secretParams = projectParams.extend({ name: secretNameSchema });
 const assignmentParams = projectParams.extend({ userId: z.string().min(1).max(64) });
-const view = (p: Project) => ({ id: p.id, organization: p.orgId, name: p.name, repositoryUrl: p.repositoryUrl, createdAt: p.createdAt });
+const view = (p: Project) => ({ id: p.id, organization: p.orgId, name: p.name, repositoryUrl: p.repositoryUrl, createdAt: p.createdAt, egressAllowlist: p.egressAllowlist });
 
 /** Projects, their secrets (write-only values) and contractor assignments. */
 export const projectRoutes: FastifyPluginAsyncZod<{ services: Services }> = async (app, { services }) => {
@@ -65,7 +66,15 @@ export const projectRoutes: FastifyPluginAsyncZod<{ services: Services }> = asyn
     "/projects/:projectId",
     {
       config: { access: { kind: "project", action: "project.update" } },
-      schema: { summary: "Rename a project or change its repository URL", params: projectParams, body: z.object({ name: projectNameSchema.optional(), repositoryUrl: repositoryUrlSchema.nullable().optional() }).strict().refine(...someField), response: { 200: projectSchema } },
+      schema: { summary: "Rename a project, change its repository URL or its egress allowlist", params: projectParams, body: z
+          .object({
+            name: projectNameSchema.optional(),
+            repositoryUrl: repositoryUrlSchema.nullable().optional(),
+            // Include the git host: the clone goes through the same allowlist.
+            egressAllowlist: z.array(allowEntrySchema).min(1).max(100).nullable().optional(),
+          })
+          .strict()
+          .refine(...someField), response: { 200: projectSchema } },
     },
     async (request) => view(await projects.update(contextOf(request), request.params.projectId, request.body)),
   );
