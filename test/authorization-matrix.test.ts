@@ -266,7 +266,7 @@ const calls: Record<string, (s: Subject) => Promise<Call>> = {
   "POST /api/v1/tokens": async () => ({ body: { name: "matrix", scopes: ["projects:read"] } }),
   "DELETE /api/v1/tokens/:tokenId": async ({ user }) => ({ params: { tokenId: user ? (await h.services.tokens.create(ctxOf(user), "doomed", ["projects:read"], null)).id : "tok_unknown" } }),
   "GET /api/v1/me/secrets": none,
-  "PUT /api/v1/me/secrets/:name": async () => ({ params: { name: `S_${rand()}` }, body: { value: "v" } }),
+  "PUT /api/v1/me/secrets/:name": async () => ({ params: { name: `S_${rand()}` }, body: { value: "value" } }),
   "DELETE /api/v1/me/secrets/:name": async ({ user }) => {
     const name = `S_${rand()}`;
     if (user) await h.services.secrets.set(ctxOf(user), { kind: "user", id: user.id }, null, name, "v");
@@ -294,7 +294,7 @@ const calls: Record<string, (s: Subject) => Promise<Call>> = {
   "PATCH /api/v1/projects/:projectId": async (s) => ({ params: { projectId: s.projectId }, body: { repositoryUrl: "https://git.example.com/app.git" } }),
   "DELETE /api/v1/projects/:projectId": async (s) => ({ params: { projectId: await s.freshProject() } }),
   "GET /api/v1/projects/:projectId/secrets": async (s) => ({ params: { projectId: s.projectId } }),
-  "PUT /api/v1/projects/:projectId/secrets/:name": async (s) => ({ params: { projectId: s.projectId, name: `S_${rand()}` }, body: { value: "v" } }),
+  "PUT /api/v1/projects/:projectId/secrets/:name": async (s) => ({ params: { projectId: s.projectId, name: `S_${rand()}` }, body: { value: "value" } }),
   "DELETE /api/v1/projects/:projectId/secrets/:name": async (s) => {
     const name = `S_${rand()}`;
     await h.services.secrets.set(ctxOf(users.owner), { kind: "project", id: s.projectId }, orgId, name, "v");
@@ -501,8 +501,8 @@ describe("P11: API token scopes", () => {
     const secretUrl = () => `/api/v1/projects/${assignedProject}/secrets/S_${rand()}`;
 
     expect(outcome(await readOnly.get(`/api/v1/projects/${assignedProject}`))).toBe("200");
-    expect(outcome(await readOnly.put(secretUrl(), { value: "v" }))).toBe("403 insufficient_scope");
-    expect(outcome(await readWrite.put(secretUrl(), { value: "v" }))).toBe("201");
+    expect(outcome(await readOnly.put(secretUrl(), { value: "value" }))).toBe("403 insufficient_scope");
+    expect(outcome(await readWrite.put(secretUrl(), { value: "value" }))).toBe("201");
 
     expect(outcome(await readOnly.get("/api/v1/me/secrets"))).toBe("403 insufficient_scope");
     expect(outcome(await readWrite.get("/api/v1/me/secrets"))).toBe("200");

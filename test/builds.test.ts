@@ -224,3 +224,11 @@ steps:
     }
   });
 });
+
+it("refuses project secrets too short to be masked in logs, and says why", async () => {
+  const id = (await owner.post("/api/v1/projects", { name: "short-secrets" })).json().id as string;
+  const res = await owner.put(`/api/v1/projects/${id}/secrets/PIN`, { value: "123" });
+  expect(res.statusCode).toBe(400);
+  expect(res.json().error.message).toMatch(/at least 4 characters/);
+  expect((await owner.put(`/api/v1/projects/${id}/secrets/PIN`, { value: "1234" })).statusCode).toBe(201);
+});

@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { refineMaskableSecret } from "../crypto/masking.js";
 import { actorOf, type AuditLog } from "../audit/audit-log.js";
 import type { RequestContext } from "../auth/permissions.js";
 import type { Owner, SecretBox } from "../crypto/secret-box.js";
@@ -12,7 +13,9 @@ export const secretNameSchema = z
   .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "a secret name is an environment variable name: letters, digits and _, not starting with a digit");
 export const secretValueSchema = z
   .string()
-  .refine((v) => Buffer.byteLength(v, "utf8") <= 32 * 1024, "a secret value is at most 32 KiB");
+  .refine((v) => Buffer.byteLength(v, "utf8") <= 32 * 1024, "a secret value is at most 32 KiB")
+  // Build logs mask every secret; a very short one could not be masked without hiding ordinary text.
+  .superRefine(refineMaskableSecret);
 
 export type VariableOwner = Owner & { kind: "project" | "user" };
 
