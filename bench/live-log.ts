@@ -55,8 +55,12 @@ export async function liveLogBench(): Promise<void> {
       const viaBuild = await sseLatencies(`${url}/api/v1/builds/${build.id}/jobs/${job.id}/log`, { cookie: `slipway_session=${session}` }, true);
       const baseline = await sseLatencies(`${url}/bench/baseline`, {}, false);
       const startLatencies = await buildStartLatencies(services, project.id, repo);
+      const many = await manyBuilds(services, project.id, repo);
       printTable("a build started through the API → the first byte of its step's output stored (ms; includes the local checkout)", ["", "p50", "p95", "builds"], [
         ["embedded runner, woken by the queue", fmt(percentile(startLatencies, 50), 1), fmt(percentile(startLatencies, 95), 1), startLatencies.length],
+      ]);
+      printTable(`${MANY} one-step builds queued at once, embedded runner with 1 slot, server and runner in one process`, ["total s", "builds/s", "peak RSS MiB", "RSS before MiB"], [
+        [fmt(many.seconds, 1), fmt(MANY / many.seconds, 1), fmt(many.peakRss / 1024 ** 2), fmt(many.rssBefore / 1024 ** 2)],
       ]);
       printTable(`${LINES} lines, one every 50 ms (ms from print to client)`, ["path", "p50", "p95", "lines"], [
         ["step → sandbox → runner → server → SSE client", fmt(percentile(viaBuild, 50), 1), fmt(percentile(viaBuild, 95), 1), viaBuild.length],
@@ -71,6 +75,20 @@ export async function liveLogBench(): Promise<void> {
 }
 
 const BUILDS = 15;
+const MANY = 200;
+
+/** Queues MANY builds at once and waits for all; samples the process's memory meanwhile. */
+async function manyBuilds(services: Services, projectId: string, repo: string): Promise<{ seconds: number; peakRss: number; rssBefore: number }> {
+  writeFileSync(path.join(repo, ".slipway.yml"), "image: host\nsteps:\n  - name: tiny\n    command: echo ok\n");
+  const rssBefore = process.memoryUsage().rss;
+  let peakRss = rssBefore;
+  const sampler = setInterval(() => (peakRss = Math.max(peakRss, process.memoryUsage().rss)), 50);
+  const started = Date.now();
+  const ids = await Promise.all(Array.from({ length: MANY }, async () => (await services.builds.create(projectId, { branch: "main", trigger: "api" })).id));
+  for (const id of ids) while (["queued", "running"].includes((await services.builds.get(id)).status)) await new Promise((r) => setTimeout(r, 50));
+  clearInterval(sampler);
+  return { seconds: (Date.now() - started) / 1000, peakRss, rssBefore };
+}
 
 /** Creates builds one after another and times each from creation to the first output of its step. */
 async function buildStartLatencies(services: Services, projectId: string, repo: string): Promise<number[]> {
