@@ -163,6 +163,7 @@ steps:
     const doomed = new Runner({ server: url, token, backend, checkout: localCheckout });
     const leased = await doomed.call<{ job: LeasedJob }>("/runner/lease", { waitMs: 5_000 });
     expect(leased.job.buildId).toBe(created.id);
+    await doomed.call(`/runner/jobs/${leased.job.jobId}/log`, { offset: 0, data: Buffer.from("stale output of the lost attempt\n").toString("base64") });
     await h.services.store.db.updateTable("jobs").set({ lease_expires_at: new Date(Date.now() - 1000).toISOString() }).where("id", "=", leased.job.jobId).execute();
     expect(await h.services.builds.expireLeases()).toBe(1);
     const { token: t2 } = await h.services.runners.register("test runner 2");
@@ -171,6 +172,10 @@ steps:
     const build = await waitFor(created.id, (s) => !["queued", "running"].includes(s));
     expect(build.status).toBe("success");
     expect(build.jobs[0]!.attempts).toBe(2);
+    // The retry's log starts afresh: the lost attempt's output is gone, the new one complete.
+    const log = (await owner.get(`/api/v1/builds/${created.id}/jobs/${build.jobs[0]!.id}/log?format=text`)).body;
+    expect(log).toContain("finished-by-a-live-runner");
+    expect(log).not.toContain("stale output");
     // The dead runner's lease is gone: it can no longer write to the job.
     await expect(doomed.call(`/runner/jobs/${leased.job.jobId}/log`, { offset: 0, data: "eA==" })).rejects.toThrow(/no longer holds/);
   });

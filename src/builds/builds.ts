@@ -224,7 +224,8 @@ export class Builds {
   async heartbeat(runnerId: string, jobId: string): Promise<{ cancel: boolean; leaseExpiresAt: string }> {
     const job = await this.held(runnerId, jobId);
     const leaseExpiresAt = inFuture(LEASE_MS);
-    await this.store.db.updateTable("jobs").set({ lease_expires_at: leaseExpiresAt }).where("id", "=", jobId).execute();
+    const res = await this.store.db.updateTable("jobs").set({ lease_expires_at: leaseExpiresAt }).where("id", "=", jobId).where("runner_id", "=", runnerId).where("status", "=", "running").executeTakeFirst();
+    if (Number(res.numUpdatedRows) !== 1) throw leaseLost();
     return { cancel: Number(job.cancel_requested) === 1, leaseExpiresAt };
   }
 
@@ -237,7 +238,8 @@ export class Builds {
     const job = await this.held(runnerId, jobId);
     await this.store.db.transaction().execute(async (tx) => {
       const final = Number(job.cancel_requested) === 1 ? "canceled" : status;
-      await tx.updateTable("jobs").set({ status: final, reason: final === "canceled" ? "canceled" : reason, finished_at: now(), lease_expires_at: null }).where("id", "=", jobId).execute();
+      const res = await tx.updateTable("jobs").set({ status: final, reason: final === "canceled" ? "canceled" : reason, finished_at: now(), lease_expires_at: null }).where("id", "=", jobId).where("runner_id", "=", runnerId).where("status", "=", "running").executeTakeFirst();
+      if (Number(res.numUpdatedRows) !== 1) throw leaseLost();
       await this.settle(tx, job.build_id);
     });
     this.logs.ended(jobId);
@@ -251,11 +253,13 @@ export class Builds {
       await this.store.db.transaction().execute(async (tx) => {
         await tx
           .updateTable("jobs")
-          .set(retry ? { status: "queued", runner_id: null, lease_expires_at: null, reason: "the runner stopped answering; retried" } : { status: "error", lease_expires_at: null, finished_at: now(), reason: "the runner stopped answering (lease expired) twice; check the runner and restart the build" })
+          .set(retry ? { status: "queued", runner_id: null, lease_expires_at: null, reason: "the runner stopped answering; retried", log_bytes: 0 } : { status: "error", lease_expires_at: null, finished_at: now(), reason: "the runner stopped answering (lease expired) twice; check the runner and restart the build" })
           .where("id", "=", job.id)
           .where("status", "=", "running")
           .execute();
-        if (!retry) await this.settle(tx, job.build_id);
+        // A retry starts its log afresh; the lost attempt's partial output would not line up with it.
+        if (retry) await tx.deleteFrom("log_chunks").where("job_id", "=", job.id).execute();
+        else await this.settle(tx, job.build_id);
       });
       if (retry) this.queued.emit("job");
       else this.logs.ended(job.id);
@@ -272,7 +276,7 @@ export class Builds {
 
   private async held(runnerId: string, jobId: string): Promise<JobsTable> {
     const job = await this.store.db.selectFrom("jobs").selectAll().where("id", "=", jobId).executeTakeFirst();
-    if (!job || job.runner_id !== runnerId || job.status !== "running") throw new AppError(409, "lease_lost", "this runner no longer holds the job (its lease expired or it was reassigned); drop it");
+    if (!job || job.runner_id !== runnerId || job.status !== "running") throw leaseLost();
     return job;
   }
 
@@ -286,6 +290,8 @@ export class Builds {
     await tx.updateTable("builds").set({ status: worst, reason, finished_at: now() }).where("id", "=", buildId).execute();
   }
 }
+
+const leaseLost = () => new AppError(409, "lease_lost", "this runner no longer holds the job (its lease expired or it was reassigned); drop it");
 
 function newJob(buildId: string, name: string): JobsTable {
   return { id: newId("job"), build_id: buildId, name, status: "queued", runner_id: null, lease_expires_at: null, attempts: 0, cancel_requested: 0, reason: null, created_at: now(), started_at: null, finished_at: null, log_bytes: 0 };

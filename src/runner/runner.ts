@@ -104,9 +104,13 @@ export class Runner {
           if (err instanceof RunnerApiError && err.code === "lease_lost") canceled.abort();
         });
     }, HEARTBEAT_MS);
+    // Stopping the runner kills what it runs; the job is not finished, so its lease runs out and it is retried.
+    const onStop = () => canceled.abort();
+    this.current.signal.addEventListener("abort", onStop);
     const log = new LogSender((offset, data) => this.call(`/runner/jobs/${job.jobId}/log`, { offset, data: data.toString("base64") }));
     try {
       const outcome = await this.runPipeline(job, log, canceled.signal);
+      if (this.stopping) return;
       await log.flush();
       await this.call(`/runner/jobs/${job.jobId}/finish`, outcome);
     } catch (err) {
@@ -114,6 +118,7 @@ export class Runner {
       await log.flush().catch(() => undefined);
       await this.call(`/runner/jobs/${job.jobId}/finish`, { status: "error", reason: (err as Error).message }).catch(() => undefined);
     } finally {
+      this.current.signal.removeEventListener("abort", onStop);
       clearInterval(heartbeat);
     }
   }
@@ -205,12 +210,20 @@ class LogSender {
   private offset = 0;
   private buffered: Buffer[] = [];
   private sending: Promise<void> = Promise.resolve();
+  /** The first failed send: later output is dropped, and flush reports it. */
+  private failed?: unknown;
 
   constructor(private readonly send: (offset: number, data: Buffer) => Promise<unknown>) {}
 
   write(data: Buffer | string): void {
+    if (this.failed) return;
     this.buffered.push(typeof data === "string" ? Buffer.from(data) : data);
-    this.sending = this.sending.then(() => this.drain());
+    this.sending = this.sending
+      .then(() => this.drain())
+      .catch((err: unknown) => {
+        this.failed ??= err;
+        this.buffered = [];
+      });
   }
 
   private async drain(): Promise<void> {
@@ -224,7 +237,8 @@ class LogSender {
     }
   }
 
-  flush(): Promise<void> {
-    return this.sending;
+  async flush(): Promise<void> {
+    await this.sending;
+    if (this.failed) throw this.failed;
   }
 }

@@ -96,12 +96,17 @@ export const buildRoutes: FastifyPluginAsyncZod<{ services: Services }> = async 
       };
       const pending: Array<{ offset: number; data: Buffer }> = [];
       let caughtUp = false;
+      let endSeen = false;
+      let ended = false;
       const unfollow = logs.follow(job.id, (c) => (caughtUp ? send(c.offset, c.data) : pending.push(c)));
+      // The end is written once, and only after the backlog, so no line is lost behind it.
       const finish = async () => {
-        const ended = await builds.job(build.id, job.id);
-        res.end(`event: end\ndata: ${JSON.stringify({ status: ended.status, reason: ended.reason })}\n\n`);
+        if (ended) return;
+        ended = true;
+        const last = await builds.job(build.id, job.id).catch(() => undefined);
+        res.end(`event: end\ndata: ${JSON.stringify({ status: last?.status ?? "unknown", reason: last?.reason ?? null })}\n\n`);
       };
-      const unEnd = logs.onEnd(job.id, () => void finish());
+      const unEnd = logs.onEnd(job.id, () => (caughtUp ? void finish() : (endSeen = true)));
       request.raw.on("close", () => {
         unfollow();
         unEnd();
@@ -110,7 +115,7 @@ export const buildRoutes: FastifyPluginAsyncZod<{ services: Services }> = async 
       for (const c of pending) send(c.offset, c.data);
       caughtUp = true;
       const now = await builds.job(build.id, job.id);
-      if (!["queued", "running"].includes(now.status)) await finish();
+      if (endSeen || !["queued", "running"].includes(now.status)) await finish();
       else res.write(": live\n\n");
     },
   );
