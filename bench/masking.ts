@@ -1,6 +1,7 @@
 import { performance } from "node:perf_hooks";
 import { createMasker, type Masker } from "../src/crypto/masking.js";
 import { fmt, printTable, ratio } from "./support.js";
+import { seededInts as prng } from "../test/helpers/prng.js";
 
 const LOG_BYTES = 16 * 1024 * 1024;
 const SECRET_COUNT = 100;
@@ -9,18 +10,6 @@ const CHUNKINGS = [
   { label: "64 KiB writes (a busy pipe)", bytes: 64 * 1024 },
   { label: "4 KiB writes", bytes: 4 * 1024 },
 ];
-
-/** Deterministic PRNG (mulberry32), so every run masks the same log. */
-function prng(seed: number): (n: number) => number {
-  let a = seed >>> 0;
-  return (n) => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return Math.floor((((t ^ (t >>> 14)) >>> 0) / 4294967296) * n);
-  };
-}
 
 const ALNUM = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
 

@@ -6,6 +6,7 @@ import { afterAll, beforeAll, expect, it } from "vitest";
 import { buildApp } from "../src/http/app.js";
 import { Client, signIn, startHarness, type Harness } from "./helpers/harness.js";
 import { apiRoutes, endedBuild, expectError, fillPath, heldJob, isRunnerRoute, paramsOf, sampleBodies, send, setUpWorld, WORLD_TOKEN_SCOPES, type ApiRoute, type World } from "./helpers/web.js";
+import { mulberry32 } from "./helpers/prng.js";
 
 /*
  * A small, seeded fuzzer: generated JSON (deep nesting, huge and odd strings, numbers that do
@@ -22,14 +23,7 @@ const DEADLINE_MS = 20_000;
 
 /** mulberry32: a tiny seeded PRNG, so that a failure can be replayed with FUZZ_SEED. */
 function prng(seed: number) {
-  let a = seed >>> 0;
-  const next = () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-  };
+  const next = mulberry32(seed);
   const int = (n: number) => Math.floor(next() * n);
   return { next, int, pick: <T>(xs: readonly T[]): T => xs[int(xs.length)]!, chance: (p: number) => next() < p };
 }

@@ -1,6 +1,7 @@
 import { Readable } from "node:stream";
 import { describe, expect, it } from "vitest";
 import { createMasker, maskableSecretValueSchema, MaskingTransform, SecretValueError, validateSecretValue, type Masker } from "./masking.js";
+import { seededInts as prng } from "../../test/helpers/prng.js";
 
 /** Has a multi-byte character, a space, + and /, so its encoded forms all differ from each other. */
 const SECRET = "Tök€n pass/word+?~>!";
@@ -38,18 +39,6 @@ function streamed(masker: Masker, pieces: Buffer[]): string {
 function splitAt(buf: Buffer, ...points: number[]): Buffer[] {
   const edges = [0, ...points, buf.length];
   return edges.slice(1).map((end, i) => buf.subarray(edges[i]!, end));
-}
-
-/** Deterministic PRNG (mulberry32), so a failing random case can be replayed. */
-function prng(seed: number): (n: number) => number {
-  let a = seed >>> 0;
-  return (n) => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return Math.floor((((t ^ (t >>> 14)) >>> 0) / 4294967296) * n);
-  };
 }
 
 describe("log masking", () => {

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { findings, lines, readConfig, validPipeline } from "../../test/helpers/pipeline.js";
 import { limits, problemSchema, type Problem } from "./index.js";
+import { mulberry32 as rng } from "../../test/helpers/prng.js";
 
 const codes = (problems: Problem[]) => problems.map((p) => p.code);
 const validSlipway = lines("image: alpine", "steps:", "  - name: one", "    command: echo one", "  - type: parallel", "    steps:", "      - name: two", "        command: [echo, two]", "      - name: three", "        command: echo three", "        branch: ^main$");
@@ -37,18 +38,6 @@ describe("hostile configs get an error, not a hang", () => {
     expect(r.pipeline).toBeUndefined();
   });
 });
-
-/** A small, seeded generator: the same inputs on every run, so a failure can be replayed. */
-function rng(seed: number) {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const pieces = ["steps", "services", "image", "command", "type", "parallel", "serial", "manual", "tag", "branch", "exclude", "service", "name", "depends_on", "env", "timeout", "on_fail", "build", "links", "encrypted_env_file", "^(", "$", "[", "]", "{", "}", "-", ":", "&a", "*a", "<<", "\n", "\n  ", "\n    - ", "'", '"', "\\0", "#", "!!binary", "!tag", "|", ">", "~", "null", "1e9", "0x1f", "..", "/", "\t", "\u0000", "\uFEFF", "?", ",", "%YAML 1.1\n---\n"];
 
