@@ -9,11 +9,9 @@ import { Runner } from "../src/runner/runner.js";
 import type { Sandbox } from "../src/sandbox/backend.js";
 import { BwrapBackend } from "../src/sandbox/bwrap-backend.js";
 import type { Services } from "../src/services.js";
-import { fmt, printTable, withSlipway } from "./support.js";
+import { fmt, percentile, printTable, withSlipway } from "./support.js";
 
 const LINES = 60;
-
-const percentile = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
 
 /**
  * A line printed by a running step → the same line at an SSE client, end to end: sandbox, masking,
@@ -54,11 +52,7 @@ export async function liveLogBench(): Promise<void> {
       const session = await services.sessions.create(services.store.db, (await services.users.findByEmail(services.store.db, "bench@example.test"))!.id, null);
       const viaBuild = await sseLatencies(`${url}/api/v1/builds/${build.id}/jobs/${job.id}/log`, { cookie: `slipway_session=${session}` }, true);
       const baseline = await sseLatencies(`${url}/bench/baseline`, {}, false);
-      const startLatencies = await buildStartLatencies(services, project.id, repo);
       const many = await manyBuilds(services, project.id, repo);
-      printTable("a build started through the API → the first byte of its step's output stored (ms; includes the local checkout)", ["", "p50", "p95", "builds"], [
-        ["embedded runner, woken by the queue", fmt(percentile(startLatencies, 50), 1), fmt(percentile(startLatencies, 95), 1), startLatencies.length],
-      ]);
       printTable(`${MANY} one-step builds queued at once, embedded runner with 1 slot, server and runner in one process`, ["total s", "builds/s", "peak RSS MiB", "RSS before MiB"], [
         [fmt(many.seconds, 1), fmt(MANY / many.seconds, 1), fmt(many.peakRss / 1024 ** 2), fmt(many.rssBefore / 1024 ** 2)],
       ]);
@@ -74,7 +68,6 @@ export async function liveLogBench(): Promise<void> {
   });
 }
 
-const BUILDS = 15;
 const MANY = 200;
 
 /** Queues MANY builds at once and waits for all; samples the process's memory meanwhile. */
@@ -88,27 +81,6 @@ async function manyBuilds(services: Services, projectId: string, repo: string): 
   for (const id of ids) while (["queued", "running"].includes((await services.builds.get(id)).status)) await new Promise((r) => setTimeout(r, 50));
   clearInterval(sampler);
   return { seconds: (Date.now() - started) / 1000, peakRss, rssBefore };
-}
-
-/** Creates builds one after another and times each from creation to the first output of its step. */
-async function buildStartLatencies(services: Services, projectId: string, repo: string): Promise<number[]> {
-  writeFileSync(path.join(repo, ".slipway.yml"), "image: host\nsteps:\n  - name: hello\n    command: echo first-output\n");
-  const times: number[] = [];
-  for (let i = 0; i < BUILDS; i++) {
-    const started = Date.now();
-    let resolveFirst!: () => void;
-    const first = new Promise<void>((r) => (resolveFirst = r));
-    const build = await services.builds.create(projectId, { branch: "main", trigger: "api" });
-    const jobId = build.jobs[0]!.id;
-    const stop = services.logs.follow(jobId, (c) => {
-      if (c.data.includes("first-output")) resolveFirst();
-    });
-    await first;
-    times.push(Date.now() - started);
-    stop();
-    while (["queued", "running"].includes((await services.builds.get(build.id)).status)) await new Promise((r) => setTimeout(r, 10));
-  }
-  return times.sort((a, b) => a - b);
 }
 
 /** Reads an SSE stream to its end; returns, sorted, arrival time minus the `t=` stamp of each line. */

@@ -3,6 +3,7 @@ import { apiBench } from "./api.js";
 import { maskingBench } from "./masking.js";
 import { sandboxBench } from "./sandbox.js";
 import { liveLogBench } from "./live-log.js";
+import { pushBench } from "./push.js";
 import { secretBoxBench } from "./secret-box.js";
 
 const benchmarks = [
@@ -11,6 +12,7 @@ const benchmarks = [
   { name: "masking", title: "Log masking with 100 secrets vs unmasked pass-through", run: maskingBench },
   { name: "sandbox", title: "Sandbox create + exec + destroy vs bare bubblewrap", run: sandboxBench },
   { name: "live-log", title: "Live log latency: a line printed by a step → an SSE client", run: liveLogBench },
+  { name: "push", title: "Push (signed webhook) → first byte of the step's output, without and with a clone over SSH", run: pushBench },
 ];
 
 /** `npm run bench` runs every benchmark; `npm run bench -- api` runs only the named ones. */

@@ -1,12 +1,8 @@
 import { spawn } from "node:child_process";
 import { BwrapBackend } from "../src/sandbox/bwrap-backend.js";
-import { fmt, printTable, ratio } from "./support.js";
+import { fmt, percentile, printTable, ratio } from "./support.js";
 
 const ROUNDS = 40;
-
-function percentile(sorted: number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
-}
 
 async function timeRounds(once: () => Promise<void>): Promise<number[]> {
   await once();

@@ -18,7 +18,7 @@ export interface Slipway {
  * Runs `fn` against real Slipway services in a temp data dir, and removes the dir afterwards
  * even when `fn` fails, so repeated runs leave nothing behind.
  */
-export async function withSlipway<T>(fn: (s: Slipway) => Promise<T>): Promise<T> {
+export async function withSlipway<T>(fn: (s: Slipway) => Promise<T>, opts: { repositoryUrl?: string } = {}): Promise<T> {
   const dataDir = mkdtempSync(path.join(tmpdir(), "slipway-bench-"));
   try {
     const services = await createServices(loadSettings({ dataDir, logLevel: "silent" }, {}), pino({ level: "silent" }));
@@ -29,7 +29,7 @@ export async function withSlipway<T>(fn: (s: Slipway) => Promise<T>): Promise<T>
         ip: null,
       };
       const org = await services.orgs.create(ctx, "bench");
-      const project = await services.projects.create(ctx, org.id, "bench", null);
+      const project = await services.projects.create(ctx, org.id, "bench", opts.repositoryUrl ?? null);
       return await fn({ services, ctx, project });
     } finally {
       await services.close();
@@ -40,6 +40,9 @@ export async function withSlipway<T>(fn: (s: Slipway) => Promise<T>): Promise<T>
 }
 
 type Cell = string | number;
+
+/** The `p`th percentile of an ascending list. */
+export const percentile = (sorted: number[], p: number): number => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
 
 /** Prints a titled table with right-aligned columns (the first column left-aligned). */
 export function printTable(title: string, headers: string[], rows: Cell[][]): void {

@@ -22,6 +22,7 @@ import { refName } from "./builds/events.js";
 import { shouldSkip } from "./pipeline/refs.js";
 import { JobLogs } from "./builds/job-logs.js";
 import { Runners } from "./builds/runners.js";
+import { EnvFileKeys } from "./secrets/env-file-keys.js";
 import { SecretVariables } from "./secrets/secret-variables.js";
 import { openStore, type Store } from "./store/database.js";
 
@@ -40,6 +41,7 @@ export interface Services {
   orgs: Organizations;
   projects: Projects;
   deployKeys: DeployKeys;
+  envFileKeys: EnvFileKeys;
   webhooks: Webhooks;
   /** What a verified push does; builds plug in here (replace onPush), until then nothing is started. */
   hooks: { onPush: PushHandler };
@@ -79,11 +81,11 @@ export async function createServices(settings: Settings, log: Logger, opts: { se
     const deployKeys = new DeployKeys(store, box, audit);
     const webhooks = new Webhooks(store, box, audit);
     const projects: Projects = new Projects(store, box, audit, orgs, secrets, deployKeys, webhooks);
-    const logs = new JobLogs(store, box);
+    const logs = new JobLogs(store, box, settings.maxJobLogBytes);
     const builds = new Builds(store, logs, async (projectId) => {
       const p = await projects.find(store.db, projectId);
       return { repositoryUrl: p?.repositoryUrl ?? null, egressAllowlist: p?.egressAllowlist ?? null };
-    });
+    }, audit);
     const authorizer = new Authorizer({
       buildProject: (buildId) => builds.projectOf(buildId),
       roleIn: (orgId, userId) => orgs.roleOf(store.db, orgId, userId),
@@ -106,6 +108,7 @@ export async function createServices(settings: Settings, log: Logger, opts: { se
       orgs,
       projects,
       deployKeys,
+      envFileKeys: new EnvFileKeys(store, box, audit),
       webhooks,
       hooks: {
         // A push becomes a build of its branch or tag, unless its message asks to skip CI.

@@ -5,7 +5,9 @@ import { scopes, type RequestContext, type Role } from "../src/auth/permissions.
 import type { User } from "../src/auth/users.js";
 import { tokenHash } from "../src/crypto/secret-box.js";
 import { signBody } from "../src/projects/webhooks.js";
+import { encryptEnvText, parsePublicKey } from "../src/secrets/env-file-format.js";
 import { Client, PASSWORD, cookieHeader, createUser, startHarness, totpCode, type Harness } from "./helpers/harness.js";
+import { SAMPLE_HOST_KEY } from "./helpers/web.js";
 
 /**
  * P11: every route of the app × every kind of caller gets exactly the answer the policy intends.
@@ -83,6 +85,9 @@ const expected: Record<string, Expected> = {
   "GET /api/v1/projects/:projectId/deploy-key":       row([401, 404, 200, 200, 200, 200, 200, 404]),
   "POST /api/v1/projects/:projectId/deploy-key":      row([401, 404, 200, 200, 403, 403, 403, 404]),
   "POST /api/v1/projects/:projectId/webhook-secret":  row([401, 404, 200, 200, 403, 403, 403, 404]),
+  // The public half is for anyone who may read the project; decrypting shows secret values: managers only.
+  "GET /api/v1/projects/:projectId/env-file-key":     row([401, 404, 200, 200, 200, 200, 200, 404]),
+  "POST /api/v1/projects/:projectId/env-file-key/decrypt": row([401, 404, 200, 200, 403, 403, 403, 404]),
   // Public: the signature authenticates the push, whoever (if anyone) is signed in.
   "POST /api/v1/hooks/:projectId":                    row([202, 202, 202, 202, 202, 202, 202, 202]),
 
@@ -91,6 +96,7 @@ const expected: Record<string, Expected> = {
   "GET /api/v1/projects/:projectId/builds":           row([401, 404, 200, 200, 200, 200, 403, 404]),
   "GET /api/v1/builds/:buildId":                      row([401, 404, 200, 200, 200, 200, 403, 404]),
   "POST /api/v1/builds/:buildId/cancel":              row([401, 404, 200, 200, 200, 200, 403, 404]),
+  "POST /api/v1/builds/:buildId/approvals":           row([401, 404, 200, 200, 403, 403, 403, 404]),
   "GET /api/v1/builds/:buildId/jobs/:jobId/log":      row([401, 404, 200, 200, 200, 200, 403, 404]),
 
   // For runners only (a runner token): no user gets in, whatever the role.
@@ -99,6 +105,8 @@ const expected: Record<string, Expected> = {
   "POST /api/v1/runner/jobs/:jobId/log":              row([401, 401, 401, 401, 401, 401, 401]),
   "POST /api/v1/runner/jobs/:jobId/secrets":          row([401, 401, 401, 401, 401, 401, 401]),
   "POST /api/v1/runner/jobs/:jobId/checkout":         row([401, 401, 401, 401, 401, 401, 401]),
+  "POST /api/v1/runner/jobs/:jobId/known-hosts":      row([401, 401, 401, 401, 401, 401, 401]),
+  "POST /api/v1/runner/jobs/:jobId/env-files":        row([401, 401, 401, 401, 401, 401, 401]),
   "POST /api/v1/runner/jobs/:jobId/finish":           row([401, 401, 401, 401, 401, 401, 401]),
 };
 
@@ -148,6 +156,7 @@ let unassignedProject: string;
 const bearer = new Map<string, string>();
 /** A job a registered runner holds: the runner routes' recipes name it, so only the token decides. */
 let heldJobId: string;
+let matrixRunnerId: string;
 /** One build per project for the routes that read a build; cancel makes its own. */
 const buildsOf = new Map<string, Promise<{ buildId: string; jobId: string }>>();
 
@@ -182,6 +191,20 @@ async function leaseOne(runnerId: string): Promise<string> {
   if (!job) throw new Error("nothing to lease");
   return job.jobId;
 }
+/** A new build that stopped at its manual step 2, as a runner reports it: what an approval needs. */
+async function waitingBuild(projectId: string): Promise<{ buildId: string }> {
+  const { buildId, jobId } = await newBuild(projectId);
+  // The oldest queued job is leased first: builds queued earlier by other recipes are taken on the way.
+  for (let i = 0; ; i++) {
+    const job = await h.services.builds.lease(matrixRunnerId, 0);
+    if (!job || i > 1000) throw new Error("the new build's job was not leased");
+    if (job.jobId === jobId) break;
+  }
+  await h.services.builds.finish(matrixRunnerId, jobId, { status: "waiting-for-approval", step: { id: "2", name: "deploy" } });
+  return { buildId };
+}
+/** An env file encrypted for the project, as `slipway secrets encrypt` writes it. */
+const encryptedFor = async (projectId: string) => encryptEnvText(projectId, parsePublicKey(await h.services.envFileKeys.publicKey(projectId)), "DEPLOY_TOKEN=matrix-value\n", "app.env");
 const buildOf = (projectId: string) => buildsOf.get(projectId) ?? buildsOf.set(projectId, newBuild(projectId)).get(projectId)!;
 
 async function enableTwoFactor(user: User): Promise<string[]> {
@@ -310,6 +333,8 @@ const calls: Record<string, (s: Subject) => Promise<Call>> = {
   "GET /api/v1/projects/:projectId/deploy-key": async (s) => ({ params: { projectId: s.projectId } }),
   "POST /api/v1/projects/:projectId/deploy-key": async (s) => ({ params: { projectId: s.projectId } }),
   "POST /api/v1/projects/:projectId/webhook-secret": async (s) => ({ params: { projectId: s.projectId } }),
+  "GET /api/v1/projects/:projectId/env-file-key": async (s) => ({ params: { projectId: s.projectId } }),
+  "POST /api/v1/projects/:projectId/env-file-key/decrypt": async (s) => ({ params: { projectId: s.projectId }, body: { text: await encryptedFor(s.projectId) } }),
   "POST /api/v1/hooks/:projectId": async (s) => {
     const body = { ref: "refs/heads/main", commit: randomBytes(20).toString("hex") };
     const secret = (await h.services.webhooks.reveal(s.projectId))!;
@@ -320,6 +345,7 @@ const calls: Record<string, (s: Subject) => Promise<Call>> = {
   "GET /api/v1/projects/:projectId/builds": async (s) => ({ params: { projectId: s.projectId } }),
   "GET /api/v1/builds/:buildId": async (s) => ({ params: await buildOf(s.projectId) }),
   "POST /api/v1/builds/:buildId/cancel": async (s) => ({ params: await newBuild(s.projectId) }),
+  "POST /api/v1/builds/:buildId/approvals": async (s) => ({ params: await waitingBuild(s.projectId), body: { step: "2" } }),
   // The text form: the default live stream (Server-Sent Events) of a queued job would not end.
   "GET /api/v1/builds/:buildId/jobs/:jobId/log": async (s) => ({ params: await buildOf(s.projectId), query: "?format=text" }),
 
@@ -328,6 +354,12 @@ const calls: Record<string, (s: Subject) => Promise<Call>> = {
   "POST /api/v1/runner/jobs/:jobId/log": async () => ({ params: { jobId: heldJobId }, body: { offset: 0, data: Buffer.from("matrix\n").toString("base64") } }),
   "POST /api/v1/runner/jobs/:jobId/secrets": async () => ({ params: { jobId: heldJobId }, body: { names: ["API_KEY"] } }),
   "POST /api/v1/runner/jobs/:jobId/checkout": async () => ({ params: { jobId: heldJobId }, body: {} }),
+  "POST /api/v1/runner/jobs/:jobId/known-hosts": async () => {
+    // Keys are taken only for the host the repository is cloned from.
+    await h.services.store.db.updateTable("projects").set({ repository_url: "ssh://git@git.example.com/app.git" }).where("id", "=", assignedProject).execute();
+    return { params: { jobId: heldJobId }, body: { knownHosts: `git.example.com ${SAMPLE_HOST_KEY}\n` } };
+  },
+  "POST /api/v1/runner/jobs/:jobId/env-files": async () => ({ params: { jobId: heldJobId }, body: { path: "app.env.encrypted", text: await encryptedFor(assignedProject) } }),
   "POST /api/v1/runner/jobs/:jobId/finish": async () => ({ params: { jobId: heldJobId }, body: { status: "success", reason: null } }),
 };
 
@@ -382,7 +414,8 @@ beforeAll(async () => {
   assignedProject = await project({ assigned: true });
   unassignedProject = await project({ assigned: false });
   for (const u of Object.values(users)) bearer.set(u.id, (await h.services.tokens.create(ctxOf(u), "all scopes", [...scopes], null)).token);
-  heldJobId = await leaseOne((await h.services.runners.register("matrix")).id);
+  matrixRunnerId = (await h.services.runners.register("matrix")).id;
+  heldJobId = await leaseOne(matrixRunnerId);
 });
 afterAll(() => h?.close());
 
@@ -511,7 +544,7 @@ describe("P11: API token scopes", () => {
     expect(outcome(await readWrite.get(`/api/v1/orgs/${orgId}`))).toBe("200");
   });
 
-  it("P11: builds need the builds scopes: builds:read to read them, builds:write to start and cancel one", async () => {
+  it("P11: builds need the builds scopes: builds:read to read them, builds:write to start, cancel and approve one", async () => {
     const none = await tokenWith(users.owner, ["projects:read"]);
     const read = await tokenWith(users.owner, ["builds:read"]);
     const write = await tokenWith(users.owner, ["builds:write"]);
@@ -526,6 +559,9 @@ describe("P11: API token scopes", () => {
     expect(outcome(await read.get(`/api/v1/builds/${buildId}`))).toBe("200");
     expect(outcome(await read.post(`/api/v1/builds/${buildId}/cancel`))).toBe("403 insufficient_scope");
     expect(outcome(await write.post(`/api/v1/builds/${buildId}/cancel`))).toBe("200");
+    const waiting = (await waitingBuild(assignedProject)).buildId;
+    expect(outcome(await read.post(`/api/v1/builds/${waiting}/approvals`, { step: "2" }))).toBe("403 insufficient_scope");
+    expect(outcome(await write.post(`/api/v1/builds/${waiting}/approvals`, { step: "2" }))).toBe("200");
   });
 
   it("P11: a scope never widens the role: a member's write token still cannot change a project", async () => {

@@ -100,6 +100,7 @@ function queryMutations(params: Parameter[]): string[] {
       if (schema.maximum !== undefined) out.push(`${name}=${BigInt(schema.maximum) + 1n}`);
     }
     if (schema.type === "string" && schema.maxLength !== undefined) out.push(`${name}=${"x".repeat(schema.maxLength + 1)}`);
+    if (schema.enum) out.push(`${name}=not-one-of-them`, `${name}=`);
   }
   return out;
 }

@@ -112,6 +112,31 @@ steps:
     expect(build.reason).toMatch(/step broken: exited with code 5/);
   });
 
+  it("services run beside the steps: their output is in the job's stored log, prefixed and masked; an unhealthy one fails the build with the reason", async () => {
+    const config = (check: string, retries: number) => `image: host
+secrets: [API_KEY]
+services:
+  db:
+    image: host
+    command: echo "db starting with $API_KEY"; exec python3 -m http.server 8000 --bind 127.0.0.1
+    healthcheck: { command: ${JSON.stringify(check)}, interval: 50ms, retries: ${retries} }
+steps:
+  - name: query
+    command: python3 -c 'import urllib.request; urllib.request.urlopen("http://db:8000/", timeout=10); print("db answered")'
+`;
+    const ok = (await owner.post(`/api/v1/projects/${await project(config("python3 -c 'import urllib.request; urllib.request.urlopen(\"http://127.0.0.1:8000/\")'", 100))}/builds`, { branch: "main" })).json();
+    const passed = await waitFor(ok.id, (s) => !["queued", "running"].includes(s));
+    expect(passed.status).toBe("success");
+    const log = (await owner.get(`/api/v1/builds/${ok.id}/jobs/${passed.jobs[0]!.id}/log?format=text`)).body;
+    expect(log).toMatch(/● db: started[\s\S]*● db: healthy[\s\S]*db answered/);
+    expect(log).toContain("[db] db starting with ***\n");
+    expect(log).not.toContain(SECRET);
+    const bad = (await owner.post(`/api/v1/projects/${await project(config('echo "no db yet"; exit 1', 3))}/builds`, { branch: "main" })).json();
+    const failed = await waitFor(bad.id, (s) => !["queued", "running"].includes(s));
+    expect(failed.status).toBe("failed");
+    expect(failed.reason).toBe("step query: service db is unhealthy: its health check failed 3 times in a row, the last one exited with code 1, saying: no db yet");
+  });
+
   it("streams a running job's log live over Server-Sent Events and closes with its status", async () => {
     const id = await project("image: host\nsteps:\n  - name: ticker\n    command: for i in 1 2 3 4 5; do echo tick-$i; sleep 0.3; done\n");
     const created = (await owner.post(`/api/v1/projects/${id}/builds`, { branch: "main" })).json();

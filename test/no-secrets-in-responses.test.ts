@@ -5,6 +5,7 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { scopes } from "../src/auth/permissions.js";
 import { tokenHash } from "../src/crypto/secret-box.js";
+import { encryptEnvText, parsePublicKey } from "../src/secrets/env-file-format.js";
 import { Client, cookieHeader, createUser, mailedToken, startHarness, totpCode, type Harness } from "./helpers/harness.js";
 import { listRoutes } from "./helpers/web.js";
 
@@ -177,6 +178,16 @@ beforeAll(async () => {
   await forbidDeployKey();
   okStatus(await owner.post(`/api/v1/projects/${ids.projectId}/deploy-key`));
   await forbidDeployKey();
+  // The env-file key: the public half is served, the private half never; a decrypted value only to the owner who asked.
+  const publicKey = okStatus(await member.get(`/api/v1/projects/${ids.projectId}/env-file-key`)).json().publicKey as string;
+  const row = await h.services.store.db.selectFrom("env_file_keys").select("private_key").where("project_id", "=", ids.projectId).executeTakeFirstOrThrow();
+  const envFileKey = await h.services.box.open(h.services.store.db, { kind: "project", id: ids.projectId }, "env_file_key", row.private_key);
+  for (const encoding of ["base64", "base64url", "hex"] as const) forbid(`env-file private key (${encoding})`, envFileKey.toString(encoding));
+  const encryptedValue = `ev-${rand()}`;
+  const encrypted = encryptEnvText(ids.projectId, parsePublicKey(publicKey), `DEPLOY_TOKEN=${encryptedValue}\n`, "deploy.env");
+  expect((await member.post(`/api/v1/projects/${ids.projectId}/env-file-key/decrypt`, { text: encrypted })).statusCode).toBe(403);
+  expect(okStatus(await owner.post(`/api/v1/projects/${ids.projectId}/env-file-key/decrypt`, { text: encrypted })).json().text).toBe(`DEPLOY_TOKEN=${encryptedValue}\n`);
+  forbid("value of an encrypted env file", encryptedValue, { allowedIn: owner.last });
   // The webhook secret made with the project is never shown; a regenerated one once, to its maker.
   forbid("webhook secret made with the project", (await h.services.webhooks.reveal(ids.projectId))!);
   const hook = okStatus(await owner.post(`/api/v1/projects/${ids.projectId}/webhook-secret`));

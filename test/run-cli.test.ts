@@ -78,6 +78,24 @@ steps:
     expect(res.out).not.toContain("deploying");
   });
 
+  it("skips a manual step (there is no one to approve it here), says why in the summary, and runs the rest", async () => {
+    const dir = repo(`image: host
+steps:
+  - name: build
+    command: echo built
+  - name: deploy
+    type: manual
+    command: echo deploying
+  - name: after
+    command: echo after-deploy
+`);
+    const res = await slipwayRun(dir);
+    expect(res.code).toBe(0);
+    expect(res.out).not.toContain("deploying");
+    expect(res.out).toContain("after-deploy");
+    expect(res.out).toMatch(/\ndeploy\s+skipped\s+\S+\s+\(manual step: needs an approval\)\n/);
+  });
+
   it("runs the branches of a parallel group side by side, each in a sandbox of its own", async () => {
     const dir = repo(`image: host
 steps:

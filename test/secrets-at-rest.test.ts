@@ -1,4 +1,4 @@
-import { randomBytes } from "node:crypto";
+import { createPrivateKey, createPublicKey, randomBytes } from "node:crypto";
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -30,16 +30,18 @@ const columns: Record<string, Record<string, Kind>> = {
   organizations: { id: "plain", name: "plain", require_2fa: "plain", created_at: "plain" },
   memberships: { org_id: "plain", user_id: "plain", role: "plain", created_at: "plain" },
   invitations: { token_hash: "sha256", org_id: "plain", email: "plain", role: "plain", invited_by: "plain", expires_at: "plain", accepted_at: "plain" },
-  projects: { id: "plain", org_id: "plain", name: "plain", repository_url: "plain", created_at: "plain", egress_allowlist: "plain" },
+  projects: { id: "plain", org_id: "plain", name: "plain", repository_url: "plain", created_at: "plain", egress_allowlist: "plain", known_hosts: "plain" },
   project_assignments: { project_id: "plain", user_id: "plain" },
   data_keys: { owner_kind: "plain", owner_id: "plain", wrapped: "sealed", kek_id: "plain", created_at: "plain" },
   secrets: { owner_kind: "plain", owner_id: "plain", name: "plain", value: "sealed", updated_at: "plain" },
   audit_log: { seq: "plain", at: "plain", actor_id: "plain", actor: "plain", org_id: "plain", action: "plain", target: "plain", ip: "plain", details: "plain", prev_hash: "plain", hash: "plain" },
   deploy_keys: { project_id: "plain", public_key: "plain", fingerprint: "plain", private_key: "sealed", created_at: "plain" },
+  env_file_keys: { project_id: "plain", public_key: "plain", private_key: "sealed", created_at: "plain" },
   webhook_secrets: { project_id: "plain", secret: "sealed", created_at: "plain" },
   webhook_deliveries: { project_id: "plain", delivery_id: "plain", received_at: "plain" },
   builds: plainColumns("id", "project_id", "number", "branch", "tag", "commit_sha", "message", "author_name", "author_email", "pr_number", "trigger", "status", "reason", "created_at", "started_at", "finished_at"),
   jobs: plainColumns("id", "build_id", "name", "status", "runner_id", "lease_expires_at", "attempts", "cancel_requested", "reason", "created_at", "started_at", "finished_at", "log_bytes"),
+  build_approvals: plainColumns("build_id", "step_id", "step_name", "waiting_job_id", "requested_at", "approved_by", "approved_at", "resume_job_id"),
   // A job's output may hold whatever the build printed: sealed with its project's key.
   log_chunks: { job_id: "plain", offset: "plain", size: "plain", data: "sealed" },
   runners: { id: "plain", name: "plain", token_hash: "sha256", created_at: "plain", last_seen_at: "plain" },
@@ -79,6 +81,12 @@ function filesHolding(dir: string, plaintexts: Record<string, string>): string[]
   return hits;
 }
 
+/** The raw X25519 private key, opened from its row the way the server opens it. */
+async function envFilePrivateKey(project: string): Promise<Buffer> {
+  const row = await db().selectFrom("env_file_keys").select("private_key").where("project_id", "=", project).executeTakeFirstOrThrow();
+  return h.services.box.open(db(), { kind: "project", id: project }, "env_file_key", row.private_key);
+}
+
 async function tables(): Promise<string[]> {
   const rows = await sql<{ name: string }>`select name from sqlite_master where type = 'table' and name not like 'sqlite_%' order by name`.execute(db());
   return rows.rows.map((r) => r.name);
@@ -99,6 +107,10 @@ beforeAll(async () => {
   }
   plain["deploy key"] = (await h.services.deployKeys.revealDeployKey(projectId)).privateKey;
   plain["webhook secret"] = (await browser.post(`/api/v1/projects/${projectId}/webhook-secret`)).json().secret;
+  // The env-file key pair is made on first use; the public half comes from the API, the private half only from the box.
+  expect((await browser.get(`/api/v1/projects/${projectId}/env-file-key`)).statusCode).toBe(200);
+  const envFileKey = await envFilePrivateKey(projectId);
+  for (const encoding of ["base64", "base64url", "hex"] as const) plain[`env-file private key (${encoding})`] = envFileKey.toString(encoding);
   plain["personal secret"] = `atrest-${rand()}`;
   expect((await browser.put("/api/v1/me/secrets/HOME_TOKEN", { value: plain["personal secret"] })).statusCode).toBe(201);
 
@@ -187,6 +199,17 @@ describe("P17: secrets at rest", () => {
     await expect(box.open(db(), project, "webhook_secret", key.private_key)).rejects.toBeInstanceOf(DecryptError);
     await expect(box.open(db(), project, "deploy_key", hook.secret)).rejects.toBeInstanceOf(DecryptError);
     await expect(box.open(db(), { kind: "user", id: userId }, "deploy_key", key.private_key)).rejects.toBeInstanceOf(DecryptError);
+  });
+
+  it("P17: the env-file private key is ciphertext that opens only for its own project and field, and matches the public key served", async () => {
+    const box = h.services.box;
+    const row = await db().selectFrom("env_file_keys").selectAll().where("project_id", "=", projectId).executeTakeFirstOrThrow();
+    const raw = await envFilePrivateKey(projectId);
+    expect(raw).toHaveLength(32);
+    const derived = createPrivateKey({ key: { kty: "OKP", crv: "X25519", d: raw.toString("base64url"), x: Buffer.from(row.public_key, "base64").toString("base64url") }, format: "jwk" });
+    expect(Buffer.from(createPublicKey(derived).export({ format: "jwk" }).x!, "base64url").toString("base64")).toBe(row.public_key);
+    await expect(box.open(db(), { kind: "project", id: projectId }, "deploy_key", row.private_key)).rejects.toBeInstanceOf(DecryptError);
+    await expect(box.open(db(), { kind: "user", id: userId }, "env_file_key", row.private_key)).rejects.toBeInstanceOf(DecryptError);
   });
 
   it("P17: a job's log is ciphertext that opens only for its own project and place in the log, and is served opened", async () => {

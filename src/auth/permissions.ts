@@ -42,9 +42,13 @@ export const permissionTable = {
   "project.assignments.manage": { scope: "projects:write", roles: managers },
   "project.secrets.read": { scope: "secrets:read", roles: builders },
   "project.secrets.write": { scope: "secrets:write", roles: builders },
+  // Reveals the values of an encrypted env file: for those who manage the project, audited.
+  "project.env_files.decrypt": { scope: "secrets:write", roles: managers },
   // Logs are content: support does not see them without a consent grant.
   "project.builds.read": { scope: "builds:read", roles: builders },
   "project.builds.write": { scope: "builds:write", roles: builders },
+  // A manual step is a gate (a deploy, say): those who merely build may not open it.
+  "project.builds.approve": { scope: "builds:write", roles: managers },
 } as const satisfies Record<string, { scope: Scope; roles: readonly Role[] }>;
 
 export type Action = keyof typeof permissionTable;

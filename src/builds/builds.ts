@@ -1,15 +1,23 @@
 import { EventEmitter } from "node:events";
 import { z } from "zod";
+import { actorOf, type AuditLog } from "../audit/audit-log.js";
 import type { RequestContext } from "../auth/permissions.js";
 import { AppError, notFound } from "../errors.js";
 import type { Store, Tx } from "../store/database.js";
 import { inFuture, newId, now } from "../store/ids.js";
 import type { BuildsTable, JobsTable } from "../store/schema.js";
+import { approvalSchema, approvalsOf, markApproved, recordWait, resumePointOf, waitingApproval, waitingStepSchema, type Approval, type WaitingStep } from "./approvals.js";
 import type { JobLogs } from "./job-logs.js";
 
-export const buildStatuses = ["queued", "running", "success", "failed", "error", "canceled", "skipped"] as const;
+export const buildStatuses = ["queued", "running", "waiting-for-approval", "success", "failed", "error", "canceled", "skipped"] as const;
 export type BuildStatus = (typeof buildStatuses)[number];
 const FINAL: readonly string[] = ["success", "failed", "error", "canceled", "skipped"];
+const WAITING = "waiting-for-approval";
+
+/** How a runner ends a job: done, or stopped at a manual step that needs an approval. */
+export type JobOutcome =
+  | { status: "success" | "failed" | "error"; reason: string | null }
+  | { status: typeof WAITING; step: WaitingStep; commit?: string };
 
 export const buildSchema = z.object({
   id: z.string(),
@@ -27,6 +35,10 @@ export const buildSchema = z.object({
   createdAt: z.string(),
   startedAt: z.string().nullable(),
   finishedAt: z.string().nullable(),
+  /** The manual step (or group) the build waits at, while its status is waiting-for-approval. */
+  waitingFor: waitingStepSchema.nullable(),
+  /** Every manual step the build stopped at, in order, and who approved it. */
+  approvals: z.array(approvalSchema),
   jobs: z.array(
     z.object({
       id: z.string(),
@@ -68,6 +80,10 @@ export interface LeasedJob {
   pullRequest: number | null;
   buildNumber: number;
   leaseExpiresAt: string;
+  /** Set for a job queued by an approval: it runs the pipeline from this step (or group) on. */
+  resumeFrom: string | null;
+  /** Manual steps and groups of the build that were approved: they run; other manual ones stop the job. */
+  approvedSteps: string[];
 }
 
 export const LEASE_MS = 30_000;
@@ -85,6 +101,7 @@ export class Builds {
     private readonly store: Store,
     private readonly logs: JobLogs,
     private readonly projectFacts: (projectId: string) => Promise<{ repositoryUrl: string | null; egressAllowlist: string[] | null }>,
+    private readonly audit: AuditLog,
   ) {
     this.queued.setMaxListeners(0);
   }
@@ -123,7 +140,7 @@ export class Builds {
     const row = await this.store.db.selectFrom("builds").selectAll().where("id", "=", id).executeTakeFirst();
     if (!row) throw notFound("build");
     const jobs = await this.store.db.selectFrom("jobs").selectAll().where("build_id", "=", id).orderBy("created_at").execute();
-    return toBuild(row, jobs);
+    return toBuild(row, jobs, await approvalsOf(this.store.db, id));
   }
 
   async projectOf(buildId: string): Promise<string | undefined> {
@@ -145,13 +162,13 @@ export class Builds {
     return job;
   }
 
-  /** Cancels a build: queued jobs end at once; running ones are told at their next heartbeat (every few seconds). */
+  /** Cancels a build: queued and waiting jobs end at once; running ones are told at their next heartbeat (every few seconds). */
   async cancel(_ctx: RequestContext, buildId: string): Promise<Build> {
     const jobs = await this.store.db.transaction().execute(async (tx) => {
       const build = await tx.selectFrom("builds").select("status").where("id", "=", buildId).executeTakeFirst();
       if (!build) throw notFound("build");
       if (FINAL.includes(build.status)) throw new AppError(409, "build_finished", `the build already ended (${build.status})`);
-      await tx.updateTable("jobs").set({ status: "canceled", reason: "canceled", finished_at: now() }).where("build_id", "=", buildId).where("status", "=", "queued").execute();
+      await tx.updateTable("jobs").set({ status: "canceled", reason: "canceled", finished_at: now() }).where("build_id", "=", buildId).where("status", "in", ["queued", WAITING]).execute();
       await tx.updateTable("jobs").set({ cancel_requested: 1 }).where("build_id", "=", buildId).where("status", "=", "running").execute();
       const queued = await tx.selectFrom("jobs").select("id").where("build_id", "=", buildId).where("status", "=", "canceled").execute();
       await this.settle(tx, buildId);
@@ -191,12 +208,18 @@ export class Builds {
       if (!job) return null;
       const leaseExpiresAt = inFuture(LEASE_MS);
       await tx.updateTable("jobs").set({ status: "running", runner_id: runnerId, lease_expires_at: leaseExpiresAt, attempts: Number(job.attempts) + 1, started_at: job.started_at ?? now() }).where("id", "=", job.id).execute();
-      await tx.updateTable("builds").set({ status: "running", started_at: now() }).where("id", "=", job.build_id).where("status", "=", "queued").execute();
+      // A build resumed after an approval keeps the time it first started.
+      await tx
+        .updateTable("builds")
+        .set((eb) => ({ status: "running", started_at: eb.fn.coalesce("started_at", eb.val(now())) }))
+        .where("id", "=", job.build_id)
+        .where("status", "=", "queued")
+        .execute();
       const build = await tx.selectFrom("builds").selectAll().where("id", "=", job.build_id).executeTakeFirstOrThrow();
-      return { job, build, leaseExpiresAt };
+      return { job, build, leaseExpiresAt, resume: await resumePointOf(tx, build.id, job.id) };
     });
     if (!leased) return null;
-    const { job, build, leaseExpiresAt } = leased;
+    const { job, build, leaseExpiresAt, resume } = leased;
     return {
       jobId: job.id,
       buildId: build.id,
@@ -210,6 +233,7 @@ export class Builds {
       pullRequest: build.pr_number === null ? null : Number(build.pr_number),
       buildNumber: Number(build.number),
       leaseExpiresAt,
+      ...resume,
     };
   }
 
@@ -229,20 +253,52 @@ export class Builds {
     return { cancel: Number(job.cancel_requested) === 1, leaseExpiresAt };
   }
 
-  async appendLog(runnerId: string, jobId: string, offset: number, data: Buffer): Promise<number> {
+  async appendLog(runnerId: string, jobId: string, offset: number, data: Buffer): Promise<{ size: number; truncated: boolean }> {
     const { projectId } = await this.leasedJob(runnerId, jobId);
     return this.logs.append(projectId, jobId, offset, data);
   }
 
-  async finish(runnerId: string, jobId: string, status: "success" | "failed" | "error", reason: string | null): Promise<void> {
+  async finish(runnerId: string, jobId: string, outcome: JobOutcome): Promise<void> {
     const job = await this.held(runnerId, jobId);
     await this.store.db.transaction().execute(async (tx) => {
-      const final = Number(job.cancel_requested) === 1 ? "canceled" : status;
-      const res = await tx.updateTable("jobs").set({ status: final, reason: final === "canceled" ? "canceled" : reason, finished_at: now(), lease_expires_at: null }).where("id", "=", jobId).where("runner_id", "=", runnerId).where("status", "=", "running").executeTakeFirst();
+      const canceled = Number(job.cancel_requested) === 1;
+      const status = canceled ? "canceled" : outcome.status;
+      const reason = canceled ? "canceled" : outcome.status === WAITING ? `waiting for an approval of step "${outcome.step.name}"` : outcome.reason;
+      const res = await tx.updateTable("jobs").set({ status, reason, finished_at: now(), lease_expires_at: null }).where("id", "=", jobId).where("runner_id", "=", runnerId).where("status", "=", "running").executeTakeFirst();
       if (Number(res.numUpdatedRows) !== 1) throw leaseLost();
+      if (!canceled && outcome.status === WAITING) {
+        await recordWait(tx, job.build_id, jobId, outcome.step);
+        // The approval is of this revision: a job resumed later checks out the same one, not a newer head of the branch.
+        if (outcome.commit) await tx.updateTable("builds").set({ commit_sha: outcome.commit }).where("id", "=", job.build_id).where("commit_sha", "is", null).execute();
+      }
       await this.settle(tx, job.build_id);
     });
     this.logs.ended(jobId);
+  }
+
+  /**
+   * An owner's or admin's approval of the manual step a build waits at: recorded with who gave it,
+   * audited, and a new job of the build queued that runs the pipeline from that step on.
+   */
+  async approve(ctx: RequestContext, buildId: string, stepId: string): Promise<Build> {
+    await this.store.db.transaction().execute(async (tx) => {
+      await this.store.lock(tx, `build:${buildId}`);
+      const build = await tx.selectFrom("builds").innerJoin("projects", "projects.id", "builds.project_id").select(["builds.status", "projects.org_id"]).where("builds.id", "=", buildId).executeTakeFirst();
+      if (!build) throw notFound("build");
+      if (FINAL.includes(build.status)) throw new AppError(409, "build_finished", `the build already ended (${build.status}); start a new build to run its manual steps`);
+      const { stepName, waitingJobId } = await waitingApproval(tx, buildId, stepId);
+      const resumeJob = newJob(buildId, `pipeline from ${stepName}`);
+      await tx.insertInto("jobs").values(resumeJob).execute();
+      await markApproved(tx, buildId, stepId, stepName, ctx.principal.userId, resumeJob.id);
+      const { name } = await tx.selectFrom("users").select("name").where("id", "=", ctx.principal.userId).executeTakeFirstOrThrow();
+      // The waiting job did its part; whether the build passes is now up to the job that resumes it.
+      const res = await tx.updateTable("jobs").set({ status: "success", reason: `approved by ${name}` }).where("id", "=", waitingJobId).where("status", "=", WAITING).executeTakeFirst();
+      if (Number(res.numUpdatedRows) !== 1) throw new AppError(409, "not_waiting", `step "${stepName}" is not waiting for an approval (the build is ${build.status})`);
+      await tx.updateTable("builds").set({ status: "queued", reason: null }).where("id", "=", buildId).execute();
+      await this.audit.record({ action: "build.step_approved", ...actorOf(ctx), orgId: build.org_id, target: buildId, details: { step: stepId, name: stepName } }, tx);
+    });
+    this.queued.emit("job");
+    return this.get(buildId);
   }
 
   /** Jobs whose runner went quiet: queued again once, then failed with the reason. */
@@ -280,10 +336,15 @@ export class Builds {
     return job;
   }
 
-  /** A build ends when all its jobs have: failed if any failed, else success. */
+  /** A build ends when all its jobs have: failed if any failed, else success. One stopped at a manual step makes it wait, unended. */
   private async settle(tx: Tx, buildId: string): Promise<void> {
     const jobs = await tx.selectFrom("jobs").select(["status", "reason"]).where("build_id", "=", buildId).execute();
-    if (jobs.some((j) => !FINAL.includes(j.status))) return;
+    if (jobs.some((j) => j.status === "queued" || j.status === "running")) return;
+    const waiting = jobs.find((j) => j.status === WAITING);
+    if (waiting) {
+      await tx.updateTable("builds").set({ status: WAITING, reason: waiting.reason, finished_at: null }).where("id", "=", buildId).execute();
+      return;
+    }
     const order = ["error", "failed", "canceled", "success", "skipped"];
     const worst = order.find((s) => jobs.some((j) => j.status === s)) ?? "success";
     const reason = jobs.find((j) => j.status === worst)?.reason ?? null;
@@ -297,7 +358,8 @@ function newJob(buildId: string, name: string): JobsTable {
   return { id: newId("job"), build_id: buildId, name, status: "queued", runner_id: null, lease_expires_at: null, attempts: 0, cancel_requested: 0, reason: null, created_at: now(), started_at: null, finished_at: null, log_bytes: 0 };
 }
 
-function toBuild(r: BuildsTable, jobs: JobsTable[]): Build {
+function toBuild(r: BuildsTable, jobs: JobsTable[], approvals: Approval[]): Build {
+  const waiting = r.status === WAITING ? approvals.find((a) => a.approvedAt === null) : undefined;
   return {
     id: r.id,
     project: r.project_id,
@@ -314,6 +376,8 @@ function toBuild(r: BuildsTable, jobs: JobsTable[]): Build {
     createdAt: r.created_at,
     startedAt: r.started_at,
     finishedAt: r.finished_at,
+    waitingFor: waiting ? { id: waiting.step, name: waiting.name } : null,
+    approvals,
     jobs: jobs.map((j) => ({ id: j.id, name: j.name, status: j.status as BuildStatus, reason: j.reason, attempts: Number(j.attempts), startedAt: j.started_at, finishedAt: j.finished_at, logBytes: Number(j.log_bytes) })),
   };
 }

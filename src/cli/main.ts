@@ -12,6 +12,7 @@ import { createLogger } from "../http/logger.js";
 import { startServer } from "../http/server.js";
 import { startEmbeddedRunner } from "../runner/embedded.js";
 import { Runner } from "../runner/runner.js";
+import { ImageStore, imageStoreFromEnv } from "../images/image-store.js";
 import { BwrapBackend } from "../sandbox/bwrap-backend.js";
 import { createServices, type Services } from "../services.js";
 import { isPostgresUrl } from "../store/database.js";
@@ -19,6 +20,7 @@ import { version } from "../version.js";
 import { claimDataDir, DataDirBusyError, describe, lockHolder, type LockPurpose } from "./server-lock.js";
 import { readSecretLine } from "./stdin.js";
 import { runCommand, RunUsageError } from "./run.js";
+import { secretsCommand, secretsHelp, SecretsUsageError } from "./secrets.js";
 import { validateCommand } from "./validate.js";
 
 const help = `slipway ${version} — self-hosted CI/CD and development workspaces
@@ -32,6 +34,7 @@ Usage:
   slipway runner --server https://ci.example.com [--concurrency 2]   # token in SLIPWAY_RUNNER_TOKEN
   slipway validate [DIR]                                  # check .slipway.yml or codeship-*.yml (default: .)
   slipway run [STEP…] [--secret NAME=VALUE]… [--env-file FILE] [--branch B]
+  slipway secrets encrypt|decrypt …                       # encrypted env files (see slipway secrets --help)
   slipway --version
 
 Examples:
@@ -69,20 +72,26 @@ async function main(argv: string[]): Promise<number> {
       branch: { type: "string" },
       server: { type: "string" },
       concurrency: { type: "string" },
+      project: { type: "string" },
+      "public-key": { type: "string" },
+      token: { type: "string" },
       help: { type: "boolean", short: "h" },
       version: { type: "boolean" },
     },
   });
   if (values.version) return out(version);
+  if (positionals[0] === "secrets" && (values.help || positionals.length === 1)) return out(secretsHelp);
   if (values.help || positionals.length === 0) return out(help);
   const flags: SettingsInput = { host: values.host, port: values.port as unknown as number, dataDir: values["data-dir"] };
   const settings = loadSettings(flags);
   const command = positionals.join(" ");
-  switch (positionals[0] === "validate" || positionals[0] === "run" ? positionals[0] : command) {
+  switch (["validate", "run", "secrets"].includes(positionals[0]!) ? positionals[0] : command) {
     case "validate":
       return validate(positionals.slice(1));
     case "run":
       return runCommand(".", { steps: positionals.slice(1), secrets: values.secret ?? [], envFile: values["env-file"], branch: values.branch });
+    case "secrets":
+      return secretsCommand(positionals.slice(1), { server: values.server, project: values.project, publicKey: values["public-key"], token: values.token });
     case "serve":
       return serve(settings);
     case "admin create-user":
@@ -119,7 +128,7 @@ async function serve(settings: Settings): Promise<number> {
     if (server.tls?.selfSigned) log.info({ fingerprint: server.tls.fingerprint }, "serving a self-signed certificate; check this SHA-256 fingerprint when your browser asks");
     if (server.services.masterKeyCreated) log.warn({ file: path.join(settings.dataDir, "master.key") }, "created a new master key: back it up; without it the secrets in the database cannot be read");
     log.info(`mail goes to the ${server.services.mailer.describe()}`);
-    const stopRunner = settings.embeddedRunner ? await startEmbeddedRunner(server.app, server.services.runners, log) : undefined;
+    const stopRunner = settings.embeddedRunner ? await startEmbeddedRunner(server.app, server.services.runners, new ImageStore({ cacheDir: settings.imageCacheDir ?? path.join(settings.dataDir, "images"), ...(settings.imageLayoutsDir && { layoutsDir: settings.imageLayoutsDir }) }), log) : undefined;
     if (!(await server.services.users.any())) log.info(`no users yet: create the first admin with: ${invokedAs()} admin create-user --email you@example.com --admin --org my-team`);
     await new Promise<void>((resolve) => {
       for (const signal of ["SIGINT", "SIGTERM"] as const) process.once(signal, () => resolve());
@@ -226,7 +235,7 @@ async function runnerCommand(server: string | undefined, concurrency: string | u
   const parallel = Number(concurrency ?? 2);
   if (!Number.isInteger(parallel) || parallel < 1 || parallel > 64) throw new UsageError("--concurrency is a whole number from 1 to 64");
   const log = createLogger("info");
-  const runner = new Runner({ server: server.replace(/\/$/, ""), token, backend: new BwrapBackend({ onWarning: (m) => log.warn(m) }), network: { mode: "outbound" }, onError: (err) => log.error({ err }, "runner") });
+  const runner = new Runner({ server: server.replace(/\/$/, ""), token, backend: new BwrapBackend({ onWarning: (m) => log.warn(m) }), images: imageStoreFromEnv(), network: { mode: "outbound" }, onError: (err) => log.error({ err }, "runner") });
   // Fails here, before any job, when the server's certificate does not verify or the token is wrong.
   await runner.call("/runner/lease", { waitMs: 0 });
   runner.start(parallel);
@@ -269,7 +278,7 @@ process.umask(0o077);
 main(process.argv.slice(2)).then(
   (code) => process.exit(code),
   (err: unknown) => {
-    const usage = err instanceof UsageError || err instanceof RunUsageError || err instanceof SettingsError || (err as { code?: string }).code?.startsWith("ERR_PARSE_ARGS");
+    const usage = err instanceof UsageError || err instanceof RunUsageError || err instanceof SecretsUsageError || err instanceof SettingsError || (err as { code?: string }).code?.startsWith("ERR_PARSE_ARGS");
     const message = err instanceof AppError || err instanceof Error ? err.message : String(err);
     process.stderr.write(`slipway: ${message}\n`);
     process.exit(usage || err instanceof MasterKeyError ? 2 : 1);

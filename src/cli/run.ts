@@ -2,8 +2,11 @@ import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import { secretValueProblem } from "../crypto/masking.js";
-import { formatProblem, hasErrors, loadPipeline, selectSteps, type Step } from "../pipeline/index.js";
+import { diskFiles, formatProblem, hasErrors, loadPipeline, selectSteps, type Pipeline, type PipelineNode, type Step } from "../pipeline/index.js";
 import { PipelineRunner, type RunEvent, type StepResult } from "../runner/pipeline-runner.js";
+import { resolveServiceEnv, type ServiceEnv } from "../runner/service-env.js";
+import { EnvFileError } from "../secrets/env-file-format.js";
+import { imageStoreFromEnv } from "../images/image-store.js";
 import { BwrapBackend } from "../sandbox/bwrap-backend.js";
 import type { Sandbox } from "../sandbox/backend.js";
 
@@ -37,6 +40,7 @@ export async function runCommand(dir: string, flags: RunFlags): Promise<number> 
   const nodes = selectSteps(loaded.pipeline, { branch });
   const unknown = flags.steps.filter((name) => !hasStep(nodes, name));
   if (unknown.length) throw new RunUsageError(`no step named ${unknown.join(", ")} runs on branch ${branch}`);
+  const serviceEnv = await localServiceEnv(dir, loaded.pipeline, nodes);
 
   const env: Record<string, string> = {
     CI: "true",
@@ -58,10 +62,12 @@ export async function runCommand(dir: string, flags: RunFlags): Promise<number> 
   process.once("SIGINT", () => aborter.abort());
   const result = await new PipelineRunner({
     backend,
+    images: imageStoreFromEnv(),
     pipeline: loaded.pipeline,
     nodes,
     env,
     secrets: Object.values(secrets),
+    serviceEnv: serviceEnv.env,
     only: flags.steps.length ? flags.steps : undefined,
     checkout: (sandbox) => unpack(sandbox, archive),
     onEvent: (e) => printer.event(e),
@@ -69,6 +75,18 @@ export async function runCommand(dir: string, flags: RunFlags): Promise<number> 
   }).run();
   printer.summary(result.steps);
   return result.status === "success" ? 0 : 1;
+}
+
+/** The services' env files from the working tree; encrypted ones stay shut, as only the server holds the key. */
+async function localServiceEnv(dir: string, pipeline: Pipeline, nodes: PipelineNode[]): Promise<ServiceEnv> {
+  try {
+    return await resolveServiceEnv(pipeline, nodes, diskFiles(dir), async (file) => {
+      process.stderr.write(`slipway: ${file} is not decrypted by slipway run (only the server holds the project's key); give its variables with --env-file\n`);
+      return {};
+    });
+  } catch (err) {
+    throw err instanceof EnvFileError ? new RunUsageError(err.message) : err;
+  }
 }
 
 function hasStep(nodes: ReturnType<typeof selectSteps>, name: string): boolean {
@@ -146,6 +164,10 @@ class LivePrinter {
       process.stdout.write(colour(36, `▶ ${e.step.name}`) + "\n");
     } else if (e.type === "output") {
       this.output(e.step, e.job, e.stream, e.data.toString("utf8"));
+    } else if (e.type === "service-output") {
+      (e.stream === "stderr" ? process.stderr : process.stdout).write(e.data);
+    } else if (e.type === "service-status") {
+      process.stdout.write(colour(36, `● ${e.service}: ${e.message}`) + "\n");
     } else {
       this.flush(e.step, e.job);
       const r = e.result;
@@ -172,7 +194,7 @@ class LivePrinter {
   summary(results: StepResult[]): void {
     const width = Math.max(4, ...results.map((r) => r.name.length));
     process.stdout.write(`\n${"step".padEnd(width)}  status     duration\n`);
-    for (const r of results) process.stdout.write(`${r.name.padEnd(width)}  ${r.status.padEnd(9)}  ${seconds(r.durationMs)}\n`);
+    for (const r of results) process.stdout.write(`${r.name.padEnd(width)}  ${r.status.padEnd(9)}  ${seconds(r.durationMs)}${r.status === "skipped" && r.reason ? `  (${r.reason})` : ""}\n`);
     const failed = results.filter((r) => r.status === "failed" || r.status === "error").length;
     process.stdout.write(failed ? colour(31, `\n${failed} of ${results.length} steps failed\n`) : colour(32, `\nall ${results.length} steps passed\n`));
   }

@@ -38,6 +38,12 @@ export const settingsSchema = z
     logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
     /** The addresses (IPs or CIDRs) builds leave from, published in /api/v1/meta for allowlisting on the other side. */
     egressAddresses: commaList(cidrSchema).default([]),
+    /** Where the embedded runner keeps unpacked images; default <dataDir>/images. */
+    imageCacheDir: z.string().min(1).optional(),
+    /** A folder of OCI layouts (<name>/oci-layout) used instead of pulling images of those names. */
+    imageLayoutsDir: z.string().min(1).optional(),
+    /** Output of one job beyond this many bytes is not stored; the log says so at its end. */
+    maxJobLogBytes: positiveInt.default(64 * 1024 ** 2),
   })
   .strict();
 
@@ -66,6 +72,9 @@ const envNames: Record<keyof Settings, string> = {
   embeddedRunner: "SLIPWAY_EMBEDDED_RUNNER",
   logLevel: "SLIPWAY_LOG_LEVEL",
   egressAddresses: "SLIPWAY_EGRESS_ADDRESSES",
+  imageCacheDir: "SLIPWAY_IMAGE_CACHE",
+  imageLayoutsDir: "SLIPWAY_IMAGE_LAYOUTS",
+  maxJobLogBytes: "SLIPWAY_MAX_JOB_LOG_BYTES",
 };
 
 export class SettingsError extends Error {}

@@ -11,6 +11,7 @@ import { metricsPlugin } from "./plugins/metrics.js";
 import { securityPlugin } from "./plugins/security.js";
 import { accountRoutes } from "./routes/account.js";
 import { buildRoutes } from "./routes/builds.js";
+import { envFileKeyRoutes } from "./routes/env-file-key.js";
 import { runnerApiRoutes } from "./routes/runner-api.js";
 import { hookRoutes } from "./routes/hooks.js";
 import { organizationRoutes } from "./routes/organizations.js";
@@ -54,7 +55,7 @@ export async function buildApp(services: Services, opts: { tls?: { cert: string;
   await app.register(accessPlugin, { services });
 
   await app.register(systemRoutes, { services });
-  for (const routes of [sessionRoutes, accountRoutes, organizationRoutes, projectRoutes, projectCredentialRoutes, hookRoutes, buildRoutes, runnerApiRoutes]) {
+  for (const routes of [sessionRoutes, accountRoutes, organizationRoutes, projectRoutes, projectCredentialRoutes, envFileKeyRoutes, hookRoutes, buildRoutes, runnerApiRoutes]) {
     await app.register(routes, { prefix: "/api/v1", services, tls });
   }
   return app;

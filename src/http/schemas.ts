@@ -15,6 +15,8 @@ export const projectSchema = z.object({
   repositoryUrl: z.string().nullable(),
   createdAt: z.string(),
   egressAllowlist: z.array(z.string()).nullable(),
+  /** The git host's pinned keys, known_hosts text: public keys, shown to every member. */
+  knownHosts: z.string().nullable(),
 });
 
 export const secretNameListSchema = z.object({ secrets: z.array(z.object({ name: z.string(), updatedAt: z.string() })) });

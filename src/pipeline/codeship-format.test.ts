@@ -190,6 +190,33 @@ describe("Codeship Pro files", () => {
     validPipeline({ ...config, "app.env.encrypted": encrypted });
   });
 
+  it("refuses a manual step or manual group inside a parallel or matrix group, and accepts them in serial order", () => {
+    const servicesFile = "app:\n  image: host\n";
+    const r = readConfig({
+      "codeship-services.yml": servicesFile,
+      "codeship-steps.yml": lines(
+        "- type: parallel",
+        "  service: app",
+        "  steps:",
+        "    - command: 'true'",
+        "    - type: manual", // 5:7 manual group in a parallel group
+        "      steps:",
+        "        - command: ./deploy",
+        "- type: matrix",
+        "  services: [app]",
+        "  steps:",
+        "    - type: manual", // 11:7 manual step in a matrix (parallel) group
+        "      command: ./release",
+      ),
+    });
+    expect(findings(r)).toEqual(["codeship-steps.yml:5:7 manual_in_parallel", "codeship-steps.yml:11:7 manual_in_parallel"]);
+    const ok = validPipeline({
+      "codeship-services.yml": servicesFile,
+      "codeship-steps.yml": lines("- type: parallel", "  service: app", "  steps:", "    - command: 'true'", "- type: manual", "  service: app", "  steps:", "    - type: manual", "      command: ./deploy"),
+    });
+    expect(ok.steps[1]).toMatchObject({ kind: "group", type: "serial", manual: true });
+  });
+
   it("refuses paths that leave the repository", () => {
     const r = readConfig({ "codeship-services.yml": "app:\n  image: x\n  env_file: ../../etc/passwd\n", "codeship-steps.yml": "- service: app\n" });
     expect(findings(r)).toEqual(["codeship-services.yml:3:13 invalid_path"]);

@@ -1,10 +1,13 @@
 /**
  * Encrypted env files committed to a repository. Slipway's format: every non-empty line starts with
- * `slipway:v1:` followed by the sealed value (made by `slipway secrets encrypt`, opened by the runner
- * with the project's key; nothing is decrypted here). Codeship's `jet encrypt` wrote one base64 blob
+ * `slipway:v1:` followed by the sealed value (made by `slipway secrets encrypt`, opened on the server
+ * with the project's key, see src/secrets/env-file-format.ts; nothing is decrypted here). Codeship's `jet encrypt` wrote one base64 blob
  * of AES ciphertext with no header, which Slipway cannot open: it has to be encrypted again.
  */
 export const slipwayEncryptedPrefix = "slipway:v1:";
+
+/** How to make a file Slipway can open, for messages about one it cannot. */
+export const reencryptHint = (file: string, projectId = "PROJECT_ID") => `encrypt the plain file for this project with: slipway secrets encrypt --server https://SERVER --project ${projectId} plain.env ${file}`;
 
 export type EncryptedKind = "slipway" | "codeship" | "plaintext" | "empty";
 

@@ -4,6 +4,7 @@ import { pipelineSchema, type Pipeline } from "./model.js";
 import { hasErrors, problemAt, sortProblems, type Problem } from "./problems.js";
 import { readSlipwayConfig } from "./slipway-format.js";
 import { parseConfigFile, type ParsedFile } from "./source.js";
+import { checkManualPlacement } from "./tree.js";
 
 /** File names looked for, in order of preference within each kind. */
 export const configFileNames = {
@@ -71,6 +72,7 @@ function readFrom(files: FileSource, problems: Problem[], read: string[]): LoadR
     }
   }
   if (pipeline) {
+    checkManualPlacement(pipeline.steps, problems);
     const valid = pipelineSchema.safeParse(pipeline);
     if (!valid.success) throw new Error(`the model does not match its schema: ${valid.error.issues[0]?.message}`);
   }

@@ -55,7 +55,7 @@ export const serviceSchema = z.object({
   command: commandSchema.optional(),
   environment: envSchema,
   envFile: z.array(z.string()),
-  /** Files encrypted with `slipway secrets encrypt` (their format is checked here; the runner decrypts them). */
+  /** Files encrypted with `slipway secrets encrypt` (their format is checked here; the server opens them for the runner). */
   encryptedEnvFile: z.array(z.string()),
   dependsOn: z.array(z.string()),
   workingDir: z.string().optional(),

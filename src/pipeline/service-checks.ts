@@ -1,4 +1,4 @@
-import { classifyEncryptedFile } from "./encrypted.js";
+import { classifyEncryptedFile, reencryptHint } from "./encrypted.js";
 import type { FileSource } from "./files.js";
 import type { Service } from "./model.js";
 import { problemAt, type Problem, type SourceLocation } from "./problems.js";
@@ -42,8 +42,8 @@ export function checkEnvFile(relPath: string, encrypted: boolean, files: FileSou
   if (!encrypted) return;
   const kind = classifyEncryptedFile(read.text);
   if (kind === "codeship") {
-    problems.push(problemAt(at, "codeship_encrypted", `${relPath} is encrypted with Codeship's key, which Slipway cannot open`, `decrypt it with "jet decrypt", then encrypt it again for this project: slipway secrets encrypt --project ID < plain.env > ${relPath}`));
+    problems.push(problemAt(at, "codeship_encrypted", `${relPath} is encrypted with Codeship's key, which Slipway cannot open`, `decrypt it with "jet decrypt", then ${reencryptHint(relPath)}`));
   } else if (kind !== "slipway") {
-    problems.push(problemAt(at, "not_encrypted", `${relPath} is not encrypted in Slipway's format`, `encrypt it: slipway secrets encrypt --project ID < plain.env > ${relPath}, and never commit the plain file`));
+    problems.push(problemAt(at, "not_encrypted", `${relPath} is not encrypted in Slipway's format`, `${reencryptHint(relPath)}, and never commit the plain file`));
   }
 }

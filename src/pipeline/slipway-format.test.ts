@@ -128,6 +128,17 @@ describe(".slipway.yml", () => {
     expect(cycle.map((p) => [p.line, p.col, p.message])).toEqual([[5, 31, "depends_on cycle: a → b → c → a"]]);
   });
 
+  it("refuses a manual step inside a parallel group, at any depth, and accepts it beside the group", () => {
+    const parallel = (manual: string) =>
+      lines("image: host", "steps:", "  - type: parallel", "    steps:", "      - name: unit", "        command: 'true'", "      - type: serial", "        steps:", "          - name: deploy", `            type: ${manual}`, "            command: ./deploy");
+    const r = readConfig({ ".slipway.yml": parallel("manual") });
+    expect(findings(r)).toEqual([".slipway.yml:9:13 manual_in_parallel"]);
+    expect(r.problems[0]!.message).toContain("the one at line 3");
+    expect(r.pipeline).toBeUndefined();
+    validPipeline({ ".slipway.yml": parallel("run") });
+    validPipeline({ ".slipway.yml": lines("image: host", "steps:", "  - type: parallel", "    steps:", "      - command: 'true'", "  - type: serial", "    steps:", "      - name: deploy", "        type: manual", "        command: ./deploy") });
+  });
+
   it("refuses a step with no image anywhere, and accepts it once the top level has one", () => {
     const steps = lines("steps:", "  - command: make");
     expect(findings(readConfig({ ".slipway.yml": steps }))).toEqual([".slipway.yml:2:5 missing_image"]);

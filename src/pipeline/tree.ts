@@ -51,6 +51,22 @@ export function checkServiceRef(service: string | undefined, valuePath: Path, ct
   }
 }
 
+/**
+ * A build that stops at a manual step resumes from that one point of the tree after the approval.
+ * Inside a parallel group there is no such point (its other branches ran alongside), so a manual
+ * step or group there is refused.
+ */
+export function checkManualPlacement(nodes: readonly PipelineNode[], problems: Problem[], parallel?: Group): void {
+  for (const node of nodes) {
+    const manual = node.kind === "step" ? node.type === "manual" : node.manual;
+    if (manual && parallel) {
+      const what = node.kind === "step" ? "manual step" : "manual group";
+      problems.push(problemAt(node.source, "manual_in_parallel", `a ${what} cannot be inside a parallel group (the one at line ${parallel.source.line}): after the approval the build could not resume from one point`, "move it out of the parallel group, before or after it"));
+    }
+    if (node.kind === "group") checkManualPlacement(node.steps, problems, node.type === "parallel" ? (parallel ?? node) : parallel);
+  }
+}
+
 /** A copy of a subtree with fresh ids (matrix groups repeat their steps per service). */
 export function reid<T extends PipelineNode>(node: T, id: string): T {
   if (node.kind === "step") return { ...node, id };

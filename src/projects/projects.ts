@@ -6,6 +6,7 @@ import { badRequest, conflict, notFound } from "../errors.js";
 import type { Organizations } from "../orgs/organizations.js";
 import type { SecretVariables } from "../secrets/secret-variables.js";
 import type { DeployKeys } from "./deploy-keys.js";
+import { fingerprints, normalizeKnownHosts } from "./known-hosts.js";
 import type { Webhooks } from "./webhooks.js";
 import type { Executor, Store } from "../store/database.js";
 import { newId, now } from "../store/ids.js";
@@ -31,6 +32,8 @@ export interface Project {
   createdAt: string;
   /** When set, builds reach only these host:port / CIDR entries (and DNS). */
   egressAllowlist: string[] | null;
+  /** The git host's pinned keys (known_hosts text); null until set or captured by the first clone. */
+  knownHosts: string | null;
 }
 
 const toProject = (r: ProjectsTable): Project => ({
@@ -40,6 +43,7 @@ const toProject = (r: ProjectsTable): Project => ({
   repositoryUrl: r.repository_url,
   createdAt: r.created_at,
   egressAllowlist: r.egress_allowlist === null ? null : (JSON.parse(r.egress_allowlist) as string[]),
+  knownHosts: r.known_hosts,
 });
 
 /** Project records, their contractor assignments and the life of their data keys. */
@@ -55,7 +59,7 @@ export class Projects {
   ) {}
 
   async create(ctx: RequestContext, orgId: string, name: string, repositoryUrl: string | null): Promise<Project> {
-    const row: ProjectsTable = { id: newId("prj"), org_id: orgId, name, repository_url: repositoryUrl, created_at: now(), egress_allowlist: null };
+    const row: ProjectsTable = { id: newId("prj"), org_id: orgId, name, repository_url: repositoryUrl, created_at: now(), egress_allowlist: null, known_hosts: null };
     await this.store.db.transaction().execute(async (tx) => {
       await this.assertNameFree(tx, orgId, name);
       await tx.insertInto("projects").values(row).execute();
@@ -106,7 +110,9 @@ export class Projects {
     return rows.map(toProject);
   }
 
-  async update(ctx: RequestContext, id: string, patch: { name?: string; repositoryUrl?: string | null; egressAllowlist?: string[] | null }): Promise<Project> {
+  async update(ctx: RequestContext, id: string, patch: { name?: string; repositoryUrl?: string | null; egressAllowlist?: string[] | null; knownHosts?: string | null }): Promise<Project> {
+    const { knownHosts, ...rest } = patch;
+    const pinned = knownHosts === undefined || knownHosts === null ? knownHosts : normalizeKnownHosts(knownHosts);
     await this.store.db.transaction().execute(async (tx) => {
       const p = await this.find(tx, id);
       if (!p) throw notFound("project");
@@ -117,12 +123,31 @@ export class Projects {
           ...(patch.name !== undefined && { name: patch.name }),
           ...(patch.repositoryUrl !== undefined && { repository_url: patch.repositoryUrl }),
           ...(patch.egressAllowlist !== undefined && { egress_allowlist: patch.egressAllowlist === null ? null : JSON.stringify(patch.egressAllowlist) }),
+          ...(pinned !== undefined && { known_hosts: pinned }),
         })
         .where("id", "=", id)
         .execute();
-      await this.audit.record({ action: "project.updated", ...actorOf(ctx), orgId: p.orgId, target: id, details: patch }, tx);
+      if (Object.keys(rest).length) await this.audit.record({ action: "project.updated", ...actorOf(ctx), orgId: p.orgId, target: id, details: rest }, tx);
+      if (pinned !== undefined) await this.audit.record({ action: "project.known_hosts_changed", ...actorOf(ctx), orgId: p.orgId, target: id, details: { previous: p.knownHosts && fingerprints(p.knownHosts), now: pinned && fingerprints(pinned) } }, tx);
     });
     return this.get(id);
+  }
+
+  /**
+   * Trust on first use: pins the host keys the first clone of an unpinned project saw, reported by
+   * the runner holding its job. Says whether they were pinned; a pin already there is kept.
+   */
+  async pinFirstSeenHostKeys(projectId: string, runnerId: string, knownHosts: string): Promise<boolean> {
+    const text = normalizeKnownHosts(knownHosts);
+    return this.store.db.transaction().execute(async (tx) => {
+      const p = await this.find(tx, projectId);
+      if (!p) throw notFound("project");
+      // Conditional, so that of two clones reporting at once only the first pins.
+      const res = await tx.updateTable("projects").set({ known_hosts: text }).where("id", "=", projectId).where("known_hosts", "is", null).executeTakeFirst();
+      if (Number(res.numUpdatedRows) !== 1) return false;
+      await this.audit.record({ action: "project.known_hosts_pinned", actor: "runner", orgId: p.orgId, target: projectId, details: { runner: runnerId, now: fingerprints(text) } }, tx);
+      return true;
+    });
   }
 
   /** Deletes the record, its secrets and its data key in one transaction: what was sealed for it is gone for good. */

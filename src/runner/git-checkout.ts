@@ -33,9 +33,32 @@ export function cloneArgv(job: Pick<LeasedJob, "repositoryUrl" | "branch" | "tag
   return hardenedGit("clone", "--no-recurse-submodules", "--depth", String(CLONE_DEPTH), ...(ref ? ["--branch", ref] : []), "--", job.repositoryUrl, WORKSPACE);
 }
 
-/** ssh as git runs it: only the deploy key, no agent, no prompt, host keys checked. */
+/**
+ * ssh as git runs it: only the deploy key, no agent, no prompt, host keys checked against the
+ * project's pins alone (not the runner machine's), or, with none pinned, the first key seen
+ * written in the clear so that it can be reported and pinned.
+ */
 export function sshCommand(pinnedHostKeys: boolean): string {
-  return ["ssh", "-i", KEY_PATH, "-o", "IdentitiesOnly=yes", "-o", `UserKnownHostsFile=${KNOWN_HOSTS_PATH}`, "-o", `StrictHostKeyChecking=${pinnedHostKeys ? "yes" : "accept-new"}`, "-o", "BatchMode=yes"].join(" ");
+  return [
+    "ssh",
+    "-i",
+    KEY_PATH,
+    "-o",
+    "IdentitiesOnly=yes",
+    "-o",
+    `UserKnownHostsFile=${KNOWN_HOSTS_PATH}`,
+    "-o",
+    "GlobalKnownHostsFile=/dev/null",
+    "-o",
+    "HashKnownHosts=no",
+    // Entries name the host as the URL does, never its address: what is reported is what gets checked.
+    "-o",
+    "CheckHostIP=no",
+    "-o",
+    `StrictHostKeyChecking=${pinnedHostKeys ? "yes" : "accept-new"}`,
+    "-o",
+    "BatchMode=yes",
+  ].join(" ");
 }
 
 /** ssh://… and scp-like user@host:path URLs go over SSH; https:// and the like do not need the key. */
@@ -46,6 +69,7 @@ export class CheckoutError extends Error {}
 export interface GitCheckoutOptions {
   /** Limit for each git command (default 10 minutes). */
   timeoutMs?: number;
+  /** The job's cancel: kills the git command running in the sandbox. */
   signal?: AbortSignal;
 }
 
@@ -53,6 +77,8 @@ export interface GitCheckoutOptions {
  * P01: clones the job's repository into the sandbox's /workspace. For an SSH URL the project's
  * deploy key is fetched just now, written into the sandbox's home (a tmpfs) readable only by the
  * sandbox user, used by this clone alone, and removed before this returns, whatever happened.
+ * The git host must show its pinned key; when none is pinned, the key this clone saw is reported
+ * to be pinned (trust on first use).
  */
 export async function gitCheckout(call: RunnerCall, job: LeasedJob, sandbox: Sandbox, opts: GitCheckoutOptions = {}): Promise<void> {
   const argv = cloneArgv(job);
@@ -65,6 +91,7 @@ export async function gitCheckout(call: RunnerCall, job: LeasedJob, sandbox: San
     if (credentials) await git.installKey();
     await git.run(argv);
     if (job.commit) await git.detachAt(job.commit);
+    if (credentials?.knownHosts === null) await call(`/runner/jobs/${job.jobId}/known-hosts`, { knownHosts: await git.seenHostKeys() });
   } catch (err) {
     failure = err;
     throw err;
@@ -80,8 +107,8 @@ export async function gitCheckout(call: RunnerCall, job: LeasedJob, sandbox: San
 /** The Runner's `checkout` for cloning with deploy keys through its own API client. */
 export const gitCheckoutFor =
   (runner: { call<T>(path: string, body: unknown): Promise<T> }, opts: GitCheckoutOptions = {}) =>
-  (job: LeasedJob, sandbox: Sandbox): Promise<void> =>
-    gitCheckout((path, body) => runner.call(path, body), job, sandbox, opts);
+  (job: LeasedJob, sandbox: Sandbox, signal?: AbortSignal): Promise<void> =>
+    gitCheckout((path, body) => runner.call(path, body), job, sandbox, { ...opts, signal: signal ?? opts.signal });
 
 class SandboxGit {
   private readonly env: Record<string, string>;
@@ -111,6 +138,11 @@ class SandboxGit {
     await this.shell(`shred -fu -- ${KEY_PATH} 2>/dev/null; rm -f -- ${KEY_PATH} ${KNOWN_HOSTS_PATH}; rmdir -- ${SSH_DIR} 2>/dev/null; test ! -e ${KEY_PATH}`);
   }
 
+  /** The host keys ssh accepted and wrote down for lack of a pin. */
+  async seenHostKeys(): Promise<string> {
+    return this.shell(`cat -- ${KNOWN_HOSTS_PATH}`);
+  }
+
   async detachAt(commit: string): Promise<void> {
     const head = (await this.run(["git", "-C", WORKSPACE, "rev-parse", "HEAD"])).trim();
     if (head === commit) return;
@@ -132,7 +164,8 @@ class SandboxGit {
       { stdout: (d) => (out = (out + d.toString()).slice(-64 * 1024)), stderr: (d) => (err = (err + d.toString()).slice(-16 * 1024)) },
     );
     if (status.code === 0) return out;
-    const reason = status.timedOut ? "git did not finish in time" : (lastWords(err) ?? `git exited with ${status.code ?? status.signal}`);
+    if (this.opts.signal?.aborted) throw new CheckoutError(`the clone of ${this.url} was canceled`);
+    const reason = status.timedOut ? "git did not finish in time" : (hostKeyProblem(err) ?? lastWords(err) ?? `git exited with ${status.code ?? status.signal}`);
     throw new CheckoutError(`could not clone ${this.url}: ${this.scrub(reason)}`);
   }
 
@@ -142,11 +175,24 @@ class SandboxGit {
     return clean;
   }
 
-  private async shell(script: string): Promise<void> {
+  private async shell(script: string): Promise<string> {
+    let out = "";
     let err = "";
-    const status = await this.sandbox.exec({ argv: ["/bin/sh", "-c", script], timeoutMs: 30_000 }, { stderr: (d) => (err += d.toString()) });
+    const status = await this.sandbox.exec({ argv: ["/bin/sh", "-c", script], timeoutMs: 30_000 }, { stdout: (d) => (out += d.toString()), stderr: (d) => (err += d.toString()) });
     if (status.code !== 0) throw new CheckoutError(`could not prepare the clone of ${this.url}: ${err.trim() || `exit ${status.code}`}`);
+    return out;
   }
+}
+
+const REPIN = 'update the project\'s known hosts ("knownHosts" in PATCH /api/v1/projects/<id>: the host\'s keys as `ssh-keyscan` prints them, or null to pin the key the next clone sees)';
+
+/** ssh's refusal of the git host's key, said plainly: its own words are a banner about possible attacks. */
+function hostKeyProblem(stderr: string): string | undefined {
+  if (/REMOTE HOST IDENTIFICATION HAS CHANGED/.test(stderr)) {
+    return `the git host's key has changed: it is not the key pinned for this project, so nothing was fetched. If the change is expected, check the new key with the host's operator and ${REPIN}`;
+  }
+  if (/Host key verification failed/.test(stderr)) return `the project's known hosts pin no key of this git host, so nothing was fetched; ${REPIN}`;
+  return undefined;
 }
 
 // git ends most failures with advice that says nothing about this one.

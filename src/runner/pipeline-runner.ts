@@ -1,13 +1,20 @@
 import { createMasker, type Masker } from "../crypto/masking.js";
-import type { Command, Pipeline, PipelineNode, Step } from "../pipeline/model.js";
+import type { Command, Group, Pipeline, PipelineNode, Service, Step } from "../pipeline/model.js";
+import { flattenSteps } from "../pipeline/refs.js";
+import type { ResolvedImage } from "../images/image-store.js";
 import type { Sandbox, SandboxBackend, SandboxSpec } from "../sandbox/backend.js";
+import { JobServices, servicesBeside } from "./services.js";
 
 export type StepStatus = "success" | "failed" | "skipped" | "error";
 
 export type RunEvent =
   | { type: "step-start"; step: Step; job: number }
   | { type: "output"; step: Step; job: number; stream: "stdout" | "stderr"; data: Buffer }
-  | { type: "step-end"; step: Step; job: number; result: StepResult };
+  | { type: "step-end"; step: Step; job: number; result: StepResult }
+  /** A service's output: masked, in whole lines, each starting with `[service] `. */
+  | { type: "service-output"; service: string; job: number; stream: "stdout" | "stderr"; data: Buffer }
+  /** A service started, became healthy or exited. */
+  | { type: "service-status"; service: string; job: number; message: string };
 
 export interface StepResult {
   id: string;
@@ -21,6 +28,8 @@ export interface StepResult {
 
 export interface RunOptions {
   backend: SandboxBackend;
+  /** Turns a step's image reference into a root filesystem; without it only the `host` image runs. */
+  images?: { resolve(ref: string, progress?: (message: string) => void): Promise<ResolvedImage> };
   pipeline: Pipeline;
   /** The steps that run for this ref (see selectSteps). */
   nodes: PipelineNode[];
@@ -30,10 +39,17 @@ export interface RunOptions {
   env: Record<string, string>;
   /** Values replaced by *** in all output. */
   secrets: string[];
+  /** By service name: the variables of its env files, plain and decrypted (see resolveServiceEnv). */
+  serviceEnv?: Record<string, Record<string, string>>;
   /** Runs only steps with these names (and the groups around them). */
   only?: string[];
-  /** Manual steps run only when approved; `slipway run` approves none. */
-  approved?(step: Step): boolean;
+  /**
+   * Ids of the approved manual steps and groups. When given, the run stops at any other manual one
+   * and reports it in `waitingFor`; without it (`slipway run`), manual steps are skipped.
+   */
+  approvals?: ReadonlySet<string>;
+  /** Runs only from this step or group on, in tree order: what comes before it ran in an earlier job. */
+  resumeFrom?: string;
   onEvent(event: RunEvent): void;
   limits?: SandboxSpec["limits"];
   /** A sandbox that already holds the checkout: used for the top level (saves a start and a checkout), destroyed at the end. */
@@ -48,45 +64,178 @@ export interface RunOptions {
 export interface RunResult {
   status: "success" | "failed";
   steps: StepResult[];
+  /** The manual step or group the run stopped at, waiting for an approval (only with `approvals`). */
+  waitingFor?: { id: string; name: string };
+}
+
+/** Set when a manual node stops a serial run: nothing after it starts (parallel branches already running finish). */
+interface Halt {
+  halted: boolean;
 }
 
 const THREE_HOURS = 3 * 3600_000;
 const TEN_MINUTES = 600_000;
 
+const HOST_IMAGE = "host";
+
+/**
+ * The sandbox that consecutive steps share, so they see each other's files; a step that needs
+ * another image gets a fresh sandbox of that image (with a fresh checkout) in its place.
+ */
+class SandboxSlot {
+  private current?: { sandbox: Sandbox; image: string };
+
+  constructor(
+    private readonly open: (image: string, progress: (message: string) => void) => Promise<Sandbox>,
+    private readonly close: (sandbox: Sandbox) => Promise<void>,
+    ready?: Sandbox,
+  ) {
+    if (ready) this.current = { sandbox: ready, image: HOST_IMAGE };
+  }
+
+  async for(image: string, progress: (message: string) => void): Promise<Sandbox> {
+    if (this.current?.image === image) return this.current.sandbox;
+    await this.release();
+    const sandbox = await this.open(image, progress);
+    this.current = { sandbox, image };
+    return sandbox;
+  }
+
+  async release(): Promise<void> {
+    const current = this.current;
+    this.current = undefined;
+    if (current) await this.close(current.sandbox);
+  }
+}
+
 /**
  * Runs a selected pipeline: the top level and every serial group in one sandbox (steps share
- * their files), each branch of a parallel group in a sandbox of its own, concurrently. A failed
- * step stops what follows unless it says `on_fail: continue`. Output reaches `onEvent` masked.
+ * their files while they use the same image), each branch of a parallel group in a sandbox of its
+ * own, concurrently. A failed step stops what follows unless it says `on_fail: continue`. Output
+ * reaches `onEvent` masked.
  */
 export class PipelineRunner {
   private readonly results: StepResult[] = [];
   private stopped = false;
+  private waitingFor?: RunResult["waitingFor"];
   private jobs = 0;
+  /** The services running beside each open sandbox. */
+  private readonly services = new Map<Sandbox, JobServices>();
 
   constructor(private readonly opts: RunOptions) {}
 
   async run(): Promise<RunResult> {
-    await this.inSandbox((s, job) => this.serial(this.opts.nodes, s, job), this.opts.initial);
+    await this.inSandbox((s, job) => this.serial(this.opts.nodes, s, job, { halted: false }), this.opts.initial);
     const failed = this.results.some((r) => r.status === "failed" || r.status === "error");
-    return { status: failed ? "failed" : "success", steps: this.results };
+    return { status: failed ? "failed" : "success", steps: this.results, ...(this.waitingFor && { waitingFor: this.waitingFor }) };
   }
 
-  private async inSandbox(body: (sandbox: Sandbox, job: number) => Promise<void>, ready?: Sandbox): Promise<void> {
+  private async inSandbox(body: (slot: SandboxSlot, job: number) => Promise<void>, ready?: Sandbox): Promise<void> {
     const job = this.jobs++;
-    const sandbox = ready ?? (await this.opts.backend.create({ image: { kind: "host" }, limits: this.opts.limits, network: this.opts.network }));
+    const slot = new SandboxSlot((image, progress) => this.openSandbox(image, progress), (sandbox) => this.closeSandbox(sandbox), ready);
     try {
-      if (!ready) await this.opts.checkout(sandbox);
-      await body(sandbox, job);
+      await body(slot, job);
+    } finally {
+      await slot.release();
+    }
+  }
+
+  /** The root filesystem of an image, and the environment the image sets. */
+  private async rootOf(image: string, progress: (message: string) => void): Promise<Pick<SandboxSpec, "image" | "env">> {
+    if (image === HOST_IMAGE) return { image: { kind: "host" } };
+    if (!this.opts.images) throw new Error(`image ${image}: this runner has no image store; use image: host`);
+    const resolved = await this.opts.images.resolve(image, progress);
+    return { image: { kind: "rootfs", path: resolved.rootfs }, env: resolved.env };
+  }
+
+  /** A new sandbox of the image, holding a fresh checkout. */
+  private async openSandbox(image: string, progress: (message: string) => void): Promise<Sandbox> {
+    const sandbox = await this.opts.backend.create({ ...(await this.rootOf(image, progress)), limits: this.opts.limits, network: this.opts.network });
+    try {
+      await this.opts.checkout(sandbox);
+      return sandbox;
+    } catch (err) {
+      await sandbox.destroy();
+      throw err;
+    }
+  }
+
+  /** Stops the services beside a sandbox (so their end is not reported as a crash), then destroys it. */
+  private async closeSandbox(sandbox: Sandbox): Promise<void> {
+    const services = this.services.get(sandbox);
+    this.services.delete(sandbox);
+    try {
+      await services?.stop();
     } finally {
       await sandbox.destroy();
     }
   }
 
-  private async serial(nodes: PipelineNode[], sandbox: Sandbox, job: number): Promise<void> {
+  /** Starts, beside the step's sandbox, the services the step needs that are not running there yet; why not, when they cannot. */
+  private async startServices(step: Step, sandbox: Sandbox, job: number): Promise<string | undefined> {
+    const names = servicesBeside(step, this.opts.pipeline);
+    if (typeof names === "string" || names.length === 0) return typeof names === "string" ? names : undefined;
+    let services = this.services.get(sandbox);
+    if (!services) {
+      services = new JobServices({
+        backend: this.opts.backend,
+        pipeline: this.opts.pipeline,
+        job: sandbox,
+        root: (image, progress) => this.rootOf(image, progress),
+        envOf: (service) => this.envOfService(service),
+        secrets: this.opts.secrets,
+        limits: this.opts.limits,
+        signal: this.opts.signal,
+        events: {
+          output: (service, stream, data) => this.opts.onEvent({ type: "service-output", service, job, stream, data }),
+          status: (service, message) => this.opts.onEvent({ type: "service-status", service, job, message }),
+        },
+      });
+      this.services.set(sandbox, services);
+    }
+    return services.ensure(names);
+  }
+
+  private async serial(nodes: PipelineNode[], slot: SandboxSlot, job: number, halt: Halt): Promise<void> {
     for (const node of nodes) {
-      if (node.kind === "step") await this.step(node, sandbox, job);
-      else if (node.type === "serial") await this.serial(node.steps, sandbox, job);
-      else await Promise.all(node.steps.map((child) => this.inSandbox((s, j) => this.serial([child], s, j))));
+      if (halt.halted) return;
+      if (this.beforeResume(node)) continue;
+      if (this.waitsForApproval(node)) {
+        this.waitingFor ??= { id: node.id, name: node.name ?? `group ${node.id}` };
+        halt.halted = true;
+        return;
+      }
+      if (node.kind === "step") await this.step(node, slot, job);
+      else if (node.manual && !this.opts.approvals) this.skipAll(node, job, "manual group: needs an approval");
+      else if (node.type === "serial") await this.serial(node.steps, slot, job, halt);
+      else {
+        const branches = node.steps.map((): Halt => ({ halted: false }));
+        await Promise.all(node.steps.map((child, i) => this.inSandbox((s, j) => this.serial([child], s, j, branches[i]!))));
+        halt.halted = branches.some((b) => b.halted);
+      }
+    }
+  }
+
+  /** True for a node wholly before `resumeFrom` in tree order (ids are positions: "2.1" is the first child of "2"). */
+  private beforeResume(node: PipelineNode): boolean {
+    if (this.opts.resumeFrom === undefined) return false;
+    const here = node.id.split(".").map(Number);
+    const from = this.opts.resumeFrom.split(".").map(Number);
+    for (let i = 0; i < Math.min(here.length, from.length); i++) if (here[i] !== from[i]) return here[i]! < from[i]!;
+    // An ancestor of the resume point, the point itself, or inside it.
+    return false;
+  }
+
+  /** A manual node not approved yet stops the run, unless the run already ends for another reason. */
+  private waitsForApproval(node: PipelineNode): boolean {
+    if (!this.opts.approvals || this.opts.signal?.aborted || this.stopped) return false;
+    const manual = node.kind === "step" ? node.type === "manual" : node.manual;
+    return manual && !this.opts.approvals.has(node.id);
+  }
+
+  private skipAll(group: Group, job: number, reason: string): void {
+    for (const step of flattenSteps(group.steps)) {
+      if (!this.opts.only || this.opts.only.includes(step.name)) this.record(step, job, { status: "skipped", exitCode: null, durationMs: 0, reason });
     }
   }
 
@@ -96,7 +245,7 @@ export class PipelineRunner {
     this.opts.onEvent({ type: "step-end", step, job, result: full });
   }
 
-  private async step(step: Step, sandbox: Sandbox, job: number): Promise<void> {
+  private async step(step: Step, slot: SandboxSlot, job: number): Promise<void> {
     if (this.opts.only && !this.opts.only.includes(step.name)) return;
     const skip = this.reasonToSkip(step);
     if (skip) return this.record(step, job, { status: "skipped", exitCode: null, durationMs: 0, reason: skip });
@@ -107,6 +256,18 @@ export class PipelineRunner {
     }
     this.opts.onEvent({ type: "step-start", step, job });
     const started = Date.now();
+    let sandbox: Sandbox;
+    try {
+      sandbox = await slot.for(this.imageOf(step), (message) => this.opts.onEvent({ type: "output", step, job, stream: "stderr", data: Buffer.from(message) }));
+    } catch (err) {
+      this.stopped ||= step.onFail === "stop";
+      return this.record(step, job, { status: "error", exitCode: null, durationMs: Date.now() - started, reason: (err as Error).message });
+    }
+    const unavailable = await this.startServices(step, sandbox, job);
+    if (unavailable) {
+      this.stopped ||= step.onFail === "stop";
+      return this.record(step, job, { status: "failed", exitCode: null, durationMs: Date.now() - started, reason: unavailable });
+    }
     const maskers: Record<"stdout" | "stderr", Masker> = { stdout: createMasker(this.opts.secrets), stderr: createMasker(this.opts.secrets) };
     const emit = (stream: "stdout" | "stderr", data: Buffer) => {
       if (data.length > 0) this.opts.onEvent({ type: "output", step, job, stream, data });
@@ -128,7 +289,7 @@ export class PipelineRunner {
       armIdle();
       emit(stream, maskers[stream].write(d));
     };
-    const env = { ...this.opts.env, ...this.opts.pipeline.env, ...step.env };
+    const env = this.envOf(step);
     const status = await sandbox.exec({ argv: command, env, timeoutMs: step.timeoutMs ?? this.opts.defaultTimeoutMs ?? THREE_HOURS, signal: controller.signal }, { stdout: output("stdout"), stderr: output("stderr") });
     clearTimeout(idle);
     this.opts.signal?.removeEventListener("abort", onAbort);
@@ -149,20 +310,34 @@ export class PipelineRunner {
     this.record(step, job, { status: reason ? "failed" : "success", exitCode: status.code, durationMs, ...(reason && { reason }) });
   }
 
+  /** Later sources win: CI variables and secrets, the pipeline's env, the service's env files, its `environment`, the step's env. */
+  private envOf(step: Step): Record<string, string> {
+    const service = step.service === undefined ? undefined : this.opts.pipeline.services[step.service];
+    return { ...this.opts.env, ...this.opts.pipeline.env, ...(service && this.opts.serviceEnv?.[service.name]), ...service?.environment, ...step.env };
+  }
+
+  /** A service's environment: what every step gets, then its env files and its `environment`. */
+  private envOfService(service: Service): Record<string, string> {
+    return { ...this.opts.env, ...this.opts.pipeline.env, ...this.opts.serviceEnv?.[service.name], ...service.environment };
+  }
+
   private reasonToSkip(step: Step): string | undefined {
     if (this.opts.signal?.aborted) return "canceled";
     if (this.stopped) return "an earlier step failed";
-    if (step.type === "manual" && !this.opts.approved?.(step)) return "manual step: needs an approval";
+    if (step.type === "manual" && !this.opts.approvals?.has(step.id)) return "manual step: needs an approval";
     if (step.type === "push") return "push steps publish built images, which come with image builds";
     return undefined;
+  }
+
+  private imageOf(step: Step): string {
+    const service = step.service ? this.opts.pipeline.services[step.service] : undefined;
+    return step.image ?? service?.image ?? this.opts.pipeline.image ?? HOST_IMAGE;
   }
 
   /** The argv to run, or why the step cannot run here. */
   private commandOf(step: Step): string[] | string {
     const service = step.service ? this.opts.pipeline.services[step.service] : undefined;
-    const image = step.image ?? service?.image ?? this.opts.pipeline.image;
     if (service?.build) return `service ${service.name} is built from a Dockerfile; image builds come in a later version`;
-    if (image && image !== "host") return `image ${image}: only the "host" image runs so far (OCI images come next); set image: host`;
     const command: Command | undefined = step.command ?? service?.command;
     if (!command) return "the step has no command, and neither has its service";
     return command.kind === "shell" ? ["/bin/sh", "-c", command.script] : command.argv;

@@ -1,8 +1,11 @@
+import { posix } from "node:path";
 import type { LeasedJob } from "../builds/builds.js";
-import { configFileNames, hasErrors, memoryFiles, readPipeline, selectSteps, formatProblem } from "../pipeline/index.js";
-import type { Sandbox, SandboxBackend, SandboxSpec } from "../sandbox/backend.js";
-import { gitCheckoutFor } from "./git-checkout.js";
-import { PipelineRunner, type RunEvent } from "./pipeline-runner.js";
+import { configFileNames, hasErrors, memoryFiles, readPipeline, selectSteps, formatProblem, type FileSource, type LoadResult } from "../pipeline/index.js";
+import type { PipelineNode } from "../pipeline/model.js";
+import { WORKSPACE, type Sandbox, type SandboxBackend, type SandboxSpec } from "../sandbox/backend.js";
+import { gitCheckoutFor, hardenedGit } from "./git-checkout.js";
+import { PipelineRunner, type RunEvent, type RunOptions } from "./pipeline-runner.js";
+import { resolveServiceEnv } from "./service-env.js";
 
 /** How a runner reaches the runner API: HTTPS for runners elsewhere, in-process for the embedded one. */
 export type Transport = (path: string, body: unknown, signal?: AbortSignal) => Promise<{ status: number; payload: unknown }>;
@@ -16,8 +19,10 @@ export interface RunnerOptions {
   server: string;
   token: string;
   backend: SandboxBackend;
-  /** Puts the job's repository into /workspace of a sandbox; by default a git clone with the project's deploy key. */
-  checkout?(job: LeasedJob, sandbox: Sandbox): Promise<void>;
+  /** Where step images come from; without it only `image: host` runs. */
+  images?: RunOptions["images"];
+  /** Puts the job's repository into /workspace of a sandbox; by default a git clone with the project's deploy key. `signal`: the job was canceled. */
+  checkout?(job: LeasedJob, sandbox: Sandbox, signal?: AbortSignal): Promise<void>;
   /** Network of build sandboxes (cloning needs outbound access). */
   network?: SandboxSpec["network"];
   onError?(err: unknown): void;
@@ -47,7 +52,7 @@ export class Runner {
   private readonly loops: Promise<void>[] = [];
   private readonly current = new AbortController();
 
-  private readonly checkout: (job: LeasedJob, sandbox: Sandbox) => Promise<void>;
+  private readonly checkout: (job: LeasedJob, sandbox: Sandbox, signal?: AbortSignal) => Promise<void>;
 
   constructor(private readonly opts: RunnerOptions) {
     this.checkout = opts.checkout?.bind(opts) ?? gitCheckoutFor(this);
@@ -107,7 +112,7 @@ export class Runner {
     // Stopping the runner kills what it runs; the job is not finished, so its lease runs out and it is retried.
     const onStop = () => canceled.abort();
     this.current.signal.addEventListener("abort", onStop);
-    const log = new LogSender((offset, data) => this.call(`/runner/jobs/${job.jobId}/log`, { offset, data: data.toString("base64") }));
+    const log = new LogSender((offset, data) => this.call<{ truncated: boolean }>(`/runner/jobs/${job.jobId}/log`, { offset, data: data.toString("base64") }));
     try {
       const outcome = await this.runPipeline(job, log, canceled.signal);
       if (this.stopping) return;
@@ -129,20 +134,25 @@ export class Runner {
     return base?.mode === "outbound" && job.egressAllowlist ? { mode: "outbound", allow: job.egressAllowlist } : base;
   }
 
-  private async runPipeline(job: LeasedJob, log: LogSender, signal: AbortSignal): Promise<{ status: "success" | "failed" | "error"; reason: string | null }> {
+  private async runPipeline(job: LeasedJob, log: LogSender, signal: AbortSignal): Promise<JobEnd> {
     // The sandbox that reads the config runs the top level of the pipeline too.
     const network = this.networkFor(job);
     const sandbox = await this.opts.backend.create({ image: { kind: "host" }, network });
     let handedOver = false;
     try {
-      await this.checkout(job, sandbox);
-      const loaded = readPipeline(memoryFiles(await readConfigFiles(sandbox)));
+      await this.checkout(job, sandbox, signal);
+      const { loaded, files } = await loadInSandbox(sandbox);
       for (const p of loaded.problems) log.write(formatProblem(p) + "\n");
       if (!loaded.pipeline || hasErrors(loaded.problems)) {
         return { status: "error", reason: loaded.found ? "the pipeline config has errors" : "no pipeline config in the repository (.slipway.yml or codeship-steps.yml)" };
       }
       const pipeline = loaded.pipeline;
       const secrets = pipeline.secrets.length ? (await this.call<{ secrets: Record<string, string> }>(`/runner/jobs/${job.jobId}/secrets`, { names: pipeline.secrets })).secrets : {};
+      const nodes = selectSteps(pipeline, { branch: job.branch ?? undefined, tag: job.tag ?? undefined });
+      // A build that may wait for an approval resumes at the revision it started with, not at a newer head of its branch.
+      const commit = job.commit === null && hasManual(nodes) ? await headCommit(sandbox) : undefined;
+      // Encrypted env files are opened by the server: the project's private key never reaches a runner.
+      const serviceEnv = await resolveServiceEnv(pipeline, nodes, files, async (path, text) => (await this.call<{ env: Record<string, string> }>(`/runner/jobs/${job.jobId}/env-files`, { path, text })).env);
       const env: Record<string, string> = {
         CI: "true",
         CI_NAME: "slipway",
@@ -161,18 +171,27 @@ export class Runner {
       handedOver = true;
       const result = await new PipelineRunner({
         backend: this.opts.backend,
+        images: this.opts.images,
         pipeline,
-        nodes: selectSteps(pipeline, { branch: job.branch ?? undefined, tag: job.tag ?? undefined }),
+        nodes,
         env,
-        secrets: Object.values(secrets),
-        checkout: (s) => this.checkout(job, s),
+        secrets: [...Object.values(secrets), ...serviceEnv.secrets],
+        serviceEnv: serviceEnv.env,
+        checkout: (s) => this.checkout(job, s, signal),
         initial: sandbox,
         network,
         onEvent: (e) => log.write(render(e)),
         signal,
+        approvals: new Set(job.approvedSteps),
+        ...(job.resumeFrom !== null && { resumeFrom: job.resumeFrom }),
       }).run();
       const failed = result.steps.find((s) => s.status === "failed" || s.status === "error");
       if (signal.aborted) return { status: "failed", reason: "canceled" };
+      // A failure decides the build already, approval or not.
+      if (result.waitingFor && !failed) {
+        log.write(`\x1b[33m⏸ ${result.waitingFor.name}: waiting for an approval by an owner or admin\x1b[0m\n`);
+        return { status: "waiting-for-approval", reason: null, waitingFor: result.waitingFor, ...(commit && { commit }) };
+      }
       return failed ? { status: "failed", reason: `step ${failed.name}: ${failed.reason ?? failed.status}` } : { status: "success", reason: null };
     } finally {
       if (!handedOver) await sandbox.destroy();
@@ -180,14 +199,51 @@ export class Runner {
   }
 }
 
+/** The body of a job's finish call. */
+type JobEnd = { status: "success" | "failed" | "error"; reason: string | null } | { status: "waiting-for-approval"; reason: null; waitingFor: { id: string; name: string }; commit?: string };
+
+const hasManual = (nodes: readonly PipelineNode[]): boolean => nodes.some((n) => (n.kind === "step" ? n.type === "manual" : n.manual || hasManual(n.steps)));
+
+/** The commit the checkout is at, when it is a git repository. */
+async function headCommit(sandbox: Sandbox): Promise<string | undefined> {
+  const out: Buffer[] = [];
+  const status = await sandbox.exec({ argv: hardenedGit("-C", WORKSPACE, "rev-parse", "--verify", "--quiet", "HEAD") }, { stdout: (d) => out.push(d) });
+  const commit = Buffer.concat(out).toString().trim();
+  return status.code === 0 && /^[0-9a-f]{40}$/.test(commit) ? commit : undefined;
+}
+
 /**
- * Every config file the repository has, read in one exec inside the sandbox (so a symlink in
- * the checkout resolves there, not on the runner): NUL-separated name and base64 content.
+ * The pipeline config, read in the sandbox; then, when its services name env files, read again
+ * with those files too, so that they are checked as `slipway validate` checks them and kept for
+ * the steps. Env files name no further files, so two reads are enough.
  */
-async function readConfigFiles(sandbox: Sandbox): Promise<Record<string, string>> {
+async function loadInSandbox(sandbox: Sandbox): Promise<{ loaded: LoadResult; files: FileSource }> {
+  const configNames: readonly string[] = Object.values(configFileNames).flat();
+  const texts = await readSandboxFiles(sandbox, configNames);
+  const first = memoryFiles(texts);
+  const named = new Set<string>();
+  const loaded = readPipeline({
+    read: (p) => {
+      const r = first.read(p);
+      if ("error" in r && r.error === "missing" && !configNames.includes(p)) named.add(posix.normalize(p));
+      return r;
+    },
+  });
+  if (named.size === 0) return { loaded, files: first };
+  Object.assign(texts, await readSandboxFiles(sandbox, [...named]));
+  const files = memoryFiles(texts);
+  return { loaded: readPipeline(files), files };
+}
+
+/**
+ * Files of the checkout, read in one exec inside the sandbox (so a symlink in the checkout
+ * resolves there, not on the runner), each cut one byte past the size limit of config files:
+ * NUL-separated name and base64 content. Missing files are left out.
+ */
+async function readSandboxFiles(sandbox: Sandbox, names: readonly string[]): Promise<Record<string, string>> {
   const script = 'cd /workspace || exit 0; for f in "$@"; do if [ -f "$f" ]; then printf "%s\\0" "$f"; head -c 1048577 -- "$f" | base64 -w0; printf "\\0"; fi; done';
   const out: Buffer[] = [];
-  const status = await sandbox.exec({ argv: ["/bin/sh", "-c", script, "read-config", ...Object.values(configFileNames).flat()] }, { stdout: (d) => out.push(d) });
+  const status = await sandbox.exec({ argv: ["/bin/sh", "-c", script, "read-files", ...names] }, { stdout: (d) => out.push(d) });
   if (status.code !== 0) throw new Error("could not read the pipeline config in the sandbox");
   const parts = Buffer.concat(out).toString("utf8").split("\0");
   const files: Record<string, string> = {};
@@ -196,8 +252,9 @@ async function readConfigFiles(sandbox: Sandbox): Promise<Record<string, string>
 }
 
 function render(e: RunEvent): Buffer | string {
-  if (e.type === "output") return e.data;
+  if (e.type === "output" || e.type === "service-output") return e.data;
   if (e.type === "step-start") return `\x1b[36m▶ ${e.step.name}\x1b[0m\n`;
+  if (e.type === "service-status") return `\x1b[36m● ${e.service}: ${e.message}\x1b[0m\n`;
   const r = e.result;
   return `${r.status === "success" ? "\x1b[32m✓" : "\x1b[31m✗"} ${r.name}: ${r.status}${r.reason ? ` (${r.reason})` : ""} in ${(r.durationMs / 1000).toFixed(1)}s\x1b[0m\n`;
 }
@@ -212,11 +269,13 @@ class LogSender {
   private sending: Promise<void> = Promise.resolve();
   /** The first failed send: later output is dropped, and flush reports it. */
   private failed?: unknown;
+  /** The server's log is full: later output is dropped here rather than sent to be dropped there. */
+  private truncated = false;
 
-  constructor(private readonly send: (offset: number, data: Buffer) => Promise<unknown>) {}
+  constructor(private readonly send: (offset: number, data: Buffer) => Promise<{ truncated: boolean }>) {}
 
   write(data: Buffer | string): void {
-    if (this.failed) return;
+    if (this.failed || this.truncated) return;
     this.buffered.push(typeof data === "string" ? Buffer.from(data) : data);
     this.sending = this.sending
       .then(() => this.drain())
@@ -231,8 +290,12 @@ class LogSender {
       const data = Buffer.concat(this.buffered.splice(0));
       for (let at = 0; at < data.length; at += 256 * 1024) {
         const part = data.subarray(at, at + 256 * 1024);
-        await this.send(this.offset, part);
+        this.truncated = (await this.send(this.offset, part)).truncated;
         this.offset += part.length;
+        if (this.truncated) {
+          this.buffered = [];
+          return;
+        }
       }
     }
   }

@@ -8,6 +8,9 @@ export interface SandboxBackend {
   create(spec: SandboxSpec): Promise<Sandbox>;
 }
 
+/** A sandbox could not be made or used; the message says why and what to do. */
+export class SandboxError extends Error {}
+
 export interface Sandbox {
   readonly id: string;
   /** Runs a command inside; may be called many times and concurrently. Files persist between calls. */
@@ -15,6 +18,8 @@ export interface Sandbox {
   /** Writes a file inside the sandbox, resolved within its own root (no shell, no host path). */
   writeFile(path: string, data: Buffer | string, mode?: number): Promise<void>;
   readFile(path: string): Promise<Buffer>;
+  /** Adds /etc/hosts entries (name → IP address) that every later exec sees: how a job names its services. */
+  addHosts(hosts: Record<string, string>): Promise<void>;
   /** Kills every process of the sandbox and releases everything it held; safe to call twice. */
   destroy(): Promise<void>;
 }
@@ -39,6 +44,12 @@ export interface SandboxSpec {
   readOnlyBinds?: Array<{ hostPath: string; path: string }>;
   /** Default `{ mode: "none" }`: loopback only. See NetworkPolicy. */
   network?: NetworkPolicy;
+  /**
+   * Joins the network namespace of this running sandbox instead of getting one of its own (the
+   * services of a job talk to its steps over loopback), under that sandbox's network policy, so
+   * `network` stays unset. Destroying that sandbox destroys this one.
+   */
+  shareNetworkWith?: Sandbox;
 }
 
 export interface Exec {
@@ -69,6 +80,9 @@ export const defaultLimits: SandboxLimits = {
   cpus: 2,
   tmpfsBytes: 1024 ** 3,
 };
+
+/** A name /etc/hosts can hold (RFC 1123 labels, and `_` as Compose service names use it). */
+export const HOST_NAME = /^(?=.{1,253}$)[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_])?$/;
 
 export const WORKSPACE = "/workspace";
 export const HOME = "/home/build";

@@ -1,10 +1,12 @@
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, rmSync } from "node:fs";
+import { isIP } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import type { Writable } from "node:stream";
-import { defaultLimits, HOME, SANDBOX_UID, WORKSPACE, type Exec, type ExecIO, type ExitStatus, type Sandbox, type SandboxBackend, type SandboxLimits, type SandboxSpec } from "./backend.js";
+import { defaultLimits, HOME, HOST_NAME, SANDBOX_UID, SandboxError, WORKSPACE, type Exec, type ExecIO, type ExitStatus, type Sandbox, type SandboxBackend, type SandboxLimits, type SandboxSpec } from "./backend.js";
+import { attachIdmappedImage } from "./idmap-mount.js";
 import { createCgroup, detectCgroups, type CgroupMode, type SandboxCgroup } from "./cgroups.js";
 import { deniedCidrs, egressRuleset, networkPolicySchema, parseCidr, resolveAllowlist, SLIRP } from "./network.js";
 import { seccompFilter } from "./seccomp.js";
@@ -38,8 +40,6 @@ const HOST_ROOT_LINKS: Array<[string, string]> = [
   ["usr/lib32", "/lib32"],
   ["usr/lib64", "/lib64"],
 ];
-
-export class SandboxError extends Error {}
 
 export interface BwrapBackendOptions {
   /** Where each sandbox gets an empty mount point (nothing is ever written into it on disk). */
@@ -91,6 +91,8 @@ export class BwrapBackend implements SandboxBackend {
   }
 
   async create(spec: SandboxSpec): Promise<BwrapSandbox> {
+    if (spec.shareNetworkWith && !(spec.shareNetworkWith instanceof BwrapSandbox)) throw new SandboxError("a sandbox can share the network only of another sandbox of this backend");
+    if (spec.shareNetworkWith && spec.network) throw new SandboxError("a sandbox that shares another's network has no network policy of its own");
     const outbound = await this.planOutbound(spec);
     const limits: SandboxLimits = { ...defaultLimits, ...spec.limits };
     const id = randomBytes(8).toString("hex");
@@ -144,6 +146,8 @@ export class BwrapSandbox implements Sandbox {
   private supervisorPid?: number;
   private readonly running = new Set<ChildProcess>();
   private destroyed?: Promise<void>;
+  /** Sandboxes in this one's network namespace: they go when it goes. */
+  private readonly sharers = new Set<BwrapSandbox>();
 
   constructor(
     readonly id: string,
@@ -165,9 +169,39 @@ export class BwrapSandbox implements Sandbox {
     return ["prlimit", `--nproc=${this.limits.pids}:${this.limits.pids}`, "--", "setpriv", `--reuid=${this.hostUid}`, `--regid=${this.hostUid}`, "--clear-groups", "--pdeathsig=KILL", "--"];
   }
 
+  /** The sandbox whose network namespace this one joins (checked in create). */
+  private get peer(): BwrapSandbox | undefined {
+    const peer = this.spec.shareNetworkWith;
+    return peer instanceof BwrapSandbox ? peer : undefined;
+  }
+
+  /** Names resolve through slirp's DNS when the network namespace (its own or its peer's) has a way out. */
+  private get resolvesNames(): boolean {
+    return Boolean(this.outbound ?? this.peer?.outbound);
+  }
+
+  /** The command prefix that puts a new sandbox's supervisor into this sandbox's network namespace. */
+  private admitToNetwork(sharer: BwrapSandbox): string[] {
+    const entry = this.networkEntry();
+    this.sharers.add(sharer);
+    return entry;
+  }
+
+  /** The command prefix that enters this sandbox's network namespace, for a sandbox that shares it. */
+  private networkEntry(): string[] {
+    if (this.destroyed || this.supervisorPid === undefined) throw new SandboxError("the sandbox whose network it shares is gone");
+    const ns = (kind: string) => `--${kind}=/proc/${this.supervisorPid}/ns/${kind}`;
+    // Root enters before it becomes the sharer's uid, which has no right to; an unprivileged
+    // runner gets that right by entering this sandbox's user namespace first.
+    return this.asRoot ? ["nsenter", ns("net"), "--"] : ["nsenter", "--preserve-credentials", ns("user"), ns("net"), "--"];
+  }
+
   async start(): Promise<void> {
     const image = this.spec.image.kind === "rootfs" ? this.spec.image.path : "";
+    // A root runner's images belong to host root, a uid no sandbox has: they are shown id-mapped.
+    const attach = image !== "" && this.asRoot;
     const argv = [
+      ...(this.peer?.admitToNetwork(this) ?? []),
       ...this.identity(),
       "unshare",
       "--user",
@@ -180,7 +214,7 @@ export class BwrapSandbox implements Sandbox {
       "--kill-child",
       // bwrap finds its children under /proc by pid: the procfs must be this pid namespace's own.
       "--mount-proc",
-      "--net",
+      ...(this.peer ? [] : ["--net"]),
       "--ipc",
       "--uts",
       "--cgroup",
@@ -191,8 +225,9 @@ export class BwrapSandbox implements Sandbox {
       "supervisor",
       this.mountDir,
       String(this.limits.tmpfsBytes),
-      image,
-      this.outbound ? SLIRP.dns : "",
+      attach ? "attach" : image,
+      this.resolvesNames ? SLIRP.dns : "",
+      this.peer ? "shared" : "own",
     ];
     const child = this.spawnGated(argv, ["pipe", "pipe", "pipe"]);
     this.supervisor = child;
@@ -201,7 +236,19 @@ export class BwrapSandbox implements Sandbox {
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => reject(new SandboxError(`sandbox did not start within 10 s: ${stderr.trim()}`)), 10_000);
       child.stdout!.on("data", (d: Buffer) => {
-        if (d.toString().includes("ready")) {
+        const said = d.toString();
+        if (said.includes("attach")) {
+          Promise.resolve()
+            .then(() => attachIdmappedImage(image, this.supervisorChild(child), `${this.mountDir}/lower`))
+            .then(
+            () => child.stdin!.write("attached\n"),
+            (err: unknown) => {
+              clearTimeout(timer);
+              reject(err);
+            },
+          );
+        }
+        if (said.includes("ready")) {
           clearTimeout(timer);
           resolve();
         }
@@ -211,10 +258,7 @@ export class BwrapSandbox implements Sandbox {
         reject(new SandboxError(`sandbox failed to start (exit ${code}): ${stderr.trim() || "no message"}`));
       });
     });
-    // `unshare` forked the supervisor as pid 1 of the new pid namespace: that child is what exec enters.
-    const children = readFileSync(`/proc/${child.pid}/task/${child.pid}/children`, "utf8").trim().split(/\s+/).filter(Boolean);
-    if (children.length !== 1) throw new SandboxError("sandbox supervisor not found");
-    this.supervisorPid = Number(children[0]);
+    this.supervisorPid = this.supervisorChild(child);
     if (this.outbound) {
       // The firewall is in place before the namespace has any way out.
       await this.inNetworkNamespace(["nft", "-f", "-"], this.outbound.ruleset);
@@ -222,12 +266,24 @@ export class BwrapSandbox implements Sandbox {
     }
   }
 
+  /** `unshare` forked the supervisor as pid 1 of the new pid namespace: that child is what exec enters. */
+  private supervisorChild(unshare: ChildProcess): number {
+    const children = readFileSync(`/proc/${unshare.pid}/task/${unshare.pid}/children`, "utf8").trim().split(/\s+/).filter(Boolean);
+    if (children.length !== 1) throw new SandboxError("sandbox supervisor not found");
+    return Number(children[0]);
+  }
+
   /**
    * Runs a host tool as the supervisor does, root of the sandbox's user namespace, inside its
    * network namespace: the only place with the right to change that namespace's network.
    */
   private inNetworkNamespace(argv: string[], stdin = ""): Promise<string> {
-    const nsenter = ["nsenter", "--preserve-credentials", `--target=${this.supervisorPid}`, "--user", "--net", "--"];
+    return this.asSupervisor(["--net"], argv, stdin);
+  }
+
+  /** Runs a host tool as root of the sandbox's user namespace, in some of its other namespaces. */
+  private asSupervisor(namespaces: string[], argv: string[], stdin = ""): Promise<string> {
+    const nsenter = ["nsenter", "--preserve-credentials", `--target=${this.supervisorPid}`, "--user", ...namespaces, "--"];
     const [command, ...args] = [...this.identity(), ...nsenter, ...argv];
     const child = spawn(command!, args, { stdio: ["pipe", "pipe", "pipe"], env: { PATH: TOOL_PATH } });
     let out = "";
@@ -238,7 +294,7 @@ export class BwrapSandbox implements Sandbox {
     child.stdin.end(stdin);
     return new Promise((resolve, reject) => {
       child.once("error", (e) => reject(new SandboxError(`${argv[0]}: ${e.message}`)));
-      child.once("close", (code) => (code === 0 ? resolve(out) : reject(new SandboxError(`${argv.join(" ")} failed in the sandbox's network namespace (exit ${code}): ${err.trim()}`))));
+      child.once("close", (code) => (code === 0 ? resolve(out) : reject(new SandboxError(`${argv.join(" ")} failed in the sandbox (exit ${code}): ${err.trim()}`))));
     });
   }
 
@@ -297,7 +353,7 @@ export class BwrapSandbox implements Sandbox {
       args.push("--bind", `${m}/tmp`, "/tmp");
     } else {
       args.push("--bind", `${m}/root`, "/");
-      for (const f of ["hosts", "passwd", "group", "nsswitch.conf", ...(this.outbound ? ["resolv.conf"] : [])]) args.push("--ro-bind", `${m}/etc/${f}`, `/etc/${f}`);
+      for (const f of ["hosts", "passwd", "group", "nsswitch.conf", ...(this.resolvesNames ? ["resolv.conf"] : [])]) args.push("--ro-bind", `${m}/etc/${f}`, `/etc/${f}`);
     }
     // bwrap leaves /proc/sys of a new procfs writable; cover it with a read-only view.
     args.push("--proc", "/proc", "--ro-bind", "/proc/sys", "/proc/sys", "--dev", "/dev", "--tmpfs", "/sys", "--remount-ro", "/sys");
@@ -313,8 +369,9 @@ export class BwrapSandbox implements Sandbox {
   async exec(cmd: Exec, io: ExecIO = {}): Promise<ExitStatus> {
     if (this.destroyed || this.supervisorPid === undefined) throw new SandboxError("the sandbox is gone");
     if (cmd.argv.length === 0 || cmd.argv.some((a) => a.includes("\0"))) throw new SandboxError("a command is a non-empty argv without NUL bytes");
-    const nsenter = ["nsenter", "--preserve-credentials", `--target=${this.supervisorPid}`, "--user", "--mount", "--net", "--ipc", "--uts", "--pid", "--cgroup", "--"];
-    const argv = [...this.identity(), ...nsenter, "bwrap", ...this.bwrapArgs(cmd), "--", ...cmd.argv];
+    // A sandbox sharing another's network enters that one's first: its own uid could not.
+    const nsenter = ["nsenter", "--preserve-credentials", `--target=${this.supervisorPid}`, "--user", "--mount", ...(this.peer ? [] : ["--net"]), "--ipc", "--uts", "--pid", "--cgroup", "--"];
+    const argv = [...(this.peer?.networkEntry() ?? []), ...this.identity(), ...nsenter, "bwrap", ...this.bwrapArgs(cmd), "--", ...cmd.argv];
     const child = this.spawnGated(argv, ["pipe", "pipe", "pipe", "pipe"]);
     this.running.add(child);
     (child.stdio[3] as Writable).end(this.filter);
@@ -354,15 +411,29 @@ export class BwrapSandbox implements Sandbox {
     return Buffer.concat(out);
   }
 
+  async addHosts(hosts: Record<string, string>): Promise<void> {
+    const lines = Object.entries(hosts).map(([name, address]) => {
+      if (!HOST_NAME.test(name) || isIP(address) === 0) throw new SandboxError(`not a hosts entry: ${JSON.stringify(name)} ${JSON.stringify(address)}`);
+      return `${address} ${name}\n`;
+    });
+    if (this.destroyed || this.supervisorPid === undefined) throw new SandboxError("the sandbox is gone");
+    // The file is in the sandbox's tmpfs, which only its own mount namespace sees.
+    await this.asSupervisor(["--mount"], ["/bin/sh", "-c", 'cat >> "$1"', "add-hosts", path.join(this.mountDir, "etc", "hosts")], lines.join(""));
+  }
+
   destroy(): Promise<void> {
     this.destroyed ??= this.teardown();
     return this.destroyed;
   }
 
   private async teardown(): Promise<void> {
-    for (const child of [...this.running, this.supervisor, this.slirp]) child?.kill("SIGKILL");
+    await Promise.all([...this.sharers].map((s) => s.destroy()));
+    this.peer?.sharers.delete(this);
+    // Each exec's first process lives outside the sandbox's pid namespace: wait until it is reaped too.
+    const children = [...this.running, this.supervisor, this.slirp];
+    for (const child of children) child?.kill("SIGKILL");
     for (const pid of this.cgroup?.pids() ?? []) killQuietly(pid);
-    await Promise.all([this.supervisor, this.slirp].map(exited));
+    await Promise.all(children.map(exited));
     if (this.cgroup) await removeWhenEmpty(this.cgroup);
     rmSync(this.mountDir, { recursive: true, force: true });
     this.released();

@@ -3,15 +3,20 @@
  * (an unprivileged uid on the host). It puts one tmpfs over the sandbox's empty mount dir, with
  * an overlay whose lower layer is the read-only image and whose upper layer lives in that tmpfs,
  * then sleeps holding the namespaces that every `exec` enters. Arguments: mount dir, tmpfs size
- * in bytes, image root ("" for the host image, whose /usr is the lower layer), DNS resolver
- * ("" when the sandbox has no network).
+ * in bytes, image root ("" for the host image, whose /usr is the lower layer; "attach" to wait
+ * until the runner has mounted it at <mount dir>/lower and says so on stdin), DNS resolver
+ * ("" when the sandbox has no network), network ("own", or "shared" when it joined another
+ * sandbox's namespace, which is that sandbox's to configure).
  */
 export const supervisorScript = String.raw`
 set -eu
-m="$1"; size="$2"; lower="$3"; resolver="$4"
-[ -n "$lower" ] || lower=/usr
+m="$1"; size="$2"; lower="$3"; resolver="$4"; net="$5"
 mount -t tmpfs -o "size=$size,mode=0755,nosuid,nodev" slipway "$m"
-mkdir -p "$m/upper" "$m/work" "$m/root" "$m/workspace" "$m/home" "$m/tmp" "$m/etc"
+mkdir -p "$m/upper" "$m/work" "$m/root" "$m/workspace" "$m/home" "$m/tmp" "$m/etc" "$m/lower"
+case "$lower" in
+  "") lower=/usr ;;
+  attach) echo attach; read -r attached; lower="$m/lower" ;;
+esac
 chmod 1777 "$m/tmp"
 mount -t overlay overlay -o "lowerdir=$lower,upperdir=$m/upper,workdir=$m/work" "$m/root"
 printf 'root:x:0:0:root:/root:/bin/sh\nbuild:x:1000:1000:build:/home/build:/bin/sh\n' > "$m/etc/passwd"
@@ -19,7 +24,12 @@ printf 'root:x:0:\nbuild:x:1000:\n' > "$m/etc/group"
 printf '127.0.0.1 localhost sandbox\n::1 localhost\n' > "$m/etc/hosts"
 printf 'passwd: files\ngroup: files\nhosts: files dns\n' > "$m/etc/nsswitch.conf"
 if [ -n "$resolver" ]; then printf 'nameserver %s\n' "$resolver" > "$m/etc/resolv.conf"; fi
-if command -v ip >/dev/null; then ip link set lo up; fi
+if [ "$net" = own ]; then
+  if command -v ip >/dev/null; then ip link set lo up; fi
+  # Services beside the steps may listen on ports below 1024 (a web server on :80), in this
+  # namespace only; best effort, as kernels before 4.11 lack the setting.
+  echo 0 2>/dev/null > /proc/sys/net/ipv4/ip_unprivileged_port_start || true
+fi
 echo ready
 exec sleep infinity
 `;

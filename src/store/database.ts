@@ -11,6 +11,9 @@ import * as m004 from "./migrations/004_audit_log.js";
 import * as m005 from "./migrations/005_deploy_keys_and_webhooks.js";
 import * as m006 from "./migrations/006_builds.js";
 import * as m007 from "./migrations/007_project_egress.js";
+import * as m008 from "./migrations/008_env_file_keys.js";
+import * as m009 from "./migrations/009_build_approvals.js";
+import * as m010 from "./migrations/010_project_known_hosts.js";
 
 export type Db = Kysely<Database>;
 export type Tx = Transaction<Database>;
@@ -26,6 +29,9 @@ const migrations: Record<string, Migration> = {
   "005_deploy_keys_and_webhooks": m005,
   "006_builds": m006,
   "007_project_egress": m007,
+  "008_env_file_keys": m008,
+  "009_build_approvals": m009,
+  "010_project_known_hosts": m010,
 };
 
 export interface Store {

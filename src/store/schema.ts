@@ -90,6 +90,8 @@ export interface ProjectsTable {
   created_at: string;
   /** JSON array of allow entries, or null. */
   egress_allowlist: string | null;
+  /** The git host's pinned keys, known_hosts text, or null (the next clone pins what it sees). */
+  known_hosts: string | null;
 }
 
 export interface ProjectAssignmentsTable {
@@ -132,6 +134,15 @@ export interface DeployKeysTable {
   public_key: string;
   fingerprint: string;
   /** Sealed (secret box, owner = the project, field "deploy_key"). */
+  private_key: string;
+  created_at: string;
+}
+
+export interface EnvFileKeysTable {
+  project_id: string;
+  /** Base64 of the raw X25519 public key: public to the project's members. */
+  public_key: string;
+  /** Sealed (secret box, owner = the project, field "env_file_key"). */
   private_key: string;
   created_at: string;
 }
@@ -184,6 +195,18 @@ export interface JobsTable {
   log_bytes: number;
 }
 
+/** A manual step a job stopped at (approved_* null until an owner or admin approves it). */
+export interface BuildApprovalsTable {
+  build_id: string;
+  step_id: string;
+  step_name: string;
+  waiting_job_id: string;
+  requested_at: string;
+  approved_by: string | null;
+  approved_at: string | null;
+  resume_job_id: string | null;
+}
+
 export interface LogChunksTable {
   job_id: string;
   offset: number;
@@ -217,9 +240,11 @@ export interface Database {
   audit_log: AuditLogTable;
   builds: BuildsTable;
   jobs: JobsTable;
+  build_approvals: BuildApprovalsTable;
   log_chunks: LogChunksTable;
   runners: RunnersTable;
   deploy_keys: DeployKeysTable;
+  env_file_keys: EnvFileKeysTable;
   webhook_secrets: WebhookSecretsTable;
   webhook_deliveries: WebhookDeliveriesTable;
 }

@@ -5,7 +5,8 @@ import path from "node:path";
 import { Runner } from "../../src/runner/runner.js";
 import { BwrapBackend } from "../../src/sandbox/bwrap-backend.js";
 import { AUTHORIZED_KEY_OPTIONS, keyNeedle } from "./git-server.js";
-import { createUser, signIn, startHarness, type Client } from "./harness.js";
+import { buildWhen, hasEnded, type BuildSeen } from "./build-wait.js";
+import { createUser, signIn, startHarness, type Client, type Harness } from "./harness.js";
 
 // The entry point of a process run inside the test's "runner" network namespace (see
 // runModuleInNetns): a real Slipway server on that namespace's loopback and a real Runner with its
@@ -29,19 +30,13 @@ export interface CloneRunOutput {
   builds: Array<{ status: string; reason: string | null; log: string; key: DeployKeyUsed }>;
 }
 
-const FINAL = ["success", "failed", "error", "canceled"];
-
-async function finished(owner: Client, buildId: string): Promise<{ status: string; reason: string | null; jobs: Array<{ id: string }> }> {
-  const until = Date.now() + 90_000;
-  for (;;) {
-    const b = (await owner.get(`/api/v1/builds/${buildId}`)).json();
-    if (FINAL.includes(b.status)) return b;
-    if (Date.now() > until) throw new Error(`build ${buildId} still ${b.status} after 90 s`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
+export interface CloneWorld {
+  h: Harness;
+  owner: Client;
 }
 
-export async function main(input: CloneRunInput): Promise<CloneRunOutput> {
+/** A Slipway server on this namespace's loopback and a Runner cloning over SSH, for `body` to use; both stop after. */
+export async function withCloneServer<T>(body: (world: CloneWorld) => Promise<T>): Promise<T> {
   const runtimeDir = mkdtempSync(path.join(tmpdir(), "slipway-clone-runner-"));
   const h = await startHarness();
   let runner: Runner | undefined;
@@ -53,12 +48,33 @@ export async function main(input: CloneRunInput): Promise<CloneRunOutput> {
     const { token } = await h.services.runners.register("clone test runner");
     runner = new Runner({ server: url, token, backend: new BwrapBackend({ runtimeDir }), network: { mode: "outbound" }, onError: (err) => console.error(err) });
     runner.start(1);
+    return await body({ h, owner });
+  } finally {
+    await runner?.stop();
+    await h.close();
+    rmSync(runtimeDir, { recursive: true, force: true });
+  }
+}
 
-    const project = (await owner.post("/api/v1/projects", { name: "app", repositoryUrl: input.repositoryUrl })).json().id as string;
-    // Only the public half is needed to register the key at the git server, as an operator would.
-    const registered = (await owner.get(`/api/v1/projects/${project}/deploy-key`)).json().publicKey as string;
-    appendFileSync(input.authorizedKeys, `${AUTHORIZED_KEY_OPTIONS} ${registered}\n`);
+/** A project of the repository whose deploy key the git server lets in with `options` (git-shell by default). */
+export async function projectAtGitServer(owner: Client, name: string, repositoryUrl: string, authorizedKeys: string, options = AUTHORIZED_KEY_OPTIONS): Promise<string> {
+  const project = (await owner.post("/api/v1/projects", { name, repositoryUrl })).json().id as string;
+  // Only the public half is needed to register the key at the git server, as an operator would.
+  const registered = (await owner.get(`/api/v1/projects/${project}/deploy-key`)).json().publicKey as string;
+  appendFileSync(authorizedKeys, `${options} ${registered}\n`);
+  return project;
+}
 
+/** A build's whole log: every job's, in order. */
+export async function buildLog(owner: Client, build: BuildSeen): Promise<string> {
+  let log = "";
+  for (const job of build.jobs) log += (await owner.get(`/api/v1/builds/${build.id}/jobs/${job.id}/log?format=text`)).body;
+  return log;
+}
+
+export const main = (input: CloneRunInput): Promise<CloneRunOutput> =>
+  withCloneServer(async ({ h, owner }) => {
+    const project = await projectAtGitServer(owner, "app", input.repositoryUrl, input.authorizedKeys);
     const builds: CloneRunOutput["builds"] = [];
     for (const spec of input.builds) {
       if (spec.rotateKeyFirst) await owner.post(`/api/v1/projects/${project}/deploy-key`);
@@ -66,15 +82,8 @@ export async function main(input: CloneRunInput): Promise<CloneRunOutput> {
       // The step searches for a piece of the key; it gets it encoded, so that its config holds no copy.
       await owner.put(`/api/v1/projects/${project}/secrets/KEY_PART`, { value: Buffer.from(keyNeedle(key.privateKey)).toString("base64") });
       const created = (await owner.post(`/api/v1/projects/${project}/builds`, { branch: spec.branch, ...(spec.commit && { commit: spec.commit }) })).json();
-      const build = await finished(owner, created.id);
-      let log = "";
-      for (const job of build.jobs) log += (await owner.get(`/api/v1/builds/${created.id}/jobs/${job.id}/log?format=text`)).body;
-      builds.push({ status: build.status, reason: build.reason, log, key });
+      const build = await buildWhen(owner, created.id, hasEnded);
+      builds.push({ status: build.status, reason: build.reason, log: await buildLog(owner, build), key });
     }
     return { builds };
-  } finally {
-    await runner?.stop();
-    await h.close();
-    rmSync(runtimeDir, { recursive: true, force: true });
-  }
-}
+  });

@@ -62,10 +62,12 @@ const TABLES = [
   "data_keys",
   "secrets",
   "deploy_keys",
+  "env_file_keys",
   "webhook_secrets",
   "webhook_deliveries",
   "builds",
   "jobs",
+  "build_approvals",
   "log_chunks",
   "runners",
 ] as const;
@@ -256,6 +258,9 @@ export async function apiRoutes(app: FastifyInstance): Promise<ApiRoute[]> {
   });
 }
 
+/** An ed25519 public key in known_hosts form (`type base64`): well-formed, made of nothing. */
+export const SAMPLE_HOST_KEY = `ssh-ed25519 ${Buffer.concat([Buffer.from([0, 0, 0, 11]), Buffer.from("ssh-ed25519"), Buffer.from([0, 0, 0, 32]), Buffer.alloc(32, 7)]).toString("base64")}`;
+
 /** A body each route accepts (validation passes); the tests mutate it one way at a time. */
 export const sampleBodies = (p: Record<string, string>): Record<string, unknown> => ({
   "POST /api/v1/session": { email: "nobody@example.com", password: "not the password" },
@@ -278,11 +283,17 @@ export const sampleBodies = (p: Record<string, string>): Record<string, unknown>
   "PATCH /api/v1/projects/:projectId": { name: "web2" },
   "PUT /api/v1/projects/:projectId/secrets/:name": { value: "value" },
   "POST /api/v1/projects/:projectId/builds": { branch: "main" },
+  "POST /api/v1/builds/:buildId/approvals": { step: "2" },
   "POST /api/v1/runner/lease": { waitMs: 0 },
   "POST /api/v1/runner/jobs/:jobId/heartbeat": {},
   "POST /api/v1/runner/jobs/:jobId/log": { offset: 0, data: Buffer.from("step 1 ok\n").toString("base64") },
   "POST /api/v1/runner/jobs/:jobId/secrets": { names: ["API_KEY"] },
   "POST /api/v1/runner/jobs/:jobId/checkout": {},
+  // Valid in shape; the world's project has no SSH repository, so the server answers 400 wrong_host.
+  "POST /api/v1/runner/jobs/:jobId/known-hosts": { knownHosts: `git.example.com ${SAMPLE_HOST_KEY}\n` },
+  // Valid in shape; the server answers 422, as no key sealed it.
+  "POST /api/v1/runner/jobs/:jobId/env-files": { path: "app.env.encrypted", text: "slipway:v1:AAAA\n" },
+  "POST /api/v1/projects/:projectId/env-file-key/decrypt": { text: "slipway:v1:AAAA\n", name: "app.env.encrypted" },
   "POST /api/v1/runner/jobs/:jobId/finish": { status: "success", reason: null },
 });
 

@@ -1,7 +1,11 @@
+import type { ServerResponse } from "node:http";
+import { Readable } from "node:stream";
 import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
 import { z } from "zod";
+import { waitingStepSchema } from "../../builds/approvals.js";
 import { buildSchema, buildStatuses } from "../../builds/builds.js";
 import { commitIdSchema } from "../../builds/events.js";
+import type { LogChunk } from "../../builds/job-logs.js";
 import type { Services } from "../../services.js";
 import { contextOf } from "../plugins/access.js";
 
@@ -13,6 +17,23 @@ const refPart = z
   .min(1)
   .max(255)
   .regex(/^[^\0-\x20\x7f~^:?*[\\]+$/, "a branch or tag name has no spaces, control characters or ~^:?*[\\");
+
+/** The bytes of a log's chunks, for streaming it as text. */
+async function* logBytes(chunks: AsyncIterable<LogChunk>): AsyncGenerator<Buffer> {
+  for await (const c of chunks) yield c.data;
+}
+
+/** Resolves when the client has taken what was written, or has gone. */
+const drained = (res: ServerResponse) =>
+  new Promise<void>((resolve) => {
+    const done = () => {
+      res.off("drain", done);
+      res.off("close", done);
+      resolve();
+    };
+    res.on("drain", done);
+    res.on("close", done);
+  });
 
 /** Builds: start one, list and read them, cancel, and follow a job's log live (Server-Sent Events). */
 export const buildRoutes: FastifyPluginAsyncZod<{ services: Services }> = async (app, { services }) => {
@@ -62,6 +83,21 @@ export const buildRoutes: FastifyPluginAsyncZod<{ services: Services }> = async 
     async (request) => builds.cancel(contextOf(request), request.params.buildId),
   );
 
+  app.post(
+    "/builds/:buildId/approvals",
+    {
+      config: { access: { kind: "build", action: "project.builds.approve" } },
+      schema: {
+        summary: "Approve the manual step a build waits at",
+        description: "Owners and admins only. Queues a job that runs the pipeline from that step on (the steps before it are not run again). 409 when the step is not waiting, was approved already, or the build has ended.",
+        params: buildParams,
+        body: z.object({ step: waitingStepSchema.shape.id.describe("The id of the waiting step, as in the build's `waitingFor`") }).strict(),
+        response: { 200: buildSchema },
+      },
+    },
+    async (request) => builds.approve(contextOf(request), request.params.buildId, request.body.step),
+  );
+
   app.get(
     "/builds/:buildId/jobs/:jobId/log",
     {
@@ -69,9 +105,14 @@ export const buildRoutes: FastifyPluginAsyncZod<{ services: Services }> = async 
       schema: {
         summary: "A job's log, live",
         description:
-          "Server-Sent Events: `log` events carry `{offset, data}` (base64 of the bytes, ANSI colours kept) and an `id` to resume from (`Last-Event-ID` or `?offset=`); an `end` event closes the stream when the job has ended. `?format=text` returns the whole log as text instead.",
+          "Server-Sent Events: `log` events carry `{offset, data}` (base64 of the bytes, ANSI colours kept) and an `id` to resume from (`Last-Event-ID` or `?offset=`); an `end` event closes the stream when the job has ended. `?format=text` returns the stored log from `offset` on as text/plain instead. A log that reached the server's cap ends with a line saying so.",
         params: logParams,
-        querystring: z.object({ offset: z.coerce.number().int().min(0).optional(), format: z.enum(["sse", "text"]).default("sse") }).strict(),
+        querystring: z
+          .object({
+            offset: z.coerce.number().int().min(0).optional().describe("The byte to start from (wins over Last-Event-ID)"),
+            format: z.enum(["sse", "text"]).default("sse").describe("`sse` (live, the default) or `text` (what is stored so far)"),
+          })
+          .strict(),
       },
     },
     async (request, reply) => {
@@ -80,25 +121,29 @@ export const buildRoutes: FastifyPluginAsyncZod<{ services: Services }> = async 
       const lastEventId = Number(request.headers["last-event-id"]);
       const from = request.query.offset ?? (Number.isInteger(lastEventId) && lastEventId >= 0 ? lastEventId : 0);
       if (request.query.format === "text") {
-        const chunks = await logs.read(build.project, job.id, from);
-        return reply.type("text/plain; charset=utf-8").send(Buffer.concat(chunks.map((c) => c.data)));
+        return reply.type("text/plain; charset=utf-8").header("cache-control", "no-store").send(Readable.from(logBytes(logs.chunks(build.project, job.id, from))));
       }
       reply.hijack();
       const res = reply.raw;
       res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-store", connection: "keep-alive", "x-accel-buffering": "no" });
       let sent = from;
-      const send = (offset: number, data: Buffer) => {
-        // Chunks already sent (a live one racing the backlog) are cut, so no byte appears twice.
+      /** The event for a chunk, or nothing when it was all sent already (a live chunk racing the backlog): no byte appears twice. */
+      const event = (offset: number, data: Buffer): string | undefined => {
         const skip = Math.max(0, sent - offset);
-        if (skip >= data.length) return;
+        if (skip >= data.length) return undefined;
         sent = offset + data.length;
-        res.write(`event: log\nid: ${sent}\ndata: ${JSON.stringify({ offset: offset + skip, data: data.subarray(skip).toString("base64") })}\n\n`);
+        return `event: log\nid: ${sent}\ndata: ${JSON.stringify({ offset: offset + skip, data: data.subarray(skip).toString("base64") })}\n\n`;
       };
-      const pending: Array<{ offset: number; data: Buffer }> = [];
+      const pending: LogChunk[] = [];
       let caughtUp = false;
       let endSeen = false;
       let ended = false;
-      const unfollow = logs.follow(job.id, (c) => (caughtUp ? send(c.offset, c.data) : pending.push(c)));
+      let closed = false;
+      const unfollow = logs.follow(job.id, (c) => {
+        if (!caughtUp) return void pending.push(c);
+        const e = event(c.offset, c.data);
+        if (e) res.write(e);
+      });
       // The end is written once, and only after the backlog, so no line is lost behind it.
       const finish = async () => {
         if (ended) return;
@@ -108,11 +153,20 @@ export const buildRoutes: FastifyPluginAsyncZod<{ services: Services }> = async 
       };
       const unEnd = logs.onEnd(job.id, () => (caughtUp ? void finish() : (endSeen = true)));
       request.raw.on("close", () => {
+        closed = true;
         unfollow();
         unEnd();
       });
-      for (const c of await logs.read(build.project, job.id, from)) send(c.offset, c.data);
-      for (const c of pending) send(c.offset, c.data);
+      // The backlog is read a page at a time and written as the client takes it, never held whole.
+      for await (const c of logs.chunks(build.project, job.id, from)) {
+        const e = event(c.offset, c.data);
+        if (e && !res.write(e)) await drained(res);
+        if (closed) return;
+      }
+      for (const c of pending.splice(0)) {
+        const e = event(c.offset, c.data);
+        if (e) res.write(e);
+      }
       caughtUp = true;
       const now = await builds.job(build.id, job.id);
       if (endSeen || !["queued", "running"].includes(now.status)) await finish();

@@ -3,6 +3,7 @@ import { z } from "zod";
 import { hasScope } from "../../auth/permissions.js";
 import { AppError } from "../../errors.js";
 import type { Project } from "../../projects/projects.js";
+import { knownHostsSchema } from "../../projects/known-hosts.js";
 import { projectNameSchema, repositoryUrlSchema } from "../../projects/projects.js";
 import { allowEntrySchema } from "../../sandbox/network.js";
 import { secretNameSchema, secretValueSchema } from "../../secrets/secret-variables.js";
@@ -13,7 +14,7 @@ import { projectSchema, secretNameListSchema, someField } from "../schemas.js";
 const projectParams = z.object({ projectId: z.string().min(1).max(64) });
 const secretParams = projectParams.extend({ name: secretNameSchema });
 const assignmentParams = projectParams.extend({ userId: z.string().min(1).max(64) });
-const view = (p: Project) => ({ id: p.id, organization: p.orgId, name: p.name, repositoryUrl: p.repositoryUrl, createdAt: p.createdAt, egressAllowlist: p.egressAllowlist });
+const view = (p: Project) => ({ id: p.id, organization: p.orgId, name: p.name, repositoryUrl: p.repositoryUrl, createdAt: p.createdAt, egressAllowlist: p.egressAllowlist, knownHosts: p.knownHosts });
 
 /** Projects, their secrets (write-only values) and contractor assignments. */
 export const projectRoutes: FastifyPluginAsyncZod<{ services: Services }> = async (app, { services }) => {
@@ -66,12 +67,16 @@ export const projectRoutes: FastifyPluginAsyncZod<{ services: Services }> = asyn
     "/projects/:projectId",
     {
       config: { access: { kind: "project", action: "project.update" } },
-      schema: { summary: "Rename a project, change its repository URL or its egress allowlist", params: projectParams, body: z
+      schema: { summary: "Rename a project, change its repository URL, its egress allowlist or its git host's pinned keys", params: projectParams, body: z
           .object({
             name: projectNameSchema.optional(),
             repositoryUrl: repositoryUrlSchema.nullable().optional(),
             // Include the git host: the clone goes through the same allowlist.
             egressAllowlist: z.array(allowEntrySchema).min(1).max(100).nullable().optional(),
+            knownHosts: knownHostsSchema
+              .nullable()
+              .optional()
+              .describe("The git host's keys in known_hosts format (as `ssh-keyscan host` prints them); clones refuse any other key. null: the next clone pins the key it sees."),
           })
           .strict()
           .refine(...someField), response: { 200: projectSchema } },

@@ -1,10 +1,14 @@
 import type { FastifyRequest } from "fastify";
 import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
 import { z } from "zod";
+import { waitingStepSchema } from "../../builds/approvals.js";
+import { commitIdSchema } from "../../builds/events.js";
 import { LogGapError } from "../../builds/job-logs.js";
 import { AppError } from "../../errors.js";
+import { knownHostsName, knownHostsSchema, parseKnownHosts } from "../../projects/known-hosts.js";
 import { secretNameSchema } from "../../secrets/secret-variables.js";
 import type { Services } from "../../services.js";
+import { envFileTextSchema } from "./env-file-key.js";
 
 const runner = { access: { kind: "runner" } } as const;
 const jobParams = z.object({ jobId: z.string().min(1).max(64) });
@@ -15,7 +19,7 @@ export const RUNNER_LOG_BODY_LIMIT = LOG_DATA_MAX + 1024;
 
 /**
  * The API runners use (a runner token as bearer): lease a job, keep the lease alive, get the clone credentials, send log
- * chunks, fetch the secrets the config names, and finish. The server never runs steps itself.
+ * chunks, fetch the secrets the config names, have its encrypted env files opened, and finish. The server never runs steps itself.
  */
 export const runnerApiRoutes: FastifyPluginAsyncZod<{ services: Services }> = async (app, { services }) => {
   const { builds } = services;
@@ -57,11 +61,17 @@ export const runnerApiRoutes: FastifyPluginAsyncZod<{ services: Services }> = as
     {
       config: runner,
       bodyLimit: RUNNER_LOG_BODY_LIMIT,
-      schema: { summary: "Append a chunk of (masked) output", params: jobParams, body: z.object({ offset: z.number().int().min(0), data: z.string().max(LOG_DATA_MAX).base64() }).strict() },
+      schema: {
+        summary: "Append a chunk of (masked) output",
+        description: "Once the log reached the server's cap (maxJobLogBytes) the answer says `truncated`: later chunks are dropped, so stop sending them.",
+        params: jobParams,
+        body: z.object({ offset: z.number().int().min(0), data: z.string().max(LOG_DATA_MAX).base64() }).strict(),
+        response: { 200: z.object({ size: z.number().int(), truncated: z.boolean() }) },
+      },
     },
     async (request) => {
       try {
-        return { size: await builds.appendLog(runnerId(request), request.params.jobId, request.body.offset, Buffer.from(request.body.data, "base64")) };
+        return await builds.appendLog(runnerId(request), request.params.jobId, request.body.offset, Buffer.from(request.body.data, "base64"));
       } catch (err) {
         if (err instanceof LogGapError) throw new AppError(409, "log_gap", err.message, { "x-log-size": String(err.expected) });
         throw err;
@@ -84,13 +94,33 @@ export const runnerApiRoutes: FastifyPluginAsyncZod<{ services: Services }> = as
   );
 
   app.post(
+    "/runner/jobs/:jobId/env-files",
+    {
+      config: runner,
+      schema: {
+        summary: "The variables of an encrypted env file the pipeline names",
+        description:
+          "Opened with the project's private key, which never leaves the server, only for the runner holding the job's lease. Refused for pull-request builds. 422 `env_file_unreadable` names the file and line that do not open.",
+        params: jobParams,
+        body: z.object({ path: z.string().min(1).max(1000), text: envFileTextSchema }).strict(),
+        response: { 200: z.object({ env: z.record(z.string(), z.string()) }) },
+      },
+    },
+    async (request) => {
+      const leased = await builds.leasedJob(runnerId(request), request.params.jobId);
+      if (leased.pullRequest !== null) throw new AppError(403, "untrusted_build", "builds of pull requests get no secrets, so no encrypted env files either");
+      return { env: await services.envFileKeys.open(leased.projectId, request.body.path, request.body.text) };
+    },
+  );
+
+  app.post(
     "/runner/jobs/:jobId/checkout",
     {
       config: runner,
       schema: {
         summary: "The credentials to clone the job's repository",
         description:
-          "P01: the project's deploy key (private half), only to the runner holding the job's lease, which writes it into the sandbox's tmpfs for the clone alone and removes it before the first step. `knownHosts` is null until projects pin their git host's keys.",
+          "P01: the project's deploy key (private half), only to the runner holding the job's lease, which writes it into the sandbox's tmpfs for the clone alone and removes it before the first step. `knownHosts`: the git host's pinned keys, which the clone insists on; null while none are pinned (the clone then reports the key it saw).",
         params: jobParams,
         body: z.object({}).strict().optional(),
       },
@@ -98,15 +128,53 @@ export const runnerApiRoutes: FastifyPluginAsyncZod<{ services: Services }> = as
     async (request) => {
       const { projectId } = await builds.leasedJob(runnerId(request), request.params.jobId);
       const { privateKey } = await services.deployKeys.revealDeployKey(projectId);
-      return { privateKey, knownHosts: null };
+      return { privateKey, knownHosts: (await services.projects.get(projectId)).knownHosts };
+    },
+  );
+
+  app.post(
+    "/runner/jobs/:jobId/known-hosts",
+    {
+      config: runner,
+      schema: {
+        summary: "Report the git host keys the first clone saw (trust on first use)",
+        description: "Pins them for the job's project when it has none pinned yet; a pin already there is kept. Every entry must name the repository's host.",
+        params: jobParams,
+        body: z.object({ knownHosts: knownHostsSchema }).strict(),
+        response: { 200: z.object({ pinned: z.boolean() }) },
+      },
+    },
+    async (request) => {
+      const { projectId } = await builds.leasedJob(runnerId(request), request.params.jobId);
+      const host = knownHostsName((await services.projects.get(projectId)).repositoryUrl ?? "");
+      const strangers = parseKnownHosts(request.body.knownHosts).entries.filter((e) => !host || !e.hosts.includes(host));
+      if (strangers.length) throw new AppError(400, "wrong_host", `line ${strangers[0]!.line}: the entry does not name the repository's host ${host ?? "(the project has no SSH repository URL)"}`);
+      return { pinned: await services.projects.pinFirstSeenHostKeys(projectId, runnerId(request), request.body.knownHosts) };
     },
   );
 
   app.post(
     "/runner/jobs/:jobId/finish",
-    { config: runner, schema: { summary: "Finish a job", params: jobParams, body: z.object({ status: z.enum(["success", "failed", "error"]), reason: z.string().max(2000).nullable().default(null) }).strict() } },
+    {
+      config: runner,
+      schema: {
+        summary: "Finish a job",
+        description: "`waiting-for-approval`: the job stopped at the manual step `waitingFor` (nothing after it ran); `commit` is the revision it checked out, which a job resumed after the approval checks out too.",
+        params: jobParams,
+        body: z
+          .object({
+            status: z.enum(["success", "failed", "error", "waiting-for-approval"]),
+            reason: z.string().max(2000).nullable().default(null),
+            waitingFor: waitingStepSchema.strict().optional(),
+            commit: commitIdSchema.optional(),
+          })
+          .strict()
+          .refine((b) => (b.status === "waiting-for-approval") === (b.waitingFor !== undefined), { message: "waitingFor goes with status waiting-for-approval, and only with it", path: ["waitingFor"] }),
+      },
+    },
     async (request, reply) => {
-      await builds.finish(runnerId(request), request.params.jobId, request.body.status, request.body.reason);
+      const { status, reason, waitingFor, commit } = request.body;
+      await builds.finish(runnerId(request), request.params.jobId, status === "waiting-for-approval" ? { status, step: waitingFor!, commit } : { status, reason });
       return reply.code(204).send();
     },
   );

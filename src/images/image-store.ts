@@ -1,0 +1,151 @@
+import { execFile } from "node:child_process";
+import { createHash, randomBytes } from "node:crypto";
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { homedir } from "node:os";
+import path from "node:path";
+import { z } from "zod";
+import { ImageError, parseImageReference, registryLocation, type ImageReference } from "./reference.js";
+
+/** A root filesystem ready to be a sandbox's read-only lower layer. */
+export interface ResolvedImage {
+  /** `sha256:…` of the manifest the reference pointed to when it was pulled. */
+  digest: string;
+  rootfs: string;
+  /** The image's own environment (PATH and the like), from its config. */
+  env: Record<string, string>;
+}
+
+export interface ImageStoreOptions {
+  /** Where unpacked images live, one folder per digest. */
+  cacheDir: string;
+  /**
+   * A folder of OCI layouts the operator provides (`<name>/oci-layout`, tags as
+   * `org.opencontainers.image.ref.name`); a reference whose name is found here is read from it,
+   * any other is pulled from its registry.
+   */
+  layoutsDir?: string;
+}
+
+const TOOL_PATH = "/usr/sbin:/usr/bin:/sbin:/bin";
+const PULL_TIMEOUT_MS = 30 * 60_000;
+
+const indexSchema = z.object({
+  manifests: z.array(z.object({ mediaType: z.string().optional(), digest: z.string(), annotations: z.record(z.string(), z.string()).optional() })),
+});
+const bundleConfigSchema = z.object({ process: z.object({ env: z.array(z.string()).optional() }).optional() });
+const imageFileSchema = z.object({ digest: z.string(), env: z.record(z.string(), z.string()) });
+
+/**
+ * OCI images as read-only root filesystems: copied with skopeo (which checks every blob against
+ * its digest), unpacked once with umoci into a folder named by the manifest digest, and reused
+ * from there by every sandbox. A reference pinned by digest is refused when the image found has
+ * another.
+ */
+export class ImageStore {
+  private readonly pulling = new Map<string, Promise<ResolvedImage>>();
+  private readonly rootless = process.getuid?.() !== 0;
+
+  constructor(private readonly opts: ImageStoreOptions) {
+    mkdirSync(opts.cacheDir, { recursive: true, mode: 0o755 });
+  }
+
+  async resolve(text: string, progress?: (message: string) => void): Promise<ResolvedImage> {
+    const ref = parseImageReference(text);
+    const source = this.sourceOf(ref);
+    const digest = await this.digestOf(ref, source);
+    if (ref.digest && ref.digest !== digest) throw new ImageError(`image ${text}: found digest ${digest}, not the one the config pins; the image was changed or replaced`);
+    const cached = this.cached(digest);
+    if (cached) return cached;
+    let pull = this.pulling.get(digest);
+    if (!pull) {
+      pull = this.pull(ref, source, digest, progress).finally(() => this.pulling.delete(digest));
+      this.pulling.set(digest, pull);
+    }
+    return pull;
+  }
+
+  private folderOf(digest: string): string {
+    return path.join(this.opts.cacheDir, digest.replace(":", "-"));
+  }
+
+  private cached(digest: string): ResolvedImage | undefined {
+    const file = path.join(this.folderOf(digest), "image.json");
+    if (!existsSync(file)) return undefined;
+    const image = imageFileSchema.parse(JSON.parse(readFileSync(file, "utf8")));
+    return { ...image, rootfs: path.join(this.folderOf(digest), "rootfs") };
+  }
+
+  /** skopeo's name for where the image comes from: a local layout when the operator has one by that name. */
+  private sourceOf(ref: ImageReference): string {
+    const layout = this.opts.layoutsDir && !ref.registry ? path.join(this.opts.layoutsDir, ref.name) : undefined;
+    if (layout && existsSync(path.join(layout, "oci-layout"))) return `oci:${layout}:${ref.tag ?? "latest"}`;
+    return registryLocation(ref);
+  }
+
+  private async digestOf(ref: ImageReference, source: string): Promise<string> {
+    if (source.startsWith("oci:")) {
+      const layout = source.slice(4, source.lastIndexOf(":"));
+      const tag = ref.tag ?? "latest";
+      const index = indexSchema.safeParse(JSON.parse(readFileSync(path.join(layout, "index.json"), "utf8")));
+      const found = index.success ? index.data.manifests.find((m) => m.annotations?.["org.opencontainers.image.ref.name"] === tag) : undefined;
+      if (!found) throw new ImageError(`image ${ref.text} does not exist: the local layout ${ref.name} has no tag ${tag}`);
+      return found.digest;
+    }
+    const raw = await run("skopeo", ["inspect", "--raw", "--retry-times", "2", source], ref.text, 120_000);
+    return `sha256:${createHash("sha256").update(raw).digest("hex")}`;
+  }
+
+  private async pull(ref: ImageReference, source: string, digest: string, progress?: (message: string) => void): Promise<ResolvedImage> {
+    const work = path.join(this.opts.cacheDir, `.pull-${randomBytes(6).toString("hex")}`);
+    try {
+      mkdirSync(work, { mode: 0o700 });
+      progress?.(`pulling image ${ref.text} (${digest.slice(0, 19)})\n`);
+      const pinned = source.startsWith("oci:") ? source : registryLocation({ ...ref, digest });
+      await run("skopeo", ["copy", "--quiet", "--retry-times", "2", pinned, `oci:${work}/layout:image`], ref.text, PULL_TIMEOUT_MS);
+      progress?.(`unpacking image ${ref.text}\n`);
+      const bundle = path.join(work, "bundle");
+      await run("umoci", ["unpack", ...(this.rootless ? ["--rootless"] : []), "--image", `${work}/layout:image`, bundle], ref.text, PULL_TIMEOUT_MS);
+      const config = bundleConfigSchema.parse(JSON.parse(readFileSync(path.join(bundle, "config.json"), "utf8")));
+      const env = Object.fromEntries((config.process?.env ?? []).map((kv) => [kv.slice(0, kv.indexOf("=")), kv.slice(kv.indexOf("=") + 1)]).filter(([k]) => k));
+      const done = path.join(work, "done");
+      mkdirSync(done, { mode: 0o755 });
+      renameSync(path.join(bundle, "rootfs"), path.join(done, "rootfs"));
+      writeFileSync(path.join(done, "image.json"), JSON.stringify({ digest, env }));
+      try {
+        renameSync(done, this.folderOf(digest));
+      } catch (err) {
+        // Another process unpacked the same image first: theirs is as good as ours.
+        if (!this.cached(digest)) throw err;
+      }
+      return this.cached(digest)!;
+    } finally {
+      rmSync(work, { recursive: true, force: true });
+    }
+  }
+}
+
+/** Runs an image tool, turning its failure into an error that names the image and says what went wrong. */
+function run(tool: string, args: string[], image: string, timeout: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    execFile(tool, args, { encoding: "buffer", timeout, maxBuffer: 64 * 1024 * 1024, env: { PATH: TOOL_PATH, HOME: process.env.HOME ?? "/root" } }, (err, stdout, stderr) => {
+      if (!err) return resolve(stdout);
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return reject(new ImageError(`images need ${tool} (Debian package ${tool}); install it on the runner`));
+      // skopeo logs `time=… level=fatal msg="…"`: the quoted message is what matters.
+      const last = stderr.toString().trim().split("\n").pop() ?? "";
+      const quoted = /msg="((?:[^"\\]|\\.)*)"/.exec(last)?.[1]?.replace(/\\(.)/g, "$1");
+      const message = (quoted ?? last).replace(/^Error parsing image name "[^"]*": /, "") || err.message;
+      const missing = /manifest unknown|not found|no such|does not exist|unauthorized|name unknown/i.test(message);
+      reject(new ImageError(`image ${image} ${missing ? "does not exist or is not accessible" : "could not be pulled"}: ${message}; check the name and that this runner can reach its registry`));
+    });
+  });
+}
+
+/**
+ * The image store of a runner outside `slipway serve` (`slipway runner`, `slipway run`): unpacked
+ * images in SLIPWAY_IMAGE_CACHE (default ~/.cache/slipway/images), local layouts in
+ * SLIPWAY_IMAGE_LAYOUTS when set.
+ */
+export function imageStoreFromEnv(env: NodeJS.ProcessEnv = process.env): ImageStore {
+  const cache = env.SLIPWAY_IMAGE_CACHE || path.join(env.XDG_CACHE_HOME || path.join(homedir(), ".cache"), "slipway", "images");
+  return new ImageStore({ cacheDir: cache, ...(env.SLIPWAY_IMAGE_LAYOUTS && { layoutsDir: env.SLIPWAY_IMAGE_LAYOUTS }) });
+}
