@@ -112,6 +112,46 @@ steps:
     expect(build.reason).toMatch(/step broken: exited with code 5/);
   });
 
+  it("reports every step of a job live: status, exit code, which sandbox it shared, and where its output starts in the log", async () => {
+    const id = await project(`image: host
+steps:
+  - name: first
+    command: echo one > /workspace/made-by-first
+  - type: parallel
+    steps:
+      - name: left
+        command: sleep 2; test ! -e /workspace/made-by-first && echo fresh-checkout
+      - name: right
+        command: exit 3
+  - name: after
+    command: echo never
+`);
+    const created = (await owner.post(`/api/v1/projects/${id}/builds`, { branch: "main" })).json();
+    type Seen = { id: string; name: string; status: string; sandbox: number; logOffset: number; exitCode: number | null; reason: string | null; startedAt: string | null; finishedAt: string | null };
+    const stepsNow = async () => ((await owner.get(`/api/v1/builds/${created.id}`)).json().jobs[0]?.steps ?? []) as Seen[];
+    // While `left` sleeps, the API already shows it running, with no end yet.
+    let running: Seen | undefined;
+    for (const until = Date.now() + 30_000; !running && Date.now() < until; await new Promise((r) => setTimeout(r, 50))) running = (await stepsNow()).find((st) => st.name === "left" && st.status === "running");
+    expect(running).toMatchObject({ startedAt: expect.any(String), finishedAt: null });
+
+    const build = await waitFor(created.id, (st) => !["queued", "running"].includes(st));
+    expect(build.status).toBe("failed");
+    const steps = await stepsNow();
+    const byName = Object.fromEntries(steps.map((st) => [st.name, st]));
+    expect(Object.keys(byName).sort()).toEqual(["after", "first", "left", "right"]);
+    expect(byName.first).toMatchObject({ id: "1", status: "success", exitCode: 0, sandbox: 0, reason: null });
+    expect(byName.left).toMatchObject({ id: "2.1", status: "success", exitCode: 0 });
+    expect(byName.right).toMatchObject({ id: "2.2", status: "failed", exitCode: 3, reason: "exited with code 3" });
+    expect(new Set([byName.first!.sandbox, byName.left!.sandbox, byName.right!.sandbox]).size).toBe(3);
+    expect(byName.after).toMatchObject({ status: "skipped", startedAt: null, finishedAt: expect.any(String), reason: "an earlier step failed" });
+    for (const st of [byName.first!, byName.left!, byName.right!]) expect(Date.parse(st.finishedAt!)).toBeGreaterThanOrEqual(Date.parse(st.startedAt!));
+
+    const log = Buffer.from((await owner.get(`/api/v1/builds/${created.id}/jobs/${build.jobs[0]!.id}/log?format=text`)).rawPayload);
+    for (const st of [byName.first!, byName.left!, byName.right!]) expect(log.subarray(st.logOffset).toString().startsWith(`\x1b[36m▶ ${st.name}`), st.name).toBe(true);
+    // `left` ran in a sandbox of its own, with a fresh checkout: the top level's file is not there.
+    expect(log.toString()).toContain("fresh-checkout");
+  });
+
   it("services run beside the steps: their output is in the job's stored log, prefixed and masked; an unhealthy one fails the build with the reason", async () => {
     const config = (check: string, retries: number) => `image: host
 secrets: [API_KEY]

@@ -43,6 +43,8 @@ const columns: Record<string, Record<string, Kind>> = {
   jobs: plainColumns("id", "build_id", "name", "status", "runner_id", "lease_expires_at", "attempts", "cancel_requested", "reason", "created_at", "started_at", "finished_at", "log_bytes"),
   build_approvals: plainColumns("build_id", "step_id", "step_name", "waiting_job_id", "requested_at", "approved_by", "approved_at", "resume_job_id"),
   // A job's output may hold whatever the build printed: sealed with its project's key.
+  // Reasons are the runner's own words (exit codes, timeouts); step output lives only in the sealed log.
+  job_steps: plainColumns("job_id", "step_id", "name", "status", "sandbox", "log_offset", "exit_code", "reason", "started_at", "finished_at"),
   log_chunks: { job_id: "plain", offset: "plain", size: "plain", data: "sealed" },
   runners: { id: "plain", name: "plain", token_hash: "sha256", created_at: "plain", last_seen_at: "plain" },
   kysely_migration: { name: "plain", timestamp: "plain" },

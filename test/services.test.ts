@@ -3,10 +3,10 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { memoryFiles, selectSteps, type Pipeline } from "../src/pipeline/index.js";
+import { memoryFiles, selectSteps, type Pipeline, type Step } from "../src/pipeline/index.js";
 import { PipelineRunner, type RunEvent, type RunOptions, type RunResult } from "../src/runner/pipeline-runner.js";
 import { resolveServiceEnv } from "../src/runner/service-env.js";
-import { JobServices } from "../src/runner/services.js";
+import { JobServices, servicesBeside } from "../src/runner/services.js";
 import type { Sandbox, SandboxSpec } from "../src/sandbox/backend.js";
 import { BwrapBackend, UID_RANGE } from "../src/sandbox/bwrap-backend.js";
 import { SLIRP } from "../src/sandbox/network.js";
@@ -351,6 +351,28 @@ steps:
     expect(step.length).toBeGreaterThan(0);
     expect(step.map((p) => p.uid)).not.toContain(uid);
     expect(hostProcesses().filter((p) => p.uid === uid)).toEqual([]);
+  });
+});
+
+describe("which services a step needs", () => {
+  const pipeline = () =>
+    validPipeline({
+      "codeship-services.yml": "app: { image: host, depends_on: [api] }\napi: { image: host, depends_on: [db, cache] }\ndb: { image: host }\ncache: { image: host, depends_on: [db] }\n",
+      "codeship-steps.yml": "- service: app\n  command: make\n",
+    });
+
+  it("dependencies first, each once, the step's own service not among them", () => {
+    const p = pipeline();
+    expect(servicesBeside(selectSteps(p, { branch: "main" })[0] as Step, p)).toEqual(["db", "cache", "api"]);
+  });
+
+  it("a depends_on cycle or unknown service (which the loaders refuse with their location) is refused here too, not looped on", () => {
+    const p = pipeline();
+    const step = selectSteps(p, { branch: "main" })[0] as Step;
+    p.services.db!.dependsOn = ["api"];
+    expect(servicesBeside(step, p)).toBe("the services' depends_on has a cycle through api");
+    p.services.db!.dependsOn = ["ghost"];
+    expect(servicesBeside(step, p)).toBe("unknown service ghost");
   });
 });
 

@@ -8,6 +8,7 @@ import { inFuture, newId, now } from "../store/ids.js";
 import type { BuildsTable, JobsTable } from "../store/schema.js";
 import { approvalSchema, approvalsOf, markApproved, recordWait, resumePointOf, waitingApproval, waitingStepSchema, type Approval, type WaitingStep } from "./approvals.js";
 import type { JobLogs } from "./job-logs.js";
+import { clearSteps, jobStepSchema, recordStep, stepsOf, type JobStep, type StepReport } from "./job-steps.js";
 
 export const buildStatuses = ["queued", "running", "waiting-for-approval", "success", "failed", "error", "canceled", "skipped"] as const;
 export type BuildStatus = (typeof buildStatuses)[number];
@@ -49,6 +50,8 @@ export const buildSchema = z.object({
       startedAt: z.string().nullable(),
       finishedAt: z.string().nullable(),
       logBytes: z.number(),
+      /** Every step the job reached, live: running, then how it ended. */
+      steps: z.array(jobStepSchema),
     }),
   ),
 });
@@ -140,7 +143,7 @@ export class Builds {
     const row = await this.store.db.selectFrom("builds").selectAll().where("id", "=", id).executeTakeFirst();
     if (!row) throw notFound("build");
     const jobs = await this.store.db.selectFrom("jobs").selectAll().where("build_id", "=", id).orderBy("created_at").execute();
-    return toBuild(row, jobs, await approvalsOf(this.store.db, id));
+    return toBuild(row, jobs, await approvalsOf(this.store.db, id), await stepsOf(this.store.db, jobs.map((j) => j.id)));
   }
 
   async projectOf(buildId: string): Promise<string | undefined> {
@@ -258,6 +261,11 @@ export class Builds {
     return this.logs.append(projectId, jobId, offset, data);
   }
 
+  async reportStep(runnerId: string, jobId: string, report: StepReport): Promise<void> {
+    await this.held(runnerId, jobId);
+    await recordStep(this.store.db, jobId, report);
+  }
+
   async finish(runnerId: string, jobId: string, outcome: JobOutcome): Promise<void> {
     const job = await this.held(runnerId, jobId);
     await this.store.db.transaction().execute(async (tx) => {
@@ -313,9 +321,11 @@ export class Builds {
           .where("id", "=", job.id)
           .where("status", "=", "running")
           .execute();
-        // A retry starts its log afresh; the lost attempt's partial output would not line up with it.
-        if (retry) await tx.deleteFrom("log_chunks").where("job_id", "=", job.id).execute();
-        else await this.settle(tx, job.build_id);
+        // A retry starts its log and steps afresh; the lost attempt's partial output would not line up with it.
+        if (retry) {
+          await tx.deleteFrom("log_chunks").where("job_id", "=", job.id).execute();
+          await clearSteps(tx, job.id);
+        } else await this.settle(tx, job.build_id);
       });
       if (retry) this.queued.emit("job");
       else this.logs.ended(job.id);
@@ -358,7 +368,7 @@ function newJob(buildId: string, name: string): JobsTable {
   return { id: newId("job"), build_id: buildId, name, status: "queued", runner_id: null, lease_expires_at: null, attempts: 0, cancel_requested: 0, reason: null, created_at: now(), started_at: null, finished_at: null, log_bytes: 0 };
 }
 
-function toBuild(r: BuildsTable, jobs: JobsTable[], approvals: Approval[]): Build {
+function toBuild(r: BuildsTable, jobs: JobsTable[], approvals: Approval[], steps: Map<string, JobStep[]>): Build {
   const waiting = r.status === WAITING ? approvals.find((a) => a.approvedAt === null) : undefined;
   return {
     id: r.id,
@@ -378,6 +388,6 @@ function toBuild(r: BuildsTable, jobs: JobsTable[], approvals: Approval[]): Buil
     finishedAt: r.finished_at,
     waitingFor: waiting ? { id: waiting.step, name: waiting.name } : null,
     approvals,
-    jobs: jobs.map((j) => ({ id: j.id, name: j.name, status: j.status as BuildStatus, reason: j.reason, attempts: Number(j.attempts), startedAt: j.started_at, finishedAt: j.finished_at, logBytes: Number(j.log_bytes) })),
+    jobs: jobs.map((j) => ({ id: j.id, name: j.name, status: j.status as BuildStatus, reason: j.reason, attempts: Number(j.attempts), startedAt: j.started_at, finishedAt: j.finished_at, logBytes: Number(j.log_bytes), steps: steps.get(j.id) ?? [] })),
   };
 }

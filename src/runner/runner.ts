@@ -1,5 +1,6 @@
 import { posix } from "node:path";
 import type { LeasedJob } from "../builds/builds.js";
+import type { StepReport } from "../builds/job-steps.js";
 import { configFileNames, hasErrors, memoryFiles, readPipeline, selectSteps, formatProblem, type FileSource, type LoadResult } from "../pipeline/index.js";
 import type { PipelineNode } from "../pipeline/model.js";
 import { WORKSPACE, type Sandbox, type SandboxBackend, type SandboxSpec } from "../sandbox/backend.js";
@@ -113,10 +114,18 @@ export class Runner {
     const onStop = () => canceled.abort();
     this.current.signal.addEventListener("abort", onStop);
     const log = new LogSender((offset, data) => this.call<{ truncated: boolean }>(`/runner/jobs/${job.jobId}/log`, { offset, data: data.toString("base64") }));
+    // Step reports go in order, beside the log; a lost one costs the UI a status line, not the job.
+    let reports = Promise.resolve();
+    const report = (step: StepReport) => {
+      reports = reports.then(() => this.call(`/runner/jobs/${job.jobId}/steps`, step)).then(
+        () => undefined,
+        (err: unknown) => this.opts.onError?.(err),
+      );
+    };
     try {
-      const outcome = await this.runPipeline(job, log, canceled.signal);
+      const outcome = await this.runPipeline(job, log, report, canceled.signal);
       if (this.stopping) return;
-      await log.flush();
+      await Promise.all([log.flush(), reports]);
       await this.call(`/runner/jobs/${job.jobId}/finish`, outcome);
     } catch (err) {
       log.write(`\nslipway: ${(err as Error).message}\n`);
@@ -134,7 +143,7 @@ export class Runner {
     return base?.mode === "outbound" && job.egressAllowlist ? { mode: "outbound", allow: job.egressAllowlist } : base;
   }
 
-  private async runPipeline(job: LeasedJob, log: LogSender, signal: AbortSignal): Promise<JobEnd> {
+  private async runPipeline(job: LeasedJob, log: LogSender, report: (step: StepReport) => void, signal: AbortSignal): Promise<JobEnd> {
     // The sandbox that reads the config runs the top level of the pipeline too.
     const network = this.networkFor(job);
     const sandbox = await this.opts.backend.create({ image: { kind: "host" }, network });
@@ -180,7 +189,11 @@ export class Runner {
         checkout: (s) => this.checkout(job, s, signal),
         initial: sandbox,
         network,
-        onEvent: (e) => log.write(render(e)),
+        onEvent: (e) => {
+          if (e.type === "step-start") report({ step: e.step.id, name: e.step.name, status: "running", sandbox: e.job, logOffset: log.written, exitCode: null, reason: null });
+          if (e.type === "step-end") report({ step: e.step.id, name: e.step.name, status: e.result.status, sandbox: e.job, logOffset: log.written, exitCode: e.result.exitCode, reason: e.result.reason?.slice(0, 4000) ?? null });
+          log.write(render(e));
+        },
         signal,
         approvals: new Set(job.approvedSteps),
         ...(job.resumeFrom !== null && { resumeFrom: job.resumeFrom }),
@@ -265,6 +278,8 @@ function render(e: RunEvent): Buffer | string {
  */
 class LogSender {
   private offset = 0;
+  /** Bytes accepted so far: where the next write lands in the job's log. */
+  private accepted = 0;
   private buffered: Buffer[] = [];
   private sending: Promise<void> = Promise.resolve();
   /** The first failed send: later output is dropped, and flush reports it. */
@@ -274,9 +289,15 @@ class LogSender {
 
   constructor(private readonly send: (offset: number, data: Buffer) => Promise<{ truncated: boolean }>) {}
 
+  get written(): number {
+    return this.accepted;
+  }
+
   write(data: Buffer | string): void {
     if (this.failed || this.truncated) return;
-    this.buffered.push(typeof data === "string" ? Buffer.from(data) : data);
+    const chunk = typeof data === "string" ? Buffer.from(data) : data;
+    this.accepted += chunk.length;
+    this.buffered.push(chunk);
     this.sending = this.sending
       .then(() => this.drain())
       .catch((err: unknown) => {

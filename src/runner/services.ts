@@ -38,7 +38,7 @@ const MAX_CHECK_OUTPUT = 2000;
  * the loaders would have refused (unknown service, cycle).
  */
 export function servicesBeside(step: Step, pipeline: Pipeline): string[] | string {
-  if (step.service !== undefined) return startOrder(pipeline.services, pipeline.services[step.service]?.dependsOn ?? []);
+  if (step.service !== undefined) return startOrder(pipeline.services, Object.hasOwn(pipeline.services, step.service) ? pipeline.services[step.service]!.dependsOn : []);
   if (pipeline.format !== "slipway") return [];
   const runIn = new Set<string>();
   const collect = (nodes: readonly PipelineNode[]): void => {
@@ -52,7 +52,7 @@ export function servicesBeside(step: Step, pipeline: Pipeline): string[] | strin
 }
 
 /** `roots` and everything they depend on, each after its dependencies. */
-export function startOrder(services: Record<string, Service>, roots: readonly string[]): string[] | string {
+function startOrder(services: Record<string, Service>, roots: readonly string[]): string[] | string {
   const order: string[] = [];
   const state = new Map<string, "visiting" | "done">();
   const visit = (name: string): string | undefined => {

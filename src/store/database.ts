@@ -14,6 +14,7 @@ import * as m007 from "./migrations/007_project_egress.js";
 import * as m008 from "./migrations/008_env_file_keys.js";
 import * as m009 from "./migrations/009_build_approvals.js";
 import * as m010 from "./migrations/010_project_known_hosts.js";
+import * as m011 from "./migrations/011_job_steps.js";
 
 export type Db = Kysely<Database>;
 export type Tx = Transaction<Database>;
@@ -32,6 +33,7 @@ const migrations: Record<string, Migration> = {
   "008_env_file_keys": m008,
   "009_build_approvals": m009,
   "010_project_known_hosts": m010,
+  "011_job_steps": m011,
 };
 
 export interface Store {

@@ -207,6 +207,20 @@ export interface BuildApprovalsTable {
   resume_job_id: string | null;
 }
 
+/** A step of a job as its runner reported it (see builds/job-steps.ts). */
+export interface JobStepsTable {
+  job_id: string;
+  step_id: string;
+  name: string;
+  status: string;
+  sandbox: number;
+  log_offset: number;
+  exit_code: number | null;
+  reason: string | null;
+  started_at: string | null;
+  finished_at: string | null;
+}
+
 export interface LogChunksTable {
   job_id: string;
   offset: number;
@@ -241,6 +255,7 @@ export interface Database {
   builds: BuildsTable;
   jobs: JobsTable;
   build_approvals: BuildApprovalsTable;
+  job_steps: JobStepsTable;
   log_chunks: LogChunksTable;
   runners: RunnersTable;
   deploy_keys: DeployKeysTable;

@@ -4,6 +4,7 @@ import { z } from "zod";
 import { waitingStepSchema } from "../../builds/approvals.js";
 import { commitIdSchema } from "../../builds/events.js";
 import { LogGapError } from "../../builds/job-logs.js";
+import { stepReportSchema } from "../../builds/job-steps.js";
 import { AppError } from "../../errors.js";
 import { knownHostsName, knownHostsSchema, parseKnownHosts } from "../../projects/known-hosts.js";
 import { secretNameSchema } from "../../secrets/secret-variables.js";
@@ -54,6 +55,23 @@ export const runnerApiRoutes: FastifyPluginAsyncZod<{ services: Services }> = as
 
   app.post("/runner/jobs/:jobId/heartbeat", { config: runner, schema: { summary: "Extend a lease; says whether the job was canceled", params: jobParams, body: z.object({}).strict().optional() } }, async (request) =>
     builds.heartbeat(runnerId(request), request.params.jobId),
+  );
+
+  app.post(
+    "/runner/jobs/:jobId/steps",
+    {
+      config: runner,
+      schema: {
+        summary: "Report a step's start or end",
+        description: "Sent when a step starts (status running) and when it ends or is skipped; `logOffset` is where its output starts in the job's log.",
+        params: jobParams,
+        body: stepReportSchema,
+      },
+    },
+    async (request, reply) => {
+      await builds.reportStep(runnerId(request), request.params.jobId, request.body);
+      return reply.code(204).send();
+    },
   );
 
   app.post(
