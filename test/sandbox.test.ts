@@ -229,6 +229,16 @@ describe("limits", () => {
     expect((await py(s, "b = bytearray(8 * 1024 * 1024)\nprint(\"allocated\")")).out.trim()).toBe("allocated");
   });
 
+  it.runIf(process.getuid?.() === 0)("every process of a sandbox carries its process limit as a hard RLIMIT_NPROC of its own uid", async () => {
+    const limited = await sandbox({ limits: { pids: 77 } });
+    const other = await sandbox({ limits: { pids: 99 } });
+    const maxProcesses = async (s: Sandbox) => (await sh(s, "grep 'Max processes' /proc/self/limits")).out.trim().split(/\s+/).slice(2, 4);
+    expect(await maxProcesses(limited)).toEqual(["77", "77"]);
+    expect(await maxProcesses(other)).toEqual(["99", "99"]);
+    // Hard: a process inside cannot raise it.
+    expect((await sh(limited, "ulimit -p 200 2>&1 || ulimit -u 200 2>&1; echo rc=$?")).out).toMatch(/rc=[1-9]/);
+  });
+
   it("filling the filesystem stops at the tmpfs size", async () => {
     const s = await sandbox({ limits: { tmpfsBytes: 16 * 1024 ** 2 } });
     const res = await sh(s, "dd if=/dev/zero of=/workspace/fill bs=1M count=64 2>&1; stat -c %s /workspace/fill");

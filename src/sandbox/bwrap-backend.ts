@@ -17,7 +17,9 @@ export const UID_RANGE = { first: 1_900_000_000, count: 65_536 };
 
 // A shell that waits for one line on stdin before becoming the real command, so the process can
 // be put into its cgroup before it forks anything.
-const GATE = ["/bin/sh", "-c", 'read -r go && exec "$@"', "gate"];
+// It also sets the process limit first (argument 1, "" for none; `-u` in bash, `-p` in dash):
+// cheaper than one more program (prlimit) in front of every command.
+const GATE = ["/bin/sh", "-c", 'if [ -n "$1" ]; then ulimit -u "$1" 2>/dev/null || ulimit -p "$1" || exit 126; fi; shift; read -r go && exec "$@"', "gate"];
 
 const TOOL_PATH = "/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -162,11 +164,10 @@ export class BwrapSandbox implements Sandbox {
     private readonly released: () => void,
   ) {}
 
-  /** The command prefix that turns a root runner into this sandbox's uid, with its process limit. */
+  /** The command prefix that turns a root runner into this sandbox's uid (the gate has set its process limit). */
   private identity(): string[] {
-    // RLIMIT_NPROC counts every process of the uid, so it is a per-sandbox limit only for a uid of its own.
     if (!this.asRoot) return [];
-    return ["prlimit", `--nproc=${this.limits.pids}:${this.limits.pids}`, "--", "setpriv", `--reuid=${this.hostUid}`, `--regid=${this.hostUid}`, "--clear-groups", "--pdeathsig=KILL", "--"];
+    return ["setpriv", `--reuid=${this.hostUid}`, `--regid=${this.hostUid}`, "--clear-groups", "--pdeathsig=KILL", "--"];
   }
 
   /** The sandbox whose network namespace this one joins (checked in create). */
@@ -329,9 +330,13 @@ export class BwrapSandbox implements Sandbox {
     });
   }
 
-  /** Spawns behind the gate, joins the cgroup, then lets it go. */
+  /**
+   * Spawns behind the gate, joins the cgroup, then lets it go. A root runner's sandbox also gets
+   * its process limit there: RLIMIT_NPROC counts every process of the uid, so it is a
+   * per-sandbox limit only for a uid of its own.
+   */
   private spawnGated(argv: string[], stdio: Array<"pipe" | "ignore">): ChildProcess {
-    const child = spawn(GATE[0]!, [...GATE.slice(1), ...argv], { stdio, env: { PATH: TOOL_PATH } });
+    const child = spawn(GATE[0]!, [...GATE.slice(1), this.asRoot ? String(this.limits.pids) : "", ...argv], { stdio, env: { PATH: TOOL_PATH } });
     if (child.pid === undefined) throw new SandboxError("could not start a sandbox process");
     // A process that exits early resets its pipes; that ends the exec, it is not an error of ours.
     for (const stream of child.stdio) stream?.on("error", () => undefined);
