@@ -267,9 +267,17 @@ steps:
     const set = await owner.patch(`/api/v1/projects/${id}`, { egressAllowlist: ["203.0.113.7:22", "198.51.100.0/24:443"] });
     expect(set.statusCode).toBe(200);
     expect(set.json().egressAllowlist).toEqual(["203.0.113.7:22", "198.51.100.0/24:443"]);
-    // The real backend, recording the specs it is asked for.
-    const specs: SandboxSpec[] = [];
-    const recording: SandboxBackend = { create: (spec) => (specs.push(spec), backend.create(spec)) };
+    // The real backend, recording the spec of every sandbox that runs anything (the runner's
+    // spare sandbox, started ahead on its own network, is used only by jobs of that network).
+    const specs = new Set<SandboxSpec>();
+    const recording: SandboxBackend = {
+      create: async (spec) => {
+        const sandbox = await backend.create(spec);
+        const exec = sandbox.exec.bind(sandbox);
+        sandbox.exec = (cmd, io) => (specs.add(spec), exec(cmd, io));
+        return sandbox;
+      },
+    };
     await runner.stop();
     const { token } = await h.services.runners.register("networked");
     runner = new Runner({ server: url, token, backend: recording, checkout: localCheckout, network: { mode: "outbound" } });
@@ -277,13 +285,14 @@ steps:
     const created = (await owner.post(`/api/v1/projects/${id}/builds`, { branch: "main" })).json();
     const build = await waitFor(created.id, (s) => !["queued", "running"].includes(s));
     expect(build.status).toBe("success");
-    expect(specs.length).toBe(3);
+    expect(specs.size).toBe(3);
     for (const spec of specs) expect(spec.network).toEqual({ mode: "outbound", allow: ["203.0.113.7:22", "198.51.100.0/24:443"] });
     // Control: without an allowlist the same runner gives plain outbound access.
     expect((await owner.patch(`/api/v1/projects/${id}`, { egressAllowlist: null })).json().egressAllowlist).toBeNull();
-    specs.length = 0;
+    specs.clear();
     const again = (await owner.post(`/api/v1/projects/${id}/builds`, { branch: "main" })).json();
     expect((await waitFor(again.id, (s) => !["queued", "running"].includes(s))).status).toBe("success");
+    expect(specs.size).toBe(3);
     for (const spec of specs) expect(spec.network).toEqual({ mode: "outbound" });
   });
 

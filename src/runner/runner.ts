@@ -69,17 +69,38 @@ export class Runner {
     await Promise.allSettled(this.loops);
   }
 
+  /**
+   * One slot: leases jobs one after another. It keeps a sandbox started ahead of its next job
+   * (on the runner's own network), so that a job does not wait for one to start; a job whose
+   * project narrows the network gets a sandbox of its own instead.
+   */
   private async loop(): Promise<void> {
-    while (!this.stopping) {
-      try {
-        const leased = await this.call<{ job: LeasedJob } | null>("/runner/lease", { waitMs: this.opts.leaseWaitMs ?? 20_000 }, this.current.signal);
-        if (leased) await this.execute(leased.job);
-      } catch (err) {
-        if (this.stopping) return;
-        this.opts.onError?.(err);
-        await new Promise((r) => setTimeout(r, 1000));
+    let spare: Promise<Sandbox> | undefined;
+    try {
+      while (!this.stopping) {
+        spare ??= this.startSpare();
+        try {
+          const leased = await this.call<{ job: LeasedJob } | null>("/runner/lease", { waitMs: this.opts.leaseWaitMs ?? 20_000 }, this.current.signal);
+          if (!leased) continue;
+          const ready = this.networkFor(leased.job) === this.opts.network ? spare : undefined;
+          if (ready) spare = undefined;
+          await this.execute(leased.job, ready);
+        } catch (err) {
+          if (this.stopping) return;
+          this.opts.onError?.(err);
+          await new Promise((r) => setTimeout(r, 1000));
+        }
       }
+    } finally {
+      await spare?.then((s) => s.destroy()).catch(() => undefined);
     }
+  }
+
+  private startSpare(): Promise<Sandbox> {
+    const spare = this.opts.backend.create({ image: { kind: "host" }, network: this.opts.network });
+    // A spare that failed to start is replaced by a fresh start when a job needs it.
+    spare.catch(() => undefined);
+    return spare;
   }
 
   async call<T>(path: string, body: unknown, signal?: AbortSignal): Promise<T> {
@@ -100,7 +121,7 @@ export class Runner {
     return { status: res.status, payload: res.status === 204 ? undefined : await res.json().catch(() => undefined) };
   };
 
-  private async execute(job: LeasedJob): Promise<void> {
+  private async execute(job: LeasedJob, ready?: Promise<Sandbox>): Promise<void> {
     const canceled = new AbortController();
     const heartbeat = setInterval(() => {
       this.call<{ cancel: boolean }>(`/runner/jobs/${job.jobId}/heartbeat`, {})
@@ -123,7 +144,7 @@ export class Runner {
       );
     };
     try {
-      const outcome = await this.runPipeline(job, log, report, canceled.signal);
+      const outcome = await this.runPipeline(job, log, report, canceled.signal, ready);
       if (this.stopping) return;
       await Promise.all([log.flush(), reports]);
       await this.call(`/runner/jobs/${job.jobId}/finish`, outcome);
@@ -143,10 +164,10 @@ export class Runner {
     return base?.mode === "outbound" && job.egressAllowlist ? { mode: "outbound", allow: job.egressAllowlist } : base;
   }
 
-  private async runPipeline(job: LeasedJob, log: LogSender, report: (step: StepReport) => void, signal: AbortSignal): Promise<JobEnd> {
+  private async runPipeline(job: LeasedJob, log: LogSender, report: (step: StepReport) => void, signal: AbortSignal, ready?: Promise<Sandbox>): Promise<JobEnd> {
     // The sandbox that reads the config runs the top level of the pipeline too.
     const network = this.networkFor(job);
-    const sandbox = await this.opts.backend.create({ image: { kind: "host" }, network });
+    const sandbox = (await ready?.catch(() => undefined)) ?? (await this.opts.backend.create({ image: { kind: "host" }, network }));
     let handedOver = false;
     try {
       await this.checkout(job, sandbox, signal);
