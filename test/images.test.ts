@@ -9,6 +9,7 @@ import { selectSteps } from "../src/pipeline/index.js";
 import { PipelineRunner, type StepResult } from "../src/runner/pipeline-runner.js";
 import type { Sandbox } from "../src/sandbox/backend.js";
 import { BwrapBackend } from "../src/sandbox/bwrap-backend.js";
+import { startTestRegistry, type TestRegistry } from "./helpers/oci-registry.js";
 import { lines, validPipeline } from "./helpers/pipeline.js";
 import { testImageLayout, testLayoutsDir } from "./helpers/test-image.js";
 
@@ -124,6 +125,40 @@ describe("the image store", () => {
 
   it("says clearly when an image or a tag does not exist", async () => {
     await expect(store.resolve("debian:trixie")).rejects.toThrow(/image debian:trixie does not exist: the local layout debian has no tag trixie/);
+  });
+});
+
+describe("images from a registry", () => {
+  let registry: TestRegistry;
+  beforeAll(async () => {
+    registry = await startTestRegistry({ "team/debian": testImageLayout() });
+  });
+  afterAll(() => registry.close());
+
+  it("pulls over HTTPS from a registry whose certificate chains to the configured CA, once per digest", async () => {
+    const fromRegistry = new ImageStore({ cacheDir: tempDir(), registryCertDir: registry.certDir });
+    const ref = `${registry.host}/team/debian:bookworm`;
+    const image = await fromRegistry.resolve(ref);
+    expect(image.digest).toBe(indexDigest(testImageLayout(), "bookworm"));
+    expect(readFileSync(path.join(image.rootfs, "etc/debian_version"), "utf8")).toMatch(/^12\./);
+    expect(registry.requests.some((r) => r.startsWith("GET /v2/team/debian/blobs/"))).toBe(true);
+    // Again: the manifest is looked up (the tag may have moved), no blob is fetched.
+    const blobsBefore = registry.requests.filter((r) => r.includes("/blobs/")).length;
+    expect(await fromRegistry.resolve(ref)).toEqual(image);
+    expect(registry.requests.filter((r) => r.includes("/blobs/")).length).toBe(blobsBefore);
+    // Pinned by digest, the same image; a digest the registry does not have is an image that does not exist.
+    await expect(fromRegistry.resolve(`${ref}@${image.digest}`)).resolves.toEqual(image);
+    const absent = `sha256:${createHash("sha256").update("absent").digest("hex")}`;
+    await expect(fromRegistry.resolve(`${registry.host}/team/debian@${absent}`)).rejects.toThrow(/does not exist or is not accessible: .*manifest unknown/i);
+    await expect(fromRegistry.resolve(`${registry.host}/team/nothing:1`)).rejects.toThrow(/does not exist or is not accessible/);
+  });
+
+  it("P04: refuses a registry whose TLS certificate does not verify", async () => {
+    const untrusting = new ImageStore({ cacheDir: tempDir() });
+    const before = registry.requests.length;
+    await expect(untrusting.resolve(`${registry.host}/team/debian:bookworm`)).rejects.toThrow(/could not be pulled: .*certificate/);
+    // Nothing was asked of the registry beyond the handshake: no manifest, no blob.
+    expect(registry.requests.slice(before)).toEqual([]);
   });
 });
 

@@ -42,6 +42,8 @@ export const settingsSchema = z
     imageCacheDir: z.string().min(1).optional(),
     /** A folder of OCI layouts (<name>/oci-layout) used instead of pulling images of those names. */
     imageLayoutsDir: z.string().min(1).optional(),
+    /** CA certificates (*.crt) that image registries' certificates may chain to, beside the system's. */
+    imageRegistryCertDir: z.string().min(1).optional(),
     /** Output of one job beyond this many bytes is not stored; the log says so at its end. */
     maxJobLogBytes: positiveInt.default(64 * 1024 ** 2),
   })
@@ -74,6 +76,7 @@ const envNames: Record<keyof Settings, string> = {
   egressAddresses: "SLIPWAY_EGRESS_ADDRESSES",
   imageCacheDir: "SLIPWAY_IMAGE_CACHE",
   imageLayoutsDir: "SLIPWAY_IMAGE_LAYOUTS",
+  imageRegistryCertDir: "SLIPWAY_REGISTRY_CERTS",
   maxJobLogBytes: "SLIPWAY_MAX_JOB_LOG_BYTES",
 };
 

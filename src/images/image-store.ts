@@ -24,6 +24,8 @@ export interface ImageStoreOptions {
    * any other is pulled from its registry.
    */
   layoutsDir?: string;
+  /** CA certificates (`*.crt`) that registries' TLS certificates may chain to, beside the system's. */
+  registryCertDir?: string;
 }
 
 const TOOL_PATH = "/usr/sbin:/usr/bin:/sbin:/bin";
@@ -91,8 +93,12 @@ export class ImageStore {
       if (!found) throw new ImageError(`image ${ref.text} does not exist: the local layout ${ref.name} has no tag ${tag}`);
       return found.digest;
     }
-    const raw = await run("skopeo", ["inspect", "--raw", "--retry-times", "2", source], ref.text, 120_000);
+    const raw = await run("skopeo", ["inspect", "--raw", "--retry-times", "2", ...this.certFlag("--cert-dir"), source], ref.text, 120_000);
     return `sha256:${createHash("sha256").update(raw).digest("hex")}`;
+  }
+
+  private certFlag(flag: string): string[] {
+    return this.opts.registryCertDir ? [flag, this.opts.registryCertDir] : [];
   }
 
   private async pull(ref: ImageReference, source: string, digest: string, progress?: (message: string) => void): Promise<ResolvedImage> {
@@ -101,7 +107,7 @@ export class ImageStore {
       mkdirSync(work, { mode: 0o700 });
       progress?.(`pulling image ${ref.text} (${digest.slice(0, 19)})\n`);
       const pinned = source.startsWith("oci:") ? source : registryLocation({ ...ref, digest });
-      await run("skopeo", ["copy", "--quiet", "--retry-times", "2", pinned, `oci:${work}/layout:image`], ref.text, PULL_TIMEOUT_MS);
+      await run("skopeo", ["copy", "--quiet", "--retry-times", "2", ...this.certFlag("--src-cert-dir"), pinned, `oci:${work}/layout:image`], ref.text, PULL_TIMEOUT_MS);
       progress?.(`unpacking image ${ref.text}\n`);
       const bundle = path.join(work, "bundle");
       await run("umoci", ["unpack", ...(this.rootless ? ["--rootless"] : []), "--image", `${work}/layout:image`, bundle], ref.text, PULL_TIMEOUT_MS);
@@ -143,9 +149,9 @@ function run(tool: string, args: string[], image: string, timeout: number): Prom
 /**
  * The image store of a runner outside `slipway serve` (`slipway runner`, `slipway run`): unpacked
  * images in SLIPWAY_IMAGE_CACHE (default ~/.cache/slipway/images), local layouts in
- * SLIPWAY_IMAGE_LAYOUTS when set.
+ * SLIPWAY_IMAGE_LAYOUTS and registry CA certificates in SLIPWAY_REGISTRY_CERTS when set.
  */
 export function imageStoreFromEnv(env: NodeJS.ProcessEnv = process.env): ImageStore {
   const cache = env.SLIPWAY_IMAGE_CACHE || path.join(env.XDG_CACHE_HOME || path.join(homedir(), ".cache"), "slipway", "images");
-  return new ImageStore({ cacheDir: cache, ...(env.SLIPWAY_IMAGE_LAYOUTS && { layoutsDir: env.SLIPWAY_IMAGE_LAYOUTS }) });
+  return new ImageStore({ cacheDir: cache, ...(env.SLIPWAY_IMAGE_LAYOUTS && { layoutsDir: env.SLIPWAY_IMAGE_LAYOUTS }), ...(env.SLIPWAY_REGISTRY_CERTS && { registryCertDir: env.SLIPWAY_REGISTRY_CERTS }) });
 }
