@@ -9,7 +9,7 @@ import { injectTransport } from "../src/runner/embedded.js";
 import { Runner } from "../src/runner/runner.js";
 import type { Sandbox, SandboxBackend, SandboxSpec } from "../src/sandbox/backend.js";
 import { BwrapBackend } from "../src/sandbox/bwrap-backend.js";
-import { createUser, signIn, startHarness, type Client, type Harness } from "./helpers/harness.js";
+import { Client, createUser, signIn, startHarness, type Harness } from "./helpers/harness.js";
 
 const SECRET = "build-secret-value-42";
 let h: Harness;
@@ -302,6 +302,29 @@ steps:
       expect(res.status).toBe(401);
     }
   });
+});
+
+it("a runner cannot grow a job's steps without end", async () => {
+  const other = await startHarness();
+  try {
+    await createUser(other, "steps@example.com");
+    const client = await signIn(other, "steps@example.com");
+    const projectId = (await client.post("/api/v1/projects", { name: "many-steps" })).json().id as string;
+    await client.post(`/api/v1/projects/${projectId}/builds`, { branch: "main" });
+    const { id: runnerId, token } = await other.services.runners.register("steps");
+    const job = (await other.services.builds.lease(runnerId, 0))!;
+    const runnerClient = new Client(other.app, { bearer: token });
+    const report = (step: string) => runnerClient.post(`/api/v1/runner/jobs/${job.jobId}/steps`, { step, name: `s${step}`, status: "success", sandbox: 0, logOffset: 0, exitCode: 0 });
+    expect((await report("1")).statusCode).toBe(204);
+    const rows = Array.from({ length: 4_999 }, (_, i) => ({ job_id: job.jobId, step_id: String(i + 2), name: "filler", status: "success", sandbox: 0, log_offset: 0, exit_code: 0, reason: null, started_at: null, finished_at: null }));
+    for (let i = 0; i < rows.length; i += 500) await other.services.store.db.insertInto("job_steps").values(rows.slice(i, i + 500)).execute();
+    const refused = await report("9999");
+    expect([refused.statusCode, refused.json().error.code]).toEqual([409, "too_many_steps"]);
+    // A step already there can still end.
+    expect((await report("1")).statusCode).toBe(204);
+  } finally {
+    await other.close();
+  }
 });
 
 it("refuses project secrets too short to be masked in logs, and says why", async () => {

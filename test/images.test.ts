@@ -92,6 +92,9 @@ describe("the image store", () => {
     const second = await store.resolve("debian:bookworm", (m) => again.push(m));
     expect(second).toEqual(first);
     expect(again).toEqual([]);
+    // Unpacked images keep setuid programs and device nodes: only the runner's own uid may reach them.
+    expect(statSync(cacheDir).mode & 0o777).toBe(0o700);
+    expect(statSync(path.dirname(first.rootfs)).mode & 0o777).toBe(0o700);
   });
 
   it("pulls an image once when many jobs ask for it at the same time", async () => {
@@ -146,8 +149,11 @@ describe("images from a registry", () => {
     const blobsBefore = registry.requests.filter((r) => r.includes("/blobs/")).length;
     expect(await fromRegistry.resolve(ref)).toEqual(image);
     expect(registry.requests.filter((r) => r.includes("/blobs/")).length).toBe(blobsBefore);
-    // Pinned by digest, the same image; a digest the registry does not have is an image that does not exist.
+    // Pinned by a digest already here, the same image, without asking the registry anything.
+    const asked = registry.requests.length;
     await expect(fromRegistry.resolve(`${ref}@${image.digest}`)).resolves.toEqual(image);
+    expect(registry.requests.length).toBe(asked);
+    // A digest the registry does not have is an image that does not exist.
     const absent = `sha256:${createHash("sha256").update("absent").digest("hex")}`;
     await expect(fromRegistry.resolve(`${registry.host}/team/debian@${absent}`)).rejects.toThrow(/does not exist or is not accessible: .*manifest unknown/i);
     await expect(fromRegistry.resolve(`${registry.host}/team/nothing:1`)).rejects.toThrow(/does not exist or is not accessible/);
@@ -183,6 +189,29 @@ describe("a sandbox on an image", () => {
 
     const next = await sandboxOf("debian:bookworm");
     expect(await sh(next, "test -e /usr/local/bin/written; echo $?")).toEqual({ code: 0, out: "1\n" });
+  });
+
+  it.runIf(process.getuid?.() === 0)("keeps no mount of the image that the sandbox could remount writable: only the overlay holds it", async () => {
+    const s = (await sandboxOf("debian:bookworm")) as Sandbox & { hostUid: number };
+    const mountsOfSandbox = readdirSync("/proc")
+      .filter((p) => /^\d+$/.test(p))
+      .filter((p) => {
+        try {
+          return statSync(`/proc/${p}`).uid === s.hostUid;
+        } catch {
+          return false;
+        }
+      })
+      .flatMap((p) => {
+        try {
+          return readFileSync(`/proc/${p}/mountinfo`, "utf8").split("\n");
+        } catch {
+          return [];
+        }
+      });
+    expect(mountsOfSandbox.some((l) => l.includes(`${s.id}/root `) && l.includes(" overlay "))).toBe(true);
+    expect(mountsOfSandbox.filter((l) => l.includes(`${s.id}/lower `))).toEqual([]);
+    expect((await sh(s, "cat /etc/debian_version")).code).toBe(0);
   });
 });
 

@@ -205,6 +205,18 @@ describe("sandbox escapes fail closed", () => {
     expect(readFileSync(hostFile, "utf8")).toBe("untouched");
     await expect(s.readFile("/workspace/planted")).rejects.toThrow(/No such file/);
   });
+
+  it("a symlink or FIFO planted at /etc/hosts is not followed or waited on when the runner adds service names", async () => {
+    const own = await sandbox();
+    await own.addHosts({ first: "127.0.0.1" });
+    expect((await sh(own, "cat /etc/hosts")).out).toContain("127.0.0.1 first\n");
+    const hostFile = path.join(scratch, `hosts-target-${randomBytes(4).toString("hex")}`);
+    expect((await sh(own, `rm /etc/hosts && ln -s ${hostFile} /etc/hosts`)).code).toBe(0);
+    await expect(own.addHosts({ db: "127.0.0.1" })).rejects.toThrow(/add-hosts|failed/);
+    expect(existsSync(hostFile)).toBe(false);
+    expect((await sh(own, "rm /etc/hosts && mkfifo /etc/hosts")).code).toBe(0);
+    await expect(own.addHosts({ db: "127.0.0.1" })).rejects.toThrow(/failed/);
+  });
 });
 
 describe("limits", () => {

@@ -168,6 +168,8 @@ export class Builds {
   /** Cancels a build: queued and waiting jobs end at once; running ones are told at their next heartbeat (every few seconds). */
   async cancel(_ctx: RequestContext, buildId: string): Promise<Build> {
     const jobs = await this.store.db.transaction().execute(async (tx) => {
+      // The lock an approval takes: a cancel and an approval of one build never interleave.
+      await this.store.lock(tx, `build:${buildId}`);
       const build = await tx.selectFrom("builds").select("status").where("id", "=", buildId).executeTakeFirst();
       if (!build) throw notFound("build");
       if (FINAL.includes(build.status)) throw new AppError(409, "build_finished", `the build already ended (${build.status})`);

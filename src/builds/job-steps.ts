@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { AppError } from "../errors.js";
 import type { Executor } from "../store/database.js";
 import { now } from "../store/ids.js";
 
@@ -36,8 +37,16 @@ export const stepReportSchema = z
   .strict();
 export type StepReport = z.infer<typeof stepReportSchema>;
 
+/** More than any pipeline the loaders accept has: a runner cannot grow a job's steps without end. */
+const MAX_STEPS_PER_JOB = 5_000;
+
 /** Records a step's start or end; an end without a start (a skipped step) gets no start time. */
 export async function recordStep(ex: Executor, jobId: string, r: StepReport): Promise<void> {
+  const { count } = await ex.selectFrom("job_steps").select((eb) => eb.fn.countAll<number>().as("count")).where("job_id", "=", jobId).executeTakeFirstOrThrow();
+  if (Number(count) >= MAX_STEPS_PER_JOB) {
+    const known = await ex.selectFrom("job_steps").select("step_id").where("job_id", "=", jobId).where("step_id", "=", r.step).executeTakeFirst();
+    if (!known) throw new AppError(409, "too_many_steps", `a job reports at most ${MAX_STEPS_PER_JOB} steps`);
+  }
   const at = now();
   const final = r.status !== "running";
   const row = { status: r.status, name: r.name, sandbox: r.sandbox, exit_code: r.exitCode, reason: r.reason, finished_at: final ? at : null };
@@ -52,7 +61,7 @@ export async function recordStep(ex: Executor, jobId: string, r: StepReport): Pr
 export async function stepsOf(ex: Executor, jobIds: string[]): Promise<Map<string, JobStep[]>> {
   const byJob = new Map<string, JobStep[]>(jobIds.map((id) => [id, []]));
   if (jobIds.length === 0) return byJob;
-  const rows = await ex.selectFrom("job_steps").selectAll().where("job_id", "in", jobIds).orderBy("log_offset").orderBy("step_id").execute();
+  const rows = await ex.selectFrom("job_steps").selectAll().where("job_id", "in", jobIds).orderBy("log_offset").orderBy("started_at").execute();
   for (const r of rows) {
     byJob.get(r.job_id)?.push({
       id: r.step_id,

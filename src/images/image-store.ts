@@ -1,6 +1,6 @@
 import { execFile } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeSync } from "node:fs";
 import { homedir } from "node:os";
 import path from "node:path";
 import { z } from "zod";
@@ -32,8 +32,27 @@ const TOOL_PATH = "/usr/sbin:/usr/bin:/sbin:/bin";
 const PULL_TIMEOUT_MS = 30 * 60_000;
 
 const indexSchema = z.object({
-  manifests: z.array(z.object({ mediaType: z.string().optional(), digest: z.string(), annotations: z.record(z.string(), z.string()).optional() })),
+  manifests: z.array(z.object({ mediaType: z.string().optional(), digest: z.string().regex(/^sha256:[a-f0-9]{64}$/), annotations: z.record(z.string(), z.string()).optional() })),
 });
+
+const parseJson = (text: string): unknown => {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+};
+
+/** The marker that an unpacked image is complete: on disk before the folder is renamed into place. */
+function writeDurably(file: string, text: string): void {
+  const fd = openSync(file, "wx", 0o600);
+  try {
+    writeSync(fd, text);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
 const bundleConfigSchema = z.object({ process: z.object({ env: z.array(z.string()).optional() }).optional() });
 const imageFileSchema = z.object({ digest: z.string(), env: z.record(z.string(), z.string()) });
 
@@ -48,11 +67,22 @@ export class ImageStore {
   private readonly rootless = process.getuid?.() !== 0;
 
   constructor(private readonly opts: ImageStoreOptions) {
-    mkdirSync(opts.cacheDir, { recursive: true, mode: 0o755 });
+    // Private: unpacked images keep their setuid programs and device nodes, harmless only where
+    // no one else can reach them (sandboxes see them nosuid and nodev).
+    mkdirSync(opts.cacheDir, { recursive: true, mode: 0o700 });
+    chmodSync(opts.cacheDir, 0o700);
+    for (const entry of readdirSync(opts.cacheDir)) {
+      const leftover = path.join(opts.cacheDir, entry);
+      // What a pull that crashed left behind; a pull still running is younger.
+      if (entry.startsWith(".pull-") && Date.now() - statSync(leftover).mtimeMs > PULL_TIMEOUT_MS) rmSync(leftover, { recursive: true, force: true });
+    }
   }
 
   async resolve(text: string, progress?: (message: string) => void): Promise<ResolvedImage> {
     const ref = parseImageReference(text);
+    // A digest names its content: a pinned image already here needs no registry at all.
+    const pinned = ref.digest && this.cached(ref.digest);
+    if (pinned) return pinned;
     const source = this.sourceOf(ref);
     const digest = await this.digestOf(ref, source);
     if (ref.digest && ref.digest !== digest) throw new ImageError(`image ${text}: found digest ${digest}, not the one the config pins; the image was changed or replaced`);
@@ -73,8 +103,9 @@ export class ImageStore {
   private cached(digest: string): ResolvedImage | undefined {
     const file = path.join(this.folderOf(digest), "image.json");
     if (!existsSync(file)) return undefined;
-    const image = imageFileSchema.parse(JSON.parse(readFileSync(file, "utf8")));
-    return { ...image, rootfs: path.join(this.folderOf(digest), "rootfs") };
+    const image = imageFileSchema.safeParse(parseJson(readFileSync(file, "utf8")));
+    if (!image.success) throw new ImageError(`the cached image ${digest} is damaged: remove ${this.folderOf(digest)} and run the build again`);
+    return { ...image.data, rootfs: path.join(this.folderOf(digest), "rootfs") };
   }
 
   /** skopeo's name for where the image comes from: a local layout when the operator has one by that name. */
@@ -88,8 +119,9 @@ export class ImageStore {
     if (source.startsWith("oci:")) {
       const layout = source.slice(4, source.lastIndexOf(":"));
       const tag = ref.tag ?? "latest";
-      const index = indexSchema.safeParse(JSON.parse(readFileSync(path.join(layout, "index.json"), "utf8")));
-      const found = index.success ? index.data.manifests.find((m) => m.annotations?.["org.opencontainers.image.ref.name"] === tag) : undefined;
+      const index = indexSchema.safeParse(parseJson(readFileSync(path.join(layout, "index.json"), "utf8")));
+      if (!index.success) throw new ImageError(`image ${ref.text}: the local layout ${ref.name} has no valid index.json`);
+      const found = index.data.manifests.find((m) => m.annotations?.["org.opencontainers.image.ref.name"] === tag);
       if (!found) throw new ImageError(`image ${ref.text} does not exist: the local layout ${ref.name} has no tag ${tag}`);
       return found.digest;
     }
@@ -111,12 +143,12 @@ export class ImageStore {
       progress?.(`unpacking image ${ref.text}\n`);
       const bundle = path.join(work, "bundle");
       await run("umoci", ["unpack", ...(this.rootless ? ["--rootless"] : []), "--image", `${work}/layout:image`, bundle], ref.text, PULL_TIMEOUT_MS);
-      const config = bundleConfigSchema.parse(JSON.parse(readFileSync(path.join(bundle, "config.json"), "utf8")));
+      const config = bundleConfigSchema.parse(parseJson(readFileSync(path.join(bundle, "config.json"), "utf8")));
       const env = Object.fromEntries((config.process?.env ?? []).map((kv) => [kv.slice(0, kv.indexOf("=")), kv.slice(kv.indexOf("=") + 1)]).filter(([k]) => k));
       const done = path.join(work, "done");
-      mkdirSync(done, { mode: 0o755 });
+      mkdirSync(done, { mode: 0o700 });
       renameSync(path.join(bundle, "rootfs"), path.join(done, "rootfs"));
-      writeFileSync(path.join(done, "image.json"), JSON.stringify({ digest, env }));
+      writeDurably(path.join(done, "image.json"), JSON.stringify({ digest, env }));
       try {
         renameSync(done, this.folderOf(digest));
       } catch (err) {

@@ -31,6 +31,7 @@ export interface RunnerOptions {
 
 // Also how soon a canceled job notices: cancel must take effect within seconds.
 const HEARTBEAT_MS = 1_000;
+const SPARE_MAX_AGE_MS = 60_000;
 
 /** Thrown by the API client for an answer that is not 2xx, with the server's error code. */
 export class RunnerApiError extends Error {
@@ -76,9 +77,19 @@ export class Runner {
    */
   private async loop(): Promise<void> {
     let spare: Promise<Sandbox> | undefined;
+    let spareSince = 0;
     try {
       while (!this.stopping) {
-        spare ??= this.startSpare();
+        // A sandbox's firewall knows the machine's addresses as they were when it started: an
+        // old spare is replaced, so no job runs behind a stale one.
+        if (spare && Date.now() - spareSince > SPARE_MAX_AGE_MS) {
+          void spare.then((s) => s.destroy()).catch(() => undefined);
+          spare = undefined;
+        }
+        if (!spare) {
+          spare = this.startSpare();
+          spareSince = Date.now();
+        }
         try {
           const leased = await this.call<{ job: LeasedJob } | null>("/runner/lease", { waitMs: this.opts.leaseWaitMs ?? 20_000 }, this.current.signal);
           if (!leased) continue;

@@ -240,7 +240,7 @@ export class BwrapSandbox implements Sandbox {
         const said = d.toString();
         if (said.includes("attach")) {
           Promise.resolve()
-            .then(() => attachIdmappedImage(image, this.supervisorChild(child), `${this.mountDir}/lower`))
+            .then(() => attachIdmappedImage(image, this.supervisorChild(child), this.hostUid, `${this.mountDir}/lower`))
             .then(
             () => child.stdin!.write("attached\n"),
             (err: unknown) => {
@@ -422,8 +422,10 @@ export class BwrapSandbox implements Sandbox {
       return `${address} ${name}\n`;
     });
     if (this.destroyed || this.supervisorPid === undefined) throw new SandboxError("the sandbox is gone");
-    // The file is in the sandbox's tmpfs, which only its own mount namespace sees.
-    await this.asSupervisor(["--mount"], ["/bin/sh", "-c", 'cat >> "$1"', "add-hosts", path.join(this.mountDir, "etc", "hosts")], lines.join(""));
+    // The file is in the sandbox's tmpfs, but steps of a host-image sandbox may have replaced it
+    // (its /etc is theirs): never follow a link they planted there, never wait on a FIFO.
+    const append = 'dd of="$1" oflag=append,nofollow,nonblock conv=notrunc status=none';
+    await this.asSupervisor(["--mount"], ["/bin/sh", "-c", append, "add-hosts", path.join(this.mountDir, "etc", "hosts")], lines.join(""));
   }
 
   destroy(): Promise<void> {

@@ -16,9 +16,14 @@ def check(result, call):
         sys.stderr.write(call + ": " + os.strerror(ctypes.get_errno()) + "\n")
         sys.exit(1)
     return result
-source, pid, target = sys.argv[1], sys.argv[2], sys.argv[3]
-userns = os.open("/proc/%s/ns/user" % pid, os.O_RDONLY)
-mntns = os.open("/proc/%s/ns/mnt" % pid, os.O_RDONLY)
+source, pid, uid, target = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+# Held open, /proc/<pid> stays that process even if the pid is reused: check it is the sandbox's.
+proc = os.open("/proc/%s" % pid, os.O_RDONLY | os.O_DIRECTORY)
+if os.fstat(proc).st_uid != uid:
+    sys.stderr.write("the sandbox's supervisor is gone\n")
+    sys.exit(1)
+userns = os.open("ns/user", os.O_RDONLY, dir_fd=proc)
+mntns = os.open("ns/mnt", os.O_RDONLY, dir_fd=proc)
 SYS_open_tree, SYS_move_mount, SYS_mount_setattr = 428, 429, 442
 AT_FDCWD, AT_EMPTY_PATH, AT_RECURSIVE = -100, 0x1000, 0x8000
 OPEN_TREE_CLONE, OPEN_TREE_CLOEXEC = 1, 0o2000000
@@ -34,12 +39,14 @@ check(libc.syscall(SYS_move_mount, tree, b"", AT_FDCWD, target.encode(), 4), "mo
  * Shows an image's root filesystem (owned by host root, as unpacked) inside a sandbox run by a
  * root runner, owned by the sandbox's root instead: its uid-0 files map through the sandbox's
  * user namespace to the sandbox's own host uid. So the overlay above it can copy files up and
- * steps can write to /usr, while the image on disk stays read-only and shared by every sandbox.
- * Runs as host root; `pid` is the sandbox's supervisor and `target` a folder in its mount namespace.
+ * steps can write to /usr, while the image on disk stays shared by every sandbox and unchanged: the
+ * supervisor unmounts this mount once the overlay holds it, so no one can remount it writable.
+ * Runs as host root; `pid` is the sandbox's supervisor, running as `uid`, and `target` a folder in
+ * its mount namespace.
  */
-export function attachIdmappedImage(source: string, pid: number, target: string): Promise<void> {
+export function attachIdmappedImage(source: string, pid: number, uid: number, target: string): Promise<void> {
   return new Promise((resolve, reject) => {
-    execFile("python3", ["-I", "-c", SCRIPT, source, String(pid), target], { env: { PATH: "/usr/sbin:/usr/bin:/sbin:/bin" }, timeout: 10_000 }, (err, _out, stderr) => {
+    execFile("python3", ["-I", "-c", SCRIPT, source, String(pid), String(uid), target], { env: { PATH: "/usr/sbin:/usr/bin:/sbin:/bin" }, timeout: 10_000 }, (err, _out, stderr) => {
       if (!err) return resolve();
       const why = (err as NodeJS.ErrnoException).code === "ENOENT" ? "python3 is missing (Debian package python3)" : stderr.toString().trim() || err.message;
       reject(new SandboxError(`cannot show the image ${source} in the sandbox: ${why} (id-mapped mounts need Linux 5.19 or later)`));

@@ -19,6 +19,9 @@ case "$lower" in
 esac
 chmod 1777 "$m/tmp"
 mount -t overlay overlay -o "lowerdir=$lower,upperdir=$m/upper,workdir=$m/work" "$m/root"
+# The overlay holds its own private reference to the attached image; the mount itself, whose
+# flags the kernel does not lock, goes, so nothing here can remount the image writable.
+[ "$lower" != "$m/lower" ] || umount "$m/lower"
 printf 'root:x:0:0:root:/root:/bin/sh\nbuild:x:1000:1000:build:/home/build:/bin/sh\n' > "$m/etc/passwd"
 printf 'root:x:0:\nbuild:x:1000:\n' > "$m/etc/group"
 printf '127.0.0.1 localhost sandbox\n::1 localhost\n' > "$m/etc/hosts"
