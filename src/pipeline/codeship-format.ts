@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { durationSchema, envMapSchema, readCommand, readEnvMap, readHealthcheck, readRefFilter, readRepoPath, refuseNul, stringOrListSchema, toList } from "./common.js";
+import { durationSchema, envMapSchema, imageSchema, readCommand, readEnvMap, readHealthcheck, readRefFilter, readRepoPath, refuseNul, stringOrListSchema, toList } from "./common.js";
 import type { FileSource } from "./files.js";
 import type { Group, Healthcheck, Pipeline, PipelineNode, Service, Step, When } from "./model.js";
 import { problemAt, type Problem } from "./problems.js";
@@ -57,7 +57,7 @@ const healthSchema = z.strictObject({
   disable: z.boolean().optional(),
 });
 const serviceSchema = z.strictObject({
-  image: z.string().min(1).optional(),
+  image: imageSchema.optional(),
   build: buildSchema.optional(),
   command: z.union([z.string(), z.array(z.string()).min(1)]).optional(),
   environment: envValue.optional(),

@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { parseImageReference } from "../images/reference.js";
 import type { Command, Healthcheck, RefFilter } from "./model.js";
 import { limits, problemAt, type Problem } from "./problems.js";
 import type { ParsedFile, Path } from "./source.js";
@@ -9,6 +10,19 @@ export const envNameSchema = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, { erro
 export const scalarSchema = z.union([z.string(), z.number(), z.boolean()], { error: "expected a string, number or boolean" });
 export const envMapSchema = z.record(envNameSchema, scalarSchema);
 export const stringOrListSchema = z.union([z.string(), z.array(z.string())], { error: "expected a string or a list of strings" });
+/** An image reference, checked as the runner will read it; `host` is the runner's own /usr. */
+export const imageSchema = z
+  .string()
+  .min(1)
+  .superRefine((value, ctx) => {
+    if (value === "host") return;
+    try {
+      parseImageReference(value);
+    } catch (err) {
+      ctx.addIssue({ code: "custom", message: (err as Error).message });
+    }
+  });
+
 export const durationSchema = z.union([z.number().positive(), z.string()], { error: 'expected seconds or a duration like "20m" or "1h30m"' });
 
 /** `value starts with ^ or ends with $` → regex, else exact. */

@@ -145,6 +145,17 @@ describe(".slipway.yml", () => {
     validPipeline({ ".slipway.yml": `image: gcc\n${steps}` });
   });
 
+  it("refuses image references the runner could not read, where they are, in both formats", () => {
+    const top = readConfig({ ".slipway.yml": lines("image: Debian:12", "steps:", "  - command: make") });
+    expect(findings(top)).toEqual([".slipway.yml:1:8 invalid_value"]);
+    expect(top.problems[0]!.message).toMatch(/image "Debian:12" is not a valid reference .*e\.g\. debian:bookworm/);
+    const nested = readConfig({ ".slipway.yml": lines("image: host", "services:", "  db:", "    image: ../../etc", "    command: run", "steps:", "  - name: a", "    image: debian@sha256:abc", "    command: make") });
+    expect(findings(nested)).toEqual([".slipway.yml:4:12 invalid_value", ".slipway.yml:8:12 invalid_value"]);
+    const codeship = readConfig({ "codeship-services.yml": "app:\n  image: 'a//b'\n", "codeship-steps.yml": "- service: app\n  command: make\n" });
+    expect(findings(codeship)).toContain("codeship-services.yml:2:10 invalid_value");
+    validPipeline({ ".slipway.yml": lines("image: host", "steps:", "  - name: a", `    image: registry.example.com:5000/team/app:1.2@sha256:${"a".repeat(64)}`, "    command: make") });
+  });
+
   it("reports YAML syntax errors where they are", () => {
     const r = readConfig({ ".slipway.yml": lines("image: x", "steps:", "  - command: [unclosed", "  - command: b") });
     expect(r.problems[0]).toMatchObject({ file: ".slipway.yml", code: "yaml_syntax", severity: "error" });

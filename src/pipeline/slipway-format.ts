@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { durationSchema, envMapSchema, envNameSchema, readCommand, readDuration, readEnvMap, readHealthcheck, readRefFilter, readRepoPath } from "./common.js";
+import { durationSchema, envMapSchema, imageSchema, envNameSchema, readCommand, readDuration, readEnvMap, readHealthcheck, readRefFilter, readRepoPath } from "./common.js";
 import type { Group, Healthcheck, Pipeline, PipelineNode, Service, Step, When } from "./model.js";
 import { problemAt, type Problem, type SourceLocation } from "./problems.js";
 import { checkDependencies } from "./service-checks.js";
@@ -10,12 +10,11 @@ import { checkServiceRef, claimName, defaultName, readTree, type Inherited, type
 
 const commandValue = z.union([z.string(), z.array(z.string()).min(1)], { error: "expected a shell string or a list of arguments" });
 const filterValue = z.union([z.string().min(1), z.number()], { error: "expected a name, or a regular expression starting with ^ or ending with $" });
-const imageValue = z.string().min(1);
 /** Services are reachable by name, so a name is a host name label. */
 const serviceName = z.string().regex(/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/, { error: "must be a host name: lower-case letters, digits and -" });
 
 const topSchema = z.strictObject({
-  image: imageValue.optional(),
+  image: imageSchema.optional(),
   env: envMapSchema.optional(),
   secrets: z.array(envNameSchema).optional(),
   services: z.record(serviceName, z.unknown()).optional(),
@@ -23,7 +22,7 @@ const topSchema = z.strictObject({
 });
 
 const serviceRawSchema = z.strictObject({
-  image: imageValue.optional(),
+  image: imageSchema.optional(),
   build: z.union([z.string().min(1), z.strictObject({ context: z.string().min(1), dockerfile: z.string().min(1).optional(), args: envMapSchema.optional() })]).optional(),
   env: envMapSchema.optional(),
   command: commandValue.optional(),
@@ -42,7 +41,7 @@ const serviceRawSchema = z.strictObject({
 
 const sharedNodeKeys = {
   name: z.string().min(1).optional(),
-  image: imageValue.optional(),
+  image: imageSchema.optional(),
   service: z.string().min(1).optional(),
   env: envMapSchema.optional(),
   branch: filterValue.optional(),
