@@ -9,6 +9,7 @@ import { accessPlugin } from "./plugins/access.js";
 import { errorsPlugin, frameworkErrors } from "./plugins/errors.js";
 import { metricsPlugin } from "./plugins/metrics.js";
 import { securityPlugin } from "./plugins/security.js";
+import { shutdownPlugin } from "./plugins/shutdown.js";
 import { accountRoutes } from "./routes/account.js";
 import { buildRoutes } from "./routes/builds.js";
 import { envFileKeyRoutes } from "./routes/env-file-key.js";
@@ -42,6 +43,7 @@ export async function buildApp(services: Services, opts: { tls?: { cert: string;
   app.removeContentTypeParser("text/plain");
 
   await app.register(errorsPlugin);
+  await app.register(shutdownPlugin, { tls });
   await app.register(metricsPlugin);
   await app.register(securityPlugin, { tls, cookieSecret: await services.box.derivedKey("cookies"), csrfKey: await services.box.derivedKey("csrf") });
   await app.register(swagger, {

@@ -41,6 +41,8 @@ export const runnerApiRoutes: FastifyPluginAsyncZod<{ services: Services }> = as
       const socket = request.raw.socket as { once?(e: string, f: () => void): void; off?(e: string, f: () => void): void; destroyed?: boolean } | undefined;
       const hangUp = () => aborter.abort();
       socket?.once?.("close", hangUp);
+      // A runner that hung up before this handler ran has closed already: no event will come.
+      if (socket?.destroyed === true) hangUp();
       const job = await builds.lease(runnerId(request), request.body.waitMs, aborter.signal);
       socket?.off?.("close", hangUp);
       // Nobody is left to run a job leased to a runner that hung up: it goes back to the queue.
