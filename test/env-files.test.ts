@@ -77,6 +77,8 @@ describe("the slipway:v1: format", () => {
     // A sealed line whose plaintext is short (made by hand) is refused when opened too.
     expect(() => openEnvFile("prj_a", keys, sealLine("prj_a", keys.publicKey, "X=1") + "\n", "app.env.encrypted")).toThrow(/app\.env\.encrypted line 1: X: a secret value must be at least 4/);
     expect(() => parsePublicKey("c2hvcnQ=")).toThrow(/32 bytes/);
+    // A low-order point (here all zeros) is 32 bytes but no one's key: a clear error, not OpenSSL's.
+    expect(() => sealLine("prj_a", parsePublicKey(Buffer.alloc(32).toString("base64")), "TOKEN=value-1234")).toThrow(/not a project's key/);
   });
 });
 

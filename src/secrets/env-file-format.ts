@@ -63,7 +63,14 @@ function lineKey(projectId: string, shared: Buffer, ephemeral: Buffer, recipient
 export function sealLine(projectId: string, recipient: Buffer, plaintext: string): string {
   const { publicKey, privateKey } = generateKeyPairSync("x25519");
   const ephemeral = Buffer.from(publicKey.export({ format: "jwk" }).x!, "base64url");
-  const key = lineKey(projectId, diffieHellman({ privateKey, publicKey: publicKeyObject(recipient) }), ephemeral, recipient);
+  let shared: Buffer;
+  try {
+    shared = diffieHellman({ privateKey, publicKey: publicKeyObject(recipient) });
+  } catch {
+    // A low-order point gives no shared secret: it is not any project's key.
+    throw new EnvFileError("that public key is not a project's key; copy it from GET /api/v1/projects/ID/env-file-key");
+  }
+  const key = lineKey(projectId, shared, ephemeral, recipient);
   const nonce = randomBytes(NONCE_BYTES);
   const cipher = createCipheriv("aes-256-gcm", key, nonce);
   const body = Buffer.concat([cipher.update(plaintext, "utf8"), cipher.final(), cipher.getAuthTag()]);
