@@ -90,6 +90,7 @@ const expected: Record<string, Expected> = {
   "POST /api/v1/projects/:projectId/env-file-key/decrypt": row([401, 404, 200, 200, 403, 403, 403, 404]),
   // Public: the signature authenticates the push, whoever (if anyone) is signed in.
   "POST /api/v1/hooks/:projectId":                    row([202, 202, 202, 202, 202, 202, 202, 202]),
+  "POST /api/v1/hooks/:projectId/:provider":          row([202, 202, 202, 202, 202, 202, 202, 202]),
 
   // Builds are the project's content (code, logs): support may not read them.
   "POST /api/v1/projects/:projectId/builds":          row([401, 404, 201, 201, 201, 201, 403, 404]),
@@ -340,6 +341,12 @@ const calls: Record<string, (s: Subject) => Promise<Call>> = {
     const body = { ref: "refs/heads/main", commit: randomBytes(20).toString("hex") };
     const secret = (await h.services.webhooks.reveal(s.projectId))!;
     return { params: { projectId: s.projectId }, body, headers: { "x-slipway-signature": signBody(secret, JSON.stringify(body)), "x-slipway-delivery": `matrix-${rand()}` } };
+  },
+
+  "POST /api/v1/hooks/:projectId/:provider": async (s) => {
+    const body = { ref: "refs/heads/main", after: randomBytes(20).toString("hex") };
+    const secret = (await h.services.webhooks.reveal(s.projectId))!;
+    return { params: { projectId: s.projectId, provider: "github" }, body, headers: { "x-hub-signature-256": signBody(secret, JSON.stringify(body)), "x-github-delivery": `matrix-${rand()}`, "x-github-event": "push" } };
   },
 
   "POST /api/v1/projects/:projectId/builds": async (s) => ({ params: { projectId: s.projectId }, body: { branch: "main", message: "matrix" } }),

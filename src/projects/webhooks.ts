@@ -63,6 +63,17 @@ export class Webhooks {
 
   /** Whether `mac` is HMAC-SHA256(project's secret, raw body), compared in constant time. */
   async verify(projectId: string, raw: Buffer, mac: Buffer): Promise<SignatureCheck> {
+    return this.verifyWith(projectId, (secret) => {
+      const expected = createHmac("sha256", secret).update(raw).digest();
+      return mac.length === expected.length && timingSafeEqual(expected, mac);
+    });
+  }
+
+  /**
+   * Whether `signed(secret)` holds for the project's webhook secret: the check of a provider's own
+   * signature scheme. Unknown projects are checked against a decoy, so every answer costs the same.
+   */
+  async verifyWith(projectId: string, signed: (secret: string | Buffer) => boolean): Promise<SignatureCheck> {
     const row = await this.store.db
       .selectFrom("projects")
       .leftJoin("webhook_secrets", "webhook_secrets.project_id", "projects.id")
@@ -70,8 +81,7 @@ export class Webhooks {
       .where("projects.id", "=", projectId)
       .executeTakeFirst();
     const secret = row?.secret ? await this.box.open(this.store.db, ownerOf(projectId), FIELD, row.secret) : this.decoy;
-    const expected = createHmac("sha256", secret).update(raw).digest();
-    const equal = mac.length === expected.length && timingSafeEqual(expected, mac);
+    const equal = signed(secret);
     if (!row) return { ok: false, reason: "unknown_project", orgId: null };
     if (!row.secret) return { ok: false, reason: "no_webhook_secret", orgId: row.org_id };
     return equal ? { ok: true, orgId: row.org_id } : { ok: false, reason: "bad_signature", orgId: row.org_id };

@@ -1,7 +1,9 @@
 import type { FastifyRequest } from "fastify";
 import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
 import { z } from "zod";
-import { pushPayloadSchema } from "../../builds/events.js";
+import { pushPayloadSchema, type PushPayload } from "../../builds/events.js";
+import { hasSignature, readDelivery, signedWith, webhookProviders } from "../../scm/webhook-deliveries.js";
+import { PayloadError, readEvent } from "../../scm/webhook-events.js";
 import { AppError } from "../../errors.js";
 import { parseSignature } from "../../projects/webhooks.js";
 import type { Services } from "../../services.js";
@@ -123,7 +125,65 @@ export const hookRoutes: FastifyPluginAsyncZod<{ services: Services }> = async (
       return reply.code(202).send({ accepted: true, buildId: result.buildId });
     },
   );
+
+  app.post(
+    "/hooks/:projectId/:provider",
+    {
+      bodyLimit: HOOK_BODY_LIMIT,
+      config: { access: { kind: "public" }, rateLimit: { max: 300, timeWindow: "1 minute" } },
+      schema: {
+        summary: "Webhook of a git host (GitHub, GitLab, Bitbucket, Gitea/Forgejo)",
+        description: [
+          "Point the repository's webhook at this URL with the project's webhook secret, content type JSON. Each provider's own signature is checked over the raw body: GitHub `X-Hub-Signature-256`, GitLab `X-Gitlab-Token`, Bitbucket `X-Hub-Signature`, Gitea `X-Gitea-Signature` (Forgejo `X-Forgejo-Signature`); its delivery id is accepted once.",
+          "Pushes, tags and pull/merge requests (opened, new commits, reopened) start builds; pings and other events are answered 202 with no build. Pull request builds get no secrets.",
+        ].join("\n\n"),
+        params: projectParams.extend({ provider: z.enum(webhookProviders) }),
+        response: { 202: acceptedSchema },
+      },
+    },
+    async (request, reply) => {
+      const { projectId, provider } = request.params;
+      if (!hasSignature(provider, request.headers)) throw reject(401, "signature_required", `set the project's webhook secret as the secret of the ${provider} webhook: its deliveries are signed with it`);
+      const delivery = readDelivery(provider, request.headers);
+      if ("missing" in delivery) throw reject(400, "delivery_required", `a ${provider} delivery carries ${delivery.missing}; send the webhook as ${provider} does`);
+      const raw = rawBodies.get(request);
+      if (!raw) throw reject(400, "invalid_request", "send the event as a JSON body with Content-Type: application/json", "body_required");
+      const check = await webhooks.verifyWith(projectId, (secret) => signedWith(provider, request.headers, raw, secret));
+      if (!check.ok) throw reject(401, "invalid_signature", "the signature does not match this body for this URL; check the webhook's secret", check.reason);
+      let event;
+      try {
+        event = readEvent(provider, delivery.event, request.body);
+      } catch (err) {
+        if (err instanceof PayloadError) throw reject(400, "invalid_request", err.message, "invalid_payload");
+        throw err;
+      }
+      if (!(await webhooks.recordDelivery(projectId, delivery.id))) throw reject(409, "replayed_delivery", `delivery ${delivery.id} was received before`);
+      let buildIds: Array<string | null> = [];
+      try {
+        if (event.kind === "build") buildIds = await startBuilds(services, projectId, delivery.id, event.pushes);
+      } catch (err) {
+        await webhooks.forgetDelivery(projectId, delivery.id);
+        throw err;
+      }
+      await audit.record({
+        action: "webhook.accepted",
+        actor: HOOK_ACTOR,
+        ip: request.ip,
+        orgId: check.orgId,
+        target: projectId,
+        details: { provider, deliveryId: delivery.id, event: delivery.event, ...(event.kind === "ignored" && { ignored: event.why }), buildIds },
+      });
+      return reply.code(202).send({ accepted: true, buildId: buildIds.find((id) => id !== null) ?? null });
+    },
+  );
 };
+
+/** What a build of one delivery starts; a provider delivery may move several refs (Bitbucket). */
+async function startBuilds(services: Services, projectId: string, deliveryId: string, pushes: PushPayload[]): Promise<Array<string | null>> {
+  const ids: Array<string | null> = [];
+  for (const [i, push] of pushes.entries()) ids.push((await services.hooks.onPush(projectId, { ...push, deliveryId: i === 0 ? deliveryId : `${deliveryId}.${i}` })).buildId);
+  return ids;
+}
 
 /** The `code` of the API's error shape, from a serialised reply. */
 function codeOf(payload: unknown): string | undefined {
