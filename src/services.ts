@@ -121,6 +121,7 @@ export async function createServices(settings: Settings, log: Logger, opts: { se
             message: event.message,
             author: event.author,
             pullRequest: event.pullRequest,
+            fromFork: event.fromFork,
             trigger: "webhook",
           });
           return { buildId: build.id };

@@ -88,6 +88,32 @@ describe("provider webhooks", () => {
     }
   });
 
+  it("a project can make pull requests from forks wait for an owner's or admin's approval before anything runs", async () => {
+    const gated = (await owner.post("/api/v1/projects", { name: "gated" })).json().id as string;
+    const gatedSecret = (await owner.post(`/api/v1/projects/${gated}/webhook-secret`)).json().secret as string;
+    expect((await owner.patch(`/api/v1/projects/${gated}`, { forkBuilds: "sometimes" })).statusCode).toBe(400);
+    expect((await owner.patch(`/api/v1/projects/${gated}`, { forkBuilds: "approve" })).json().forkBuilds).toBe("approve");
+    const prFrom = (headRepo: string) =>
+      JSON.stringify({ action: "opened", number: 3, pull_request: { title: "Change", head: { sha: sha(), ref: "topic", repo: { full_name: headRepo } }, base: { ref: "main", repo: { full_name: "team/app" } } } });
+    const send = async (body: string) => (await deliver("github", body, headersOf("github", "pull_request", body, gatedSecret), gated)).json().buildId as string;
+
+    const fromFork = (await owner.get(`/api/v1/builds/${await send(prFrom("stranger/app"))}`)).json();
+    expect(fromFork).toMatchObject({ status: "waiting-for-approval", waitingFor: { id: "0", name: "pull request from a fork" }, jobs: [{ status: "waiting-for-approval" }] });
+    // Nothing of it is queued for a runner to take.
+    expect(await h.services.store.db.selectFrom("jobs").select("id").where("build_id", "=", fromFork.id).where("status", "=", "queued").execute()).toEqual([]);
+    // Control: a pull request from the project's own repository is not held.
+    expect((await owner.get(`/api/v1/builds/${await send(prFrom("team/app"))}`)).json().status).toBe("queued");
+    // GitLab says so by project ids.
+    const mr = JSON.stringify({ object_kind: "merge_request", object_attributes: { iid: 4, action: "open", source_branch: "topic", source_project_id: 9, target_project_id: 1, last_commit: { id: sha(), message: "mr" } } });
+    const gitlabBuild = (await deliver("gitlab", mr, headersOf("gitlab", "Merge Request Hook", mr, gatedSecret), gated)).json().buildId as string;
+    expect((await owner.get(`/api/v1/builds/${gitlabBuild}`)).json().status).toBe("waiting-for-approval");
+
+    const approved = await owner.post(`/api/v1/builds/${fromFork.id}/approvals`, { step: "0" });
+    expect(approved.statusCode, approved.body).toBe(200);
+    expect(approved.json()).toMatchObject({ status: "queued", waitingFor: null, approvals: [{ step: "0", approvedBy: expect.any(String) }] });
+    expect(approved.json().jobs.map((j: { status: string }) => j.status)).toEqual(["success", "queued"]);
+  });
+
   it("malformed deliveries get a 4xx that says what is wrong, and an unknown provider or project is refused", async () => {
     const missingEvent = JSON.stringify({ ref: "refs/heads/main", after: sha() });
     const { "x-github-event": _, ...noEvent } = headersOf("github", "push", missingEvent);

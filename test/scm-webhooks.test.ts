@@ -62,7 +62,9 @@ describe("events, as each provider describes them", () => {
     expect(readEvent("github", "push", { ...push, ref: "refs/tags/v1.0.0" })).toMatchObject({ kind: "build", pushes: [{ ref: "refs/tags/v1.0.0" }] });
     expect(readEvent("github", "push", { ...push, deleted: true, after: "0".repeat(40), head_commit: null })).toMatchObject({ kind: "ignored" });
     const pr = { action: "synchronize", number: 42, pull_request: { number: 42, title: "Add a feature", head: { sha: SHA, ref: "feature", repo: { full_name: "fork/app" } }, base: { ref: "main", repo: { full_name: "octo/app" } } } };
-    expect(readEvent("github", "pull_request", pr)).toEqual({ kind: "build", pushes: [{ ref: "refs/heads/feature", commit: SHA, message: "Add a feature", pullRequest: 42 }] });
+    expect(readEvent("github", "pull_request", pr)).toEqual({ kind: "build", pushes: [{ ref: "refs/heads/feature", commit: SHA, message: "Add a feature", pullRequest: 42, fromFork: true }] });
+    const sameRepo = { ...pr, pull_request: { ...pr.pull_request, head: { ...pr.pull_request.head, repo: { full_name: "octo/app" } } } };
+    expect(readEvent("github", "pull_request", sameRepo)).toMatchObject({ pushes: [{ fromFork: false }] });
     expect(readEvent("github", "pull_request", { ...pr, action: "closed" })).toMatchObject({ kind: "ignored" });
     expect(readEvent("github", "ping", { zen: "Keep it logically awesome.", hook_id: 1 })).toEqual({ kind: "ping" });
     expect(readEvent("github", "issues", { action: "opened" })).toMatchObject({ kind: "ignored", why: expect.stringContaining("issues") });

@@ -3,12 +3,15 @@ import { AppError } from "../errors.js";
 import type { Executor, Tx } from "../store/database.js";
 import { now } from "../store/ids.js";
 
-/** A manual step (or group) of a build, by its id in the pipeline tree and its name. */
+/**
+ * A manual step (or group) of a build, by its id in the pipeline tree and its name; id "0" is the
+ * whole build (a pull request from a fork that waits before anything runs, see FORK_GATE).
+ */
 export const waitingStepSchema = z.object({
   id: z
     .string()
     .max(100)
-    .regex(/^[1-9][0-9]*(\.[1-9][0-9]*)*$/, "a step id is its position in the pipeline, e.g. 2 or 3.1"),
+    .regex(/^(0|[1-9][0-9]*(\.[1-9][0-9]*)*)$/, "a step id is its position in the pipeline, e.g. 2 or 3.1 (0: the whole build)"),
   name: z.string().min(1).max(500),
 });
 export type WaitingStep = z.infer<typeof waitingStepSchema>;
@@ -22,6 +25,9 @@ export const approvalSchema = z.object({
   approvedAt: z.string().nullable(),
 });
 export type Approval = z.infer<typeof approvalSchema>;
+
+/** What a pull request from a fork waits at when its project wants to approve such builds. */
+export const FORK_GATE: WaitingStep = { id: "0", name: "pull request from a fork" };
 
 /** A job stopped at a manual step: the build now waits for an approval of it. */
 export async function recordWait(tx: Tx, buildId: string, jobId: string, step: WaitingStep): Promise<void> {

@@ -6,7 +6,7 @@ import { AppError, notFound } from "../errors.js";
 import type { Store, Tx } from "../store/database.js";
 import { inFuture, newId, now } from "../store/ids.js";
 import type { BuildsTable, JobsTable } from "../store/schema.js";
-import { approvalSchema, approvalsOf, markApproved, recordWait, resumePointOf, waitingApproval, waitingStepSchema, type Approval, type WaitingStep } from "./approvals.js";
+import { approvalSchema, approvalsOf, FORK_GATE, markApproved, recordWait, resumePointOf, waitingApproval, waitingStepSchema, type Approval, type WaitingStep } from "./approvals.js";
 import type { JobLogs } from "./job-logs.js";
 import { clearSteps, jobStepSchema, recordStep, stepsOf, type JobStep, type StepReport } from "./job-steps.js";
 
@@ -64,6 +64,8 @@ export interface NewBuild {
   message?: string;
   author?: { name: string; email: string };
   pullRequest?: number;
+  /** A pull request from a fork: waits for an approval first when its project asks for that. */
+  fromFork?: boolean;
   trigger: "api" | "webhook";
 }
 
@@ -114,6 +116,8 @@ export class Builds {
     await this.store.db.transaction().execute(async (tx) => {
       await this.store.lock(tx, `builds:${projectId}`);
       const last = await tx.selectFrom("builds").select((eb) => eb.fn.max("number").as("n")).where("project_id", "=", projectId).executeTakeFirst();
+      // Fails closed: anything but an explicit "run" makes a fork's pull request wait.
+      const gated = input.fromFork === true && (await tx.selectFrom("projects").select("fork_builds").where("id", "=", projectId).executeTakeFirst())?.fork_builds !== "run";
       const row: BuildsTable = {
         id,
         project_id: projectId,
@@ -126,14 +130,18 @@ export class Builds {
         author_email: input.author?.email ?? "",
         pr_number: input.pullRequest ?? null,
         trigger: input.trigger,
-        status: "queued",
+        status: gated ? WAITING : "queued",
         reason: null,
         created_at: now(),
         started_at: null,
         finished_at: null,
       };
       await tx.insertInto("builds").values(row).execute();
-      await tx.insertInto("jobs").values(newJob(id, "pipeline")).execute();
+      const job = newJob(id, "pipeline");
+      if (!gated) return void (await tx.insertInto("jobs").values(job).execute());
+      // Nothing of a fork's code runs, not even its pipeline config, until an owner or admin approves it.
+      await tx.insertInto("jobs").values({ ...job, status: WAITING, reason: `waiting for an approval of the ${FORK_GATE.name}` }).execute();
+      await recordWait(tx, id, job.id, FORK_GATE);
     });
     this.queued.emit("job");
     return this.get(id);

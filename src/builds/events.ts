@@ -22,6 +22,8 @@ export const pushPayloadSchema = z.object({
   author: z.object({ name: z.string().max(256), email: z.string().max(320) }).optional(),
   /** Set when the push is the head of a pull request: builds of it are treated as untrusted. */
   pullRequest: z.number().int().positive().max(2 ** 31 - 1).optional(),
+  /** Set when that pull request's head lives in another repository (a fork): its project may want to approve it first. */
+  fromFork: z.boolean().optional(),
 });
 export type PushPayload = z.infer<typeof pushPayloadSchema>;
 

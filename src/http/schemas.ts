@@ -17,6 +17,7 @@ export const projectSchema = z.object({
   egressAllowlist: z.array(z.string()).nullable(),
   /** The git host's pinned keys, known_hosts text: public keys, shown to every member. */
   knownHosts: z.string().nullable(),
+  forkBuilds: z.enum(["run", "approve"]),
 });
 
 export const secretNameListSchema = z.object({ secrets: z.array(z.object({ name: z.string(), updatedAt: z.string() })) });

@@ -34,7 +34,12 @@ export interface Project {
   egressAllowlist: string[] | null;
   /** The git host's pinned keys (known_hosts text); null until set or captured by the first clone. */
   knownHosts: string | null;
+  /** Pull requests from forks: `run` them (without secrets, like every pull request) or have them wait for an owner's or admin's approval. */
+  forkBuilds: ForkBuilds;
 }
+
+export const forkBuildsSchema = z.enum(["run", "approve"]);
+export type ForkBuilds = z.infer<typeof forkBuildsSchema>;
 
 const toProject = (r: ProjectsTable): Project => ({
   id: r.id,
@@ -44,6 +49,7 @@ const toProject = (r: ProjectsTable): Project => ({
   createdAt: r.created_at,
   egressAllowlist: r.egress_allowlist === null ? null : (JSON.parse(r.egress_allowlist) as string[]),
   knownHosts: r.known_hosts,
+  forkBuilds: forkBuildsSchema.catch("approve").parse(r.fork_builds),
 });
 
 /** Project records, their contractor assignments and the life of their data keys. */
@@ -59,7 +65,7 @@ export class Projects {
   ) {}
 
   async create(ctx: RequestContext, orgId: string, name: string, repositoryUrl: string | null): Promise<Project> {
-    const row: ProjectsTable = { id: newId("prj"), org_id: orgId, name, repository_url: repositoryUrl, created_at: now(), egress_allowlist: null, known_hosts: null };
+    const row: ProjectsTable = { id: newId("prj"), org_id: orgId, name, repository_url: repositoryUrl, created_at: now(), egress_allowlist: null, known_hosts: null, fork_builds: "run" };
     await this.store.db.transaction().execute(async (tx) => {
       await this.assertNameFree(tx, orgId, name);
       await tx.insertInto("projects").values(row).execute();
@@ -110,7 +116,7 @@ export class Projects {
     return rows.map(toProject);
   }
 
-  async update(ctx: RequestContext, id: string, patch: { name?: string; repositoryUrl?: string | null; egressAllowlist?: string[] | null; knownHosts?: string | null }): Promise<Project> {
+  async update(ctx: RequestContext, id: string, patch: { name?: string; repositoryUrl?: string | null; egressAllowlist?: string[] | null; knownHosts?: string | null; forkBuilds?: ForkBuilds }): Promise<Project> {
     const { knownHosts, ...rest } = patch;
     const pinned = knownHosts === undefined || knownHosts === null ? knownHosts : normalizeKnownHosts(knownHosts);
     await this.store.db.transaction().execute(async (tx) => {
@@ -124,6 +130,7 @@ export class Projects {
           ...(patch.repositoryUrl !== undefined && { repository_url: patch.repositoryUrl }),
           ...(patch.egressAllowlist !== undefined && { egress_allowlist: patch.egressAllowlist === null ? null : JSON.stringify(patch.egressAllowlist) }),
           ...(pinned !== undefined && { known_hosts: pinned }),
+          ...(patch.forkBuilds !== undefined && { fork_builds: patch.forkBuilds }),
         })
         .where("id", "=", id)
         .execute();

@@ -11,10 +11,15 @@ const commit = z.object({ id: z.string(), message: z.string().optional(), author
 
 // The parts of each provider's documented payloads that Slipway reads; everything else is ignored.
 const githubPush = z.object({ ref: z.string(), after: z.string(), deleted: z.boolean().optional(), head_commit: commit.nullable().optional() });
-const githubPullRequest = z.object({ action: z.string(), number: z.number(), pull_request: z.object({ title: z.string().optional(), head: z.object({ sha: z.string(), ref: z.string() }) }) });
+const repo = z.object({ full_name: z.string() }).nullable().optional();
+const githubPullRequest = z.object({
+  action: z.string(),
+  number: z.number(),
+  pull_request: z.object({ title: z.string().optional(), head: z.object({ sha: z.string(), ref: z.string(), repo }), base: z.object({ repo }).optional() }),
+});
 const gitlabPush = z.object({ ref: z.string(), after: z.string().optional(), checkout_sha: z.string().nullable().optional(), commits: z.array(commit).optional() });
 const gitlabMergeRequest = z.object({
-  object_attributes: z.object({ iid: z.number(), action: z.string().optional(), oldrev: z.string().optional(), source_branch: z.string(), last_commit: commit }),
+  object_attributes: z.object({ iid: z.number(), action: z.string().optional(), oldrev: z.string().optional(), source_branch: z.string(), source_project_id: z.number().optional(), target_project_id: z.number().optional(), last_commit: commit }),
 });
 const bitbucketTarget = z.object({ hash: z.string(), message: z.string().optional(), author: z.object({ raw: z.string().optional() }).optional() });
 const bitbucketPush = z.object({ push: z.object({ changes: z.array(z.object({ new: z.object({ type: z.string(), name: z.string(), target: bitbucketTarget }).nullable() })) }) });
@@ -71,7 +76,10 @@ function githubStylePush(p: z.output<typeof githubPush>): ScmEvent {
 
 function pullRequest(p: z.output<typeof githubPullRequest>, actions: string[]): ScmEvent {
   if (!actions.includes(p.action)) return { kind: "ignored", why: `pull request ${p.action}: only ${actions.join(", ")} start builds` };
-  return build({ ref: `refs/heads/${p.pull_request.head.ref}`, commit: p.pull_request.head.sha, ...(p.pull_request.title !== undefined && { message: p.pull_request.title }), pullRequest: p.number });
+  const { head, base, title } = p.pull_request;
+  // A head whose repository is gone (a deleted fork) or is not the base's came from a fork.
+  const fromFork = !head.repo || !base?.repo || head.repo.full_name !== base.repo.full_name;
+  return build({ ref: `refs/heads/${head.ref}`, commit: head.sha, ...(title !== undefined && { message: title }), pullRequest: p.number, fromFork });
 }
 
 function gitlabPushEvent(p: z.output<typeof gitlabPush>): ScmEvent {
@@ -86,7 +94,8 @@ function gitlabMergeRequestEvent(p: z.output<typeof gitlabMergeRequest>): ScmEve
   // An update without `oldrev` changed the title or labels, not the code.
   const newCode = mr.action === "open" || mr.action === "reopen" || (mr.action === "update" && mr.oldrev !== undefined);
   if (!newCode) return { kind: "ignored", why: `merge request ${mr.action ?? "event"} without new commits` };
-  return build({ ref: `refs/heads/${mr.source_branch}`, commit: mr.last_commit.id, ...(mr.last_commit.message !== undefined && { message: mr.last_commit.message }), ...author(mr.last_commit.author), pullRequest: mr.iid });
+  const fromFork = mr.source_project_id === undefined || mr.source_project_id !== mr.target_project_id;
+  return build({ ref: `refs/heads/${mr.source_branch}`, commit: mr.last_commit.id, ...(mr.last_commit.message !== undefined && { message: mr.last_commit.message }), ...author(mr.last_commit.author), pullRequest: mr.iid, fromFork });
 }
 
 function bitbucketPushEvent(p: z.output<typeof bitbucketPush>): ScmEvent {

@@ -15,6 +15,7 @@ import * as m008 from "./migrations/008_env_file_keys.js";
 import * as m009 from "./migrations/009_build_approvals.js";
 import * as m010 from "./migrations/010_project_known_hosts.js";
 import * as m011 from "./migrations/011_job_steps.js";
+import * as m012 from "./migrations/012_project_fork_builds.js";
 
 export type Db = Kysely<Database>;
 export type Tx = Transaction<Database>;
@@ -34,6 +35,7 @@ const migrations: Record<string, Migration> = {
   "009_build_approvals": m009,
   "010_project_known_hosts": m010,
   "011_job_steps": m011,
+  "012_project_fork_builds": m012,
 };
 
 export interface Store {

@@ -90,6 +90,8 @@ export interface ProjectsTable {
   created_at: string;
   /** JSON array of allow entries, or null. */
   egress_allowlist: string | null;
+  /** "run" or "approve": see migration 012. */
+  fork_builds: string;
   /** The git host's pinned keys, known_hosts text, or null (the next clone pins what it sees). */
   known_hosts: string | null;
 }

@@ -4,7 +4,7 @@ import { hasScope } from "../../auth/permissions.js";
 import { AppError } from "../../errors.js";
 import type { Project } from "../../projects/projects.js";
 import { knownHostsSchema } from "../../projects/known-hosts.js";
-import { projectNameSchema, repositoryUrlSchema } from "../../projects/projects.js";
+import { forkBuildsSchema, projectNameSchema, repositoryUrlSchema } from "../../projects/projects.js";
 import { allowEntrySchema } from "../../sandbox/network.js";
 import { secretNameSchema, secretValueSchema } from "../../secrets/secret-variables.js";
 import type { Services } from "../../services.js";
@@ -14,7 +14,7 @@ import { projectSchema, secretNameListSchema, someField } from "../schemas.js";
 const projectParams = z.object({ projectId: z.string().min(1).max(64) });
 const secretParams = projectParams.extend({ name: secretNameSchema });
 const assignmentParams = projectParams.extend({ userId: z.string().min(1).max(64) });
-const view = (p: Project) => ({ id: p.id, organization: p.orgId, name: p.name, repositoryUrl: p.repositoryUrl, createdAt: p.createdAt, egressAllowlist: p.egressAllowlist, knownHosts: p.knownHosts });
+const view = (p: Project) => ({ id: p.id, organization: p.orgId, name: p.name, repositoryUrl: p.repositoryUrl, createdAt: p.createdAt, egressAllowlist: p.egressAllowlist, knownHosts: p.knownHosts, forkBuilds: p.forkBuilds });
 
 /** Projects, their secrets (write-only values) and contractor assignments. */
 export const projectRoutes: FastifyPluginAsyncZod<{ services: Services }> = async (app, { services }) => {
@@ -77,6 +77,7 @@ export const projectRoutes: FastifyPluginAsyncZod<{ services: Services }> = asyn
               .nullable()
               .optional()
               .describe("The git host's keys in known_hosts format (as `ssh-keyscan host` prints them); clones refuse any other key. null: the next clone pins the key it sees."),
+            forkBuilds: forkBuildsSchema.optional().describe("Pull requests from forks: `run` them without secrets, or `approve`: each waits for an owner's or admin's approval before anything runs."),
           })
           .strict()
           .refine(...someField), response: { 200: projectSchema } },
