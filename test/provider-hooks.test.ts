@@ -123,11 +123,13 @@ describe("provider webhooks", () => {
     const bad = await deliver("github", shapeless, headersOf("github", "push", shapeless));
     expect([bad.statusCode, bad.json().error.message]).toEqual([400, expect.stringContaining("documented shape")]);
     expect((await deliver("github", "{not json", headersOf("github", "push", "{not json"))).statusCode).toBe(400);
+    const huge = JSON.stringify({ ref: "refs/heads/main", after: sha(), padding: "x".repeat(70 * 1024) });
+    expect((await deliver("github", huge, headersOf("github", "push", huge))).statusCode).toBe(413);
     const [event, body] = pushOf("github", sha());
     expect((await h.app.inject({ method: "POST", url: `/api/v1/hooks/${projectId}/sourceforge`, headers: headersOf("github", event, body), payload: body })).statusCode).toBe(400);
     expect((await deliver("github", body, headersOf("github", event, body), "prj_doesnotexist")).json().error.code).toBe("invalid_signature");
     // Every refusal is in the audit log.
     const refused = await h.services.store.db.selectFrom("audit_log").select("action").where("action", "=", "webhook.rejected").execute();
-    expect(refused.length).toBeGreaterThanOrEqual(4);
+    expect(refused.length).toBeGreaterThanOrEqual(5);
   });
 });

@@ -2,6 +2,7 @@ import { createHmac } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import { hasSignature, readDelivery, signedWith, type Headers, type WebhookProvider } from "../src/scm/webhook-deliveries.js";
 import { PayloadError, readEvent } from "../src/scm/webhook-events.js";
+import { seededInts } from "./helpers/prng.js";
 
 // Payloads below follow the shapes in each provider's webhook documentation (trimmed to what a
 // delivery carries around the fields Slipway reads, plus some it must ignore).
@@ -117,5 +118,43 @@ describe("events, as each provider describes them", () => {
     ] as Array<[WebhookProvider, string, unknown]>) {
       expect(() => readEvent(provider, event, body), `${provider} ${event} ${JSON.stringify(body)}`).toThrow(PayloadError);
     }
+  });
+});
+
+describe("fuzzing the event reader", () => {
+  it("3000 mutated deliveries of every provider: each is an event or a PayloadError, never anything else", () => {
+    const random = seededInts(20261123);
+    const author = { name: "A", email: "a@example.com" };
+    const seeds: Array<[WebhookProvider, string, unknown]> = [
+      ["github", "push", { ref: "refs/heads/main", after: SHA, head_commit: { id: SHA, message: "m", author } }],
+      ["github", "pull_request", { action: "opened", number: 1, pull_request: { head: { sha: SHA, ref: "x", repo: { full_name: "a/b" } }, base: { repo: { full_name: "a/b" } } } }],
+      ["gitlab", "Merge Request Hook", { object_attributes: { iid: 1, action: "update", oldrev: OTHER, source_branch: "x", source_project_id: 1, target_project_id: 2, last_commit: { id: SHA } } }],
+      ["bitbucket", "repo:push", { push: { changes: [{ new: { type: "branch", name: "main", target: { hash: SHA, author: { raw: "A <a@example.com>" } } } }] } }],
+      ["gitea", "pull_request", { action: "synchronized", number: 2, pull_request: { head: { sha: SHA, ref: "y" } } }],
+    ];
+    const oddValues: unknown[] = [null, 0, -1, 2 ** 53, "", "refs/heads/", "0".repeat(40), "x".repeat(5000), [], {}, true, "\u0000", { __proto__: { polluted: true } }];
+    const mutate = (value: unknown): unknown => {
+      if (value === null || typeof value !== "object" || random(4) === 0) return oddValues[random(oddValues.length)];
+      const copy: Record<string, unknown> = Array.isArray(value) ? ({ ...value } as Record<string, unknown>) : { ...(value as Record<string, unknown>) };
+      const keys = Object.keys(copy);
+      if (keys.length === 0) return copy;
+      const key = keys[random(keys.length)]!;
+      if (random(5) === 0) delete copy[key];
+      else copy[key] = mutate(copy[key]);
+      return Array.isArray(value) ? Object.values(copy) : copy;
+    };
+    let built = 0;
+    for (let i = 0; i < 3000; i++) {
+      const [provider, event, body] = seeds[random(seeds.length)]!;
+      const input = mutate(body);
+      try {
+        const result = readEvent(provider, event, input);
+        if (result.kind === "build") for (const p of result.pushes) expect(p.commit).toMatch(/^[0-9a-f]{40}$/), built++;
+      } catch (err) {
+        if (!(err instanceof PayloadError)) throw new Error(`${provider} ${event} ${JSON.stringify(input)?.slice(0, 300)}: ${String(err)}`);
+      }
+    }
+    // The mutations leave many deliveries intact enough to build: the fuzzer reached the builders.
+    expect(built).toBeGreaterThan(100);
   });
 });
