@@ -28,6 +28,8 @@ export const runnerApiRoutes: FastifyPluginAsyncZod<{ services: Services }> = as
   app.post(
     "/runner/lease",
     {
+      // Each idle runner slot asks every few seconds: logging every answer would bury the log.
+      logLevel: "warn",
       config: runner,
       schema: {
         summary: "Lease the next job (long poll)",
@@ -55,7 +57,7 @@ export const runnerApiRoutes: FastifyPluginAsyncZod<{ services: Services }> = as
     },
   );
 
-  app.post("/runner/jobs/:jobId/heartbeat", { config: runner, schema: { summary: "Extend a lease; says whether the job was canceled", params: jobParams, body: z.object({}).strict().optional() } }, async (request) =>
+  app.post("/runner/jobs/:jobId/heartbeat", { logLevel: "warn", config: runner, schema: { summary: "Extend a lease; says whether the job was canceled", params: jobParams, body: z.object({}).strict().optional() } }, async (request) =>
     builds.heartbeat(runnerId(request), request.params.jobId),
   );
 
