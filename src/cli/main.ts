@@ -50,6 +50,9 @@ server (every server, on PostgreSQL) before rotating.
 Settings also come from the environment: SLIPWAY_HOST, SLIPWAY_PORT, SLIPWAY_DATA_DIR,
 SLIPWAY_DATABASE_URL (postgres://…), SLIPWAY_MASTER_KEY, SLIPWAY_PUBLIC_URL, SLIPWAY_TLS_CERT,
 SLIPWAY_TLS_KEY, SLIPWAY_SIGNUP, SLIPWAY_SMTP_URL, SLIPWAY_SECURITY_CONTACT, … (see README).
+Step images: \`slipway run\` and \`slipway runner\` unpack them into SLIPWAY_IMAGE_CACHE (default
+~/.cache/slipway/images; \`serve\` uses <data dir>/images), take local OCI layouts from
+SLIPWAY_IMAGE_LAYOUTS and trust registry CAs in SLIPWAY_REGISTRY_CERTS.
 
 Exit codes: 0 ok, 1 the work failed, 2 bad usage or bad settings.`;
 
