@@ -69,6 +69,30 @@ export const hookRoutes: FastifyPluginAsyncZod<{ services: Services }> = async (
     return payload;
   });
 
+  /**
+   * A verified delivery, once: remembered by its id (a replay is refused), its pushes turned into
+   * builds, audited. If starting a build fails, the delivery is forgotten so the sender may retry it.
+   */
+  async function accept(
+    from: { projectId: string; orgId: string; ip: string; deliveryId: string },
+    replayHint: string,
+    pushes: PushPayload[],
+    details: (buildIds: Array<string | null>) => Record<string, unknown>,
+  ): Promise<Array<string | null>> {
+    const { projectId, orgId, ip, deliveryId } = from;
+    if (!(await webhooks.recordDelivery(projectId, deliveryId))) throw reject(409, "replayed_delivery", `delivery ${deliveryId} was received before${replayHint}`);
+    const buildIds: Array<string | null> = [];
+    try {
+      // A provider delivery may move several refs (Bitbucket): each after the first gets an id of its own.
+      for (const [i, push] of pushes.entries()) buildIds.push((await services.hooks.onPush(projectId, { ...push, deliveryId: i === 0 ? deliveryId : `${deliveryId}.${i}` })).buildId);
+    } catch (err) {
+      await webhooks.forgetDelivery(projectId, deliveryId);
+      throw err;
+    }
+    await audit.record({ action: "webhook.accepted", actor: HOOK_ACTOR, ip, orgId, target: projectId, details: details(buildIds) });
+    return buildIds;
+  }
+
   app.post(
     "/hooks/:projectId",
     {
@@ -102,27 +126,13 @@ export const hookRoutes: FastifyPluginAsyncZod<{ services: Services }> = async (
 
       const parsed = pushPayloadSchema.safeParse(request.body);
       if (!parsed.success) throw reject(400, "invalid_request", `the push event is malformed: ${z.prettifyError(parsed.error).replace(/\n+/g, "; ")}`, "invalid_payload");
-      if (!(await webhooks.recordDelivery(projectId, deliveryId))) {
-        throw reject(409, "replayed_delivery", `delivery ${deliveryId} was received before; send each delivery with a new X-Slipway-Delivery id`);
-      }
-
-      let result: { buildId: string | null };
-      try {
-        result = await services.hooks.onPush(projectId, { ...parsed.data, deliveryId });
-      } catch (err) {
-        // Nothing was done with it: the sender may retry the same delivery.
-        await webhooks.forgetDelivery(projectId, deliveryId);
-        throw err;
-      }
-      await audit.record({
-        action: "webhook.accepted",
-        actor: HOOK_ACTOR,
-        ip: request.ip,
-        orgId: check.orgId,
-        target: projectId,
-        details: { deliveryId, ref: parsed.data.ref, commit: parsed.data.commit, buildId: result.buildId },
-      });
-      return reply.code(202).send({ accepted: true, buildId: result.buildId });
+      const [buildId = null] = await accept({ projectId, orgId: check.orgId, ip: request.ip, deliveryId }, "; send each delivery with a new X-Slipway-Delivery id", [parsed.data], ([id = null]) => ({
+        deliveryId,
+        ref: parsed.data.ref,
+        commit: parsed.data.commit,
+        buildId: id,
+      }));
+      return reply.code(202).send({ accepted: true, buildId });
     },
   );
 
@@ -157,33 +167,13 @@ export const hookRoutes: FastifyPluginAsyncZod<{ services: Services }> = async (
         if (err instanceof PayloadError) throw reject(400, "invalid_request", err.message, "invalid_payload");
         throw err;
       }
-      if (!(await webhooks.recordDelivery(projectId, delivery.id))) throw reject(409, "replayed_delivery", `delivery ${delivery.id} was received before`);
-      let buildIds: Array<string | null> = [];
-      try {
-        if (event.kind === "build") buildIds = await startBuilds(services, projectId, delivery.id, event.pushes);
-      } catch (err) {
-        await webhooks.forgetDelivery(projectId, delivery.id);
-        throw err;
-      }
-      await audit.record({
-        action: "webhook.accepted",
-        actor: HOOK_ACTOR,
-        ip: request.ip,
-        orgId: check.orgId,
-        target: projectId,
-        details: { provider, deliveryId: delivery.id, event: delivery.event, ...(event.kind === "ignored" && { ignored: event.why }), buildIds },
-      });
+      const pushes = event.kind === "build" ? event.pushes : [];
+      const why = event.kind === "ignored" ? { ignored: event.why } : {};
+      const buildIds = await accept({ projectId, orgId: check.orgId, ip: request.ip, deliveryId: delivery.id }, "", pushes, (ids) => ({ provider, deliveryId: delivery.id, event: delivery.event, ...why, buildIds: ids }));
       return reply.code(202).send({ accepted: true, buildId: buildIds.find((id) => id !== null) ?? null });
     },
   );
 };
-
-/** What a build of one delivery starts; a provider delivery may move several refs (Bitbucket). */
-async function startBuilds(services: Services, projectId: string, deliveryId: string, pushes: PushPayload[]): Promise<Array<string | null>> {
-  const ids: Array<string | null> = [];
-  for (const [i, push] of pushes.entries()) ids.push((await services.hooks.onPush(projectId, { ...push, deliveryId: i === 0 ? deliveryId : `${deliveryId}.${i}` })).buildId);
-  return ids;
-}
 
 /** The `code` of the API's error shape, from a serialised reply. */
 function codeOf(payload: unknown): string | undefined {
