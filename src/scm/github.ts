@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { clean, readJson, retryAfterMs, ScmHttp, statusError, withRetries, type Answer, type Call } from "./http.js";
+import { checkedInput, clean, readJson, retryAfterMs, ScmHttp, statusError, withRetries, type Answer, type Call } from "./http.js";
 import {
   codeChallenge,
   commitStatusSchema,
@@ -219,11 +219,7 @@ function repoPath(repo: string): string {
   return `/repos/${encodeURIComponent(owner)}/${encodeURIComponent(name)}`;
 }
 
-function checked<S extends z.ZodType>(schema: S, value: unknown, what: string): z.output<S> {
-  const parsed = schema.safeParse(value);
-  if (!parsed.success) throw new ScmError("invalid", `That is not a valid ${what} for GitHub (${clean(JSON.stringify(value) ?? "")}): correct it and try again.`);
-  return parsed.data;
-}
+const checked = <S extends z.ZodType>(schema: S, value: unknown, what: string): z.output<S> => checkedInput(LABEL, schema, value, what);
 
 /** GitHub's own words from an error body: `message`, plus each validation error. */
 function errorDetail(answer: Answer): string {

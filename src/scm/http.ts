@@ -109,6 +109,13 @@ export function readJson<S extends z.ZodType>(label: string, answer: Answer, sch
   return parsed.data;
 }
 
+/** An input checked before anything is sent, or `invalid` naming what it should have been. */
+export function checkedInput<S extends z.ZodType>(label: string, schema: S, value: unknown, what: string): z.output<S> {
+  const parsed = schema.safeParse(value);
+  if (!parsed.success) throw new ScmError("invalid", `That is not a valid ${what} for ${label} (${clean(JSON.stringify(value) ?? "")}): correct it and try again.`);
+  return parsed.data;
+}
+
 /** A provider-supplied text fit for a message: one line, printable, short. */
 export const clean = (text: string): string => text.replace(/[^\x20-\x7e]+/g, " ").trim().slice(0, 200);
 
