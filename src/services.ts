@@ -25,6 +25,10 @@ import { Runners } from "./builds/runners.js";
 import { EnvFileKeys } from "./secrets/env-file-keys.js";
 import { SecretVariables } from "./secrets/secret-variables.js";
 import { openStore, type Store } from "./store/database.js";
+import { CommitStatuses } from "./scm/commit-statuses.js";
+import { ScmConnections } from "./scm/connections.js";
+import { ScmRegistry } from "./scm/registry.js";
+import { RepositoryLinks } from "./scm/repository-links.js";
 
 export interface Services {
   settings: Settings;
@@ -50,6 +54,7 @@ export interface Services {
   builds: Builds;
   logs: JobLogs;
   runners: Runners;
+  scm: { registry: ScmRegistry; connections: ScmConnections; links: RepositoryLinks; statuses: CommitStatuses };
   masterKeyCreated: boolean;
   /** The URL users reach the server at, for links in mail; known only once it listens. */
   publicUrl(): string;
@@ -86,6 +91,11 @@ export async function createServices(settings: Settings, log: Logger, opts: { se
       const p = await projects.find(store.db, projectId);
       return { repositoryUrl: p?.repositoryUrl ?? null, egressAllowlist: p?.egressAllowlist ?? null };
     }, audit);
+    const registry = new ScmRegistry(settings, publicUrl);
+    const connections = new ScmConnections(store, box, audit, registry);
+    const links = new RepositoryLinks(store, audit, registry, connections, deployKeys, webhooks, (projectId, provider) => `${publicUrl()}/api/v1/hooks/${projectId}/${provider}`);
+    const statuses = new CommitStatuses(builds, links, connections, (build) => `${publicUrl()}/builds/${build.id}`, log);
+    builds.onChange((buildId) => statuses.changed(buildId));
     const authorizer = new Authorizer({
       buildProject: (buildId) => builds.projectOf(buildId),
       roleIn: (orgId, userId) => orgs.roleOf(store.db, orgId, userId),
@@ -132,12 +142,17 @@ export async function createServices(settings: Settings, log: Logger, opts: { se
       builds,
       logs,
       runners: new Runners(store),
+      scm: { registry, connections, links, statuses },
       masterKeyCreated: created,
       publicUrl,
       setPublicUrl: (u) => {
         url = settings.publicUrl ?? u;
       },
-      close: () => store.close(),
+      close: async () => {
+        // Posts still retrying against a failing provider are given a moment, not the whole backoff.
+        await Promise.race([statuses.settled(), new Promise((resolve) => setTimeout(resolve, 5_000).unref())]);
+        await store.close();
+      },
     };
   } catch (err) {
     await store.close();

@@ -1,7 +1,7 @@
 import { createServer, type IncomingHttpHeaders } from "node:http";
-import https from "node:https";
 import type { AddressInfo } from "node:net";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { browse } from "./helpers/scm-connect.js";
 import { generateEd25519KeyPair } from "../src/crypto/ssh-keys.js";
 import { GITHUB_SCOPES, GitHubProvider, type GitHubOptions } from "../src/scm/github.js";
 import { codeChallenge, newOAuthSecret, ScmError, type ScmErrorKind } from "../src/scm/provider.js";
@@ -19,20 +19,6 @@ let sim: GitHubSim;
 let github: GitHubProvider;
 const provider = (over: Partial<GitHubOptions> = {}) =>
   new GitHubProvider({ clientId: sim.clientId, clientSecret: sim.clientSecret, redirectUri: sim.callbackUrl, baseUrl: sim.url, ca: sim.ca, statusRetry: { attempts: 3, baseDelayMs: 5, maxDelayMs: 5_000 }, ...over });
-
-/** What the browser does: follow the authorize URL to the redirect GitHub answers with. */
-function browse(url: URL, ca: string): Promise<URL> {
-  return new Promise((resolve, reject) => {
-    https
-      .get(url, { ca }, (res) => {
-        res.resume();
-        const location = res.headers.location;
-        if (res.statusCode !== 302 || !location) reject(new Error(`expected a redirect, got ${res.statusCode}`));
-        else resolve(new URL(location));
-      })
-      .on("error", reject);
-  });
-}
 
 async function signIn(p = github) {
   const state = newOAuthSecret();

@@ -101,6 +101,7 @@ const MAX_ATTEMPTS = 2;
  */
 export class Builds {
   private readonly queued = new EventEmitter();
+  private readonly changed = new EventEmitter();
 
   constructor(
     private readonly store: Store,
@@ -109,6 +110,11 @@ export class Builds {
     private readonly audit: AuditLog,
   ) {
     this.queued.setMaxListeners(0);
+  }
+
+  /** Calls `listener` after each committed change of a build's status (it reads the build itself). */
+  onChange(listener: (buildId: string) => void): void {
+    this.changed.on("build", listener);
   }
 
   async create(projectId: string, input: NewBuild): Promise<Build> {
@@ -144,6 +150,7 @@ export class Builds {
       await recordWait(tx, id, job.id, FORK_GATE);
     });
     this.queued.emit("job");
+    this.changed.emit("build", id);
     return this.get(id);
   }
 
@@ -188,6 +195,7 @@ export class Builds {
       return queued.map((j) => j.id);
     });
     for (const id of jobs) this.logs.ended(id);
+    this.changed.emit("build", buildId);
     return this.get(buildId);
   }
 
@@ -233,6 +241,7 @@ export class Builds {
     });
     if (!leased) return null;
     const { job, build, leaseExpiresAt, resume } = leased;
+    this.changed.emit("build", build.id);
     return {
       jobId: job.id,
       buildId: build.id,
@@ -292,6 +301,7 @@ export class Builds {
       await this.settle(tx, job.build_id);
     });
     this.logs.ended(jobId);
+    this.changed.emit("build", job.build_id);
   }
 
   /**
@@ -316,6 +326,7 @@ export class Builds {
       await this.audit.record({ action: "build.step_approved", ...actorOf(ctx), orgId: build.org_id, target: buildId, details: { step: stepId, name: stepName } }, tx);
     });
     this.queued.emit("job");
+    this.changed.emit("build", buildId);
     return this.get(buildId);
   }
 
@@ -338,7 +349,10 @@ export class Builds {
         } else await this.settle(tx, job.build_id);
       });
       if (retry) this.queued.emit("job");
-      else this.logs.ended(job.id);
+      else {
+        this.logs.ended(job.id);
+        this.changed.emit("build", job.build_id);
+      }
     }
     return expired.length;
   }

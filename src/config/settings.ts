@@ -46,6 +46,30 @@ export const settingsSchema = z
     imageRegistryCertDir: z.string().min(1).optional(),
     /** Output of one job beyond this many bytes is not stored; the log says so at its end. */
     maxJobLogBytes: positiveInt.default(64 * 1024 ** 2),
+    /** OAuth app of GitHub (github.com, or a GitHub Enterprise Server by its https:// address): sign-in, linking, webhooks, statuses. Unset = not offered. */
+    githubClientId: z.string().min(1).optional(),
+    githubClientSecret: z.string().min(1).optional(),
+    githubUrl: z.url({ protocol: /^https$/ }).optional(),
+    /** A CA certificate (PEM file) that server's certificate chains to, beside the system's. */
+    githubCaFile: z.string().min(1).optional(),
+    /** OAuth app of GitLab (gitlab.com, or a self-managed instance by its https:// address): sign-in, linking, webhooks, statuses. Unset = not offered. */
+    gitlabClientId: z.string().min(1).optional(),
+    gitlabClientSecret: z.string().min(1).optional(),
+    gitlabUrl: z.url({ protocol: /^https$/ }).optional(),
+    /** A CA certificate (PEM file) that server's certificate chains to, beside the system's. */
+    gitlabCaFile: z.string().min(1).optional(),
+    /** OAuth app of Bitbucket Cloud: sign-in, linking, webhooks, statuses. Unset = not offered. */
+    bitbucketClientId: z.string().min(1).optional(),
+    bitbucketClientSecret: z.string().min(1).optional(),
+    bitbucketUrl: z.url({ protocol: /^https$/ }).optional(),
+    /** A CA certificate (PEM file) that server's certificate chains to, beside the system's. */
+    bitbucketCaFile: z.string().min(1).optional(),
+    /** OAuth app of Gitea or Forgejo (its https:// address is required): sign-in, linking, webhooks, statuses. Unset = not offered. */
+    giteaClientId: z.string().min(1).optional(),
+    giteaClientSecret: z.string().min(1).optional(),
+    giteaUrl: z.url({ protocol: /^https$/ }).optional(),
+    /** A CA certificate (PEM file) that server's certificate chains to, beside the system's. */
+    giteaCaFile: z.string().min(1).optional(),
   })
   .strict();
 
@@ -78,6 +102,22 @@ const envNames: Record<keyof Settings, string> = {
   imageLayoutsDir: "SLIPWAY_IMAGE_LAYOUTS",
   imageRegistryCertDir: "SLIPWAY_REGISTRY_CERTS",
   maxJobLogBytes: "SLIPWAY_MAX_JOB_LOG_BYTES",
+  githubClientId: "SLIPWAY_GITHUB_CLIENT_ID",
+  githubClientSecret: "SLIPWAY_GITHUB_CLIENT_SECRET",
+  githubUrl: "SLIPWAY_GITHUB_URL",
+  githubCaFile: "SLIPWAY_GITHUB_CA_FILE",
+  gitlabClientId: "SLIPWAY_GITLAB_CLIENT_ID",
+  gitlabClientSecret: "SLIPWAY_GITLAB_CLIENT_SECRET",
+  gitlabUrl: "SLIPWAY_GITLAB_URL",
+  gitlabCaFile: "SLIPWAY_GITLAB_CA_FILE",
+  bitbucketClientId: "SLIPWAY_BITBUCKET_CLIENT_ID",
+  bitbucketClientSecret: "SLIPWAY_BITBUCKET_CLIENT_SECRET",
+  bitbucketUrl: "SLIPWAY_BITBUCKET_URL",
+  bitbucketCaFile: "SLIPWAY_BITBUCKET_CA_FILE",
+  giteaClientId: "SLIPWAY_GITEA_CLIENT_ID",
+  giteaClientSecret: "SLIPWAY_GITEA_CLIENT_SECRET",
+  giteaUrl: "SLIPWAY_GITEA_URL",
+  giteaCaFile: "SLIPWAY_GITEA_CA_FILE",
 };
 
 export class SettingsError extends Error {}

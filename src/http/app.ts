@@ -19,6 +19,7 @@ import { organizationRoutes } from "./routes/organizations.js";
 import { projectCredentialRoutes } from "./routes/project-credentials.js";
 import { projectRoutes } from "./routes/projects.js";
 import { sessionRoutes } from "./routes/session.js";
+import { scmRoutes } from "./routes/scm.js";
 import { systemRoutes } from "./routes/system.js";
 
 export const BODY_LIMIT = 256 * 1024;
@@ -57,7 +58,7 @@ export async function buildApp(services: Services, opts: { tls?: { cert: string;
   await app.register(accessPlugin, { services });
 
   await app.register(systemRoutes, { services });
-  for (const routes of [sessionRoutes, accountRoutes, organizationRoutes, projectRoutes, projectCredentialRoutes, envFileKeyRoutes, hookRoutes, buildRoutes, runnerApiRoutes]) {
+  for (const routes of [sessionRoutes, accountRoutes, organizationRoutes, projectRoutes, projectCredentialRoutes, envFileKeyRoutes, hookRoutes, scmRoutes, buildRoutes, runnerApiRoutes]) {
     await app.register(routes, { prefix: "/api/v1", services, tls });
   }
   return app;

@@ -13,6 +13,8 @@ const ownerOf = (projectId: string): Owner => ({ kind: "project", id: projectId 
 
 export type SignatureCheck = { ok: true; orgId: string } | { ok: false; reason: "unknown_project" | "no_webhook_secret" | "bad_signature"; orgId: string | null };
 
+export const newWebhookSecret = (): string => `swh_${randomBytes(32).toString("hex")}`;
+
 /** `sha256=<64 hex>` → the 32 MAC bytes; anything else → undefined. */
 export function parseSignature(header: string | string[] | undefined): Buffer | undefined {
   const m = typeof header === "string" ? /^sha256=([0-9a-fA-F]{64})$/.exec(header.trim()) : null;
@@ -38,9 +40,11 @@ export class Webhooks {
     private readonly audit: AuditLog,
   ) {}
 
-  /** Made with the project; nobody sees it until they regenerate it (there is no read-back). */
-  async create(ex: Executor, projectId: string): Promise<string> {
-    const secret = `swh_${randomBytes(32).toString("hex")}`;
+  /**
+   * Made with the project; nobody sees it until they regenerate it (there is no read-back). Linking
+   * a repository passes the fresh secret it gave the provider's webhook.
+   */
+  async create(ex: Executor, projectId: string, secret = newWebhookSecret()): Promise<string> {
     await ex
       .insertInto("webhook_secrets")
       .values({ project_id: projectId, secret: await this.box.seal(ex, ownerOf(projectId), FIELD, secret), created_at: now() })

@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { checkedInput, clean, readJson, retryAfterMs, ScmHttp, statusError, withRetries, type Answer, type Call } from "./http.js";
+import { checkedInput, clean, commitShaSchema, httpFor, nextPageFromLink, numericIdSchema, providerOptionsShape, readable, readJson, repoPath as repoPathOf, retryAfterMs, sendJson, statusError, withRetries, type Answer, type Call, type ScmHttp } from "./http.js";
 import {
   codeChallenge,
   commitStatusSchema,
@@ -8,6 +8,7 @@ import {
   type ProviderId,
   type RepositoryPage,
   type ScmProvider,
+  type ScmRepository,
   type ScmTokens,
   type ScmUser,
   type WebhookEvent,
@@ -26,20 +27,9 @@ const LABEL = "GitHub";
 export const GITHUB_SCOPES = ["repo", "user:email"] as const;
 
 export const githubOptionsSchema = z.object({
-  clientId: z.string().min(1),
-  clientSecret: z.string().min(1),
-  /** Slipway's OAuth callback, as registered with the OAuth app. */
-  redirectUri: z.url({ protocol: /^https?$/ }),
+  ...providerOptionsShape,
   /** A GitHub Enterprise Server's address (`https://github.example.com`); github.com when absent. */
   baseUrl: z.url({ protocol: /^https$/ }).optional(),
-  /** A CA certificate (PEM) to trust for that server, besides the system's. */
-  ca: z.string().optional(),
-  timeoutMs: z.number().int().positive().default(10_000),
-  maxResponseBytes: z.number().int().positive().default(8 * 1024 * 1024),
-  statusRetry: z
-    .object({ attempts: z.number().int().min(1).max(10), baseDelayMs: z.number().int().min(0), maxDelayMs: z.number().int().min(0) })
-    .default({ attempts: 5, baseDelayMs: 1_000, maxDelayMs: 60_000 }),
-  userAgent: z.string().min(1).default("Slipway"),
 });
 export type GitHubOptions = z.input<typeof githubOptionsSchema>;
 
@@ -47,8 +37,6 @@ const API_HEADERS = { accept: "application/vnd.github+json", "x-github-api-versi
 
 // GitHub's naming rules: owners are alphanumerics and single hyphens (≤ 39), names [A-Za-z0-9._-].
 const repoName = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9-]{0,38}\/[A-Za-z0-9._-]{1,100}$/).refine((r) => !/\/\.{1,2}$/.test(r));
-const numericId = z.string().regex(/^[1-9]\d{0,19}$/);
-const commitSha = z.string().regex(/^(?:[0-9a-f]{40}|[0-9a-f]{64})$/);
 
 // The parts of GitHub's documented answers that Slipway reads.
 const tokenAnswer = z.union([
@@ -81,7 +69,7 @@ export class GitHubProvider implements ScmProvider {
     const base = this.options.baseUrl?.replace(/\/+$/, "");
     this.webBase = base ?? "https://github.com";
     this.apiBase = base ? `${base}/api/v3` : "https://api.github.com";
-    this.http = new ScmHttp({ label: LABEL, ca: this.options.ca, timeoutMs: this.options.timeoutMs, maxBytes: this.options.maxResponseBytes, userAgent: this.options.userAgent });
+    this.http = httpFor(LABEL, this.options);
   }
 
   authorizeUrl(state: string, codeVerifier: string): URL {
@@ -124,12 +112,17 @@ export class GitHubProvider implements ScmProvider {
     return { id: String(user.id), login: user.login, name: user.name || null, email, avatarUrl: user.avatar_url || null };
   }
 
+  async repository(token: string, repo: string): Promise<ScmRepository> {
+    const what = `reading ${repo}`;
+    return toRepository(readJson(LABEL, await this.call(token, "GET", repoPath(repo), what), repoAnswer, what));
+  }
+
   async listRepositories(token: string, page: number): Promise<RepositoryPage> {
     if (!Number.isInteger(page) || page < 1 || page > 100_000) throw new ScmError("invalid", `Page ${page} is not a page number: use 1 or more.`);
     const what = "listing your repositories";
     const answer = await this.call(token, "GET", `/user/repos?per_page=100&page=${page}`, what);
-    const repos = readJson(LABEL, answer, z.array(repoAnswer), what).map((r) => ({ id: String(r.id), fullName: r.full_name, sshUrl: r.ssh_url, cloneUrl: r.clone_url, private: r.private, defaultBranch: r.default_branch }));
-    const nextPage = nextPageOf(answer);
+    const repos = readJson(LABEL, answer, z.array(repoAnswer), what).map(toRepository);
+    const nextPage = nextPageFromLink(LABEL, answer.headers, what);
     return nextPage === undefined ? { repos } : { repos, nextPage };
   }
 
@@ -140,7 +133,7 @@ export class GitHubProvider implements ScmProvider {
   }
 
   async removeDeployKey(token: string, repo: string, id: string): Promise<void> {
-    await this.call(token, "DELETE", `${repoPath(repo)}/keys/${checked(numericId, id, "deploy key id")}`, `removing deploy key ${id} from ${repo}`);
+    await this.call(token, "DELETE", `${repoPath(repo)}/keys/${checked(numericIdSchema, id, "deploy key id")}`, `removing deploy key ${id} from ${repo}`);
   }
 
   async addWebhook(token: string, repo: string, url: string, secret: string, events: readonly WebhookEvent[]): Promise<ProviderId> {
@@ -152,27 +145,21 @@ export class GitHubProvider implements ScmProvider {
   }
 
   async removeWebhook(token: string, repo: string, id: string): Promise<void> {
-    await this.call(token, "DELETE", `${repoPath(repo)}/hooks/${checked(numericId, id, "webhook id")}`, `removing webhook ${id} from ${repo}`);
+    await this.call(token, "DELETE", `${repoPath(repo)}/hooks/${checked(numericIdSchema, id, "webhook id")}`, `removing webhook ${id} from ${repo}`);
   }
 
   async setCommitStatus(token: string, repo: string, sha: string, status: CommitStatus): Promise<void> {
     const { state, targetUrl, description, context } = checked(commitStatusSchema, status, "commit status");
-    const path = `${repoPath(repo)}/statuses/${checked(commitSha, sha, "commit id")}`;
+    const path = `${repoPath(repo)}/statuses/${checked(commitShaSchema, sha, "commit id")}`;
     // GitHub refuses descriptions longer than 140 characters.
     const body = { state, target_url: targetUrl, description: description.slice(0, 140), context };
     await withRetries(this.options.statusRetry, () => this.call(token, "POST", path, `posting the ${state} status of ${sha.slice(0, 12)} to ${repo}`, body));
   }
 
-  async canRead(token: string, repo: string): Promise<boolean> {
-    try {
-      await this.call(token, "GET", repoPath(repo), `checking read access to ${repo}`);
-      return true;
-    } catch (err) {
-      // GitHub answers 404 for a private repository the account cannot see, and 403 when an
-      // organization's policy (e.g. SAML SSO) keeps this token out.
-      if (err instanceof ScmError && (err.kind === "not_found" || err.kind === "forbidden")) return false;
-      throw err;
-    }
+  canRead(token: string, repo: string): Promise<boolean> {
+    // GitHub answers 404 for a private repository the account cannot see, and 403 when an
+    // organization's policy (e.g. SAML SSO) keeps this token out.
+    return readable(() => this.call(token, "GET", repoPath(repo), `checking read access to ${repo}`));
   }
 
   private async primaryEmail(token: string): Promise<string | null> {
@@ -197,9 +184,7 @@ export class GitHubProvider implements ScmProvider {
 
   /** An authenticated REST call that must succeed. */
   private async call(token: string, method: Call["method"], path: string, what: string, body?: unknown): Promise<Answer> {
-    const headers: Record<string, string> = { ...API_HEADERS, authorization: `Bearer ${token}` };
-    if (body !== undefined) headers["content-type"] = "application/json";
-    const answer = await this.http.send({ method, url: this.api(path), headers, what, ...(body === undefined ? {} : { body: JSON.stringify(body) }) });
+    const answer = await sendJson(this.http, { method, url: this.api(path), headers: { ...API_HEADERS, authorization: `Bearer ${token}` }, what, json: body });
     if (answer.status >= 200 && answer.status < 300) return answer;
     throw this.failure(answer, what);
   }
@@ -213,11 +198,10 @@ export class GitHubProvider implements ScmProvider {
   }
 }
 
+const toRepository = (r: z.output<typeof repoAnswer>): ScmRepository => ({ id: String(r.id), fullName: r.full_name, sshUrl: r.ssh_url, cloneUrl: r.clone_url, private: r.private, defaultBranch: r.default_branch });
+
 /** `/repos/{owner}/{repo}` for a checked `owner/name`. */
-function repoPath(repo: string): string {
-  const [owner, name] = checked(repoName, repo, "repository (owner/name)").split("/") as [string, string];
-  return `/repos/${encodeURIComponent(owner)}/${encodeURIComponent(name)}`;
-}
+const repoPath = (repo: string): string => repoPathOf(LABEL, repoName, repo);
 
 const checked = <S extends z.ZodType>(schema: S, value: unknown, what: string): z.output<S> => checkedInput(LABEL, schema, value, what);
 
@@ -247,20 +231,6 @@ function rateLimitWait(answer: Answer): number | undefined {
     return Number.isFinite(reset) && reset > 0 ? Math.max(0, reset * 1000 - Date.now()) : 60_000;
   }
   return answer.status === 429 ? 60_000 : undefined;
-}
-
-/** The page number in the `Link` header's `rel="next"` URL, if there is a next page. */
-function nextPageOf(answer: Answer): number | undefined {
-  const link = answer.headers.link;
-  if (typeof link !== "string") return undefined;
-  for (const part of link.split(",")) {
-    const match = /<([^>]*)>\s*;\s*rel="([^"]*)"/.exec(part);
-    if (match?.[2] !== "next") continue;
-    const page = Number(URL.canParse(match[1]!) ? new URL(match[1]!).searchParams.get("page") : NaN);
-    if (!Number.isInteger(page) || page < 1) throw new ScmError("malformed", `GitHub's Link header names no valid next page while listing your repositories: try again later.`);
-    return page;
-  }
-  return undefined;
 }
 
 /** The OAuth token endpoint's errors (GitHub "Troubleshooting OAuth app access token request errors"). */

@@ -128,6 +128,20 @@ export function retryAfterMs(headers: IncomingHttpHeaders, now = Date.now()): nu
   return Number.isNaN(date) ? undefined : Math.max(0, date - now);
 }
 
+/** The page number in a `Link` header's `rel="next"` URL (RFC 8288), if there is a next page. */
+export function nextPageFromLink(label: string, headers: IncomingHttpHeaders, what: string): number | undefined {
+  const link = headers.link;
+  if (typeof link !== "string") return undefined;
+  for (const part of link.split(",")) {
+    const match = /<([^>]*)>\s*;\s*rel="([^"]*)"/.exec(part);
+    if (match?.[2] !== "next") continue;
+    const page = Number(URL.canParse(match[1]!) ? new URL(match[1]!).searchParams.get("page") : NaN);
+    if (!Number.isInteger(page) || page < 1) throw new ScmError("malformed", `${label}'s Link header names no valid next page while ${what}: try again later.`);
+    return page;
+  }
+  return undefined;
+}
+
 /** The error for a non-success status, phrased by kind; `detail` is the provider's own words. */
 export function statusError(label: string, status: number, what: string, detail: string, waitMs?: number): ScmError {
   const said = detail ? ` (${label} said: ${clean(detail)})` : "";
@@ -160,5 +174,56 @@ export async function withRetries<T>(policy: RetryPolicy, fn: () => Promise<T>):
       if (wait > policy.maxDelayMs) throw err;
       await sleep(wait);
     }
+  }
+}
+
+/** A request with an optional JSON body, sent as JSON. */
+export function sendJson(http: ScmHttp, call: Omit<Call, "body"> & { json?: unknown }): Promise<Answer> {
+  const { json, ...request } = call;
+  return json === undefined ? http.send(request) : http.send({ ...request, headers: { ...request.headers, "content-type": "application/json" }, body: JSON.stringify(json) });
+}
+
+/** The options every provider takes besides where its server is, so the server configures all of them alike. */
+export const providerOptionsShape = {
+  clientId: z.string().min(1),
+  clientSecret: z.string().min(1),
+  /** Slipway's OAuth callback, as registered with the OAuth app. */
+  redirectUri: z.url({ protocol: /^https?$/ }),
+  /** A CA certificate (PEM) to trust for a self-hosted server, besides the system's. */
+  ca: z.string().optional(),
+  timeoutMs: z.number().int().positive().default(10_000),
+  maxResponseBytes: z.number().int().positive().default(8 * 1024 * 1024),
+  statusRetry: z
+    .object({ attempts: z.number().int().min(1).max(10), baseDelayMs: z.number().int().min(0), maxDelayMs: z.number().int().min(0) })
+    .default({ attempts: 5, baseDelayMs: 1_000, maxDelayMs: 60_000 }),
+  userAgent: z.string().min(1).default("Slipway"),
+};
+const providerOptions = z.object(providerOptionsShape);
+
+/** The HTTP layer for a provider's parsed options. */
+export const httpFor = (label: string, o: z.output<typeof providerOptions>): ScmHttp => new ScmHttp({ label, ca: o.ca, timeoutMs: o.timeoutMs, maxBytes: o.maxResponseBytes, userAgent: o.userAgent });
+
+/** A deploy key's or webhook's id as providers number them. */
+export const numericIdSchema = z.string().regex(/^[1-9]\d{0,19}$/);
+/** A full commit id: SHA-1, or SHA-256 for repositories in that object format. */
+export const commitShaSchema = z.string().regex(/^(?:[0-9a-f]{40}|[0-9a-f]{64})$/);
+
+/** `/repos/{owner}/{repo}` for an `owner/name` checked against the host's naming rules. */
+export function repoPath(label: string, names: z.ZodType<string>, repo: string): string {
+  const [owner, name] = checkedInput(label, names, repo, "repository (owner/name)").split("/") as [string, string];
+  return `/repos/${encodeURIComponent(owner)}/${encodeURIComponent(name)}`;
+}
+
+/**
+ * Whether a read succeeded: false where the provider hides the repository (404) or refuses it
+ * (403, e.g. an organization's policy); any other failure is an error to act on, not a "no".
+ */
+export async function readable(check: () => Promise<unknown>): Promise<boolean> {
+  try {
+    await check();
+    return true;
+  } catch (err) {
+    if (err instanceof ScmError && (err.kind === "not_found" || err.kind === "forbidden")) return false;
+    throw err;
   }
 }

@@ -19,6 +19,8 @@ export interface ScmProvider {
   /** Revokes the token (and the app's grant) at the provider; absent where the API has no way to. */
   revoke?(token: string): Promise<void>;
   currentUser(token: string): Promise<ScmUser>;
+  /** One repository the account can see, by its full name; `not_found` when it cannot. */
+  repository?(token: string, repo: string): Promise<ScmRepository>;
   /** One page (1-based) of the repositories the account can see. */
   listRepositories(token: string, page: number): Promise<RepositoryPage>;
   addDeployKey(token: string, repo: string, title: string, publicKey: string, readOnly?: boolean): Promise<ProviderId>;

@@ -16,6 +16,7 @@ import * as m009 from "./migrations/009_build_approvals.js";
 import * as m010 from "./migrations/010_project_known_hosts.js";
 import * as m011 from "./migrations/011_job_steps.js";
 import * as m012 from "./migrations/012_project_fork_builds.js";
+import * as m013 from "./migrations/013_scm_connections.js";
 
 export type Db = Kysely<Database>;
 export type Tx = Transaction<Database>;
@@ -36,6 +37,7 @@ const migrations: Record<string, Migration> = {
   "010_project_known_hosts": m010,
   "011_job_steps": m011,
   "012_project_fork_builds": m012,
+  "013_scm_connections": m013,
 };
 
 export interface Store {

@@ -156,6 +156,56 @@ export interface WebhookSecretsTable {
   created_at: string;
 }
 
+export interface ScmConnectionsTable {
+  id: string;
+  user_id: string;
+  /** A WebhookProvider name: github, gitlab, bitbucket, gitea. */
+  provider: string;
+  provider_user_id: string;
+  login: string;
+  name: string | null;
+  email: string | null;
+  avatar_url: string | null;
+  /** JSON array of the scopes the provider granted. */
+  scopes: string;
+  /** Sealed (secret box, owner = the user, field "scm_access_token"). */
+  access_token: string;
+  /** Sealed (secret box, owner = the user, field "scm_refresh_token"). */
+  refresh_token: string | null;
+  expires_at: string | null;
+  /** Why the last call with this token failed for good (e.g. revoked), for the user to see; null when fine. */
+  problem: string | null;
+  created_at: string;
+  updated_at: string;
+}
+
+export interface ScmSignInsTable {
+  /** SHA-256 of the OAuth `state`: the state itself travels in the browser only. */
+  state_hash: string;
+  /** The account being connected; null for a sign-in with the provider. */
+  user_id: string | null;
+  provider: string;
+  /** Sealed (secret box, system owner, field "scm_code_verifier"). */
+  code_verifier: string;
+  created_at: string;
+}
+
+export interface RepositoryLinksTable {
+  project_id: string;
+  provider: string;
+  /** The provider's name of the repository, e.g. `acme/app` or `group/sub/app`. */
+  repo: string;
+  provider_repo_id: string;
+  /** The connection whose token installed the key and hook and posts statuses; null once disconnected. */
+  connection_id: string | null;
+  /** Provider ids of what Slipway installed; null when it is gone. */
+  deploy_key_id: string | null;
+  webhook_id: string | null;
+  /** The last provider failure on this link (e.g. a revoked token), for the project page; null when fine. */
+  problem: string | null;
+  linked_at: string;
+}
+
 export interface WebhookDeliveriesTable {
   project_id: string;
   delivery_id: string;
@@ -264,4 +314,7 @@ export interface Database {
   env_file_keys: EnvFileKeysTable;
   webhook_secrets: WebhookSecretsTable;
   webhook_deliveries: WebhookDeliveriesTable;
+  scm_connections: ScmConnectionsTable;
+  scm_sign_ins: ScmSignInsTable;
+  repository_links: RepositoryLinksTable;
 }

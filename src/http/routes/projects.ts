@@ -6,6 +6,7 @@ import type { Project } from "../../projects/projects.js";
 import { knownHostsSchema } from "../../projects/known-hosts.js";
 import { forkBuildsSchema, projectNameSchema, repositoryUrlSchema } from "../../projects/projects.js";
 import { allowEntrySchema } from "../../sandbox/network.js";
+import { leftoverSchema } from "../../scm/repository-links.js";
 import { secretNameSchema, secretValueSchema } from "../../secrets/secret-variables.js";
 import type { Services } from "../../services.js";
 import { contextOf } from "../plugins/access.js";
@@ -87,10 +88,21 @@ export const projectRoutes: FastifyPluginAsyncZod<{ services: Services }> = asyn
 
   app.delete(
     "/projects/:projectId",
-    { config: { access: { kind: "project", action: "project.delete" } }, schema: { summary: "Delete a project", description: "Its data key is destroyed: every secret sealed for it becomes unreadable.", params: projectParams } },
+    {
+      config: { access: { kind: "project", action: "project.delete" } },
+      schema: {
+        summary: "Delete a project",
+        description: "Its data key is destroyed: every secret sealed for it becomes unreadable. The deploy key and webhook of a linked repository are removed at the provider first; 204 when all went, 200 with `leftovers` naming what must be removed by hand.",
+        params: projectParams,
+        response: { 200: z.object({ leftovers: z.array(leftoverSchema) }), 204: z.null().describe("Deleted; nothing was left at a provider.") },
+      },
+    },
     async (request, reply) => {
-      await projects.delete(contextOf(request), request.params.projectId);
-      return reply.code(204).send();
+      const ctx = contextOf(request);
+      await projects.get(request.params.projectId);
+      const leftovers = await services.scm.links.beforeProjectDelete(ctx, request.params.projectId);
+      await projects.delete(ctx, request.params.projectId);
+      return leftovers.length ? { leftovers } : reply.code(204).send(null);
     },
   );
 

@@ -93,6 +93,8 @@ export interface GitHubSimOptions {
   expiringTokens?: boolean;
   /** Public repositories owned by the user, besides the fixed ones below (for pagination). */
   extraRepos?: number;
+  /** Where a repository is cloned over SSH (its `ssh_url`), e.g. a test's own sshd; GitHub's form by default. */
+  sshUrl?: (fullName: string) => string;
 }
 
 const DOCS = "https://docs.github.com/rest";
@@ -177,6 +179,11 @@ export class GitHubSim {
     const token = `gho_${randomBytes(18).toString("hex")}`;
     this.tokens.set(token, { user: this.user, scopes });
     return token;
+  }
+
+  /** GitHub stops accepting a token (it expired, or an organisation's policy shut it out); what it made stays. */
+  invalidateToken(token: string): void {
+    this.tokens.delete(token);
   }
 
   tokenIsValid(token: string): boolean {
@@ -413,7 +420,7 @@ export class GitHubSim {
 
   private repoJson(r: SimRepo) {
     const host = new URL(this.url).host;
-    return { id: r.id, node_id: "MDEwOlJlcG9zaXRvcnkxMjk2MjY5", name: r.fullName.split("/")[1], full_name: r.fullName, private: r.private, html_url: `${this.url}/${r.fullName}`, clone_url: `${this.url}/${r.fullName}.git`, ssh_url: `git@${host}:${r.fullName}.git`, default_branch: r.defaultBranch, visibility: r.private ? "private" : "public", permissions: { admin: r.permission === "admin", push: r.permission === "admin" || r.permission === "push", pull: r.permission !== "none" } };
+    return { id: r.id, node_id: "MDEwOlJlcG9zaXRvcnkxMjk2MjY5", name: r.fullName.split("/")[1], full_name: r.fullName, private: r.private, html_url: `${this.url}/${r.fullName}`, clone_url: `${this.url}/${r.fullName}.git`, ssh_url: this.options.sshUrl?.(r.fullName) ?? `git@${host}:${r.fullName}.git`, default_branch: r.defaultBranch, visibility: r.private ? "private" : "public", permissions: { admin: r.permission === "admin", push: r.permission === "admin" || r.permission === "push", pull: r.permission !== "none" } };
   }
 
   private listRepos(url: URL, withPrivate: boolean, res: ServerResponse): void {
@@ -449,12 +456,14 @@ export class GitHubSim {
     back({ code });
   }
 
-  // GitHub: same host and port as the registered callback, and a path under its path.
+  // GitHub ("Authorizing OAuth apps", redirect URLs): same host and port as the registered callback
+  // and a path under its path; for a loopback callback the port may differ ("Loopback redirect urls").
   private redirectAllowed(redirect: string): boolean {
     if (!URL.canParse(redirect)) return false;
     const to = new URL(redirect);
     const registered = new URL(this.callbackUrl);
-    return to.origin === registered.origin && to.pathname.startsWith(registered.pathname);
+    const sameServer = isLoopback(registered) ? to.protocol === registered.protocol && to.hostname === registered.hostname : to.origin === registered.origin;
+    return sameServer && to.pathname.startsWith(registered.pathname);
   }
 
   /** "Authorizing OAuth apps", step 2: errors come back with HTTP 200 and an `error` field. */

@@ -1,0 +1,137 @@
+import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
+import { z } from "zod";
+import { AppError } from "../../errors.js";
+import { connectionSchema, providerCall, providerNameSchema } from "../../scm/connections.js";
+import { repositoryPageSchema } from "../../scm/provider.js";
+import { leftoverSchema, repositoryLinkSchema } from "../../scm/repository-links.js";
+import type { Services } from "../../services.js";
+import { contextOf } from "../plugins/access.js";
+
+const sessionOnly = { access: { kind: "account", sessionOnly: true } } as const;
+const providerParams = z.object({ provider: providerNameSchema });
+const projectParams = z.object({ projectId: z.string().min(1).max(64) });
+/** Owner/name at GitHub, Gitea and Bitbucket; group/subgroup/name at GitLab. */
+const repoSchema = z.string().min(3).max(512).regex(/^[A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)+$/, "a repository is named owner/name (GitLab: group/subgroup/name)");
+const leftoversSchema = z.object({ leftovers: z.array(leftoverSchema).describe("What could not be removed at the provider, with why: remove these by hand.") });
+
+/**
+ * Git hosts: the providers this server offers, the caller's connected accounts (OAuth with PKCE;
+ * tokens sealed, never returned), their repositories, and linking a project to one of them.
+ */
+export const scmRoutes: FastifyPluginAsyncZod<{ services: Services }> = async (app, { services }) => {
+  const { registry, connections, links } = services.scm;
+
+  app.get(
+    "/scm/providers",
+    { config: { access: { kind: "public" } }, schema: { summary: "Git hosts this server can connect to", response: { 200: z.object({ providers: z.array(z.object({ name: providerNameSchema, label: z.string(), scopes: z.array(z.string()) })) }) } } },
+    async () => ({ providers: registry.configured().map((p) => ({ ...p, scopes: [...p.scopes] })) }),
+  );
+
+  app.post(
+    "/me/connections/:provider",
+    {
+      config: sessionOnly,
+      schema: {
+        summary: "Start connecting an account at a git host",
+        description: "Returns the provider's sign-in page to send the browser to. The provider sends it back to `/api/v1/scm/{provider}/callback`, which finishes the connection.",
+        params: providerParams,
+        response: { 200: z.object({ authorizeUrl: z.string() }) },
+      },
+    },
+    async (request) => ({ authorizeUrl: (await connections.begin(contextOf(request).principal.userId, request.params.provider)).toString() }),
+  );
+
+  app.get(
+    "/scm/:provider/callback",
+    {
+      config: sessionOnly,
+      schema: {
+        summary: "Where the git host sends the browser back after sign-in",
+        description: "Finishes connecting the account, then redirects to `/account`: `#connected=<provider>` on success, `#scm-error=<message>` otherwise.",
+        params: providerParams,
+        querystring: z.object({ state: z.string().min(1).max(256), code: z.string().min(1).max(2048).optional(), error: z.string().max(256).optional(), error_description: z.string().max(1024).optional() }),
+      },
+    },
+    async (request, reply) => {
+      const { provider } = request.params;
+      const { state, code, error } = request.query;
+      const back = (fragment: Record<string, string>) => reply.redirect(`/account#${new URLSearchParams(fragment).toString()}`, 303);
+      try {
+        if (!code) throw new AppError(400, "oauth_declined", `${registry.label(provider)} did not grant access (${error ?? "no code"}): start connecting again and allow Slipway's access.`);
+        await connections.complete(contextOf(request), provider, state, code);
+        return back({ connected: provider });
+      } catch (err) {
+        if (!(err instanceof AppError)) throw err;
+        return back({ "scm-error": err.message });
+      }
+    },
+  );
+
+  app.get(
+    "/me/connections",
+    { config: { access: { kind: "account" } }, schema: { summary: "Your connected git host accounts", description: "Profile and granted scopes only; tokens never leave the server.", response: { 200: z.object({ connections: z.array(connectionSchema) }) } } },
+    async (request) => ({ connections: await connections.list(contextOf(request).principal.userId) }),
+  );
+
+  app.delete(
+    "/me/connections/:provider",
+    {
+      config: sessionOnly,
+      schema: {
+        summary: "Disconnect an account at a git host",
+        description: "Revokes Slipway's grant at the provider where its API allows, and deletes the tokens here. `manual` says what to do by hand when the provider could not revoke it.",
+        params: providerParams,
+        response: { 200: z.object({ revoked: z.boolean(), manual: z.string().nullable() }) },
+      },
+    },
+    async (request) => connections.disconnect(contextOf(request), request.params.provider),
+  );
+
+  app.get(
+    "/me/connections/:provider/repositories",
+    {
+      config: { access: { kind: "account", scope: "projects:read" } },
+      schema: { summary: "Repositories your connected account can see, a page at a time", params: providerParams, querystring: z.object({ page: z.coerce.number().int().min(1).max(100_000).default(1) }).strict(), response: { 200: repositoryPageSchema } },
+    },
+    async (request) => providerCall(() => connections.repositories(contextOf(request).principal.userId, request.params.provider, request.query.page)),
+  );
+
+  app.get(
+    "/projects/:projectId/repository-link",
+    { config: { access: { kind: "project", action: "project.read" } }, schema: { summary: "The repository the project is linked to", description: "`problem` says, in words, why the provider last refused Slipway (a revoked token, say) and what to do.", params: projectParams, response: { 200: repositoryLinkSchema } } },
+    async (request) => {
+      const link = await links.get(request.params.projectId);
+      if (!link) throw new AppError(404, "not_found", "the project is not linked to a repository: link one with PUT, or use the generic webhook");
+      return link;
+    },
+  );
+
+  app.put(
+    "/projects/:projectId/repository-link",
+    {
+      config: { access: { kind: "project", action: "project.update" } },
+      schema: {
+        summary: "Link the project to a repository at a connected git host",
+        description: "With your connection: installs the project's deploy key (read-only) and a webhook with a fresh secret in the repository, and points the project at its SSH URL. Needs admin rights on the repository.",
+        params: projectParams,
+        body: z.object({ provider: providerNameSchema, repo: repoSchema }).strict(),
+        response: { 200: repositoryLinkSchema },
+      },
+    },
+    async (request) => links.link(contextOf(request), request.params.projectId, request.body.provider, request.body.repo),
+  );
+
+  app.delete(
+    "/projects/:projectId/repository-link",
+    {
+      config: { access: { kind: "project", action: "project.update" } },
+      schema: {
+        summary: "Unlink the project from its repository",
+        description: "Removes the deploy key and webhook at the provider, then replaces the project's key pair and webhook secret here. `leftovers` lists what the provider would not remove.",
+        params: projectParams,
+        response: { 200: leftoversSchema },
+      },
+    },
+    async (request) => ({ leftovers: await links.unlink(contextOf(request), request.params.projectId) }),
+  );
+};
