@@ -1,4 +1,7 @@
 import { randomBytes } from "node:crypto";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
 import type { FastifyInstance, LightMyRequestResponse } from "fastify";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { scopes, type RequestContext, type Role } from "../src/auth/permissions.js";
@@ -7,6 +10,8 @@ import { tokenHash } from "../src/crypto/secret-box.js";
 import { signBody } from "../src/projects/webhooks.js";
 import { encryptEnvText, parsePublicKey } from "../src/secrets/env-file-format.js";
 import { Client, PASSWORD, cookieHeader, createUser, startHarness, totpCode, type Harness } from "./helpers/harness.js";
+import { browse } from "./helpers/scm-connect.js";
+import { GitHubSim } from "./helpers/scm-sim/github.js";
 import { SAMPLE_HOST_KEY } from "./helpers/web.js";
 
 /**
@@ -92,6 +97,18 @@ const expected: Record<string, Expected> = {
   "POST /api/v1/hooks/:projectId":                    row([202, 202, 202, 202, 202, 202, 202, 202]),
   "POST /api/v1/hooks/:projectId/:provider":          row([202, 202, 202, 202, 202, 202, 202, 202]),
 
+  // Git hosts: which are offered is public; connecting an account is the caller's own business
+  // (session only where tokens are granted or revoked); linking changes the project: managers.
+  "GET /api/v1/scm/providers":                        row([200, 200, 200, 200, 200, 200, 200]),
+  "POST /api/v1/me/connections/:provider":            row([401, 200, 200, 200, 200, 200, 200]),
+  "GET /api/v1/scm/:provider/callback":               row([401, 303, 303, 303, 303, 303, 303]),
+  "GET /api/v1/me/connections":                       row([401, 200, 200, 200, 200, 200, 200]),
+  "DELETE /api/v1/me/connections/:provider":          row([401, 200, 200, 200, 200, 200, 200]),
+  "GET /api/v1/me/connections/:provider/repositories": row([401, 200, 200, 200, 200, 200, 200]),
+  "GET /api/v1/projects/:projectId/repository-link":  row([401, 404, 200, 200, 200, 200, 200, 404]),
+  "PUT /api/v1/projects/:projectId/repository-link":  row([401, 404, 200, 200, 403, 403, 403, 404]),
+  "DELETE /api/v1/projects/:projectId/repository-link": row([401, 404, 200, 200, 403, 403, 403, 404]),
+
   // Builds are the project's content (code, logs): support may not read them.
   "POST /api/v1/projects/:projectId/builds":          row([401, 404, 201, 201, 201, 201, 403, 404]),
   "GET /api/v1/projects/:projectId/builds":           row([401, 404, 200, 200, 200, 200, 403, 404]),
@@ -127,6 +144,9 @@ const sessionOnly = new Set([
   "POST /api/v1/tokens",
   "DELETE /api/v1/tokens/:tokenId",
   "POST /api/v1/invitations/accept",
+  "POST /api/v1/me/connections/:provider",
+  "GET /api/v1/scm/:provider/callback",
+  "DELETE /api/v1/me/connections/:provider",
 ]);
 
 /** The error code that goes with each refusal, so a 403 from a missing CSRF token cannot pass for a role decision. */
@@ -151,6 +171,8 @@ const rand = () => randomBytes(5).toString("hex");
 const ctxOf = (u: User): RequestContext => ({ principal: { userId: u.id, email: u.email, isAdmin: u.isAdmin, twoFactor: u.twoFactor, via: "session", scopes: "all" }, ip: null });
 
 let h: Harness;
+let sim: GitHubSim;
+let simDir: string;
 let users: Record<Exclude<Actor, "anonymous"> | "contractor2" | "host", User>;
 let orgId: string;
 let assignedProject: string;
@@ -208,6 +230,21 @@ async function waitingBuild(projectId: string): Promise<{ buildId: string }> {
 /** An env file encrypted for the project, as `slipway secrets encrypt` writes it. */
 const encryptedFor = async (projectId: string) => encryptEnvText(projectId, parsePublicKey(await h.services.envFileKeys.publicKey(projectId)), "DEPLOY_TOKEN=matrix-value\n", "app.env");
 const buildOf = (projectId: string) => buildsOf.get(projectId) ?? buildsOf.set(projectId, newBuild(projectId)).get(projectId)!;
+
+/** The user's GitHub connection (a GitHub identity of their own, with a token the simulator accepts). */
+async function connected(user: User): Promise<void> {
+  const tokens = { accessToken: sim.issueToken(["repo", "user:email"]), scopes: ["repo", "user:email"] };
+  await h.services.scm.connections.connect(ctxOf(user), "github", tokens, { id: `matrix-${user.id}`, login: `matrix-${rand()}`, name: null, email: null, avatarUrl: null });
+}
+
+/** A link row for the project, as if linked earlier; nothing is installed at the provider, so unlinking has nothing to remove there. */
+async function linkedRow(projectId: string): Promise<void> {
+  await h.services.store.db
+    .insertInto("repository_links")
+    .values({ project_id: projectId, provider: "github", repo: "octocat/Hello-World", provider_repo_id: "1296269", connection_id: null, deploy_key_id: null, webhook_id: null, problem: null, linked_at: new Date().toISOString() })
+    .onConflict((oc) => oc.column("project_id").doNothing())
+    .execute();
+}
 
 async function enableTwoFactor(user: User): Promise<string[]> {
   const { otpauthUri } = await h.services.twoFactor.begin(ctxOf(user));
@@ -349,6 +386,36 @@ const calls: Record<string, (s: Subject) => Promise<Call>> = {
     return { params: { projectId: s.projectId, provider: "github" }, body, headers: { "x-hub-signature-256": signBody(secret, JSON.stringify(body)), "x-github-delivery": `matrix-${rand()}`, "x-github-event": "push" } };
   },
 
+  "GET /api/v1/scm/providers": none,
+  "POST /api/v1/me/connections/:provider": async () => ({ params: { provider: "github" } }),
+  "GET /api/v1/scm/:provider/callback": async ({ user }) => {
+    // The simulator approves at once; which account gets GitHub's one user does not matter here.
+    const back = await browse(await h.services.scm.connections.begin((user ?? users.host).id, "github"), sim.ca);
+    return { params: { provider: "github" }, query: back.search, after: () => h.services.store.db.deleteFrom("scm_connections").where("provider_user_id", "=", String(sim.user.id)).execute().then(() => undefined) };
+  },
+  "GET /api/v1/me/connections": none,
+  "DELETE /api/v1/me/connections/:provider": async ({ user }) => {
+    if (user) await connected(user);
+    return { params: { provider: "github" } };
+  },
+  "GET /api/v1/me/connections/:provider/repositories": async ({ user }) => {
+    if (user) await connected(user);
+    return { params: { provider: "github" } };
+  },
+  "GET /api/v1/projects/:projectId/repository-link": async (s) => {
+    await linkedRow(s.projectId);
+    return { params: { projectId: s.projectId } };
+  },
+  "PUT /api/v1/projects/:projectId/repository-link": async (s) => {
+    if (s.user) await connected(s.user);
+    return { params: { projectId: await s.freshProject() }, body: { provider: "github", repo: "octocat/Hello-World" } };
+  },
+  "DELETE /api/v1/projects/:projectId/repository-link": async (s) => {
+    const projectId = await s.freshProject();
+    await linkedRow(projectId);
+    return { params: { projectId } };
+  },
+
   "POST /api/v1/projects/:projectId/builds": async (s) => ({ params: { projectId: s.projectId }, body: { branch: "main", message: "matrix" } }),
   "GET /api/v1/projects/:projectId/builds": async (s) => ({ params: { projectId: s.projectId } }),
   "GET /api/v1/builds/:buildId": async (s) => ({ params: await buildOf(s.projectId) }),
@@ -414,7 +481,10 @@ async function runRoute(key: string, via: "session" | "token"): Promise<{ actual
 }
 
 beforeAll(async () => {
-  h = await startHarness({ signup: true });
+  sim = await GitHubSim.start({ callbackUrl: "http://127.0.0.1/api/v1/scm/github/callback" });
+  simDir = mkdtempSync(path.join(tmpdir(), "slipway-matrix-"));
+  writeFileSync(path.join(simDir, "ca.pem"), sim.ca);
+  h = await startHarness({ signup: true, githubClientId: sim.clientId, githubClientSecret: sim.clientSecret, githubUrl: sim.url, githubCaFile: path.join(simDir, "ca.pem") });
   const names = ["owner", "admin", "member", "contractor", "support", "outsider", "contractor2", "host"] as const;
   users = Object.fromEntries(await Promise.all(names.map(async (n) => [n, await createUser(h, `${n}@example.com`)]))) as typeof users;
   orgId = (await h.services.orgs.create(ctxOf(users.owner), "Matrix")).id;
@@ -426,7 +496,11 @@ beforeAll(async () => {
   matrixRunnerId = (await h.services.runners.register("matrix")).id;
   heldJobId = await leaseOne(matrixRunnerId);
 });
-afterAll(() => h?.close());
+afterAll(async () => {
+  await h?.close();
+  await sim?.close();
+  if (simDir) rmSync(simDir, { recursive: true, force: true });
+});
 
 describe("P11: authorization matrix", () => {
   it("P11: the table covers every route the app serves, and nothing else", () => {

@@ -1,12 +1,15 @@
 import { randomBytes } from "node:crypto";
 import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from "fastify";
-import { readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { scopes } from "../src/auth/permissions.js";
 import { tokenHash } from "../src/crypto/secret-box.js";
 import { encryptEnvText, parsePublicKey } from "../src/secrets/env-file-format.js";
 import { Client, cookieHeader, createUser, mailedToken, startHarness, totpCode, type Harness } from "./helpers/harness.js";
+import { connectAccount } from "./helpers/scm-connect.js";
+import { GitHubSim } from "./helpers/scm-sim/github.js";
 import { listRoutes } from "./helpers/web.js";
 
 /**
@@ -91,10 +94,12 @@ const okStatus = (res: LightMyRequestResponse) => {
 };
 
 let h: Harness;
+let sim: GitHubSim;
+let simDir: string;
 const emails = { owner: `olivia-${rand(3)}@example.com`, member: `mo-${rand(3)}@example.com`, support: `sam-${rand(3)}@example.com` };
 type Person = keyof typeof emails;
 const passwords: Record<Person, string> = { owner: `pw-${rand()}`, member: `pw-${rand()}`, support: `pw-${rand()}` };
-const ids = { orgId: "", projectId: "", buildId: "", jobId: "" };
+const ids = { orgId: "", projectId: "", buildId: "", jobId: "", provider: "github" };
 /** Query strings for GET routes whose default answer never ends: a job's log is read as text, not followed live. */
 const queries: Record<string, string> = { "/api/v1/builds/:buildId/jobs/:jobId/log": "?format=text" };
 let ownerMembersView: Seen;
@@ -145,7 +150,10 @@ async function readEverything(client: Recording): Promise<void> {
 }
 
 beforeAll(async () => {
-  h = await startHarness();
+  sim = await GitHubSim.start({ callbackUrl: "http://127.0.0.1/api/v1/scm/github/callback", expiringTokens: true });
+  simDir = mkdtempSync(path.join(tmpdir(), "slipway-p13-sim-"));
+  writeFileSync(path.join(simDir, "ca.pem"), sim.ca);
+  h = await startHarness({ githubClientId: sim.clientId, githubClientSecret: sim.clientSecret, githubUrl: sim.url, githubCaFile: path.join(simDir, "ca.pem") });
   for (const who of Object.keys(emails) as Person[]) {
     await createUser(h, emails[who], { password: passwords[who] });
     forbid(`password of ${who}`, passwords[who]);
@@ -199,6 +207,14 @@ beforeAll(async () => {
   await setSecret(ownerToken, projectSecret("VIA_TOKEN"), "project secret set with a token");
   await setSecret(memberToken, "/api/v1/me/secrets/VIA_TOKEN", "personal secret set with a token");
 
+  // A connected GitHub account, with a linked repository: its tokens, and the OAuth app's secret, never come back.
+  await connectAccount(owner, "github", sim.ca);
+  forbid("GitHub access token", [...sim.requests].reverse().find((r) => r.headers.authorization?.startsWith("Bearer gho_"))!.headers.authorization!.slice("Bearer ".length));
+  for (const refresh of sim.refreshTokensOutstanding()) forbid("GitHub refresh token", refresh);
+  forbid("GitHub OAuth app secret", sim.clientSecret);
+  okStatus(await owner.put(`/api/v1/projects/${ids.projectId}/repository-link`, { provider: "github", repo: "acme/private-app" }));
+  forbid("webhook secret given to GitHub", (await h.services.webhooks.reveal(ids.projectId))!);
+
   // Two-factor set-up: the secret is shown once at set-up, the recovery codes once at confirmation.
   const setup = okStatus(await owner.post("/api/v1/me/2fa", { password: passwords.owner }));
   const uri = setup.json().otpauthUri as string;
@@ -236,7 +252,11 @@ beforeAll(async () => {
 
   for (const client of [owner, ownerToken, member, memberToken, support, anon]) await readEverything(client);
 });
-afterAll(() => h?.close());
+afterAll(async () => {
+  await h?.close();
+  await sim?.close();
+  if (simDir) rmSync(simDir, { recursive: true, force: true });
+});
 
 describe("P13: no sensitive data in API responses", () => {
   it("P13: the scan finds a value wherever it sits in a body (control)", () => {

@@ -1,4 +1,4 @@
-import { createPrivateKey, createPublicKey, randomBytes } from "node:crypto";
+import { createHash, createPrivateKey, createPublicKey, randomBytes } from "node:crypto";
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -7,6 +7,8 @@ import { sql } from "kysely";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DecryptError, MissingDataKeyError, tokenHash, type Owner } from "../src/crypto/secret-box.js";
 import { Client, PASSWORD, createUser, signIn, startHarness, tokenClient, totpCode, type Harness } from "./helpers/harness.js";
+import { connectAccount } from "./helpers/scm-connect.js";
+import { GitHubSim } from "./helpers/scm-sim/github.js";
 
 /**
  * P17: every secret kind is kept the same way. Values Slipway must read back are secret-box
@@ -47,6 +49,10 @@ const columns: Record<string, Record<string, Kind>> = {
   job_steps: plainColumns("job_id", "step_id", "name", "status", "sandbox", "log_offset", "exit_code", "reason", "started_at", "finished_at"),
   log_chunks: { job_id: "plain", offset: "plain", size: "plain", data: "sealed" },
   runners: { id: "plain", name: "plain", token_hash: "sha256", created_at: "plain", last_seen_at: "plain" },
+  // A git host account: only the basic profile in clear; its tokens sealed for the user.
+  scm_connections: { ...plainColumns("id", "user_id", "provider", "provider_user_id", "login", "name", "email", "avatar_url", "scopes", "expires_at", "problem", "created_at", "updated_at"), access_token: "sealed", refresh_token: "sealed" },
+  scm_sign_ins: { state_hash: "sha256", user_id: "plain", provider: "plain", code_verifier: "sealed", created_at: "plain" },
+  repository_links: plainColumns("project_id", "provider", "repo", "provider_repo_id", "connection_id", "deploy_key_id", "webhook_id", "problem", "linked_at"),
   kysely_migration: { name: "plain", timestamp: "plain" },
   kysely_migration_lock: { id: "plain", is_locked: "plain" },
 };
@@ -66,6 +72,9 @@ let pendingTotp: string;
 let projectId: string;
 let recoveryCodes: string[];
 let browser: Client;
+let sim: GitHubSim;
+let simDir: string;
+let pendingChallenge: string;
 let jobId: string;
 
 const db = () => h.services.store.db;
@@ -95,7 +104,10 @@ async function tables(): Promise<string[]> {
 }
 
 beforeAll(async () => {
-  h = await startHarness({ signup: true });
+  sim = await GitHubSim.start({ callbackUrl: "http://127.0.0.1/api/v1/scm/github/callback", expiringTokens: true });
+  simDir = mkdtempSync(path.join(tmpdir(), "slipway-at-rest-sim-"));
+  writeFileSync(path.join(simDir, "ca.pem"), sim.ca);
+  h = await startHarness({ signup: true, githubClientId: sim.clientId, githubClientSecret: sim.clientSecret, githubUrl: sim.url, githubCaFile: path.join(simDir, "ca.pem") });
   userId = (await createUser(h, "keeper@example.com", { password })).id;
   plain.password = password;
   browser = await signIn(h, "keeper@example.com", password);
@@ -136,6 +148,12 @@ beforeAll(async () => {
   plain["build log line"] = `printed-by-the-build-${rand()}`;
   await h.services.builds.appendLog(runner.id, jobId, 0, Buffer.from(`${plain["build log line"]}\n`));
 
+  // A connected GitHub account (an expiring token and its refresh token) and a sign-in left half-way.
+  await connectAccount(browser, "github", sim.ca);
+  plain["GitHub access token"] = [...sim.requests].reverse().find((r) => r.headers.authorization?.startsWith("Bearer gho_"))!.headers.authorization!.slice("Bearer ".length);
+  plain["GitHub refresh token"] = sim.refreshTokensOutstanding()[0]!;
+  pendingChallenge = new URL((await browser.post("/api/v1/me/connections/github")).json().authorizeUrl).searchParams.get("code_challenge")!;
+
   const orgId = (await browser.get("/api/v1/orgs")).json().organizations[0].id;
   expect((await browser.post(`/api/v1/orgs/${orgId}/invitations`, { email: "guest@example.com", role: "member" })).statusCode).toBe(202);
   plain["sign-up password"] = `pw-${rand()}`;
@@ -145,6 +163,8 @@ beforeAll(async () => {
 afterAll(async () => {
   if (!closed) await h.close();
   else rmSync(h.dataDir, { recursive: true, force: true });
+  await sim?.close();
+  if (simDir) rmSync(simDir, { recursive: true, force: true });
 });
 
 describe("P17: secrets at rest", () => {
@@ -223,6 +243,21 @@ describe("P17: secrets at rest", () => {
     await expect(box.open(db(), { kind: "user", id: userId }, field, chunk.data)).rejects.toBeInstanceOf(DecryptError);
     const build = (await browser.get(`/api/v1/projects/${projectId}/builds`)).json().builds[0];
     expect((await browser.get(`/api/v1/builds/${build.id}/jobs/${jobId}/log?format=text`)).body).toBe(`${plain["build log line"]}\n`);
+  });
+
+  it("P17: git host tokens and sign-in verifiers are ciphertext that opens only for their owner and field", async () => {
+    const box = h.services.box;
+    const user: Owner = { kind: "user", id: userId };
+    const row = await db().selectFrom("scm_connections").selectAll().where("user_id", "=", userId).executeTakeFirstOrThrow();
+    expect(await box.openString(db(), user, "scm_access_token", row.access_token)).toBe(plain["GitHub access token"]);
+    expect(await box.openString(db(), user, "scm_refresh_token", row.refresh_token!)).toBe(plain["GitHub refresh token"]);
+    await expect(box.open(db(), user, "scm_refresh_token", row.access_token)).rejects.toBeInstanceOf(DecryptError);
+    await expect(box.open(db(), { kind: "user", id: pendingUserId }, "scm_access_token", row.access_token)).rejects.toBeInstanceOf(DecryptError);
+    // The half-way sign-in's PKCE verifier: sealed, and the one whose challenge went to GitHub.
+    const pending = await db().selectFrom("scm_sign_ins").selectAll().executeTakeFirstOrThrow();
+    const verifier = await box.openString(db(), { kind: "system", id: "scm-sign-in" }, "scm_code_verifier", pending.code_verifier);
+    expect(createHash("sha256").update(verifier).digest("base64url")).toBe(pendingChallenge);
+    await expect(box.open(db(), user, "scm_code_verifier", pending.code_verifier)).rejects.toThrow();
   });
 
   it("P17: bearer secrets and passwords are kept only as hashes of them", async () => {

@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { checkedInput, clean, commitShaSchema, httpFor, nextPageFromLink, numericIdSchema, providerOptionsShape, readable, readJson, repoPath as repoPathOf, retryAfterMs, sendJson, statusError, withRetries, type Answer, type Call, type ScmHttp } from "./http.js";
+import { checkedInput, checkedPage, clean, commitShaSchema, httpFor, nextPageFromLink, numericIdSchema, providerOptionsShape, readable, readJson, repoPath as repoPathOf, retryAfterMs, sendJson, statusError, withRetries, type Answer, type Call, type ScmHttp } from "./http.js";
 import {
   codeChallenge,
   commitStatusSchema,
@@ -103,9 +103,8 @@ export class GiteaProvider implements ScmProvider {
   }
 
   async listRepositories(token: string, page: number): Promise<RepositoryPage> {
-    if (!Number.isInteger(page) || page < 1 || page > 100_000) throw new ScmError("invalid", `Page ${page} is not a page number: use 1 or more.`);
     const what = "listing your repositories";
-    const answer = await this.call(token, "GET", `/user/repos?limit=${PAGE_SIZE}&page=${page}`, what);
+    const answer = await this.call(token, "GET", `/user/repos?limit=${PAGE_SIZE}&page=${checkedPage(page)}`, what);
     const repos = readJson(LABEL, answer, z.array(repoAnswer), what).map((r) => ({ id: String(r.id), fullName: r.full_name, sshUrl: r.ssh_url, cloneUrl: r.clone_url, private: r.private, defaultBranch: r.default_branch }));
     const nextPage = nextPageFromLink(LABEL, answer.headers, what);
     return nextPage === undefined ? { repos } : { repos, nextPage };

@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { checkedInput, clean, commitShaSchema, httpFor, nextPageFromLink, numericIdSchema, providerOptionsShape, readable, readJson, repoPath as repoPathOf, retryAfterMs, sendJson, statusError, withRetries, type Answer, type Call, type ScmHttp } from "./http.js";
+import { checkedInput, checkedPage, clean, commitShaSchema, httpFor, nextPageFromLink, numericIdSchema, providerOptionsShape, readable, readJson, repoPath as repoPathOf, retryAfterMs, sendJson, statusError, withRetries, type Answer, type Call, type ScmHttp } from "./http.js";
 import {
   codeChallenge,
   commitStatusSchema,
@@ -118,9 +118,8 @@ export class GitHubProvider implements ScmProvider {
   }
 
   async listRepositories(token: string, page: number): Promise<RepositoryPage> {
-    if (!Number.isInteger(page) || page < 1 || page > 100_000) throw new ScmError("invalid", `Page ${page} is not a page number: use 1 or more.`);
     const what = "listing your repositories";
-    const answer = await this.call(token, "GET", `/user/repos?per_page=100&page=${page}`, what);
+    const answer = await this.call(token, "GET", `/user/repos?per_page=100&page=${checkedPage(page)}`, what);
     const repos = readJson(LABEL, answer, z.array(repoAnswer), what).map(toRepository);
     const nextPage = nextPageFromLink(LABEL, answer.headers, what);
     return nextPage === undefined ? { repos } : { repos, nextPage };

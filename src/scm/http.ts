@@ -177,6 +177,12 @@ export async function withRetries<T>(policy: RetryPolicy, fn: () => Promise<T>):
   }
 }
 
+/** A 1-based page number, or `invalid`. */
+export function checkedPage(page: number): number {
+  if (!Number.isInteger(page) || page < 1 || page > 100_000) throw new ScmError("invalid", `Page ${page} is not a page number: use 1 or more.`);
+  return page;
+}
+
 /** A request with an optional JSON body, sent as JSON. */
 export function sendJson(http: ScmHttp, call: Omit<Call, "body"> & { json?: unknown }): Promise<Answer> {
   const { json, ...request } = call;

@@ -71,6 +71,9 @@ const TABLES = [
   "job_steps",
   "log_chunks",
   "runners",
+  "scm_connections",
+  "scm_sign_ins",
+  "repository_links",
 ] as const;
 
 /**
@@ -297,5 +300,7 @@ export const sampleBodies = (p: Record<string, string>): Record<string, unknown>
   "POST /api/v1/runner/jobs/:jobId/env-files": { path: "app.env.encrypted", text: "slipway:v1:AAAA\n" },
   "POST /api/v1/projects/:projectId/env-file-key/decrypt": { text: "slipway:v1:AAAA\n", name: "app.env.encrypted" },
   "POST /api/v1/runner/jobs/:jobId/finish": { status: "success", reason: null },
+  // Valid in shape; no account is connected in these tests, so the server answers 404 not_connected.
+  "PUT /api/v1/projects/:projectId/repository-link": { provider: "github", repo: "octocat/Hello-World" },
 });
 

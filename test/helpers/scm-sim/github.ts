@@ -181,6 +181,11 @@ export class GitHubSim {
     return token;
   }
 
+  /** Every refresh token handed out and not yet spent. */
+  refreshTokensOutstanding(): string[] {
+    return [...this.refreshTokens.keys()];
+  }
+
   /** GitHub stops accepting a token (it expired, or an organisation's policy shut it out); what it made stays. */
   invalidateToken(token: string): void {
     this.tokens.delete(token);
