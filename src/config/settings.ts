@@ -70,8 +70,14 @@ export const settingsSchema = z
     giteaUrl: z.url({ protocol: /^https$/ }).optional(),
     /** A CA certificate (PEM file) that server's certificate chains to, beside the system's. */
     giteaCaFile: z.string().min(1).optional(),
+    /** Bitbucket's REST API root, only where it is not https://api.bitbucket.org/2.0 (a test double, say). */
+    bitbucketApiUrl: z.url({ protocol: /^https$/ }).optional(),
   })
-  .strict();
+  .strict()
+  .superRefine((s, ctx) => {
+    // Gitea and Forgejo are always self-hosted: there is no default address to fall back on.
+    if (s.giteaClientId && !s.giteaUrl) ctx.addIssue({ code: "custom", path: ["giteaUrl"], message: "the address of the Gitea/Forgejo server (https://…) is needed with its OAuth app" });
+  });
 
 export type Settings = z.output<typeof settingsSchema>;
 export type SettingsInput = z.input<typeof settingsSchema>;
@@ -118,6 +124,7 @@ const envNames: Record<keyof Settings, string> = {
   giteaClientSecret: "SLIPWAY_GITEA_CLIENT_SECRET",
   giteaUrl: "SLIPWAY_GITEA_URL",
   giteaCaFile: "SLIPWAY_GITEA_CA_FILE",
+  bitbucketApiUrl: "SLIPWAY_BITBUCKET_API_URL",
 };
 
 export class SettingsError extends Error {}

@@ -6,6 +6,7 @@ import {
   type CommitStatus,
   type ProviderId,
   type RepositoryPage,
+  type ScmRepository,
   type ScmProvider,
   type ScmTokens,
   type ScmUser,
@@ -124,6 +125,11 @@ export class BitbucketProvider implements ScmProvider {
     return { id: user.uuid, login, name: user.display_name || null, email: await this.primaryEmail(token), avatarUrl: user.links?.avatar?.href ?? null };
   }
 
+  async repository(token: string, repo: string): Promise<ScmRepository> {
+    const what = `reading ${repo}`;
+    return toRepository(readJson(LABEL, await this.call(token, "GET", repoPath(repo), what), repoAnswer, what));
+  }
+
   async listRepositories(token: string, pageNumber: number): Promise<RepositoryPage> {
     if (!Number.isInteger(pageNumber) || pageNumber < 1 || pageNumber > 100_000) throw new ScmError("invalid", `Page ${pageNumber} is not a page number: use 1 or more.`);
     const what = "listing your repositories";
@@ -132,11 +138,7 @@ export class BitbucketProvider implements ScmProvider {
     // workspace, which has no single page numbering; it is the only one that lists them all.
     const answer = await this.call(token, "GET", `/repositories?role=member&pagelen=100&page=${pageNumber}`, what);
     const data = readJson(LABEL, answer, page(repoAnswer), what);
-    const repos = data.values.map((r) => {
-      const clone = (name: string) => r.links.clone.find((c) => c.name === name)?.href ?? "";
-      // An empty repository has no main branch yet; Bitbucket names the first one `main`.
-      return { id: r.uuid, fullName: r.full_name, sshUrl: clone("ssh"), cloneUrl: clone("https"), private: r.is_private, defaultBranch: r.mainbranch?.name ?? "main" };
-    });
+    const repos = data.values.map(toRepository);
     if (data.next === undefined) return { repos };
     // Bitbucket's `next` is a URL to follow; the page number in it is what the interface carries.
     const next = Number(URL.canParse(data.next) ? new URL(data.next).searchParams.get("page") : NaN);
@@ -230,6 +232,12 @@ export class BitbucketProvider implements ScmProvider {
 }
 
 /** `/repositories/{workspace}/{repo_slug}` for a checked `workspace/slug`. */
+function toRepository(r: z.output<typeof repoAnswer>): ScmRepository {
+  const clone = (name: string) => r.links.clone.find((c) => c.name === name)?.href ?? "";
+  // An empty repository has no main branch yet; Bitbucket names the first one `main`.
+  return { id: r.uuid, fullName: r.full_name, sshUrl: clone("ssh"), cloneUrl: clone("https"), private: r.is_private, defaultBranch: r.mainbranch?.name ?? "main" };
+}
+
 function repoPath(repo: string): string {
   const [workspace, slug] = checked(repoName, repo, "repository (workspace/slug)").split("/") as [string, string];
   return `/repositories/${encodeURIComponent(workspace)}/${encodeURIComponent(slug)}`;

@@ -7,6 +7,7 @@ import {
   type CommitStatus,
   type ProviderId,
   type RepositoryPage,
+  type ScmRepository,
   type ScmProvider,
   type ScmTokens,
   type ScmUser,
@@ -52,6 +53,7 @@ const tokenAnswer = z.object({
 const oauthErrorAnswer = z.object({ error: z.string(), error_description: z.string().optional() });
 const userAnswer = z.object({ id: z.number().int(), login: z.string().min(1), full_name: z.string().nullish(), email: z.string().nullish(), avatar_url: z.string().nullish() });
 const repoAnswer = z.object({ id: z.number().int(), full_name: z.string().min(1), ssh_url: z.string().min(1), clone_url: z.string().min(1), private: z.boolean(), default_branch: z.string().min(1) });
+const toRepository = (r: z.output<typeof repoAnswer>): ScmRepository => ({ id: String(r.id), fullName: r.full_name, sshUrl: r.ssh_url, cloneUrl: r.clone_url, private: r.private, defaultBranch: r.default_branch });
 const createdAnswer = z.object({ id: z.number().int() });
 const errorAnswer = z.object({ message: z.string().optional(), errors: z.array(z.string()).nullish() });
 
@@ -102,10 +104,15 @@ export class GiteaProvider implements ScmProvider {
     return { id: String(user.id), login: user.login, name: user.full_name || null, email: user.email || null, avatarUrl: user.avatar_url || null };
   }
 
+  async repository(token: string, repo: string): Promise<ScmRepository> {
+    const what = `reading ${repo}`;
+    return toRepository(readJson(LABEL, await this.call(token, "GET", repoPath(repo), what), repoAnswer, what));
+  }
+
   async listRepositories(token: string, page: number): Promise<RepositoryPage> {
     const what = "listing your repositories";
     const answer = await this.call(token, "GET", `/user/repos?limit=${PAGE_SIZE}&page=${checkedPage(page)}`, what);
-    const repos = readJson(LABEL, answer, z.array(repoAnswer), what).map((r) => ({ id: String(r.id), fullName: r.full_name, sshUrl: r.ssh_url, cloneUrl: r.clone_url, private: r.private, defaultBranch: r.default_branch }));
+    const repos = readJson(LABEL, answer, z.array(repoAnswer), what).map(toRepository);
     const nextPage = nextPageFromLink(LABEL, answer.headers, what);
     return nextPage === undefined ? { repos } : { repos, nextPage };
   }

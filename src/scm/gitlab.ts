@@ -7,6 +7,7 @@ import {
   type CommitStatus,
   type ProviderId,
   type RepositoryPage,
+  type ScmRepository,
   type ScmProvider,
   type ScmTokens,
   type ScmUser,
@@ -139,6 +140,13 @@ export class GitLabProvider implements ScmProvider {
     return { id: String(user.id), login: user.username, name: user.name || null, email: user.email || user.public_email || null, avatarUrl: user.avatar_url || null };
   }
 
+  async repository(token: string, repo: string): Promise<ScmRepository> {
+    const what = `reading ${repo}`;
+    const p = readJson(LABEL, await this.call(token, "GET", projectPathOf(repo), what), projectAnswer, what);
+    // An empty project gets its first branch on the first push; GitLab names it `main` by default.
+    return toRepository(p, p.default_branch ?? "main");
+  }
+
   async listRepositories(token: string, page: number): Promise<RepositoryPage> {
     if (!Number.isInteger(page) || page < 1 || page > 100_000) throw new ScmError("invalid", `Page ${page} is not a page number: use 1 or more.`);
     const what = "listing your projects";
@@ -148,7 +156,7 @@ export class GitLabProvider implements ScmProvider {
     const answer = await this.call(token, "GET", `/projects?${query}`, what);
     const repos = readJson(LABEL, answer, z.array(projectAnswer), what)
       // A project without commits has no default branch and nothing to build yet.
-      .flatMap((p) => (p.default_branch ? [{ id: String(p.id), fullName: p.path_with_namespace, sshUrl: p.ssh_url_to_repo, cloneUrl: p.http_url_to_repo, private: p.visibility !== "public", defaultBranch: p.default_branch }] : []));
+      .flatMap((p) => (p.default_branch ? [toRepository(p, p.default_branch)] : []));
     // "Pagination Link header": "use these links instead of generating your own URLs".
     const nextPage = nextPageFromLink(LABEL, answer.headers, what);
     return nextPage === undefined ? { repos } : { repos, nextPage };
@@ -247,6 +255,8 @@ export class GitLabProvider implements ScmProvider {
 const ok = (answer: Answer) => answer.status >= 200 && answer.status < 300;
 
 /** `/projects/group%2Fsub%2Fname` for a checked project path ("Namespaced paths" are URL-encoded whole). */
+const toRepository = (p: z.output<typeof projectAnswer>, defaultBranch: string): ScmRepository => ({ id: String(p.id), fullName: p.path_with_namespace, sshUrl: p.ssh_url_to_repo, cloneUrl: p.http_url_to_repo, private: p.visibility !== "public", defaultBranch });
+
 const projectPathOf = (repo: string): string => `/projects/${encodeURIComponent(checked(projectPath, repo, "project (group/…/name)"))}`;
 
 const checked = <S extends z.ZodType>(schema: S, value: unknown, what: string): z.output<S> => checkedInput(LABEL, schema, value, what);

@@ -20,7 +20,7 @@ export interface ScmProvider {
   revoke?(token: string): Promise<void>;
   currentUser(token: string): Promise<ScmUser>;
   /** One repository the account can see, by its full name; `not_found` when it cannot. */
-  repository?(token: string, repo: string): Promise<ScmRepository>;
+  repository(token: string, repo: string): Promise<ScmRepository>;
   /** One page (1-based) of the repositories the account can see. */
   listRepositories(token: string, page: number): Promise<RepositoryPage>;
   addDeployKey(token: string, repo: string, title: string, publicKey: string, readOnly?: boolean): Promise<ProviderId>;
@@ -54,7 +54,7 @@ export type ScmUser = z.infer<typeof scmUserSchema>;
 
 export const scmRepositorySchema = z.object({
   id: z.string().min(1),
-  /** `owner/name`, the form every other call takes. */
+  /** `owner/name` (GitLab: `group/…/name`), the form every other call takes. */
   fullName: z.string().min(1),
   sshUrl: z.string().min(1),
   cloneUrl: z.string().min(1),

@@ -8,7 +8,7 @@ import type { Store } from "../store/database.js";
 import { now } from "../store/ids.js";
 import type { RepositoryLinksTable } from "../store/schema.js";
 import { providerCall, providerNameSchema, type ScmConnections, type TokenUse } from "./connections.js";
-import { ScmError, type ScmRepository } from "./provider.js";
+import { ScmError } from "./provider.js";
 import type { ScmRegistry } from "./registry.js";
 import type { WebhookProvider } from "./webhook-deliveries.js";
 
@@ -58,7 +58,7 @@ export class RepositoryLinks {
     const label = this.registry.label(name);
     const installed = await providerCall(() => this.connections.use(ctx.principal.userId, name, async (use) => {
       const { provider, token } = use;
-      const found = await requireRepository(use, repo);
+      const found = await provider.repository(token, repo);
       const key = await provider.addDeployKey(token, found.fullName, `Slipway: ${project.name}`, publicKey, true);
       try {
         const hook = await provider.addWebhook(token, found.fullName, this.hookUrl(projectId, name), secret, ["push", "pull_request"]);
@@ -160,7 +160,3 @@ export class RepositoryLinks {
   }
 }
 
-async function requireRepository(use: TokenUse, repo: string): Promise<ScmRepository> {
-  if (!use.provider.repository) throw new ScmError("invalid", `linking repositories is not available for ${use.provider.name}`);
-  return use.provider.repository(use.token, repo);
-}

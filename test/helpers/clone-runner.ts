@@ -2,6 +2,7 @@ import { appendFileSync, mkdtempSync, rmSync } from "node:fs";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
+import type { SettingsInput } from "../../src/config/settings.js";
 import { Runner } from "../../src/runner/runner.js";
 import { BwrapBackend } from "../../src/sandbox/bwrap-backend.js";
 import { AUTHORIZED_KEY_OPTIONS, keyNeedle } from "./git-server.js";
@@ -35,14 +36,18 @@ export interface CloneWorld {
   owner: Client;
 }
 
-/** A Slipway server on this namespace's loopback and a Runner cloning over SSH, for `body` to use; both stop after. */
-export async function withCloneServer<T>(body: (world: CloneWorld) => Promise<T>): Promise<T> {
+/**
+ * A Slipway server on this namespace's loopback (on `port` if given, which its public URL then
+ * names) and a Runner cloning over SSH, for `body` to use; both stop after.
+ */
+export async function withCloneServer<T>(body: (world: CloneWorld) => Promise<T>, opts: { settings?: SettingsInput; port?: number } = {}): Promise<T> {
   const runtimeDir = mkdtempSync(path.join(tmpdir(), "slipway-clone-runner-"));
-  const h = await startHarness();
+  const h = await startHarness(opts.settings);
   let runner: Runner | undefined;
   try {
-    await h.app.listen({ host: "127.0.0.1", port: 0 });
+    await h.app.listen({ host: "127.0.0.1", port: opts.port ?? 0 });
     const url = `http://127.0.0.1:${(h.app.server.address() as AddressInfo).port}`;
+    h.services.setPublicUrl(url);
     await createUser(h, "owner@example.com");
     const owner = await signIn(h, "owner@example.com");
     const { token } = await h.services.runners.register("clone test runner");

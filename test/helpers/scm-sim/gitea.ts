@@ -100,6 +100,8 @@ export interface GiteaSimOptions {
   clientSecret?: string;
   /** The OAuth application's registered redirect URI. */
   callbackUrl?: string;
+  /** Where a repository is cloned over SSH (its `ssh_url`), e.g. a test's own sshd; Gitea's form by default. */
+  sshUrl?: (fullName: string) => string;
   /** Forgejo sends X-Forgejo-* webhook headers besides Gitea's. */
   flavour?: "gitea" | "forgejo";
   /** INVALIDATE_REFRESH_TOKENS; on unless false. */
@@ -463,7 +465,7 @@ export class GiteaSim {
       size: 42,
       html_url: `${this.url}/${r.fullName}`,
       url: `${this.url}/api/v1/repos/${r.fullName}`,
-      ssh_url: `git@${host}:${r.fullName}.git`,
+      ssh_url: this.options.sshUrl?.(r.fullName) ?? `git@${host}:${r.fullName}.git`,
       clone_url: `${this.url}/${r.fullName}.git`,
       default_branch: r.defaultBranch,
       archived: false,

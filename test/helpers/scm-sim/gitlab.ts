@@ -112,6 +112,10 @@ export interface GitLabSimOptions {
   extraProjects?: number;
   /** The scopes the OAuth application was registered with; asking for others is refused. */
   appScopes?: string[];
+  /** The OAuth application's redirect URI (GitLab matches it exactly). */
+  callbackUrl?: string;
+  /** Where a project is cloned over SSH (`ssh_url_to_repo`), e.g. a test's own sshd; GitLab's form by default. */
+  sshUrl?: (path: string) => string;
 }
 
 const LIFETIME_S = 7200;
@@ -126,7 +130,7 @@ const oauthError = (res: ServerResponse, status: number, error: string, error_de
 export class GitLabSim {
   readonly clientId = "4b1d6a0c9e8f7d6c5b4a39281706f5e4d3c2b1a09f8e7d6c5b4a3928170";
   readonly clientSecret = "gloas-sim-6f1e2d3c4b5a69788796a5b4c3d2e1f0";
-  readonly callbackUrl = "https://127.0.0.1:8443/api/v1/scm/gitlab/callback";
+  readonly callbackUrl: string;
   readonly user: SimUser = { id: 1, username: "root", name: "Administrator", email: "admin@example.com", publicEmail: "" };
   readonly projects: SimProject[] = [
     { id: 3, path: "diaspora/diaspora-client", visibility: "private", defaultBranch: "master", role: "maintainer" },
@@ -155,8 +159,9 @@ export class GitLabSim {
     private readonly server: https.Server,
     readonly url: string,
     readonly ca: string,
-    options: GitLabSimOptions,
+    private readonly options: GitLabSimOptions,
   ) {
+    this.callbackUrl = options.callbackUrl ?? "https://127.0.0.1:8443/api/v1/scm/gitlab/callback";
     this.appScopes = options.appScopes ?? ["api", "read_api", "read_user"];
     for (let i = 1; i <= (options.extraProjects ?? 0); i++) this.projects.push({ id: 1000 + i, path: `root/project-${String(i).padStart(3, "0")}`, visibility: "private", defaultBranch: "main", role: "maintainer" });
   }
@@ -295,7 +300,7 @@ export class GitLabSim {
   }
 
   private sshUrl(p: SimProject): string {
-    return `git@${new URL(this.url).hostname}:${p.path}.git`;
+    return this.options.sshUrl?.(p.path) ?? `git@${new URL(this.url).hostname}:${p.path}.git`;
   }
 
   private hookProject(p: SimProject) {
