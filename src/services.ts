@@ -29,6 +29,7 @@ import { CommitStatuses } from "./scm/commit-statuses.js";
 import { ScmConnections } from "./scm/connections.js";
 import { ScmRegistry } from "./scm/registry.js";
 import { RepositoryLinks } from "./scm/repository-links.js";
+import { RepositoryPolls } from "./scm/repository-polls.js";
 
 export interface Services {
   settings: Settings;
@@ -54,7 +55,7 @@ export interface Services {
   builds: Builds;
   logs: JobLogs;
   runners: Runners;
-  scm: { registry: ScmRegistry; connections: ScmConnections; links: RepositoryLinks; statuses: CommitStatuses };
+  scm: { registry: ScmRegistry; connections: ScmConnections; links: RepositoryLinks; statuses: CommitStatuses; polls: RepositoryPolls };
   masterKeyCreated: boolean;
   /** The URL users reach the server at, for links in mail; known only once it listens. */
   publicUrl(): string;
@@ -96,6 +97,10 @@ export async function createServices(settings: Settings, log: Logger, opts: { se
     const links = new RepositoryLinks(store, audit, registry, connections, deployKeys, webhooks, (projectId, provider) => `${publicUrl()}/api/v1/hooks/${projectId}/${provider}`);
     const statuses = new CommitStatuses(builds, links, connections, (build) => `${publicUrl()}/builds/${build.id}`, log);
     builds.onChange((buildId) => statuses.changed(buildId));
+    const polls = new RepositoryPolls(store, audit, async (projectId, ref, commit) => {
+      const name = refName(ref);
+      await builds.create(projectId, { ...(name.kind === "branch" ? { branch: name.name } : { tag: name.name }), commit, trigger: "poll" });
+    });
     const authorizer = new Authorizer({
       buildProject: (buildId) => builds.projectOf(buildId),
       roleIn: (orgId, userId) => orgs.roleOf(store.db, orgId, userId),
@@ -142,7 +147,7 @@ export async function createServices(settings: Settings, log: Logger, opts: { se
       builds,
       logs,
       runners: new Runners(store),
-      scm: { registry, connections, links, statuses },
+      scm: { registry, connections, links, statuses, polls },
       masterKeyCreated: created,
       publicUrl,
       setPublicUrl: (u) => {

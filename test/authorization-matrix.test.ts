@@ -127,6 +127,8 @@ const expected: Record<string, Expected> = {
   "POST /api/v1/runner/jobs/:jobId/known-hosts":      row([401, 401, 401, 401, 401, 401, 401]),
   "POST /api/v1/runner/jobs/:jobId/env-files":        row([401, 401, 401, 401, 401, 401, 401]),
   "POST /api/v1/runner/jobs/:jobId/finish":           row([401, 401, 401, 401, 401, 401, 401]),
+  "POST /api/v1/runner/polls/lease":                  row([401, 401, 401, 401, 401, 401, 401]),
+  "POST /api/v1/runner/polls/:projectId/result":      row([401, 401, 401, 401, 401, 401, 401, 401]),
 };
 
 /** Routes that take a runner's token and nothing else: a user's session or API token is refused as no runner token. */
@@ -437,6 +439,18 @@ const calls: Record<string, (s: Subject) => Promise<Call>> = {
   },
   "POST /api/v1/runner/jobs/:jobId/env-files": async () => ({ params: { jobId: heldJobId }, body: { path: "app.env.encrypted", text: await encryptedFor(assignedProject) } }),
   "POST /api/v1/runner/jobs/:jobId/finish": async () => ({ params: { jobId: heldJobId }, body: { status: "success", reason: null } }),
+  "POST /api/v1/runner/polls/lease": async () => {
+    // A poll of the assigned project is due, so a runner gets one to hold.
+    const db = h.services.store.db;
+    await db.updateTable("projects").set({ repository_url: "ssh://git@git.example.com/app.git" }).where("id", "=", assignedProject).execute();
+    await db
+      .insertInto("repository_polls")
+      .values({ project_id: assignedProject, interval_s: 60, refs: null, next_at: new Date(0).toISOString(), runner_id: null, lease_expires_at: null, polled_at: null, problem: null })
+      .onConflict((oc) => oc.column("project_id").doUpdateSet({ next_at: new Date(0).toISOString(), runner_id: null, lease_expires_at: null }))
+      .execute();
+    return { body: {} };
+  },
+  "POST /api/v1/runner/polls/:projectId/result": async () => ({ params: { projectId: assignedProject }, body: { refs: { "refs/heads/main": "a".repeat(40) } } }),
 };
 
 function subject(column: Column): Subject {

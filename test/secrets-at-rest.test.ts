@@ -52,6 +52,8 @@ const columns: Record<string, Record<string, Kind>> = {
   // A git host account: only the basic profile in clear; its tokens sealed for the user.
   scm_connections: { ...plainColumns("id", "user_id", "provider", "provider_user_id", "login", "name", "email", "avatar_url", "scopes", "expires_at", "problem", "created_at", "updated_at"), access_token: "sealed", refresh_token: "sealed" },
   scm_sign_ins: { state_hash: "sha256", user_id: "plain", provider: "plain", code_verifier: "sealed", created_at: "plain" },
+  // Refs and commit ids of the polled repository, and the runner's words when a poll failed.
+  repository_polls: plainColumns("project_id", "interval_s", "refs", "next_at", "runner_id", "lease_expires_at", "polled_at", "problem"),
   repository_links: plainColumns("project_id", "provider", "repo", "provider_repo_id", "connection_id", "deploy_key_id", "webhook_id", "problem", "linked_at"),
   kysely_migration: { name: "plain", timestamp: "plain" },
   kysely_migration_lock: { id: "plain", is_locked: "plain" },

@@ -34,6 +34,7 @@ export const auditActions = [
   "project.webhook_secret_regenerated",
   "project.repository_linked",
   "project.repository_unlinked",
+  "project.polling_changed",
   "scm.connected",
   "scm.disconnected",
   "webhook.accepted",

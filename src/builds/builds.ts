@@ -66,7 +66,7 @@ export interface NewBuild {
   pullRequest?: number;
   /** A pull request from a fork: waits for an approval first when its project asks for that. */
   fromFork?: boolean;
-  trigger: "api" | "webhook";
+  trigger: "api" | "webhook" | "poll";
 }
 
 /** What a runner gets when it leases a job: enough to check out and run the build, and nothing of other projects. */

@@ -1,3 +1,4 @@
+import { pollingSchema } from "../scm/repository-polls.js";
 import { z } from "zod";
 import { roleSchema } from "../auth/permissions.js";
 import { orgSchema } from "../orgs/organizations.js";
@@ -18,6 +19,8 @@ export const projectSchema = z.object({
   /** The git host's pinned keys, known_hosts text: public keys, shown to every member. */
   knownHosts: z.string().nullable(),
   forkBuilds: z.enum(["run", "approve"]),
+  /** Set when the repository is polled for new commits (P08), with how the last poll went. */
+  polling: pollingSchema.nullable(),
 });
 
 export const secretNameListSchema = z.object({ secrets: z.array(z.object({ name: z.string(), updatedAt: z.string() })) });

@@ -104,6 +104,44 @@ export async function gitCheckout(call: RunnerCall, job: LeasedJob, sandbox: San
   }
 }
 
+/** A repository poll a runner leased (POST /runner/polls/lease), with the clone credentials for an SSH URL. */
+export interface LeasedPoll {
+  projectId: string;
+  repositoryUrl: string;
+  egressAllowlist: string[] | null;
+  credentials?: CheckoutCredentials;
+}
+
+/**
+ * P08: the repository's heads and tags with the commit each points at (an annotated tag's
+ * commit, not the tag object), listed by `git ls-remote` in the sandbox with the deploy key
+ * installed and removed as for a clone. `knownHosts`: what ssh saw when none were pinned.
+ */
+export async function listRemoteRefs(poll: LeasedPoll, sandbox: Sandbox, opts: GitCheckoutOptions = {}): Promise<{ refs: Record<string, string>; knownHosts?: string }> {
+  const git = new SandboxGit(sandbox, poll.repositoryUrl, poll.credentials, opts, "list the refs of");
+  try {
+    if (poll.credentials) await git.installKey();
+    const out = await git.run(hardenedGit("ls-remote", "--heads", "--tags", "--", poll.repositoryUrl));
+    const knownHosts = poll.credentials?.knownHosts === null ? await git.seenHostKeys() : undefined;
+    return { refs: parseLsRemote(out), ...(knownHosts !== undefined && { knownHosts }) };
+  } finally {
+    if (poll.credentials) await git.removeKey();
+  }
+}
+
+/** `<commit>\t<ref>` lines; `<ref>^{}` names the commit an annotated tag points at, which wins. */
+export function parseLsRemote(out: string): Record<string, string> {
+  const refs: Record<string, string> = {};
+  const peeled = new Set<string>();
+  for (const line of out.split("\n")) {
+    const m = /^([0-9a-f]{40})\t(refs\/(?:heads|tags)\/\S+?)(\^\{\})?$/.exec(line);
+    if (!m || (peeled.has(m[2]!) && !m[3])) continue;
+    refs[m[2]!] = m[1]!;
+    if (m[3]) peeled.add(m[2]!);
+  }
+  return refs;
+}
+
 /** The Runner's `checkout` for cloning with deploy keys through its own API client. */
 export const gitCheckoutFor =
   (runner: { call<T>(path: string, body: unknown): Promise<T> }, opts: GitCheckoutOptions = {}) =>
@@ -118,6 +156,8 @@ class SandboxGit {
     private readonly url: string,
     private readonly credentials: CheckoutCredentials | undefined,
     private readonly opts: GitCheckoutOptions,
+    /** What git does, for messages: "could not clone …". */
+    private readonly action = "clone",
   ) {
     this.env = {
       GIT_TERMINAL_PROMPT: "0",
@@ -164,9 +204,9 @@ class SandboxGit {
       { stdout: (d) => (out = (out + d.toString()).slice(-64 * 1024)), stderr: (d) => (err = (err + d.toString()).slice(-16 * 1024)) },
     );
     if (status.code === 0) return out;
-    if (this.opts.signal?.aborted) throw new CheckoutError(`the clone of ${this.url} was canceled`);
+    if (this.opts.signal?.aborted) throw new CheckoutError(`git was canceled before it could ${this.action} ${this.url}`);
     const reason = status.timedOut ? "git did not finish in time" : (hostKeyProblem(err) ?? lastWords(err) ?? `git exited with ${status.code ?? status.signal}`);
-    throw new CheckoutError(`could not clone ${this.url}: ${this.scrub(reason)}`);
+    throw new CheckoutError(`could not ${this.action} ${this.url}: ${this.scrub(reason)}`);
   }
 
   private scrub(text: string): string {
@@ -179,7 +219,7 @@ class SandboxGit {
     let out = "";
     let err = "";
     const status = await this.sandbox.exec({ argv: ["/bin/sh", "-c", script], timeoutMs: 30_000 }, { stdout: (d) => (out += d.toString()), stderr: (d) => (err += d.toString()) });
-    if (status.code !== 0) throw new CheckoutError(`could not prepare the clone of ${this.url}: ${err.trim() || `exit ${status.code}`}`);
+    if (status.code !== 0) throw new CheckoutError(`could not prepare to ${this.action} ${this.url}: ${err.trim() || `exit ${status.code}`}`);
     return out;
   }
 }

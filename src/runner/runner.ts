@@ -1,10 +1,11 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import { posix } from "node:path";
 import type { LeasedJob } from "../builds/builds.js";
 import type { StepReport } from "../builds/job-steps.js";
 import { configFileNames, hasErrors, memoryFiles, readPipeline, selectSteps, formatProblem, type FileSource, type LoadResult } from "../pipeline/index.js";
 import type { PipelineNode } from "../pipeline/model.js";
 import { WORKSPACE, type Sandbox, type SandboxBackend, type SandboxSpec } from "../sandbox/backend.js";
-import { gitCheckoutFor, hardenedGit } from "./git-checkout.js";
+import { CheckoutError, gitCheckoutFor, hardenedGit, listRemoteRefs, type LeasedPoll } from "./git-checkout.js";
 import { PipelineRunner, type RunEvent, type RunOptions } from "./pipeline-runner.js";
 import { resolveServiceEnv } from "./service-env.js";
 
@@ -26,6 +27,8 @@ export interface RunnerOptions {
   checkout?(job: LeasedJob, sandbox: Sandbox, signal?: AbortSignal): Promise<void>;
   /** Network of build sandboxes (cloning needs outbound access). */
   network?: SandboxSpec["network"];
+  /** How often to ask for a repository poll that is due (P08); 0 turns polling off. Default 15 s. */
+  pollEveryMs?: number;
   onError?(err: unknown): void;
 }
 
@@ -62,6 +65,41 @@ export class Runner {
 
   start(concurrency = 1): void {
     for (let i = 0; i < concurrency; i++) this.loops.push(this.loop());
+    if (this.opts.pollEveryMs !== 0) this.loops.push(this.pollLoop(this.opts.pollEveryMs ?? 15_000));
+  }
+
+  /** P08: runs the repository polls that are due, one at a time, each in a fresh sandbox. */
+  private async pollLoop(everyMs: number): Promise<void> {
+    while (!this.stopping) {
+      try {
+        const leased = await this.call<{ poll: LeasedPoll } | null>("/runner/polls/lease", {}, this.current.signal);
+        if (leased) {
+          await this.poll(leased.poll);
+          continue;
+        }
+      } catch (err) {
+        if (this.stopping) return;
+        this.opts.onError?.(err);
+      }
+      await sleep(everyMs, undefined, { signal: this.current.signal }).catch(() => undefined);
+    }
+  }
+
+  private async poll(poll: LeasedPoll): Promise<void> {
+    const network = this.networkFor(poll);
+    let result: { refs: Record<string, string>; knownHosts?: string } | { error: string };
+    try {
+      const sandbox = await this.opts.backend.create({ image: { kind: "host" }, network });
+      try {
+        result = await listRemoteRefs(poll, sandbox, { timeoutMs: 60_000, signal: this.current.signal });
+      } finally {
+        await sandbox.destroy();
+      }
+    } catch (err) {
+      if (this.stopping) return;
+      result = { error: (err instanceof CheckoutError ? err.message : `the poll failed on the runner: ${(err as Error).message}`).slice(0, 2000) };
+    }
+    await this.call(`/runner/polls/${poll.projectId}/result`, result, this.current.signal);
   }
 
   async stop(): Promise<void> {
@@ -170,7 +208,8 @@ export class Runner {
   }
 
   /** The runner's network, narrowed to the project's egress allowlist when it has one. */
-  private networkFor(job: LeasedJob): SandboxSpec["network"] {
+  /** The runner's network, narrowed to the project's egress allowlist where it has one. */
+  private networkFor(job: Pick<LeasedJob, "egressAllowlist">): SandboxSpec["network"] {
     const base = this.opts.network;
     return base?.mode === "outbound" && job.egressAllowlist ? { mode: "outbound", allow: job.egressAllowlist } : base;
   }

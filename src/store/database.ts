@@ -17,6 +17,7 @@ import * as m010 from "./migrations/010_project_known_hosts.js";
 import * as m011 from "./migrations/011_job_steps.js";
 import * as m012 from "./migrations/012_project_fork_builds.js";
 import * as m013 from "./migrations/013_scm_connections.js";
+import * as m014 from "./migrations/014_repository_polls.js";
 
 export type Db = Kysely<Database>;
 export type Tx = Transaction<Database>;
@@ -38,6 +39,7 @@ const migrations: Record<string, Migration> = {
   "011_job_steps": m011,
   "012_project_fork_builds": m012,
   "013_scm_connections": m013,
+  "014_repository_polls": m014,
 };
 
 export interface Store {

@@ -206,6 +206,19 @@ export interface RepositoryLinksTable {
   linked_at: string;
 }
 
+export interface RepositoryPollsTable {
+  project_id: string;
+  interval_s: number;
+  /** JSON object ref → commit of the heads and tags the last poll saw; null before the first. */
+  refs: string | null;
+  next_at: string;
+  runner_id: string | null;
+  lease_expires_at: string | null;
+  polled_at: string | null;
+  /** Why the last poll failed, in the runner's words; null when it worked. */
+  problem: string | null;
+}
+
 export interface WebhookDeliveriesTable {
   project_id: string;
   delivery_id: string;
@@ -317,4 +330,5 @@ export interface Database {
   scm_connections: ScmConnectionsTable;
   scm_sign_ins: ScmSignInsTable;
   repository_links: RepositoryLinksTable;
+  repository_polls: RepositoryPollsTable;
 }

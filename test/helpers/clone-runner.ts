@@ -3,7 +3,7 @@ import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import type { SettingsInput } from "../../src/config/settings.js";
-import { Runner } from "../../src/runner/runner.js";
+import { Runner, type RunnerOptions } from "../../src/runner/runner.js";
 import { BwrapBackend } from "../../src/sandbox/bwrap-backend.js";
 import { AUTHORIZED_KEY_OPTIONS, keyNeedle } from "./git-server.js";
 import { buildWhen, hasEnded, type BuildSeen } from "./build-wait.js";
@@ -40,7 +40,7 @@ export interface CloneWorld {
  * A Slipway server on this namespace's loopback (on `port` if given, which its public URL then
  * names) and a Runner cloning over SSH, for `body` to use; both stop after.
  */
-export async function withCloneServer<T>(body: (world: CloneWorld) => Promise<T>, opts: { settings?: SettingsInput; port?: number } = {}): Promise<T> {
+export async function withCloneServer<T>(body: (world: CloneWorld) => Promise<T>, opts: { settings?: SettingsInput; port?: number; runner?: Partial<RunnerOptions> } = {}): Promise<T> {
   const runtimeDir = mkdtempSync(path.join(tmpdir(), "slipway-clone-runner-"));
   const h = await startHarness(opts.settings);
   let runner: Runner | undefined;
@@ -51,7 +51,7 @@ export async function withCloneServer<T>(body: (world: CloneWorld) => Promise<T>
     await createUser(h, "owner@example.com");
     const owner = await signIn(h, "owner@example.com");
     const { token } = await h.services.runners.register("clone test runner");
-    runner = new Runner({ server: url, token, backend: new BwrapBackend({ runtimeDir }), network: { mode: "outbound" }, onError: (err) => console.error(err) });
+    runner = new Runner({ server: url, token, backend: new BwrapBackend({ runtimeDir }), network: { mode: "outbound" }, onError: (err) => console.error(err), ...opts.runner });
     runner.start(1);
     return await body({ h, owner });
   } finally {

@@ -8,8 +8,8 @@ import path from "node:path";
 // OpenSSH's sshd (run as root, listening only inside a test network namespace) with git-shell as
 // the only command a key may run.
 
-const run = (command: string, args: string[], opts: { cwd?: string; input?: string } = {}) =>
-  execFileSync(command, args, { cwd: opts.cwd, input: opts.input, encoding: "utf8", stdio: ["pipe", "pipe", "pipe"], timeout: 30_000 });
+const run = (command: string, args: string[], opts: { cwd?: string; input?: string; env?: NodeJS.ProcessEnv } = {}) =>
+  execFileSync(command, args, { cwd: opts.cwd, input: opts.input, env: opts.env, encoding: "utf8", stdio: ["pipe", "pipe", "pipe"], timeout: 30_000 });
 
 const gitAs = (cwd: string, ...args: string[]) => run("git", ["-c", "user.name=Ada", "-c", "user.email=ada@example.com", "-c", "init.defaultBranch=main", ...args], { cwd });
 
@@ -184,4 +184,26 @@ export function keyNeedle(privateKey: string): string {
     .filter((l) => l && !l.startsWith("-----"))
     .join("");
   return body.slice(216, 256);
+}
+
+/** A new commit on `main` of a served bare repository, as a developer's push adds it; returns its id. */
+export function pushCommit(bare: string, ownerUid: number, file: string, content: string, message: string): string {
+  const work = mkdtempSync(path.join(tmpdir(), "slipway-push-work-"));
+  try {
+    // The repository belongs to the git user: this root process is let in explicitly, through a
+    // global config of its own (git's upload-pack and receive-pack ignore `-c safe.directory`).
+    const config = path.join(work, "gitconfig");
+    writeFileSync(config, "[safe]\n\tdirectory = *\n");
+    const git = (cwd: string, ...args: string[]) => run("git", ["-c", "user.name=Ada", "-c", "user.email=ada@example.com", ...args], { cwd, env: { ...process.env, GIT_CONFIG_GLOBAL: config } });
+    git(work, "clone", "-q", "--branch", "main", bare, "w");
+    const w = path.join(work, "w");
+    writeFileSync(path.join(w, file), content);
+    git(w, "add", file);
+    git(w, "commit", "-qm", message);
+    git(w, "push", "-q", "origin", "main");
+    run("chown", ["-R", `${ownerUid}:${ownerUid}`, bare]);
+    return git(w, "rev-parse", "HEAD").trim();
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
 }

@@ -74,6 +74,7 @@ const TABLES = [
   "scm_connections",
   "scm_sign_ins",
   "repository_links",
+  "repository_polls",
 ] as const;
 
 /**
@@ -300,6 +301,9 @@ export const sampleBodies = (p: Record<string, string>): Record<string, unknown>
   "POST /api/v1/runner/jobs/:jobId/env-files": { path: "app.env.encrypted", text: "slipway:v1:AAAA\n" },
   "POST /api/v1/projects/:projectId/env-file-key/decrypt": { text: "slipway:v1:AAAA\n", name: "app.env.encrypted" },
   "POST /api/v1/runner/jobs/:jobId/finish": { status: "success", reason: null },
+  "POST /api/v1/runner/polls/lease": {},
+  // Valid in shape; the runner holds no poll of the project, so the server answers 409 lease_lost.
+  "POST /api/v1/runner/polls/:projectId/result": { refs: { "refs/heads/main": "a".repeat(40) } },
   // Valid in shape; no account is connected in these tests, so the server answers 404 not_connected.
   "PUT /api/v1/projects/:projectId/repository-link": { provider: "github", repo: "octocat/Hello-World" },
 });

@@ -7,6 +7,7 @@ import { knownHostsSchema } from "../../projects/known-hosts.js";
 import { forkBuildsSchema, projectNameSchema, repositoryUrlSchema } from "../../projects/projects.js";
 import { allowEntrySchema } from "../../sandbox/network.js";
 import { leftoverSchema } from "../../scm/repository-links.js";
+import { pollIntervalSchema, type Polling } from "../../scm/repository-polls.js";
 import { secretNameSchema, secretValueSchema } from "../../secrets/secret-variables.js";
 import type { Services } from "../../services.js";
 import { contextOf } from "../plugins/access.js";
@@ -15,11 +16,12 @@ import { projectSchema, secretNameListSchema, someField } from "../schemas.js";
 const projectParams = z.object({ projectId: z.string().min(1).max(64) });
 const secretParams = projectParams.extend({ name: secretNameSchema });
 const assignmentParams = projectParams.extend({ userId: z.string().min(1).max(64) });
-const view = (p: Project) => ({ id: p.id, organization: p.orgId, name: p.name, repositoryUrl: p.repositoryUrl, createdAt: p.createdAt, egressAllowlist: p.egressAllowlist, knownHosts: p.knownHosts, forkBuilds: p.forkBuilds });
+const view = (p: Project, polling: Polling | null) => ({ id: p.id, organization: p.orgId, name: p.name, repositoryUrl: p.repositoryUrl, createdAt: p.createdAt, egressAllowlist: p.egressAllowlist, knownHosts: p.knownHosts, forkBuilds: p.forkBuilds, polling });
 
 /** Projects, their secrets (write-only values) and contractor assignments. */
 export const projectRoutes: FastifyPluginAsyncZod<{ services: Services }> = async (app, { services }) => {
   const { projects, orgs, authorizer } = services;
+  const { polls } = services.scm;
 
   app.get(
     "/projects",
@@ -30,8 +32,9 @@ export const projectRoutes: FastifyPluginAsyncZod<{ services: Services }> = asyn
     async (request) => {
       const { principal } = contextOf(request);
       const locked = new Set((await orgs.listFor(principal.userId)).filter((o) => o.require2fa && !principal.twoFactor).map((o) => o.id));
-      const list = await projects.listFor(principal.userId, request.query.organization);
-      return { projects: list.filter((p) => !locked.has(p.orgId)).map(view) };
+      const list = (await projects.listFor(principal.userId, request.query.organization)).filter((p) => !locked.has(p.orgId));
+      const polling = await polls.getMany(list.map((p) => p.id));
+      return { projects: list.map((p) => view(p, polling.get(p.id) ?? null)) };
     },
   );
 
@@ -56,12 +59,12 @@ export const projectRoutes: FastifyPluginAsyncZod<{ services: Services }> = asyn
         orgId = mine[0]?.id ?? (await orgs.create(ctx, ctx.principal.email.split("@")[0]!)).id;
       }
       await authorizer.orgAction(ctx.principal, "project.create", orgId);
-      return reply.code(201).send(view(await projects.create(ctx, orgId, request.body.name, request.body.repositoryUrl ?? null)));
+      return reply.code(201).send(view(await projects.create(ctx, orgId, request.body.name, request.body.repositoryUrl ?? null), null));
     },
   );
 
   app.get("/projects/:projectId", { config: { access: { kind: "project", action: "project.read" } }, schema: { summary: "A project", params: projectParams, response: { 200: projectSchema } } }, async (request) =>
-    view(await projects.get(request.params.projectId)),
+    view(await projects.get(request.params.projectId), await polls.get(request.params.projectId)),
   );
 
   app.patch(
@@ -78,12 +81,22 @@ export const projectRoutes: FastifyPluginAsyncZod<{ services: Services }> = asyn
               .nullable()
               .optional()
               .describe("The git host's keys in known_hosts format (as `ssh-keyscan host` prints them); clones refuse any other key. null: the next clone pins the key it sees."),
+            pollIntervalSeconds: pollIntervalSchema
+              .nullable()
+              .optional()
+              .describe("P08: for a git server that cannot call Slipway: every this many seconds (60 to 86400) a runner lists the repository's heads and tags and builds those that moved. null: no polling."),
             forkBuilds: forkBuildsSchema.optional().describe("Pull requests from forks: `run` them without secrets, or `approve`: each waits for an owner's or admin's approval before anything runs."),
           })
           .strict()
           .refine(...someField), response: { 200: projectSchema } },
     },
-    async (request) => view(await projects.update(contextOf(request), request.params.projectId, request.body)),
+    async (request) => {
+      const ctx = contextOf(request);
+      const { pollIntervalSeconds, ...patch } = request.body;
+      const project = Object.keys(patch).length ? await projects.update(ctx, request.params.projectId, patch) : await projects.get(request.params.projectId);
+      if (pollIntervalSeconds !== undefined) await polls.configure(ctx, project, pollIntervalSeconds);
+      return view(project, await polls.get(project.id));
+    },
   );
 
   app.delete(

@@ -7,6 +7,8 @@ import { LogGapError } from "../../builds/job-logs.js";
 import { stepReportSchema } from "../../builds/job-steps.js";
 import { AppError } from "../../errors.js";
 import { knownHostsName, knownHostsSchema, parseKnownHosts } from "../../projects/known-hosts.js";
+import { usesSsh } from "../../runner/git-checkout.js";
+import { pollReportSchema } from "../../scm/repository-polls.js";
 import { secretNameSchema } from "../../secrets/secret-variables.js";
 import type { Services } from "../../services.js";
 import { envFileTextSchema } from "./env-file-key.js";
@@ -168,10 +170,57 @@ export const runnerApiRoutes: FastifyPluginAsyncZod<{ services: Services }> = as
     },
     async (request) => {
       const { projectId } = await builds.leasedJob(runnerId(request), request.params.jobId);
-      const host = knownHostsName((await services.projects.get(projectId)).repositoryUrl ?? "");
-      const strangers = parseKnownHosts(request.body.knownHosts).entries.filter((e) => !host || !e.hosts.includes(host));
-      if (strangers.length) throw new AppError(400, "wrong_host", `line ${strangers[0]!.line}: the entry does not name the repository's host ${host ?? "(the project has no SSH repository URL)"}`);
-      return { pinned: await services.projects.pinFirstSeenHostKeys(projectId, runnerId(request), request.body.knownHosts) };
+      return { pinned: await pinFirstSeen(projectId, runnerId(request), request.body.knownHosts) };
+    },
+  );
+
+  /** Trust on first use, for a clone or a poll: only entries naming the repository's own host. */
+  async function pinFirstSeen(projectId: string, runner: string, knownHosts: string): Promise<boolean> {
+    const host = knownHostsName((await services.projects.get(projectId)).repositoryUrl ?? "");
+    const strangers = parseKnownHosts(knownHosts).entries.filter((e) => !host || !e.hosts.includes(host));
+    if (strangers.length) throw new AppError(400, "wrong_host", `line ${strangers[0]!.line}: the entry does not name the repository's host ${host ?? "(the project has no SSH repository URL)"}`);
+    return services.projects.pinFirstSeenHostKeys(projectId, runner, knownHosts);
+  }
+
+  app.post(
+    "/runner/polls/lease",
+    {
+      logLevel: "warn",
+      config: runner,
+      schema: {
+        summary: "Lease the next repository poll that is due",
+        description:
+          "P08: for projects whose repository cannot call Slipway. 204 when none is due. The runner lists the repository's heads and tags with `git ls-remote` in a sandbox and reports them within 2 minutes. For an SSH URL it gets the deploy key and the pinned host keys, as for a clone.",
+        body: z.object({}).strict().optional(),
+      },
+    },
+    async (request, reply) => {
+      const poll = await services.scm.polls.lease(runnerId(request));
+      if (!poll) return reply.code(204).send();
+      if (!usesSsh(poll.repositoryUrl)) return { poll };
+      const { privateKey } = await services.deployKeys.revealDeployKey(poll.projectId);
+      return { poll: { ...poll, credentials: { privateKey, knownHosts: (await services.projects.get(poll.projectId)).knownHosts } } };
+    },
+  );
+
+  app.post(
+    "/runner/polls/:projectId/result",
+    {
+      config: runner,
+      schema: {
+        summary: "Report a repository poll",
+        description: "`refs`: each head and tag (`refs/heads/…`, `refs/tags/…`) with the commit it points at; those new or moved since the last poll are built (the first poll only learns them). `error`: why listing failed, shown on the project. `knownHosts`: what ssh saw when no host key was pinned.",
+        params: z.object({ projectId: z.string().min(1).max(64) }),
+        body: pollReportSchema,
+        response: { 200: z.object({ builds: z.number() }) },
+      },
+    },
+    async (request) => {
+      const { projectId } = request.params;
+      await services.scm.polls.assertHeld(runnerId(request), projectId);
+      const body = request.body;
+      if ("refs" in body && body.knownHosts !== undefined) await pinFirstSeen(projectId, runnerId(request), body.knownHosts);
+      return services.scm.polls.report(runnerId(request), projectId, "refs" in body ? { refs: body.refs } : body);
     },
   );
 
