@@ -2,6 +2,7 @@ import { chmodSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { createHash } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseLsRemote } from "../src/runner/git-checkout.js";
 import { createGitUser, makeRepos, startSshd, type GitUser, type ServedRepos, type Sshd } from "./helpers/git-server.js";
@@ -98,6 +99,23 @@ describe("P08: repository polls through the runner API", () => {
     await due();
     await lease();
     expect((await report({ refs: { "refs/heads/main": B, "refs/tags/v1": C } })).json()).toEqual({ builds: 0 });
+  });
+
+  it("P01, P08: the host key pinned on first use shows its fingerprint until a person confirms exactly it", async () => {
+    const seen = (await owner.get(`/api/v1/projects/${project}`)).json();
+    const fingerprint = createHash("sha256").update(Buffer.from(SAMPLE_HOST_KEY.split(" ")[1]!, "base64")).digest("base64").replace(/=+$/, "");
+    expect(seen.hostKeyFingerprints).toEqual([`git.example.com ssh-ed25519 SHA256:${fingerprint}`]);
+    expect(seen.knownHostsConfirmed).toBe(false);
+    const wrong = await owner.patch(`/api/v1/projects/${project}`, { confirmHostKeys: [`SHA256:${"A".repeat(43)}`] });
+    expect(wrong.statusCode).toBe(409);
+    expect(wrong.json().error.message).toMatch(/not the pinned keys'.*do not confirm/);
+    expect((await owner.get(`/api/v1/projects/${project}`)).json().knownHostsConfirmed).toBe(false);
+    expect((await owner.patch(`/api/v1/projects/${project}`, { confirmHostKeys: [`SHA256:${fingerprint}`], knownHosts: null })).statusCode).toBe(400);
+    const confirmed = await owner.patch(`/api/v1/projects/${project}`, { confirmHostKeys: [`SHA256:${fingerprint}`] });
+    expect(confirmed.statusCode).toBe(200);
+    expect(confirmed.json().knownHostsConfirmed).toBe(true);
+    const audit = await h.services.store.db.selectFrom("audit_log").select("details").where("action", "=", "project.known_hosts_confirmed").execute();
+    expect(audit).toHaveLength(1);
   });
 
   it("P08: a failed poll shows what git said on the project, and the next success clears it", async () => {

@@ -30,6 +30,7 @@ export const auditActions = [
   "project.deploy_key_regenerated",
   "project.known_hosts_changed",
   "project.known_hosts_pinned",
+  "project.known_hosts_confirmed",
   "project.env_file_decrypted",
   "project.webhook_secret_regenerated",
   "project.repository_linked",

@@ -19,6 +19,10 @@ export const projectSchema = z.object({
   /** The git host's pinned keys, known_hosts text: public keys, shown to every member. */
   knownHosts: z.string().nullable(),
   forkBuilds: z.enum(["run", "approve"]),
+  /** The pinned keys' fingerprints as `host type SHA256:…`, to compare with what the git host's operator gives. */
+  hostKeyFingerprints: z.array(z.string()),
+  /** false while the pinned keys were only trusted on first use; confirm them with `confirmHostKeys`. */
+  knownHostsConfirmed: z.boolean(),
   /** Set when the repository is polled for new commits (P08), with how the last poll went. */
   polling: pollingSchema.nullable(),
 });

@@ -8,7 +8,7 @@ import type { SecretVariables } from "../secrets/secret-variables.js";
 import type { DeployKeys } from "./deploy-keys.js";
 import { fingerprints, normalizeKnownHosts } from "./known-hosts.js";
 import type { Webhooks } from "./webhooks.js";
-import type { Executor, Store } from "../store/database.js";
+import type { Executor, Store, Tx } from "../store/database.js";
 import { newId, now } from "../store/ids.js";
 import type { ProjectsTable } from "../store/schema.js";
 
@@ -36,6 +36,10 @@ export interface Project {
   knownHosts: string | null;
   /** Pull requests from forks: `run` them (without secrets, like every pull request) or have them wait for an owner's or admin's approval. */
   forkBuilds: ForkBuilds;
+  /** The pinned keys' fingerprints (`host type SHA256:…`), for comparing with what the git host's operator says. */
+  hostKeyFingerprints: string[];
+  /** Whether a person set or confirmed the pinned keys; false while they were only trusted on first use. */
+  knownHostsConfirmed: boolean;
 }
 
 export const forkBuildsSchema = z.enum(["run", "approve"]);
@@ -50,6 +54,8 @@ const toProject = (r: ProjectsTable): Project => ({
   egressAllowlist: r.egress_allowlist === null ? null : (JSON.parse(r.egress_allowlist) as string[]),
   knownHosts: r.known_hosts,
   forkBuilds: forkBuildsSchema.catch("approve").parse(r.fork_builds),
+  hostKeyFingerprints: r.known_hosts === null ? [] : fingerprints(r.known_hosts),
+  knownHostsConfirmed: r.known_hosts !== null && Number(r.known_hosts_confirmed) === 1,
 });
 
 /** Project records, their contractor assignments and the life of their data keys. */
@@ -65,7 +71,7 @@ export class Projects {
   ) {}
 
   async create(ctx: RequestContext, orgId: string, name: string, repositoryUrl: string | null): Promise<Project> {
-    const row: ProjectsTable = { id: newId("prj"), org_id: orgId, name, repository_url: repositoryUrl, created_at: now(), egress_allowlist: null, known_hosts: null, fork_builds: "run" };
+    const row: ProjectsTable = { id: newId("prj"), org_id: orgId, name, repository_url: repositoryUrl, created_at: now(), egress_allowlist: null, known_hosts: null, fork_builds: "run", known_hosts_confirmed: 0 };
     await this.store.db.transaction().execute(async (tx) => {
       await this.assertNameFree(tx, orgId, name);
       await tx.insertInto("projects").values(row).execute();
@@ -116,21 +122,24 @@ export class Projects {
     return rows.map(toProject);
   }
 
-  async update(ctx: RequestContext, id: string, patch: { name?: string; repositoryUrl?: string | null; egressAllowlist?: string[] | null; knownHosts?: string | null; forkBuilds?: ForkBuilds }): Promise<Project> {
-    const { knownHosts, ...rest } = patch;
+  async update(ctx: RequestContext, id: string, patch: { name?: string; repositoryUrl?: string | null; egressAllowlist?: string[] | null; knownHosts?: string | null; forkBuilds?: ForkBuilds; confirmHostKeys?: string[] }): Promise<Project> {
+    const { knownHosts, confirmHostKeys, ...rest } = patch;
     const pinned = knownHosts === undefined || knownHosts === null ? knownHosts : normalizeKnownHosts(knownHosts);
     await this.store.db.transaction().execute(async (tx) => {
       const p = await this.find(tx, id);
       if (!p) throw notFound("project");
       if (patch.name !== undefined && patch.name !== p.name) await this.assertNameFree(tx, p.orgId, patch.name);
+      if (confirmHostKeys !== undefined) await this.confirmHostKeys(ctx, tx, p, confirmHostKeys);
       await tx
         .updateTable("projects")
         .set({
           ...(patch.name !== undefined && { name: patch.name }),
           ...(patch.repositoryUrl !== undefined && { repository_url: patch.repositoryUrl }),
           ...(patch.egressAllowlist !== undefined && { egress_allowlist: patch.egressAllowlist === null ? null : JSON.stringify(patch.egressAllowlist) }),
-          ...(pinned !== undefined && { known_hosts: pinned }),
+          // Keys a person gives are vouched for; none pinned means the next clone trusts on first use.
+          ...(pinned !== undefined && { known_hosts: pinned, known_hosts_confirmed: pinned === null ? 0 : 1 }),
           ...(patch.forkBuilds !== undefined && { fork_builds: patch.forkBuilds }),
+          ...(confirmHostKeys !== undefined && { known_hosts_confirmed: 1 }),
         })
         .where("id", "=", id)
         .execute();
@@ -150,11 +159,25 @@ export class Projects {
       const p = await this.find(tx, projectId);
       if (!p) throw notFound("project");
       // Conditional, so that of two clones reporting at once only the first pins.
-      const res = await tx.updateTable("projects").set({ known_hosts: text }).where("id", "=", projectId).where("known_hosts", "is", null).executeTakeFirst();
+      const res = await tx.updateTable("projects").set({ known_hosts: text, known_hosts_confirmed: 0 }).where("id", "=", projectId).where("known_hosts", "is", null).executeTakeFirst();
       if (Number(res.numUpdatedRows) !== 1) return false;
       await this.audit.record({ action: "project.known_hosts_pinned", actor: "runner", orgId: p.orgId, target: projectId, details: { runner: runnerId, now: fingerprints(text) } }, tx);
       return true;
     });
+  }
+
+  /**
+   * A person vouches for the keys pinned on first use by naming their SHA256 fingerprints, as the
+   * git host's operator gives them (`ssh-keygen -lf`); a set that is not exactly the pinned one is
+   * refused, so a key that changed meanwhile is never confirmed by mistake. The caller records it.
+   */
+  private async confirmHostKeys(ctx: RequestContext, tx: Tx, p: Project, given: string[]): Promise<void> {
+    if (p.knownHosts === null) throw conflict("no host keys are pinned yet: the first clone or poll pins the key it sees, then confirm its fingerprint");
+    const pinned = new Set(p.hostKeyFingerprints.map((f) => f.split(" ").at(-1)!));
+    const named = new Set(given);
+    if (pinned.size !== named.size || [...named].some((f) => !pinned.has(f)))
+      throw conflict(`those fingerprints are not the pinned keys' (${[...pinned].join(", ")}): if the git host's operator gives other fingerprints, do not confirm; pin the right keys with "knownHosts" instead`);
+    await this.audit.record({ action: "project.known_hosts_confirmed", ...actorOf(ctx), orgId: p.orgId, target: p.id, details: { fingerprints: p.hostKeyFingerprints } }, tx);
   }
 
   /** Deletes the record, its secrets and its data key in one transaction: what was sealed for it is gone for good. */

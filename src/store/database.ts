@@ -18,6 +18,7 @@ import * as m011 from "./migrations/011_job_steps.js";
 import * as m012 from "./migrations/012_project_fork_builds.js";
 import * as m013 from "./migrations/013_scm_connections.js";
 import * as m014 from "./migrations/014_repository_polls.js";
+import * as m015 from "./migrations/015_project_host_key_confirmation.js";
 
 export type Db = Kysely<Database>;
 export type Tx = Transaction<Database>;
@@ -40,6 +41,7 @@ const migrations: Record<string, Migration> = {
   "012_project_fork_builds": m012,
   "013_scm_connections": m013,
   "014_repository_polls": m014,
+  "015_project_host_key_confirmation": m015,
 };
 
 export interface Store {

@@ -92,6 +92,8 @@ export interface ProjectsTable {
   egress_allowlist: string | null;
   /** "run" or "approve": see migration 012. */
   fork_builds: string;
+  /** 1 when a person set or confirmed the pinned host keys; 0 while they are trusted on first use only. */
+  known_hosts_confirmed: number;
   /** The git host's pinned keys, known_hosts text, or null (the next clone pins what it sees). */
   known_hosts: string | null;
 }

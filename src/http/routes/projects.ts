@@ -16,7 +16,7 @@ import { projectSchema, secretNameListSchema, someField } from "../schemas.js";
 const projectParams = z.object({ projectId: z.string().min(1).max(64) });
 const secretParams = projectParams.extend({ name: secretNameSchema });
 const assignmentParams = projectParams.extend({ userId: z.string().min(1).max(64) });
-const view = (p: Project, polling: Polling | null) => ({ id: p.id, organization: p.orgId, name: p.name, repositoryUrl: p.repositoryUrl, createdAt: p.createdAt, egressAllowlist: p.egressAllowlist, knownHosts: p.knownHosts, forkBuilds: p.forkBuilds, polling });
+const view = (p: Project, polling: Polling | null) => ({ id: p.id, organization: p.orgId, name: p.name, repositoryUrl: p.repositoryUrl, createdAt: p.createdAt, egressAllowlist: p.egressAllowlist, knownHosts: p.knownHosts, forkBuilds: p.forkBuilds, hostKeyFingerprints: p.hostKeyFingerprints, knownHostsConfirmed: p.knownHostsConfirmed, polling });
 
 /** Projects, their secrets (write-only values) and contractor assignments. */
 export const projectRoutes: FastifyPluginAsyncZod<{ services: Services }> = async (app, { services }) => {
@@ -81,6 +81,12 @@ export const projectRoutes: FastifyPluginAsyncZod<{ services: Services }> = asyn
               .nullable()
               .optional()
               .describe("The git host's keys in known_hosts format (as `ssh-keyscan host` prints them); clones refuse any other key. null: the next clone pins the key it sees."),
+            confirmHostKeys: z
+              .array(z.string().regex(/^SHA256:[A-Za-z0-9+/]{43}$/, "a fingerprint as ssh-keygen -lf prints it: SHA256: and 43 base64 characters"))
+              .min(1)
+              .max(20)
+              .optional()
+              .describe("Vouch for the host keys the first clone or poll pinned (trust on first use) by naming exactly their SHA256 fingerprints, as the git host's operator gives them; 409 if they differ."),
             pollIntervalSeconds: pollIntervalSchema
               .nullable()
               .optional()
@@ -88,7 +94,8 @@ export const projectRoutes: FastifyPluginAsyncZod<{ services: Services }> = asyn
             forkBuilds: forkBuildsSchema.optional().describe("Pull requests from forks: `run` them without secrets, or `approve`: each waits for an owner's or admin's approval before anything runs."),
           })
           .strict()
-          .refine(...someField), response: { 200: projectSchema } },
+          .refine(...someField)
+          .refine((b) => b.confirmHostKeys === undefined || b.knownHosts === undefined, { message: "pin keys (knownHosts) or confirm the pinned ones (confirmHostKeys), not both at once", path: ["confirmHostKeys"] }), response: { 200: projectSchema } },
     },
     async (request) => {
       const ctx = contextOf(request);
