@@ -101,7 +101,10 @@ const expected: Record<string, Expected> = {
   // (session only where tokens are granted or revoked); linking changes the project: managers.
   "GET /api/v1/scm/providers":                        row([200, 200, 200, 200, 200, 200, 200]),
   "POST /api/v1/me/connections/:provider":            row([401, 200, 200, 200, 200, 200, 200]),
-  "GET /api/v1/scm/:provider/callback":               row([401, 303, 303, 303, 303, 303, 303]),
+  // Public: the OAuth state (bound to the session or browser that began it) is what counts.
+  "GET /api/v1/scm/:provider/callback":               row([303, 303, 303, 303, 303, 303, 303]),
+  "POST /api/v1/session/scm/:provider":               row([200, 200, 200, 200, 200, 200, 200]),
+  "POST /api/v1/session/scm":                         row([200, 200, 200, 200, 200, 200, 200]),
   "GET /api/v1/me/connections":                       row([401, 200, 200, 200, 200, 200, 200]),
   "DELETE /api/v1/me/connections/:provider":          row([401, 200, 200, 200, 200, 200, 200]),
   "GET /api/v1/me/connections/:provider/repositories": row([401, 200, 200, 200, 200, 200, 200]),
@@ -147,7 +150,6 @@ const sessionOnly = new Set([
   "DELETE /api/v1/tokens/:tokenId",
   "POST /api/v1/invitations/accept",
   "POST /api/v1/me/connections/:provider",
-  "GET /api/v1/scm/:provider/callback",
   "DELETE /api/v1/me/connections/:provider",
 ]);
 
@@ -394,6 +396,15 @@ const calls: Record<string, (s: Subject) => Promise<Call>> = {
     // The simulator approves at once; which account gets GitHub's one user does not matter here.
     const back = await browse(await h.services.scm.connections.begin((user ?? users.host).id, "github"), sim.ca);
     return { params: { provider: "github" }, query: back.search, after: () => h.services.store.db.deleteFrom("scm_connections").where("provider_user_id", "=", String(sim.user.id)).execute().then(() => undefined) };
+  },
+  "POST /api/v1/session/scm/:provider": async () => ({ params: { provider: "github" } }),
+  "POST /api/v1/session/scm": async () => {
+    // A git host sign-in of an account with two-factor, waiting for its code.
+    const u = await createUser(h, `ticket-${rand()}@example.com`);
+    const codes = await enableTwoFactor(u);
+    const started = await h.services.signIn.signInVerified(u.id, null, "github");
+    if (!("ticket" in started)) throw new Error("expected a ticket");
+    return { body: { ticket: started.ticket, totp: codes[0] } };
   },
   "GET /api/v1/me/connections": none,
   "DELETE /api/v1/me/connections/:provider": async ({ user }) => {

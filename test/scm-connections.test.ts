@@ -3,7 +3,7 @@ import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Client, createUser, signIn, startHarness, type Harness } from "./helpers/harness.js";
+import { Client, createUser, signIn, startHarness, totpCode, type Harness } from "./helpers/harness.js";
 import { browse, connectAccount } from "./helpers/scm-connect.js";
 import { GitHubSim } from "./helpers/scm-sim/github.js";
 
@@ -87,18 +87,22 @@ describe("connecting a GitHub account", () => {
     expect((await mallory.get("/api/v1/me/connections")).json().connections).toEqual([]);
     // The state was spent by that attempt: the owner's own replay of it is refused too.
     const replay = await owner.get(`${back.pathname}${back.search}`);
-    expect(scmError(replay)).toMatch(/start connecting again/);
+    expect(scmError(replay)).toMatch(/start again/);
     // Control: a fresh round trip works for the owner.
     expect(await connectAccount(owner, "github", sim.ca)).toBe("/account#connected=github");
   });
 
-  it("says what to do when the user declines at GitHub, and refuses a callback without a session", async () => {
+  it("says what to do when the user declines at GitHub, and connects nothing without the session that began it", async () => {
     const start = await owner.post("/api/v1/me/connections/github");
     const state = new URL(start.json().authorizeUrl).searchParams.get("state")!;
     const declined = await owner.get(`/api/v1/scm/github/callback?error=access_denied&state=${state}`);
     expect(declined.statusCode).toBe(303);
     expect(scmError(declined)).toMatch(/did not grant access \(access_denied\).*allow Slipway/);
-    expect((await new Client(h.app).get(`/api/v1/scm/github/callback?code=x&state=${state}`)).statusCode).toBe(401);
+    // Without the session that began it, the callback connects nothing.
+    const fresh = new URL((await owner.post("/api/v1/me/connections/github")).json().authorizeUrl).searchParams.get("state")!;
+    const anonymous = await new Client(h.app).get(`/api/v1/scm/github/callback?code=x&state=${fresh}`);
+    expect(anonymous.statusCode).toBe(303);
+    expect(scmError(anonymous)).toMatch(/started by another account/);
   });
 
   it("lists the account's repositories a page at a time", async () => {
@@ -334,5 +338,82 @@ describe("P07, P15: tokens", () => {
     const res = await owner.delete(`/api/v1/projects/${id}/repository-link`);
     expect(res.json().leftovers.map((l: { what: string }) => l.what).sort()).toEqual(["deploy key", "webhook"]);
     for (const l of res.json().leftovers) expect(l.reason).toMatch(/reconnect your GitHub account/);
+  });
+});
+
+describe("P15: signing in with GitHub", () => {
+  const STATE = "slipway_scm_state";
+
+  /** A browser with no session starts a sign-in and comes back from GitHub's page. */
+  async function startSignIn(): Promise<{ back: URL; cookie: string }> {
+    const res = await new Client(h.app).post("/api/v1/session/scm/github");
+    expect(res.statusCode).toBe(200);
+    const state = res.cookies.find((c) => c.name === STATE)!;
+    expect(state).toMatchObject({ httpOnly: true, sameSite: "Lax", path: "/api/v1/scm" });
+    return { back: await browse(new URL(res.json().authorizeUrl), sim.ca), cookie: `${STATE}=${state.value}` };
+  }
+  const callback = (back: URL, cookie?: string) => h.app.inject({ method: "GET", url: `${back.pathname}${back.search}`, headers: cookie ? { cookie } : {} });
+  const sessionCookie = (res: { cookies: Array<{ name: string; value: string }> }) => res.cookies.find((c) => c.name === "slipway_session");
+  const signInError = (res: { headers: Record<string, unknown> }) => new URLSearchParams(String(res.headers.location).replace(/^\/sign-in#/, "")).get("scm-error");
+
+  it("P15: signs in the Slipway account connected to that GitHub account, with a new session", async () => {
+    const { back, cookie } = await startSignIn();
+    const res = await callback(back, cookie);
+    expect(res.statusCode).toBe(303);
+    expect(res.headers.location).toBe("/");
+    const session = sessionCookie(res)!;
+    const me = await h.app.inject({ method: "GET", url: "/api/v1/session", headers: { cookie: `slipway_session=${session.value}` } });
+    expect(me.json().user.email).toBe("owner@example.com");
+    const audit = await h.services.store.db.selectFrom("audit_log").select("details").where("action", "=", "auth.signin").orderBy("seq", "desc").executeTakeFirstOrThrow();
+    expect(JSON.parse(audit.details)).toEqual({ via: "github" });
+  });
+
+  it("P15: a callback in a browser that did not start the sign-in signs nobody in (login CSRF)", async () => {
+    const { back, cookie } = await startSignIn();
+    const res = await callback(back, `${STATE}=${"x".repeat(43)}`);
+    expect(res.statusCode).toBe(303);
+    expect(signInError(res)).toMatch(/started by another account: start again/);
+    expect(sessionCookie(res)).toBeUndefined();
+    // The state was spent by that try: the right browser cannot use it now either.
+    expect(sessionCookie(await callback(back, cookie))).toBeUndefined();
+  });
+
+  it("P15: accounts are never matched by email: a GitHub account connected to nobody signs nobody in", async () => {
+    expect((await owner.delete("/api/v1/me/connections/github")).statusCode).toBe(200);
+    const { back, cookie } = await startSignIn();
+    const res = await callback(back, cookie);
+    expect(signInError(res)).toMatch(/no Slipway account is connected to the GitHub account octocat: sign in with your email and password, then connect GitHub/);
+    expect(sessionCookie(res)).toBeUndefined();
+  });
+
+  it("P15: an account with two-factor gets a one-try ticket, and a session only with its code", async () => {
+    const user = await createUser(h, "careful@example.com");
+    const careful = await signIn(h, "careful@example.com");
+    await connectAccount(careful, "github", sim.ca);
+    const ctx = { principal: { userId: user.id, email: user.email, isAdmin: false, twoFactor: false, via: "session" as const, scopes: "all" as const }, ip: null };
+    const { otpauthUri } = await h.services.twoFactor.begin(ctx);
+    await h.services.twoFactor.confirm(ctx, totpCode(otpauthUri));
+    const ticketOf = async () => {
+      const { back, cookie } = await startSignIn();
+      const res = await callback(back, cookie);
+      expect(sessionCookie(res)).toBeUndefined();
+      const m = /^\/sign-in#scm-ticket=([A-Za-z0-9_-]+)$/.exec(String(res.headers.location));
+      expect(m, String(res.headers.location)).not.toBeNull();
+      return m![1]!;
+    };
+    const finish = (ticket: string, totp: string) => new Client(h.app).post("/api/v1/session/scm", { ticket, totp });
+
+    const first = await ticketOf();
+    const wrong = await finish(first, "000000");
+    expect(wrong.statusCode).toBe(401);
+    expect(wrong.json().error.code).toBe("invalid_code");
+    // Spent by the wrong try: guessing codes needs a new GitHub round trip each time.
+    const again = await finish(first, totpCode(otpauthUri, 1));
+    expect(again.json().error.code).toBe("ticket_invalid");
+
+    const ok = await finish(await ticketOf(), totpCode(otpauthUri, 1));
+    expect(ok.statusCode).toBe(200);
+    expect(ok.json().user.email).toBe("careful@example.com");
+    expect(sessionCookie(ok)).toBeDefined();
   });
 });

@@ -1,10 +1,11 @@
 import { pollingSchema } from "../scm/repository-polls.js";
 import { z } from "zod";
 import { roleSchema } from "../auth/permissions.js";
+import { userSchema } from "../auth/users.js";
 import { orgSchema } from "../orgs/organizations.js";
 
 /** Response shapes. Serialisation drops any field not named here, so nothing extra reaches a client. */
-export { userSchema } from "../auth/users.js";
+export { userSchema };
 export { tokenSchema } from "../auth/api-tokens.js";
 export { orgSchema };
 export const orgWithRoleSchema = orgSchema.extend({ role: roleSchema });
@@ -26,6 +27,8 @@ export const projectSchema = z.object({
   /** Set when the repository is polled for new commits (P08), with how the last poll went. */
   polling: pollingSchema.nullable(),
 });
+
+export const sessionResponseSchema = z.object({ user: userSchema, csrfToken: z.string() });
 
 export const secretNameListSchema = z.object({ secrets: z.array(z.object({ name: z.string(), updatedAt: z.string() })) });
 

@@ -74,8 +74,11 @@ export class ScmConnections {
     private readonly registry: ScmRegistry,
   ) {}
 
-  /** Starts connecting the user's account: the URL to send the browser to. The state and PKCE verifier stay here. */
-  async begin(userId: string, name: WebhookProvider): Promise<URL> {
+  /**
+   * Starts connecting the user's account, or with no user a sign-in with the provider: the URL to
+   * send the browser to. The state and PKCE verifier stay here.
+   */
+  async begin(userId: string | null, name: WebhookProvider): Promise<URL> {
     const provider = this.registry.get(name);
     const state = newOAuthSecret();
     const verifier = newOAuthSecret();
@@ -88,23 +91,36 @@ export class ScmConnections {
   }
 
   /**
-   * The provider's redirect back: the state must be one this user started for this provider, unused
-   * and fresh (so a link planted by someone else cannot attach their account to this user).
+   * The provider's redirect back. The state must be one started here for this provider, unused and
+   * fresh, and come back to who started it: a connection to the session that began it (so a link
+   * planted by someone else cannot attach their account), a sign-in to the browser that began it
+   * (so nobody can sign a victim into the attacker's account). A sign-in names the Slipway account
+   * already connected to that provider account, never one matched by email.
    */
-  async complete(ctx: RequestContext, name: WebhookProvider, state: string, code: string): Promise<Connection> {
+  async complete(name: WebhookProvider, state: string, code: string, caller: { ctx: RequestContext | undefined; ip: string | null; browserState: string | undefined }): Promise<{ connected: Connection } | { signedIn: string }> {
+    const { ctx, ip } = caller;
     const provider = this.registry.get(name);
+    const label = this.registry.label(name);
     const pending = await this.store.db.transaction().execute(async (tx) => {
       const row = await tx.selectFrom("scm_sign_ins").selectAll().where("state_hash", "=", stateHash(state)).executeTakeFirst();
       // Spent on first sight, whatever happens next: a state is good for one try.
       if (row) await tx.deleteFrom("scm_sign_ins").where("state_hash", "=", row.state_hash).execute();
       return row;
     });
-    if (!pending || pending.user_id !== ctx.principal.userId || pending.provider !== name || Date.parse(pending.created_at) < Date.now() - SIGN_IN_TTL_MS)
-      throw badRequest(`this ${this.registry.label(name)} sign-in is unknown, expired or was started by another account: start connecting again from your account page`, "oauth_state");
+    const startedBy = pending?.user_id ?? null;
+    // A connection comes back to the session that started it; a sign-in to the browser that started it.
+    const sameStarter = startedBy === null ? caller.browserState === state : startedBy === ctx?.principal.userId;
+    if (!pending || pending.provider !== name || Date.parse(pending.created_at) < Date.now() - SIGN_IN_TTL_MS || !sameStarter)
+      throw badRequest(`this ${label} sign-in is unknown, expired or was started by another account: start again`, "oauth_state");
     const verifier = await this.box.openString(this.store.db, SIGN_IN_OWNER, VERIFIER, pending.code_verifier);
     const tokens = await providerCall(() => provider.exchangeCode(code, verifier));
     const user = await providerCall(() => provider.currentUser(tokens.accessToken));
-    return this.connect(ctx, name, tokens, user);
+    if (startedBy !== null) return { connected: await this.connect(ctx!, name, tokens, user) };
+    const known = await this.store.db.selectFrom("scm_connections").innerJoin("users", "users.id", "scm_connections.user_id").select(["users.id", "users.email", "users.is_admin"]).where("scm_connections.provider", "=", name).where("scm_connections.provider_user_id", "=", user.id).executeTakeFirst();
+    if (!known) throw new AppError(404, "no_account", `no Slipway account is connected to the ${label} account ${user.login}: sign in with your email and password, then connect ${label} from your account page`);
+    // The fresh tokens replace the stored ones, as a reconnect would.
+    await this.connect({ principal: { userId: known.id, email: known.email, isAdmin: Number(known.is_admin) === 1, twoFactor: false, via: "session", scopes: "all" }, ip }, name, tokens, user);
+    return { signedIn: known.id };
   }
 
   /** Stores the account's tokens (sealed) and basic profile for the user; one account per provider and user, one user per account. */

@@ -304,6 +304,8 @@ export const sampleBodies = (p: Record<string, string>): Record<string, unknown>
   "POST /api/v1/runner/polls/lease": {},
   // Valid in shape; the runner holds no poll of the project, so the server answers 409 lease_lost.
   "POST /api/v1/runner/polls/:projectId/result": { refs: { "refs/heads/main": "a".repeat(40) } },
+  // Valid in shape; no such ticket was given, so the server answers 401 ticket_invalid.
+  "POST /api/v1/session/scm": { ticket: "t".repeat(43), totp: "123456" },
   // Valid in shape; no account is connected in these tests, so the server answers 404 not_connected.
   "PUT /api/v1/projects/:projectId/repository-link": { provider: "github", repo: "octocat/Hello-World" },
 });

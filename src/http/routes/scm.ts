@@ -6,8 +6,11 @@ import { repositoryPageSchema } from "../../scm/provider.js";
 import { leftoverSchema, repositoryLinkSchema } from "../../scm/repository-links.js";
 import type { Services } from "../../services.js";
 import { contextOf } from "../plugins/access.js";
+import { sessionResponseSchema } from "../schemas.js";
+import { setSessionCookie } from "./session.js";
 
 const sessionOnly = { access: { kind: "account", sessionOnly: true } } as const;
+const STATE_COOKIE = "slipway_scm_state";
 const providerParams = z.object({ provider: providerNameSchema });
 const projectParams = z.object({ projectId: z.string().min(1).max(64) });
 /** Owner/name at GitHub, Gitea and Bitbucket; group/subgroup/name at GitLab. */
@@ -18,7 +21,7 @@ const leftoversSchema = z.object({ leftovers: z.array(leftoverSchema).describe("
  * Git hosts: the providers this server offers, the caller's connected accounts (OAuth with PKCE;
  * tokens sealed, never returned), their repositories, and linking a project to one of them.
  */
-export const scmRoutes: FastifyPluginAsyncZod<{ services: Services }> = async (app, { services }) => {
+export const scmRoutes: FastifyPluginAsyncZod<{ services: Services; tls: boolean }> = async (app, { services, tls }) => {
   const { registry, connections, links } = services.scm;
 
   app.get(
@@ -41,13 +44,33 @@ export const scmRoutes: FastifyPluginAsyncZod<{ services: Services }> = async (a
     async (request) => ({ authorizeUrl: (await connections.begin(contextOf(request).principal.userId, request.params.provider)).toString() }),
   );
 
+  app.post(
+    "/session/scm/:provider",
+    {
+      config: { access: { kind: "public" }, rateLimit: { max: 30, timeWindow: "1 minute" } },
+      schema: {
+        summary: "Start signing in with an account at a git host",
+        description: "For a Slipway account that has connected that git host account before (never matched by email). Returns the provider's sign-in page to send the browser to; the callback then signs in, or asks for the two-factor code.",
+        params: providerParams,
+        response: { 200: z.object({ authorizeUrl: z.string() }) },
+      },
+    },
+    async (request, reply) => {
+      const url = await connections.begin(null, request.params.provider);
+      // Binds the sign-in to this browser: a callback link made by someone else (login CSRF) finds no such cookie.
+      reply.setCookie(STATE_COOKIE, url.searchParams.get("state")!, { path: "/api/v1/scm", httpOnly: true, sameSite: "lax", secure: tls, maxAge: 600 });
+      return { authorizeUrl: url.toString() };
+    },
+  );
+
   app.get(
     "/scm/:provider/callback",
     {
-      config: sessionOnly,
+      config: { access: { kind: "public" } },
       schema: {
-        summary: "Where the git host sends the browser back after sign-in",
-        description: "Finishes connecting the account, then redirects to `/account`: `#connected=<provider>` on success, `#scm-error=<message>` otherwise.",
+        summary: "Where the git host sends the browser back after its sign-in",
+        description:
+          "Connecting an account: finishes it (with the session that started it) and redirects to `/account#connected=<provider>`. Signing in: sets the session cookie and redirects to `/`, or for an account with two-factor to `/sign-in#scm-ticket=<ticket>` (finish with `POST /api/v1/session/scm`). Failures redirect with `#scm-error=<message>`.",
         params: providerParams,
         querystring: z.object({ state: z.string().min(1).max(256), code: z.string().min(1).max(2048).optional(), error: z.string().max(256).optional(), error_description: z.string().max(1024).optional() }),
       },
@@ -55,15 +78,40 @@ export const scmRoutes: FastifyPluginAsyncZod<{ services: Services }> = async (a
     async (request, reply) => {
       const { provider } = request.params;
       const { state, code, error } = request.query;
-      const back = (fragment: Record<string, string>) => reply.redirect(`/account#${new URLSearchParams(fragment).toString()}`, 303);
+      const back = (page: string, fragment: Record<string, string>) => reply.redirect(`${page}#${new URLSearchParams(fragment).toString()}`, 303);
+      const ctx = request.principal ? contextOf(request) : undefined;
       try {
-        if (!code) throw new AppError(400, "oauth_declined", `${registry.label(provider)} did not grant access (${error ?? "no code"}): start connecting again and allow Slipway's access.`);
-        await connections.complete(contextOf(request), provider, state, code);
-        return back({ connected: provider });
+        if (!code) throw new AppError(400, "oauth_declined", `${registry.label(provider)} did not grant access (${error ?? "no code"}): start again and allow Slipway's access.`);
+        const done = await connections.complete(provider, state, code, { ctx, ip: request.ip, browserState: request.cookies[STATE_COOKIE] });
+        reply.clearCookie(STATE_COOKIE, { path: "/api/v1/scm" });
+        if ("connected" in done) return back("/account", { connected: provider });
+        const signedIn = await services.signIn.signInVerified(done.signedIn, request.ip, provider);
+        if ("ticket" in signedIn) return back("/sign-in", { "scm-ticket": signedIn.ticket });
+        if (request.principal?.sessionHash) await services.sessions.destroy(request.principal.sessionHash);
+        setSessionCookie(reply, signedIn.sessionToken, { tls, maxDays: services.settings.sessionMaxDays });
+        return reply.redirect("/", 303);
       } catch (err) {
         if (!(err instanceof AppError)) throw err;
-        return back({ "scm-error": err.message });
+        return back(ctx ? "/account" : "/sign-in", { "scm-error": err.message });
       }
+    },
+  );
+
+  app.post(
+    "/session/scm",
+    {
+      config: { access: { kind: "public" }, rateLimit: { max: 30, timeWindow: "1 minute" } },
+      schema: {
+        summary: "Finish a git host sign-in with the two-factor code",
+        description: "The ticket from the callback's redirect is good for one try within five minutes. Sets the session cookie and returns the CSRF token, as `POST /api/v1/session` does.",
+        body: z.object({ ticket: z.string().min(16).max(128), totp: z.string().min(1).max(64) }).strict(),
+        response: { 200: sessionResponseSchema },
+      },
+    },
+    async (request, reply) => {
+      const { user, sessionToken } = await services.signIn.redeemTicket(request.body.ticket, request.body.totp, request.ip);
+      if (request.principal?.sessionHash) await services.sessions.destroy(request.principal.sessionHash);
+      return { user, csrfToken: setSessionCookie(reply, sessionToken, { tls, maxDays: services.settings.sessionMaxDays }) };
     },
   );
 

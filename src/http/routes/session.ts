@@ -8,19 +8,22 @@ import { actorOf } from "../../audit/audit-log.js";
 import { AppError } from "../../errors.js";
 import type { Services } from "../../services.js";
 import { SESSION_COOKIE, contextOf } from "../plugins/access.js";
-import { messageSchema, userSchema } from "../schemas.js";
+import { messageSchema, sessionResponseSchema, userSchema } from "../schemas.js";
 
 const authRateLimit = { max: 30, timeWindow: "1 minute" };
-const sessionResponse = z.object({ user: userSchema, csrfToken: z.string() });
+const sessionResponse = sessionResponseSchema;
+
+/** Sets the session cookie of a new session; returns the CSRF token bound to it. */
+export function setSessionCookie(reply: FastifyReply, token: string, opts: { tls: boolean; maxDays: number }): string {
+  reply.setCookie(SESSION_COOKIE, token, { path: "/", httpOnly: true, sameSite: "lax", secure: opts.tls, maxAge: opts.maxDays * 86_400 });
+  return reply.generateCsrf({ userInfo: tokenHash(token) });
+}
 
 /** Sign-in and sign-out, self sign-up and email verification. */
 export const sessionRoutes: FastifyPluginAsyncZod<{ services: Services; tls: boolean }> = async (app, { services, tls }) => {
   const { settings } = services;
 
-  function startSession(reply: FastifyReply, token: string, user: User) {
-    reply.setCookie(SESSION_COOKIE, token, { path: "/", httpOnly: true, sameSite: "lax", secure: tls, maxAge: settings.sessionMaxDays * 86_400 });
-    return { user, csrfToken: reply.generateCsrf({ userInfo: tokenHash(token) }) };
-  }
+  const startSession = (reply: FastifyReply, token: string, user: User) => ({ user, csrfToken: setSessionCookie(reply, token, { tls, maxDays: settings.sessionMaxDays }) });
 
   app.post(
     "/session",
