@@ -118,6 +118,21 @@ describe("connecting a GitHub account", () => {
     expect(new Set(names).size).toBe(names.length);
   });
 
+  it("tells whether the user can read a repository, asking GitHub once a minute at most", async () => {
+    const userId = (await owner.get("/api/v1/me")).json().user.id as string;
+    const asked = () => sim.requests.filter((r) => r.path.startsWith("/api/v3/repos/")).length;
+    const before = asked();
+    expect(await h.services.scm.connections.canRead(userId, "github", "acme/private-app")).toBe(true);
+    expect(await h.services.scm.connections.canRead(userId, "github", "acme/secret")).toBe(false);
+    expect(asked()).toBe(before + 2);
+    // Answered from the cache: GitHub is not asked again.
+    expect(await h.services.scm.connections.canRead(userId, "github", "acme/private-app")).toBe(true);
+    expect(await h.services.scm.connections.canRead(userId, "github", "acme/secret")).toBe(false);
+    expect(asked()).toBe(before + 2);
+    // No connection, no access.
+    expect(await h.services.scm.connections.canRead(userId, "gitlab", "acme/private-app")).toBe(false);
+  });
+
   it("answers an unconfigured provider and an unconnected account with what to do", async () => {
     const gitlab = await owner.post("/api/v1/me/connections/gitlab");
     expect(gitlab.statusCode).toBe(404);
