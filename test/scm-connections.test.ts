@@ -320,6 +320,13 @@ describe("P07, P15: tokens", () => {
     const leaver = await signIn(h, "leaver@example.com");
     // The simulator has one GitHub user, so the owner lets go of it first.
     expect((await owner.delete("/api/v1/me/connections/github")).json()).toEqual({ revoked: true, manual: null });
+    // A project linked through that connection: GitHub dropped the deploy key the revoked grant made,
+    // and the project page says statuses stop until the repository is linked again.
+    const linked = await h.services.store.db.selectFrom("repository_links").select("project_id").where("repo", "=", "octocat/repo-003").executeTakeFirstOrThrow();
+    expect(sim.keys.get("octocat/repo-003")).toEqual([]);
+    await sim.deliver("octocat/repo-003", "push", sim.pushPayload("octocat/repo-003", { ref: "refs/heads/main", after: SHA }));
+    await settled();
+    expect((await owner.get(`/api/v1/projects/${linked.project_id}/repository-link`)).json().problem).toMatch(/the account that linked this repository was disconnected.*link it again/);
     await connectAccount(leaver, "github", sim.ca);
     const res = await leaver.delete("/api/v1/me/connections/github");
     expect(res.statusCode).toBe(200);

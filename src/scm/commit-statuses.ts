@@ -71,7 +71,11 @@ export class CommitStatuses {
     try {
       const build = await this.builds.get(buildId);
       const target = build.commit ? await this.links.target(build.project) : undefined;
-      if (!build.commit || !target?.connectionId) return;
+      if (!build.commit || !target) return;
+      if (!target.connectionId) {
+        await this.links.setProblem(build.project, "Build statuses are not posted: the account that linked this repository was disconnected. Unlink the repository and link it again with a connected account.");
+        return;
+      }
       const status = statusOf(build);
       const said = `${status.state}\n${status.description}`;
       if (this.posted.get(buildId) === said) return;
