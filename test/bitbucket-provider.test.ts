@@ -1,12 +1,10 @@
-import { createServer, type IncomingHttpHeaders } from "node:http";
-import type { AddressInfo } from "node:net";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { generateEd25519KeyPair } from "../src/crypto/ssh-keys.js";
 import { BITBUCKET_SCOPES, BitbucketProvider, type BitbucketOptions } from "../src/scm/bitbucket.js";
-import { newOAuthSecret, ScmError, type ScmErrorKind, type ScmProvider } from "../src/scm/provider.js";
+import { newOAuthSecret, type ScmErrorKind, type ScmProvider } from "../src/scm/provider.js";
 import { readDelivery, signedWith } from "../src/scm/webhook-deliveries.js";
 import { readEvent } from "../src/scm/webhook-events.js";
-import { browse } from "./helpers/scm-connect.js";
+import { authorizeCode, expectHookFailure, expectProfileTimeout, expectRefusedUnsent, failure, receiving, signInWith, simOptions } from "./helpers/scm-provider-tests.js";
 import { BitbucketSim, hubSignature } from "./helpers/scm-sim/bitbucket.js";
 
 // The Bitbucket Cloud client against the Bitbucket simulator: real HTTPS on 127.0.0.1 with a
@@ -20,33 +18,10 @@ const HOOK_URL = "https://127.0.0.1:8443/api/v1/hooks/bitbucket/7";
 
 let sim: BitbucketSim;
 let bitbucket: BitbucketProvider;
-const provider = (over: Partial<BitbucketOptions> = {}, s = sim) =>
-  new BitbucketProvider({ clientId: s.clientId, clientSecret: s.clientSecret, redirectUri: s.callbackUrl, baseUrl: s.url, apiUrl: s.apiUrl, ca: s.ca, statusRetry: { attempts: 3, baseDelayMs: 5, maxDelayMs: 5_000 }, ...over });
-
-async function authorize(p: BitbucketProvider, s = sim) {
-  const state = newOAuthSecret();
-  const back = await browse(p.authorizeUrl(state, newOAuthSecret()), s.ca);
-  expect(back.searchParams.get("state")).toBe(state);
-  const code = back.searchParams.get("code");
-  expect(code, back.searchParams.get("error_description") ?? "").toBeTruthy();
-  return code!;
-}
-
-async function signIn(p = bitbucket, s = sim) {
-  const code = await authorize(p, s);
-  return { code, tokens: await p.exchangeCode(code, newOAuthSecret()) };
-}
-
-async function failure(promise: Promise<unknown>): Promise<ScmError> {
-  const err = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(ScmError);
-  return err as ScmError;
-}
-
-const requestsTo = (path: string | RegExp) => sim.requests.filter((r) => (typeof path === "string" ? r.path === path : path.test(r.path)));
+const provider = (over: Partial<BitbucketOptions> = {}, s = sim) => new BitbucketProvider({ ...simOptions(s), apiUrl: s.apiUrl, ...over });
+// Bitbucket has no PKCE: the verifier the provider is handed goes nowhere.
+const authorize = async (p: BitbucketProvider) => (await authorizeCode(p, sim.ca)).code;
+const signIn = (p = bitbucket, s = sim) => signInWith(p, s.ca);
 const statusPath = `/repositories/acme/private-app/commit/${SHA}/statuses/build`;
 
 beforeAll(async () => {
@@ -71,10 +46,10 @@ describe("Bitbucket sign-in (OAuth 2.0 authorization code grant)", () => {
     expect(tokens.expiresAt!.getTime() - Date.now()).toBeLessThanOrEqual(7_200_000);
     expect(tokens.scopes).toEqual(sim.consumerScopes);
     // The consumer authenticates with HTTP Basic; its secret is never in the body.
-    const tokenCall = requestsTo("/site/oauth2/access_token").at(-1)!;
+    const tokenCall = sim.requestsTo("/site/oauth2/access_token").at(-1)!;
     expect(tokenCall.headers.authorization).toBe(`Basic ${Buffer.from(`${sim.clientId}:${sim.clientSecret}`).toString("base64")}`);
     await bitbucket.currentUser(tokens.accessToken);
-    const apiCall = requestsTo("/2.0/user").at(-1)!.headers;
+    const apiCall = sim.requestsTo("/2.0/user").at(-1)!.headers;
     expect([apiCall.authorization, apiCall["user-agent"]]).toEqual([`Bearer ${tokens.accessToken}`, "Slipway"]);
 
     // A code works once.
@@ -155,7 +130,7 @@ describe("Bitbucket account and repositories", () => {
     expect(all.find((r) => r.fullName === "acme/empty")?.defaultBranch).toBe("main");
     // Neither hidden nor merely public repositories are listed.
     expect(all.some((r) => r.fullName === "acme/secret" || r.fullName === "atlassian/public-lib")).toBe(false);
-    expect(requestsTo("/2.0/repositories").every((r) => r.query.get("role") === "member" && r.query.get("pagelen") === "100")).toBe(true);
+    expect(sim.requestsTo("/2.0/repositories").every((r) => r.query.get("role") === "member" && r.query.get("pagelen") === "100")).toBe(true);
   });
 
   it("tells who can read what: visible repositories yes, hidden or missing ones no", async () => {
@@ -199,7 +174,7 @@ describe("Bitbucket deploy keys, webhooks and statuses", () => {
     expect(sim.hooks.get("acme/private-app")).toEqual([{ uuid: id, url: HOOK_URL, description: "Slipway", active: true, events: ["repo:push", "pullrequest:created", "pullrequest:updated"], secret: "whsec_7" }]);
     await bitbucket.removeWebhook(token, "acme/private-app", id);
     expect(sim.hooks.get("acme/private-app")).toEqual([]);
-    expect(requestsTo(/\/hooks\//).at(-1)!.path).toBe(`/2.0/repositories/acme/private-app/hooks/${encodeURIComponent(id)}`);
+    expect(sim.requestsTo(/\/hooks\//).at(-1)!.path).toBe(`/2.0/repositories/acme/private-app/hooks/${encodeURIComponent(id)}`);
   });
 
   it("refuses deploy keys and hooks on a repository the account cannot administer", async () => {
@@ -222,44 +197,44 @@ describe("Bitbucket deploy keys, webhooks and statuses", () => {
 
   it("retries a status with backoff through 503s, then it is posted once", async () => {
     const token = sim.issueToken(ALL);
-    const [sent, posted] = [requestsTo(`/2.0${statusPath}`).length, sim.statuses.length];
+    const [sent, posted] = [sim.requestsTo(`/2.0${statusPath}`).length, sim.statuses.length];
     sim.misbehave({ path: statusPath }, { status: 503 }, 2);
     await bitbucket.setCommitStatus(token, "acme/private-app", SHA, STATUS);
-    expect(requestsTo(`/2.0${statusPath}`).length - sent).toBe(3);
+    expect(sim.requestsTo(`/2.0${statusPath}`).length - sent).toBe(3);
     expect(sim.statuses.length - posted).toBe(1);
   });
 
   it("honours Retry-After on a 429 before retrying a status", async () => {
     const token = sim.issueToken(ALL);
-    const sent = requestsTo(`/2.0${statusPath}`).length;
+    const sent = sim.requestsTo(`/2.0${statusPath}`).length;
     // The backoff is 5 ms, so only Retry-After explains a wait of a second or more.
     sim.misbehave({ path: statusPath }, { rateLimit: true, retryAfterSeconds: 1 });
     await bitbucket.setCommitStatus(token, "acme/private-app", SHA, STATUS);
-    const [first, second] = requestsTo(`/2.0${statusPath}`).slice(sent);
+    const [first, second] = sim.requestsTo(`/2.0${statusPath}`).slice(sent);
     expect(second!.at - first!.at).toBeGreaterThanOrEqual(1000);
   });
 
   it("gives up on statuses after the bounded attempts, or at once when asked to wait too long", async () => {
     const token = sim.issueToken(ALL);
-    let sent = requestsTo(`/2.0${statusPath}`).length;
+    let sent = sim.requestsTo(`/2.0${statusPath}`).length;
     sim.misbehave({ path: statusPath }, { status: 500 }, 10);
     expect((await failure(bitbucket.setCommitStatus(token, "acme/private-app", SHA, STATUS))).kind).toBe("unavailable");
-    expect(requestsTo(`/2.0${statusPath}`).length - sent).toBe(3);
+    expect(sim.requestsTo(`/2.0${statusPath}`).length - sent).toBe(3);
     sim.calm();
-    sent = requestsTo(`/2.0${statusPath}`).length;
+    sent = sim.requestsTo(`/2.0${statusPath}`).length;
     sim.misbehave({ path: statusPath }, { rateLimit: true, retryAfterSeconds: 3600 }, 10);
     const limited = await failure(bitbucket.setCommitStatus(token, "acme/private-app", SHA, STATUS));
     expect(limited.kind).toBe("rate_limited");
     expect(limited.retryAfterMs).toBe(3_600_000);
-    expect(requestsTo(`/2.0${statusPath}`).length - sent).toBe(1);
+    expect(sim.requestsTo(`/2.0${statusPath}`).length - sent).toBe(1);
   });
 
   it("does not retry anything else", async () => {
     const token = sim.issueToken(ALL);
-    const sent = requestsTo("/2.0/repositories/acme/private-app/hooks").length;
+    const sent = sim.requestsTo("/2.0/repositories/acme/private-app/hooks").length;
     sim.misbehave({ path: "/repositories/acme/private-app/hooks" }, { status: 503 });
     expect((await failure(bitbucket.addWebhook(token, "acme/private-app", HOOK_URL, "s", ["push"]))).kind).toBe("unavailable");
-    expect(requestsTo("/2.0/repositories/acme/private-app/hooks").length - sent).toBe(1);
+    expect(sim.requestsTo("/2.0/repositories/acme/private-app/hooks").length - sent).toBe(1);
     expect(sim.hooks.get("acme/private-app") ?? []).toEqual([]);
   });
 });
@@ -292,30 +267,17 @@ describe("Bitbucket failures", () => {
     ["JSON of the wrong shape", { raw: '{"uuid": 12}', status: 201 }, "malformed", /documented shape \(at uuid\)/],
     ["an answer beyond the size limit", { oversized: 200_000 }, "malformed", /larger than 65536 bytes/],
   ])("maps %s to a kind with a message that says what to do", async (_name, what, kind, message) => {
-    const token = sim.issueToken(ALL);
-    const p = provider({ maxResponseBytes: 65_536 });
-    sim.misbehave({ path: "/repositories/acme/private-app/hooks" }, what);
-    const err = await failure(p.addWebhook(token, "acme/private-app", HOOK_URL, "s", ["push"]));
-    expect(err.kind).toBe(kind);
-    expect(err.message).toMatch(message);
-    if (kind === "rate_limited") expect(err.retryAfterMs).toBeGreaterThan(0);
-    // Control: the same call works once the simulator behaves.
-    const { id } = await p.addWebhook(token, "acme/private-app", HOOK_URL, "s", ["push"]);
-    await p.removeWebhook(token, "acme/private-app", id);
+    const call = { provider: provider({ maxResponseBytes: 65_536 }), token: sim.issueToken(ALL), repo: "acme/private-app", url: HOOK_URL };
+    await expectHookFailure(call, () => sim.misbehave({ path: "/repositories/acme/private-app/hooks" }, what), kind, message);
   });
 
   it("times out a call that gets no answer", async () => {
-    const token = sim.issueToken(ALL);
-    sim.misbehave({ path: "/user" }, { hang: true });
-    const err = await failure(provider({ timeoutMs: 300 }).currentUser(token));
-    expect(err.kind).toBe("timeout");
-    expect(err.message).toMatch(new RegExp(`did not answer within 0.3 s while reading your profile: try again later.*${new URL(sim.url).host}`));
+    await expectProfileTimeout(provider, sim.issueToken(ALL), sim);
   });
 
   it("refuses bad input before sending anything", async () => {
     const token = sim.issueToken(ALL);
-    const sent = sim.requests.length;
-    const attempts: Promise<unknown>[] = [
+    await expectRefusedUnsent(sim, () => [
       bitbucket.canRead(token, "not a repo"),
       bitbucket.canRead(token, "acme/.."),
       bitbucket.addDeployKey(token, "acme/../../user", "t", "ssh-ed25519 AAAA"),
@@ -325,9 +287,7 @@ describe("Bitbucket failures", () => {
       bitbucket.setCommitStatus(token, "acme/private-app", SHA, { ...STATUS, targetUrl: "javascript:alert(1)" }),
       bitbucket.listRepositories(token, 0),
       bitbucket.currentUser("tok\r\nX-Injected: 1"),
-    ];
-    for (const attempt of attempts) expect((await failure(attempt)).kind).toBe("invalid");
-    expect(sim.requests.length).toBe(sent);
+    ]);
   });
 });
 
@@ -382,19 +342,8 @@ describe("P15: scopes", () => {
 
 describe("the simulator's webhooks", () => {
   it("are signed as Bitbucket documents, pass Slipway's check and are read into the right events", async () => {
-    const received: { headers: IncomingHttpHeaders; body: Buffer }[] = [];
-    const receiver = createServer((req, res) => {
-      const chunks: Buffer[] = [];
-      req.on("data", (c: Buffer) => chunks.push(c));
-      req.on("end", () => {
-        received.push({ headers: req.headers, body: Buffer.concat(chunks) });
-        res.writeHead(202).end();
-      });
-    });
-    await new Promise<void>((resolve) => receiver.listen(0, "127.0.0.1", resolve));
-    try {
+    await receiving(async (url, received) => {
       const token = sim.issueToken(ALL);
-      const url = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/hook`;
       const hook = await bitbucket.addWebhook(token, "acme/private-app", url, "whsec_sim", ["push", "pull_request"]);
       const results = [
         ...(await sim.deliver("acme/private-app", "repo:push", sim.pushPayload("acme/private-app", { branch: "trunk", hash: SHA, message: "Fix the build" }))),
@@ -416,9 +365,7 @@ describe("the simulator's webhooks", () => {
       expect(events[2]).toMatchObject({ kind: "ignored" });
       expect(await sim.deliver("acme/private-app", "issue:created", {})).toEqual([]); // not subscribed
       await bitbucket.removeWebhook(token, "acme/private-app", hook.id);
-    } finally {
-      receiver.close();
-    }
+    });
     await expect(sim.sendWebhook("http://192.0.2.1/hook", "repo:push", {}, "s")).rejects.toThrow(/loopback/);
   });
 });

@@ -1,12 +1,11 @@
-import { createServer, type IncomingHttpHeaders } from "node:http";
-import type { AddressInfo } from "node:net";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { generateEd25519KeyPair } from "../src/crypto/ssh-keys.js";
 import { GITEA_SCOPES, GiteaProvider, type GiteaOptions } from "../src/scm/gitea.js";
-import { codeChallenge, newOAuthSecret, ScmError, type ScmErrorKind, type ScmProvider } from "../src/scm/provider.js";
+import { codeChallenge, newOAuthSecret, type ScmErrorKind, type ScmProvider } from "../src/scm/provider.js";
 import { readDelivery, signedWith } from "../src/scm/webhook-deliveries.js";
 import { readEvent } from "../src/scm/webhook-events.js";
 import { browse } from "./helpers/scm-connect.js";
+import { expectHookFailure, expectProfileTimeout, expectRefusedUnsent, failure, receiving, signInWith, simOptions } from "./helpers/scm-provider-tests.js";
 import { GiteaSim, giteaSignature } from "./helpers/scm-sim/gitea.js";
 
 // The Gitea/Forgejo client against the Gitea simulator: real HTTPS on 127.0.0.1 with a
@@ -19,30 +18,9 @@ const SCOPES = [...GITEA_SCOPES];
 
 let sim: GiteaSim;
 let gitea: GiteaProvider;
-const providerFor = (s: GiteaSim, over: Partial<GiteaOptions> = {}) =>
-  new GiteaProvider({ clientId: s.clientId, clientSecret: s.clientSecret, redirectUri: s.callbackUrl, baseUrl: s.url, ca: s.ca, statusRetry: { attempts: 3, baseDelayMs: 5, maxDelayMs: 5_000 }, ...over });
+const providerFor = (s: GiteaSim, over: Partial<GiteaOptions> = {}) => new GiteaProvider({ ...simOptions(s), ...over });
 const provider = (over: Partial<GiteaOptions> = {}) => providerFor(sim, over);
-
-async function signIn(p = gitea, s = sim) {
-  const state = newOAuthSecret();
-  const verifier = newOAuthSecret();
-  const back = await browse(p.authorizeUrl(state, verifier), s.ca);
-  expect(back.searchParams.get("state")).toBe(state);
-  const code = back.searchParams.get("code");
-  expect(code, back.searchParams.get("error_description") ?? "").toBeTruthy();
-  return { code: code!, verifier, tokens: await p.exchangeCode(code!, verifier) };
-}
-
-async function failure(promise: Promise<unknown>): Promise<ScmError> {
-  const err = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(ScmError);
-  return err as ScmError;
-}
-
-const requestsTo = (path: string | RegExp) => sim.requests.filter((r) => (typeof path === "string" ? r.path === path : path.test(r.path)));
+const signIn = (p = gitea, s = sim) => signInWith(p, s.ca);
 
 beforeAll(async () => {
   // 116 extra repositories + 4 visible fixed ones = 120: three pages of 50.
@@ -70,10 +48,10 @@ describe("Gitea sign-in (OAuth2 authorization code with PKCE)", () => {
     // Gitea's access tokens live an hour.
     expect(tokens.expiresAt!.getTime()).toBeGreaterThan(Date.now() + 3_500_000);
     expect(tokens.expiresAt!.getTime()).toBeLessThanOrEqual(Date.now() + 3_600_000);
-    const exchange = requestsTo("/login/oauth/access_token").at(-1)!;
+    const exchange = sim.requestsTo("/login/oauth/access_token").at(-1)!;
     expect(Object.fromEntries(new URLSearchParams(exchange.body))).toEqual({ client_id: sim.clientId, client_secret: sim.clientSecret, grant_type: "authorization_code", code, code_verifier: verifier, redirect_uri: sim.callbackUrl });
     await gitea.currentUser(tokens.accessToken);
-    const apiCall = requestsTo("/api/v1/user").at(-1)!.headers;
+    const apiCall = sim.requestsTo("/api/v1/user").at(-1)!.headers;
     expect([apiCall.accept, apiCall.authorization, apiCall["user-agent"]]).toEqual(["application/json", `Bearer ${tokens.accessToken}`, "Slipway"]);
 
     // A code works once.
@@ -110,7 +88,7 @@ describe("Gitea sign-in (OAuth2 authorization code with PKCE)", () => {
     expect(second.accessToken).not.toBe(first.accessToken);
     expect(second.refreshToken).not.toBe(first.refreshToken);
     expect(second.scopes).toEqual(SCOPES);
-    expect(Object.fromEntries(new URLSearchParams(requestsTo("/login/oauth/access_token").at(-1)!.body))).toEqual({ client_id: sim.clientId, client_secret: sim.clientSecret, grant_type: "refresh_token", refresh_token: first.refreshToken });
+    expect(Object.fromEntries(new URLSearchParams(sim.requestsTo("/login/oauth/access_token").at(-1)!.body))).toEqual({ client_id: sim.clientId, client_secret: sim.clientSecret, grant_type: "refresh_token", refresh_token: first.refreshToken });
     await expect(gitea.currentUser(second.accessToken)).resolves.toMatchObject({ login: "alice" });
     const spent = await failure(gitea.refresh(first.refreshToken!));
     expect(spent.kind).toBe("unauthorized");
@@ -161,7 +139,7 @@ describe("Gitea account and repositories", () => {
     expect(new Set(all.map((r) => r.fullName)).size).toBe(120);
     expect(all.find((r) => r.fullName === "acme/private-app")).toEqual({ id: "12", fullName: "acme/private-app", sshUrl: "git@127.0.0.1:acme/private-app.git", cloneUrl: `${sim.url}/acme/private-app.git`, private: true, defaultBranch: "trunk" });
     expect(all.some((r) => r.fullName === "acme/secret")).toBe(false);
-    expect(requestsTo("/api/v1/user/repos").every((r) => r.query.get("limit") === "50")).toBe(true);
+    expect(sim.requestsTo("/api/v1/user/repos").every((r) => r.query.get("limit") === "50")).toBe(true);
   });
 
   it("tells who can read what: visible repositories yes, hidden or missing ones no", async () => {
@@ -221,46 +199,46 @@ describe("Gitea deploy keys, webhooks and statuses", () => {
   it("retries a status with backoff through 503s, then it is posted once", async () => {
     const token = sim.issueToken(SCOPES);
     const path = `/api/v1/repos/acme/private-app/statuses/${SHA}`;
-    const [sent, posted] = [requestsTo(path).length, sim.statuses.length];
+    const [sent, posted] = [sim.requestsTo(path).length, sim.statuses.length];
     sim.misbehave({ path: `/repos/acme/private-app/statuses/${SHA}` }, { status: 503 }, 2);
     await gitea.setCommitStatus(token, "acme/private-app", SHA, STATUS);
-    expect(requestsTo(path).length - sent).toBe(3);
+    expect(sim.requestsTo(path).length - sent).toBe(3);
     expect(sim.statuses.length - posted).toBe(1);
   });
 
   it("honours Retry-After before retrying a status", async () => {
     const token = sim.issueToken(SCOPES);
     const path = `/api/v1/repos/acme/private-app/statuses/${SHA}`;
-    const sent = requestsTo(path).length;
+    const sent = sim.requestsTo(path).length;
     // The backoff is 5 ms, so only Retry-After explains a wait of a second or more.
     sim.misbehave({ path: `/repos/acme/private-app/statuses/${SHA}` }, { status: 429, retryAfterSeconds: 1 });
     await gitea.setCommitStatus(token, "acme/private-app", SHA, STATUS);
-    const [first, second] = requestsTo(path).slice(sent);
+    const [first, second] = sim.requestsTo(path).slice(sent);
     expect(second!.at - first!.at).toBeGreaterThanOrEqual(1000);
   });
 
   it("gives up on statuses after the bounded attempts, or at once when asked to wait too long", async () => {
     const token = sim.issueToken(SCOPES);
     const path = `/api/v1/repos/acme/private-app/statuses/${SHA}`;
-    let sent = requestsTo(path).length;
+    let sent = sim.requestsTo(path).length;
     sim.misbehave({ path: `/repos/acme/private-app/statuses/${SHA}` }, { status: 500 }, 10);
     expect((await failure(gitea.setCommitStatus(token, "acme/private-app", SHA, STATUS))).kind).toBe("unavailable");
-    expect(requestsTo(path).length - sent).toBe(3);
+    expect(sim.requestsTo(path).length - sent).toBe(3);
     sim.calm();
-    sent = requestsTo(path).length;
+    sent = sim.requestsTo(path).length;
     sim.misbehave({ path: `/repos/acme/private-app/statuses/${SHA}` }, { status: 429, retryAfterSeconds: 3600 }, 10);
     const limited = await failure(gitea.setCommitStatus(token, "acme/private-app", SHA, STATUS));
     expect(limited.kind).toBe("rate_limited");
     expect(limited.retryAfterMs).toBe(3_600_000);
-    expect(requestsTo(path).length - sent).toBe(1);
+    expect(sim.requestsTo(path).length - sent).toBe(1);
   });
 
   it("does not retry anything else", async () => {
     const token = sim.issueToken(SCOPES);
-    const sent = requestsTo("/api/v1/repos/acme/private-app/hooks").length;
+    const sent = sim.requestsTo("/api/v1/repos/acme/private-app/hooks").length;
     sim.misbehave({ path: "/repos/acme/private-app/hooks" }, { status: 503 });
     expect((await failure(gitea.addWebhook(token, "acme/private-app", "https://127.0.0.1:1/h", "s", ["push"]))).kind).toBe("unavailable");
-    expect(requestsTo("/api/v1/repos/acme/private-app/hooks").length - sent).toBe(1);
+    expect(sim.requestsTo("/api/v1/repos/acme/private-app/hooks").length - sent).toBe(1);
     expect(sim.hooks.get("acme/private-app") ?? []).toEqual([]);
   });
 });
@@ -294,30 +272,18 @@ describe("Gitea failures", () => {
     ["JSON of the wrong shape", { raw: '{"id": "twelve"}', status: 201 }, "malformed", /documented shape \(at id\)/],
     ["an answer beyond the size limit", { oversized: 200_000 }, "malformed", /larger than 65536 bytes/],
   ])("maps %s to a kind with a message that says what to do", async (_name, what, kind, message) => {
-    const token = sim.issueToken(SCOPES);
-    const p = provider({ maxResponseBytes: 65_536 });
-    sim.misbehave({ path: "/repos/acme/private-app/hooks" }, what);
-    const err = await failure(p.addWebhook(token, "acme/private-app", "https://127.0.0.1:2/h", "s", ["push"]));
-    expect(err.kind).toBe(kind);
-    expect(err.message).toMatch(message);
+    const call = { provider: provider({ maxResponseBytes: 65_536 }), token: sim.issueToken(SCOPES), repo: "acme/private-app", url: "https://127.0.0.1:2/h" };
+    const err = await expectHookFailure(call, () => sim.misbehave({ path: "/repos/acme/private-app/hooks" }, what), kind, message);
     if (kind === "rate_limited") expect(err.retryAfterMs).toBe(30_000);
-    // Control: the same call works once the simulator behaves.
-    const { id } = await p.addWebhook(token, "acme/private-app", "https://127.0.0.1:2/h", "s", ["push"]);
-    await p.removeWebhook(token, "acme/private-app", id);
   });
 
   it("times out a call that gets no answer", async () => {
-    const token = sim.issueToken(SCOPES);
-    sim.misbehave({ path: "/user" }, { hang: true });
-    const err = await failure(provider({ timeoutMs: 300 }).currentUser(token));
-    expect(err.kind).toBe("timeout");
-    expect(err.message).toMatch(new RegExp(`did not answer within 0.3 s while reading your profile: try again later.*${new URL(sim.url).host}`));
+    await expectProfileTimeout(provider, sim.issueToken(SCOPES), sim);
   });
 
   it("refuses bad input before sending anything", async () => {
     const token = sim.issueToken(SCOPES);
-    const sent = sim.requests.length;
-    const attempts: Promise<unknown>[] = [
+    await expectRefusedUnsent(sim, () => [
       gitea.canRead(token, "not a repo"),
       gitea.canRead(token, "acme/.."),
       gitea.canRead(token, "../acme/app"),
@@ -329,9 +295,7 @@ describe("Gitea failures", () => {
       gitea.setCommitStatus(token, "acme/private-app", SHA, { ...STATUS, targetUrl: "javascript:alert(1)" }),
       gitea.listRepositories(token, 0),
       gitea.currentUser("x\r\nX-Injected: 1"),
-    ];
-    for (const attempt of attempts) expect((await failure(attempt)).kind).toBe("invalid");
-    expect(sim.requests.length).toBe(sent);
+    ]);
   });
 });
 
@@ -369,24 +333,6 @@ describe("P15: scopes", () => {
 });
 
 describe("the simulator's webhooks", () => {
-  async function receiving(run: (url: string, received: { headers: IncomingHttpHeaders; body: Buffer }[]) => Promise<void>) {
-    const received: { headers: IncomingHttpHeaders; body: Buffer }[] = [];
-    const receiver = createServer((req, res) => {
-      const chunks: Buffer[] = [];
-      req.on("data", (c: Buffer) => chunks.push(c));
-      req.on("end", () => {
-        received.push({ headers: req.headers, body: Buffer.concat(chunks) });
-        res.writeHead(202).end();
-      });
-    });
-    await new Promise<void>((resolve) => receiver.listen(0, "127.0.0.1", resolve));
-    try {
-      await run(`http://127.0.0.1:${(receiver.address() as AddressInfo).port}/hook`, received);
-    } finally {
-      receiver.close();
-    }
-  }
-
   it("are signed as Gitea documents and pass Slipway's check, and are read into the right events", async () => {
     // RFC 4231 test case 2: HMAC-SHA256 with key "Jefe", in Gitea's bare hex form.
     expect(giteaSignature("Jefe", "what do ya want for nothing?")).toBe("5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");

@@ -1,11 +1,10 @@
-import { createServer, type IncomingHttpHeaders } from "node:http";
-import type { AddressInfo } from "node:net";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { browse } from "./helpers/scm-connect.js";
 import { generateEd25519KeyPair } from "../src/crypto/ssh-keys.js";
 import { GITHUB_SCOPES, GitHubProvider, type GitHubOptions } from "../src/scm/github.js";
-import { codeChallenge, newOAuthSecret, ScmError, type ScmErrorKind } from "../src/scm/provider.js";
+import { codeChallenge, newOAuthSecret, type ScmErrorKind } from "../src/scm/provider.js";
 import { readDelivery, signedWith } from "../src/scm/webhook-deliveries.js";
+import { expectHookFailure, expectProfileTimeout, expectRefusedUnsent, failure, receiving, signInWith, simOptions } from "./helpers/scm-provider-tests.js";
 import { GitHubSim, signature256 } from "./helpers/scm-sim/github.js";
 
 // The GitHub client against the GitHub simulator: real HTTPS on 127.0.0.1 with a certificate the
@@ -17,29 +16,8 @@ const STATUS = { state: "success", targetUrl: "https://slipway.example/builds/1"
 
 let sim: GitHubSim;
 let github: GitHubProvider;
-const provider = (over: Partial<GitHubOptions> = {}) =>
-  new GitHubProvider({ clientId: sim.clientId, clientSecret: sim.clientSecret, redirectUri: sim.callbackUrl, baseUrl: sim.url, ca: sim.ca, statusRetry: { attempts: 3, baseDelayMs: 5, maxDelayMs: 5_000 }, ...over });
-
-async function signIn(p = github) {
-  const state = newOAuthSecret();
-  const verifier = newOAuthSecret();
-  const back = await browse(p.authorizeUrl(state, verifier), sim.ca);
-  expect(back.searchParams.get("state")).toBe(state);
-  const code = back.searchParams.get("code");
-  expect(code, back.searchParams.get("error_description") ?? "").toBeTruthy();
-  return { code: code!, verifier, tokens: await p.exchangeCode(code!, verifier) };
-}
-
-async function failure(promise: Promise<unknown>): Promise<ScmError> {
-  const err = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(ScmError);
-  return err as ScmError;
-}
-
-const requestsTo = (path: string | RegExp) => sim.requests.filter((r) => (typeof path === "string" ? r.path === path : path.test(r.path)));
+const provider = (over: Partial<GitHubOptions> = {}) => new GitHubProvider({ ...simOptions(sim), ...over });
+const signIn = (p = github) => signInWith(p, sim.ca);
 
 beforeAll(async () => {
   // 246 extra repositories + 3 visible fixed ones = 249: three pages of 100.
@@ -68,9 +46,9 @@ describe("GitHub sign-in (OAuth web flow with PKCE)", () => {
     expect(tokens.scopes).toEqual(["repo", "user:email"]);
     expect(tokens.refreshToken).toBeUndefined(); // OAuth app tokens do not expire
     // The token endpoint was asked for JSON, with the verifier; the API calls carry GitHub's headers.
-    expect(requestsTo("/login/oauth/access_token").at(-1)!.headers.accept).toBe("application/json");
+    expect(sim.requestsTo("/login/oauth/access_token").at(-1)!.headers.accept).toBe("application/json");
     await github.currentUser(tokens.accessToken);
-    const apiCall = requestsTo("/api/v3/user").at(-1)!.headers;
+    const apiCall = sim.requestsTo("/api/v3/user").at(-1)!.headers;
     expect([apiCall.accept, apiCall["x-github-api-version"], apiCall["user-agent"]]).toEqual(["application/vnd.github+json", "2022-11-28", "Slipway"]);
 
     // A code works once.
@@ -132,9 +110,9 @@ describe("GitHub account and repositories", () => {
     expect(await github.currentUser(tokens.accessToken)).toEqual({ id: "583231", login: "octocat", name: "The Octocat", email: "octocat@example.com", avatarUrl: `${sim.url}/avatars/u/583231` });
     sim.user.publicEmail = "public@example.com";
     try {
-      const before = requestsTo("/api/v3/user/emails").length;
+      const before = sim.requestsTo("/api/v3/user/emails").length;
       expect((await github.currentUser(tokens.accessToken)).email).toBe("public@example.com");
-      expect(requestsTo("/api/v3/user/emails").length).toBe(before);
+      expect(sim.requestsTo("/api/v3/user/emails").length).toBe(before);
     } finally {
       sim.user.publicEmail = null;
     }
@@ -150,7 +128,7 @@ describe("GitHub account and repositories", () => {
     expect(new Set(all.map((r) => r.fullName)).size).toBe(249);
     expect(all.find((r) => r.fullName === "acme/private-app")).toEqual({ id: "1296270", fullName: "acme/private-app", sshUrl: `git@${new URL(sim.url).host}:acme/private-app.git`, cloneUrl: `${sim.url}/acme/private-app.git`, private: true, defaultBranch: "trunk" });
     expect(all.some((r) => r.fullName === "acme/secret")).toBe(false);
-    expect(requestsTo("/api/v3/user/repos").every((r) => r.query.get("per_page") === "100")).toBe(true);
+    expect(sim.requestsTo("/api/v3/user/repos").every((r) => r.query.get("per_page") === "100")).toBe(true);
   });
 
   it("tells who can read what: visible repositories yes, hidden or missing ones no", async () => {
@@ -210,46 +188,46 @@ describe("GitHub deploy keys, webhooks and statuses", () => {
   it("retries a status with backoff through 503s, then it is posted once", async () => {
     const token = sim.issueToken([...GITHUB_SCOPES]);
     const path = `/api/v3/repos/acme/private-app/statuses/${SHA}`;
-    const [sent, posted] = [requestsTo(path).length, sim.statuses.length];
+    const [sent, posted] = [sim.requestsTo(path).length, sim.statuses.length];
     sim.misbehave({ path: `/repos/acme/private-app/statuses/${SHA}` }, { status: 503 }, 2);
     await github.setCommitStatus(token, "acme/private-app", SHA, STATUS);
-    expect(requestsTo(path).length - sent).toBe(3);
+    expect(sim.requestsTo(path).length - sent).toBe(3);
     expect(sim.statuses.length - posted).toBe(1);
   });
 
   it("honours Retry-After before retrying a status", async () => {
     const token = sim.issueToken([...GITHUB_SCOPES]);
     const path = `/api/v3/repos/acme/private-app/statuses/${SHA}`;
-    const sent = requestsTo(path).length;
+    const sent = sim.requestsTo(path).length;
     // The backoff is 5 ms, so only Retry-After explains a wait of a second or more.
     sim.misbehave({ path: `/repos/acme/private-app/statuses/${SHA}` }, { rateLimit: "secondary", status: 429, retryAfterSeconds: 1 });
     await github.setCommitStatus(token, "acme/private-app", SHA, STATUS);
-    const [first, second] = requestsTo(path).slice(sent);
+    const [first, second] = sim.requestsTo(path).slice(sent);
     expect(second!.at - first!.at).toBeGreaterThanOrEqual(1000);
   });
 
   it("gives up on statuses after the bounded attempts, or at once when asked to wait too long", async () => {
     const token = sim.issueToken([...GITHUB_SCOPES]);
     const path = `/api/v3/repos/acme/private-app/statuses/${SHA}`;
-    let sent = requestsTo(path).length;
+    let sent = sim.requestsTo(path).length;
     sim.misbehave({ path: `/repos/acme/private-app/statuses/${SHA}` }, { status: 500 }, 10);
     expect((await failure(github.setCommitStatus(token, "acme/private-app", SHA, STATUS))).kind).toBe("unavailable");
-    expect(requestsTo(path).length - sent).toBe(3);
+    expect(sim.requestsTo(path).length - sent).toBe(3);
     sim.calm();
-    sent = requestsTo(path).length;
+    sent = sim.requestsTo(path).length;
     sim.misbehave({ path: `/repos/acme/private-app/statuses/${SHA}` }, { rateLimit: "primary" }, 10);
     const limited = await failure(github.setCommitStatus(token, "acme/private-app", SHA, STATUS));
     expect(limited.kind).toBe("rate_limited");
     expect(limited.retryAfterMs).toBeGreaterThan(5_000);
-    expect(requestsTo(path).length - sent).toBe(1);
+    expect(sim.requestsTo(path).length - sent).toBe(1);
   });
 
   it("does not retry anything else", async () => {
     const token = sim.issueToken([...GITHUB_SCOPES]);
-    const sent = requestsTo("/api/v3/repos/acme/private-app/hooks").length;
+    const sent = sim.requestsTo("/api/v3/repos/acme/private-app/hooks").length;
     sim.misbehave({ path: "/repos/acme/private-app/hooks" }, { status: 503 });
     expect((await failure(github.addWebhook(token, "acme/private-app", "https://127.0.0.1:1/h", "s", ["push"]))).kind).toBe("unavailable");
-    expect(requestsTo("/api/v3/repos/acme/private-app/hooks").length - sent).toBe(1);
+    expect(sim.requestsTo("/api/v3/repos/acme/private-app/hooks").length - sent).toBe(1);
     expect(sim.hooks.get("acme/private-app") ?? []).toEqual([]);
   });
 });
@@ -290,30 +268,17 @@ describe("GitHub failures", () => {
     ["JSON of the wrong shape", { raw: '{"id": "twelve"}', status: 201 }, "malformed", /documented shape \(at id\)/],
     ["an answer beyond the size limit", { oversized: 200_000 }, "malformed", /larger than 65536 bytes/],
   ])("maps %s to a kind with a message that says what to do", async (_name, what, kind, message) => {
-    const token = sim.issueToken([...GITHUB_SCOPES]);
-    const p = provider({ maxResponseBytes: 65_536 });
-    sim.misbehave({ path: "/repos/acme/private-app/hooks" }, what);
-    const err = await failure(p.addWebhook(token, "acme/private-app", "https://127.0.0.1:2/h", "s", ["push"]));
-    expect(err.kind).toBe(kind);
-    expect(err.message).toMatch(message);
-    if (kind === "rate_limited") expect(err.retryAfterMs).toBeGreaterThan(0);
-    // Control: the same call works once the simulator behaves.
-    const { id } = await p.addWebhook(token, "acme/private-app", "https://127.0.0.1:2/h", "s", ["push"]);
-    await p.removeWebhook(token, "acme/private-app", id);
+    const call = { provider: provider({ maxResponseBytes: 65_536 }), token: sim.issueToken([...GITHUB_SCOPES]), repo: "acme/private-app", url: "https://127.0.0.1:2/h" };
+    await expectHookFailure(call, () => sim.misbehave({ path: "/repos/acme/private-app/hooks" }, what), kind, message);
   });
 
   it("times out a call that gets no answer", async () => {
-    const token = sim.issueToken([...GITHUB_SCOPES]);
-    sim.misbehave({ path: "/user" }, { hang: true });
-    const err = await failure(provider({ timeoutMs: 300 }).currentUser(token));
-    expect(err.kind).toBe("timeout");
-    expect(err.message).toMatch(new RegExp(`did not answer within 0.3 s while reading your profile: try again later.*${new URL(sim.url).host}`));
+    await expectProfileTimeout(provider, sim.issueToken([...GITHUB_SCOPES]), sim);
   });
 
   it("refuses bad input before sending anything", async () => {
     const token = sim.issueToken([...GITHUB_SCOPES]);
-    const sent = sim.requests.length;
-    const attempts: Promise<unknown>[] = [
+    await expectRefusedUnsent(sim, () => [
       github.canRead(token, "not a repo"),
       github.canRead(token, "acme/.."),
       github.addDeployKey(token, "acme/../../user", "t", "ssh-ed25519 AAAA"),
@@ -323,9 +288,7 @@ describe("GitHub failures", () => {
       github.setCommitStatus(token, "acme/private-app", SHA, { ...STATUS, targetUrl: "javascript:alert(1)" }),
       github.listRepositories(token, 0),
       github.currentUser("gho_x\r\nX-Injected: 1"),
-    ];
-    for (const attempt of attempts) expect((await failure(attempt)).kind).toBe("invalid");
-    expect(sim.requests.length).toBe(sent);
+    ]);
   });
 });
 
@@ -356,19 +319,9 @@ describe("P15: scopes", () => {
 describe("the simulator's webhooks", () => {
   it("are signed as GitHub documents (its published test vector) and pass Slipway's check", async () => {
     expect(signature256("It's a Secret to Everybody", "Hello, World!")).toBe("sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17");
-    const received: { headers: IncomingHttpHeaders; body: Buffer }[] = [];
-    const receiver = createServer((req, res) => {
-      const chunks: Buffer[] = [];
-      req.on("data", (c: Buffer) => chunks.push(c));
-      req.on("end", () => {
-        received.push({ headers: req.headers, body: Buffer.concat(chunks) });
-        res.writeHead(202).end();
-      });
-    });
-    await new Promise<void>((resolve) => receiver.listen(0, "127.0.0.1", resolve));
-    try {
+    await receiving(async (url, received) => {
       const token = sim.issueToken([...GITHUB_SCOPES]);
-      const hook = await github.addWebhook(token, "acme/private-app", `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/hook`, "whsec_sim", ["push"]);
+      const hook = await github.addWebhook(token, "acme/private-app", url, "whsec_sim", ["push"]);
       const results = await sim.deliver("acme/private-app", "push", sim.pushPayload("acme/private-app", { ref: "refs/heads/trunk", after: SHA }));
       expect(results.map((r) => r.status)).toEqual([202]);
       const [delivery] = received;
@@ -378,9 +331,7 @@ describe("the simulator's webhooks", () => {
       expect(JSON.parse(delivery!.body.toString())).toMatchObject({ ref: "refs/heads/trunk", after: SHA, repository: { full_name: "acme/private-app" } });
       expect(await sim.deliver("acme/private-app", "issues", {})).toEqual([]); // not subscribed
       await github.removeWebhook(token, "acme/private-app", hook.id);
-    } finally {
-      receiver.close();
-    }
+    });
     await expect(sim.sendWebhook("http://192.0.2.1/hook", "ping", {}, "s")).rejects.toThrow(/loopback/);
   });
 });

@@ -1,12 +1,11 @@
-import { createServer, type IncomingHttpHeaders } from "node:http";
-import type { AddressInfo } from "node:net";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { generateEd25519KeyPair } from "../src/crypto/ssh-keys.js";
 import { GITLAB_SCOPES, GitLabProvider, type GitLabOptions } from "../src/scm/gitlab.js";
-import { codeChallenge, newOAuthSecret, ScmError, type ScmErrorKind } from "../src/scm/provider.js";
+import { codeChallenge, newOAuthSecret, type ScmErrorKind } from "../src/scm/provider.js";
 import { readDelivery, signedWith } from "../src/scm/webhook-deliveries.js";
 import { readEvent } from "../src/scm/webhook-events.js";
 import { browse } from "./helpers/scm-connect.js";
+import { expectHookFailure, expectProfileTimeout, expectRefusedUnsent, failure, receiving, signInWith, simOptions } from "./helpers/scm-provider-tests.js";
 import { GitLabSim } from "./helpers/scm-sim/gitlab.js";
 
 // The GitLab client against the GitLab simulator: real HTTPS on 127.0.0.1 with a certificate the
@@ -21,29 +20,8 @@ const API_REPO = "/api/v4/projects/acme%2Fplatform%2Fapi";
 
 let sim: GitLabSim;
 let gitlab: GitLabProvider;
-const provider = (over: Partial<GitLabOptions> = {}) =>
-  new GitLabProvider({ clientId: sim.clientId, clientSecret: sim.clientSecret, redirectUri: sim.callbackUrl, baseUrl: sim.url, ca: sim.ca, statusRetry: { attempts: 3, baseDelayMs: 5, maxDelayMs: 5_000 }, ...over });
-
-async function signIn(p = gitlab, on = sim) {
-  const state = newOAuthSecret();
-  const verifier = newOAuthSecret();
-  const back = await browse(p.authorizeUrl(state, verifier), on.ca);
-  expect(back.searchParams.get("state")).toBe(state);
-  const code = back.searchParams.get("code");
-  expect(code, back.searchParams.get("error_description") ?? "").toBeTruthy();
-  return { code: code!, verifier, tokens: await p.exchangeCode(code!, verifier) };
-}
-
-async function failure(promise: Promise<unknown>): Promise<ScmError> {
-  const err = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(ScmError);
-  return err as ScmError;
-}
-
-const requestsTo = (path: string | RegExp) => sim.requests.filter((r) => (typeof path === "string" ? r.path === path : path.test(r.path)));
+const provider = (over: Partial<GitLabOptions> = {}) => new GitLabProvider({ ...simOptions(sim), ...over });
+const signIn = (p = gitlab) => signInWith(p, sim.ca);
 const bodyOf = (r: { body: string }) => JSON.parse(r.body) as Record<string, unknown>;
 
 beforeAll(async () => {
@@ -74,10 +52,10 @@ describe("GitLab sign-in (OAuth authorization code with PKCE)", () => {
     expect(tokens.expiresAt!.getTime()).toBeGreaterThanOrEqual(before + 7_200_000);
     expect(tokens.expiresAt!.getTime()).toBeLessThanOrEqual(Date.now() + 7_200_000);
     // The token request is form-encoded with the app's credentials, the verifier and the same redirect URI.
-    const sent = new URLSearchParams(requestsTo("/oauth/token").at(-1)!.body);
+    const sent = new URLSearchParams(sim.requestsTo("/oauth/token").at(-1)!.body);
     expect(Object.fromEntries(sent)).toEqual({ client_id: sim.clientId, client_secret: sim.clientSecret, redirect_uri: sim.callbackUrl, grant_type: "authorization_code", code, code_verifier: verifier });
     await gitlab.currentUser(tokens.accessToken);
-    const apiCall = requestsTo("/api/v4/user").at(-1)!.headers;
+    const apiCall = sim.requestsTo("/api/v4/user").at(-1)!.headers;
     expect([apiCall.authorization, apiCall["user-agent"]]).toEqual([`Bearer ${tokens.accessToken}`, "Slipway"]);
 
     // A code works once.
@@ -112,7 +90,7 @@ describe("GitLab sign-in (OAuth authorization code with PKCE)", () => {
     expect(second.expiresAt!.getTime()).toBeGreaterThan(Date.now());
     expect(sim.tokenIsValid(second.accessToken)).toBe(true);
     expect(sim.tokenIsValid(first.accessToken)).toBe(false);
-    expect(new URLSearchParams(requestsTo("/oauth/token").at(-1)!.body).get("grant_type")).toBe("refresh_token");
+    expect(new URLSearchParams(sim.requestsTo("/oauth/token").at(-1)!.body).get("grant_type")).toBe("refresh_token");
     const spent = await failure(gitlab.refresh(first.refreshToken!));
     expect(spent.kind).toBe("unauthorized");
     expect(spent.message).toMatch(/refresh token .*reconnect your GitLab account/);
@@ -163,7 +141,7 @@ describe("GitLab account and projects", () => {
     expect(all.find((r) => r.fullName === REPO)).toEqual({ id: "4", fullName: REPO, sshUrl: `git@127.0.0.1:${REPO}.git`, cloneUrl: `${sim.url}/${REPO}.git`, private: true, defaultBranch: "main" });
     expect(all.some((r) => r.fullName === "acme/reporting")).toBe(true);
     for (const hidden of ["acme/guest-only", "acme/secret", "gitlab-org/gitlab", "acme/empty"]) expect(all.some((r) => r.fullName === hidden), hidden).toBe(false);
-    for (const r of requestsTo("/api/v4/projects")) expect(Object.fromEntries(r.query)).toMatchObject({ membership: "true", min_access_level: "20", order_by: "id", sort: "asc", per_page: "100" });
+    for (const r of sim.requestsTo("/api/v4/projects")) expect(Object.fromEntries(r.query)).toMatchObject({ membership: "true", min_access_level: "20", order_by: "id", sort: "asc", per_page: "100" });
   });
 
   it("tells who can read the code: Reporter or more, or a public project; not a Guest, a stranger or a hidden repository", async () => {
@@ -187,7 +165,7 @@ describe("GitLab deploy keys, webhooks and statuses", () => {
     const token = sim.issueToken([...GITLAB_SCOPES]);
     const { publicKey } = generateEd25519KeyPair("slipway-project-7");
     const { id } = await gitlab.addDeployKey(token, REPO, "Slipway (project 7)", publicKey);
-    const sent = requestsTo(`${API_REPO}/deploy_keys`).at(-1)!;
+    const sent = sim.requestsTo(`${API_REPO}/deploy_keys`).at(-1)!;
     expect(bodyOf(sent)).toEqual({ title: "Slipway (project 7)", key: publicKey, can_push: false });
     expect(sim.keys.get(REPO)).toEqual([{ id: Number(id), title: "Slipway (project 7)", key: publicKey, can_push: false }]);
     await gitlab.removeDeployKey(token, REPO, id);
@@ -227,12 +205,12 @@ describe("GitLab deploy keys, webhooks and statuses", () => {
   it("posts statuses with GitLab's state names, the link, the context as name and a description cut to 255 characters", async () => {
     const token = sim.issueToken([...GITLAB_SCOPES]);
     const path = `${API_REPO}/statuses/${SHA}`;
-    const sent = requestsTo(path).length;
+    const sent = sim.requestsTo(path).length;
     await gitlab.setCommitStatus(token, REPO, SHA, { ...STATUS, state: "pending", description: "x".repeat(300) });
     await gitlab.setCommitStatus(token, REPO, SHA, STATUS);
     await gitlab.setCommitStatus(token, REPO, SHA, { ...STATUS, state: "failure" });
     await gitlab.setCommitStatus(token, REPO, SHA, { ...STATUS, state: "error" });
-    expect(requestsTo(path).slice(sent).map(bodyOf)).toEqual([
+    expect(sim.requestsTo(path).slice(sent).map(bodyOf)).toEqual([
       { state: "pending", target_url: STATUS.targetUrl, description: "x".repeat(255), name: "slipway" },
       { state: "success", target_url: STATUS.targetUrl, description: STATUS.description, name: "slipway" },
       { state: "failed", target_url: STATUS.targetUrl, description: STATUS.description, name: "slipway" },
@@ -247,7 +225,7 @@ describe("GitLab deploy keys, webhooks and statuses", () => {
     const path = `${API_REPO}/statuses/${sha}`;
     await gitlab.setCommitStatus(token, REPO, sha, { ...STATUS, state: "pending" });
     await gitlab.setCommitStatus(token, REPO, sha, { ...STATUS, state: "pending" });
-    expect(requestsTo(path).length).toBe(2);
+    expect(sim.requestsTo(path).length).toBe(2);
     expect(sim.statuses.filter((s) => s.sha === sha).map((s) => s.status)).toEqual(["pending"]);
     // Control: other 400s from the same endpoint are still errors.
     sim.misbehave({ path: `/projects/acme%2Fplatform%2Fapi/statuses/${sha}` }, { status: 400 });
@@ -260,7 +238,7 @@ describe("GitLab deploy keys, webhooks and statuses", () => {
     const path = `${API_REPO}/statuses/${sha}`;
     sim.misbehave({ path: `/projects/acme%2Fplatform%2Fapi/statuses/${sha}` }, { status: 503 }, 2);
     await gitlab.setCommitStatus(token, REPO, sha, STATUS);
-    expect(requestsTo(path).length).toBe(3);
+    expect(sim.requestsTo(path).length).toBe(3);
     expect(sim.statuses.filter((s) => s.sha === sha).length).toBe(1);
   });
 
@@ -270,7 +248,7 @@ describe("GitLab deploy keys, webhooks and statuses", () => {
     // The backoff is 5 ms, so only Retry-After explains a wait of a second or more.
     sim.misbehave({ path: `/projects/acme%2Fplatform%2Fapi/statuses/${sha}` }, { rateLimit: "retry-after", seconds: 1 });
     await gitlab.setCommitStatus(token, REPO, sha, STATUS);
-    const [first, second] = requestsTo(`${API_REPO}/statuses/${sha}`);
+    const [first, second] = sim.requestsTo(`${API_REPO}/statuses/${sha}`);
     expect(second!.at - first!.at).toBeGreaterThanOrEqual(1000);
   });
 
@@ -280,21 +258,21 @@ describe("GitLab deploy keys, webhooks and statuses", () => {
     const path = `${API_REPO}/statuses/${sha}`;
     sim.misbehave({ path: `/projects/acme%2Fplatform%2Fapi/statuses/${sha}` }, { status: 500 }, 10);
     expect((await failure(gitlab.setCommitStatus(token, REPO, sha, STATUS))).kind).toBe("unavailable");
-    expect(requestsTo(path).length).toBe(3);
+    expect(sim.requestsTo(path).length).toBe(3);
     sim.calm();
     sim.misbehave({ path: `/projects/acme%2Fplatform%2Fapi/statuses/${sha}` }, { rateLimit: "reset", seconds: 3600 }, 10);
     const limited = await failure(gitlab.setCommitStatus(token, REPO, sha, STATUS));
     expect(limited.kind).toBe("rate_limited");
     expect(limited.retryAfterMs).toBeGreaterThan(5_000);
-    expect(requestsTo(path).length).toBe(4);
+    expect(sim.requestsTo(path).length).toBe(4);
   });
 
   it("does not retry anything else", async () => {
     const token = sim.issueToken([...GITLAB_SCOPES]);
-    const sent = requestsTo(`${API_REPO}/hooks`).length;
+    const sent = sim.requestsTo(`${API_REPO}/hooks`).length;
     sim.misbehave({ path: "/projects/acme%2Fplatform%2Fapi/hooks" }, { status: 503 });
     expect((await failure(gitlab.addWebhook(token, REPO, "https://127.0.0.1:1/h", "s", ["push"]))).kind).toBe("unavailable");
-    expect(requestsTo(`${API_REPO}/hooks`).length - sent).toBe(1);
+    expect(sim.requestsTo(`${API_REPO}/hooks`).length - sent).toBe(1);
     expect(sim.hooks.get(REPO) ?? []).toEqual([]);
   });
 });
@@ -310,7 +288,7 @@ describe("GitLab failures", () => {
     expect(sim.tokenIsValid(token)).toBe(true);
 
     await gitlab.revoke(token);
-    expect(new URLSearchParams(requestsTo("/oauth/revoke").at(-1)!.body).get("token")).toBe(token);
+    expect(new URLSearchParams(sim.requestsTo("/oauth/revoke").at(-1)!.body).get("token")).toBe(token);
     expect(sim.tokenIsValid(token)).toBe(false);
     const err = await failure(gitlab.currentUser(token));
     expect(err.kind).toBe("unauthorized");
@@ -335,30 +313,17 @@ describe("GitLab failures", () => {
     ["JSON of the wrong shape", { raw: '{"id": "twelve"}', status: 201 }, "malformed", /documented shape \(at id\)/],
     ["an answer beyond the size limit", { oversized: 200_000 }, "malformed", /larger than 65536 bytes/],
   ])("maps %s to a kind with a message that says what to do", async (_name, what, kind, message) => {
-    const token = sim.issueToken([...GITLAB_SCOPES]);
-    const p = provider({ maxResponseBytes: 65_536 });
-    sim.misbehave({ path: "/projects/acme%2Fplatform%2Fapi/hooks" }, what);
-    const err = await failure(p.addWebhook(token, REPO, "https://127.0.0.1:2/h", "s", ["push"]));
-    expect(err.kind).toBe(kind);
-    expect(err.message).toMatch(message);
-    if (kind === "rate_limited") expect(err.retryAfterMs).toBeGreaterThan(0);
-    // Control: the same call works once the simulator behaves.
-    const { id } = await p.addWebhook(token, REPO, "https://127.0.0.1:2/h", "s", ["push"]);
-    await p.removeWebhook(token, REPO, id);
+    const call = { provider: provider({ maxResponseBytes: 65_536 }), token: sim.issueToken([...GITLAB_SCOPES]), repo: REPO, url: "https://127.0.0.1:2/h" };
+    await expectHookFailure(call, () => sim.misbehave({ path: "/projects/acme%2Fplatform%2Fapi/hooks" }, what), kind, message);
   });
 
   it("times out a call that gets no answer", async () => {
-    const token = sim.issueToken([...GITLAB_SCOPES]);
-    sim.misbehave({ path: "/user" }, { hang: true });
-    const err = await failure(provider({ timeoutMs: 300 }).currentUser(token));
-    expect(err.kind).toBe("timeout");
-    expect(err.message).toMatch(new RegExp(`did not answer within 0.3 s while reading your profile: try again later.*${new URL(sim.url).host}`));
+    await expectProfileTimeout(provider, sim.issueToken([...GITLAB_SCOPES]), sim);
   });
 
   it("refuses bad input before sending anything", async () => {
     const token = sim.issueToken([...GITLAB_SCOPES]);
-    const sent = sim.requests.length;
-    const attempts: Promise<unknown>[] = [
+    await expectRefusedUnsent(sim, () => [
       gitlab.canRead(token, "not a project"),
       gitlab.canRead(token, "single"),
       gitlab.canRead(token, "acme/.."),
@@ -373,9 +338,7 @@ describe("GitLab failures", () => {
       gitlab.setCommitStatus(token, REPO, SHA, { ...STATUS, targetUrl: `https://slipway.example/${"b".repeat(250)}` }),
       gitlab.listRepositories(token, 0),
       gitlab.currentUser("x\r\nX-Injected: 1"),
-    ];
-    for (const attempt of attempts) expect((await failure(attempt)).kind).toBe("invalid");
-    expect(sim.requests.length).toBe(sent);
+    ]);
   });
 });
 
@@ -411,19 +374,9 @@ describe("P15: scopes", () => {
 
 describe("the simulator's webhooks", () => {
   it("carry the secret as GitLab does and pass Slipway's check, and are read into the right events", async () => {
-    const received: { headers: IncomingHttpHeaders; body: Buffer }[] = [];
-    const receiver = createServer((req, res) => {
-      const chunks: Buffer[] = [];
-      req.on("data", (c: Buffer) => chunks.push(c));
-      req.on("end", () => {
-        received.push({ headers: req.headers, body: Buffer.concat(chunks) });
-        res.writeHead(202).end();
-      });
-    });
-    await new Promise<void>((resolve) => receiver.listen(0, "127.0.0.1", resolve));
-    try {
+    await receiving(async (url, received) => {
       const token = sim.issueToken([...GITLAB_SCOPES]);
-      const hook = await gitlab.addWebhook(token, REPO, `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/hook`, "whsec_sim", ["push", "pull_request"]);
+      const hook = await gitlab.addWebhook(token, REPO, url, "whsec_sim", ["push", "pull_request"]);
       const read = (i: number) => {
         const { headers, body } = received[i]!;
         const delivery = readDelivery("gitlab", headers);
@@ -452,12 +405,10 @@ describe("the simulator's webhooks", () => {
 
       // A push-only hook gets no merge request events.
       await gitlab.removeWebhook(token, REPO, hook.id);
-      const pushOnly = await gitlab.addWebhook(token, REPO, `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/hook`, "s", ["push"]);
+      const pushOnly = await gitlab.addWebhook(token, REPO, url, "s", ["push"]);
       expect(await sim.deliver(REPO, "Merge Request Hook", sim.mergeRequestPayload(REPO, { iid: 7, action: "open", sourceBranch: "f", sha: SHA }))).toEqual([]);
       await gitlab.removeWebhook(token, REPO, pushOnly.id);
-    } finally {
-      receiver.close();
-    }
+    });
     await expect(sim.sendWebhook("http://192.0.2.1/hook", "Push Hook", {}, "s")).rejects.toThrow(/loopback/);
   });
 });

@@ -209,7 +209,7 @@ beforeAll(async () => {
 
   // A connected GitHub account, with a linked repository: its tokens, and the OAuth app's secret, never come back.
   await connectAccount(owner, "github", sim.ca);
-  forbid("GitHub access token", [...sim.requests].reverse().find((r) => r.headers.authorization?.startsWith("Bearer gho_"))!.headers.authorization!.slice("Bearer ".length));
+  forbid("GitHub access token", sim.lastToken());
   for (const refresh of sim.refreshTokensOutstanding()) forbid("GitHub refresh token", refresh);
   forbid("GitHub OAuth app secret", sim.clientSecret);
   okStatus(await owner.put(`/api/v1/projects/${ids.projectId}/repository-link`, { provider: "github", repo: "acme/private-app" }));

@@ -68,7 +68,7 @@ describe("connecting a GitHub account", () => {
     // The token is sealed in the database: its plaintext is nowhere in the data dir.
     const row = await h.services.store.db.selectFrom("scm_connections").selectAll().executeTakeFirstOrThrow();
     expect(row.access_token).toMatch(/^sb1:/);
-    const issued = [...sim.requests].reverse().find((r) => r.headers.authorization?.startsWith("Bearer gho_"))!.headers.authorization!.slice("Bearer ".length);
+    const issued = sim.lastToken();
     for (const file of readdirSync(h.dataDir)) {
       const content = readFileSync(path.join(h.dataDir, file));
       expect(content.includes(issued), file).toBe(false);
@@ -336,7 +336,7 @@ describe("P07, P15: tokens", () => {
 
     // A token revoked at GitHub itself: the next call says so, and the account page shows it.
     await connectAccount(owner, "github", sim.ca);
-    const issued = [...sim.requests].reverse().find((r) => r.headers.authorization?.startsWith("Bearer gho_"))!.headers.authorization!.slice("Bearer ".length);
+    const issued = sim.lastToken();
     sim.invalidateToken(issued);
     const list = await owner.get("/api/v1/me/connections/github/repositories");
     expect(list.statusCode).toBe(409);
@@ -350,7 +350,7 @@ describe("P07, P15: tokens", () => {
   it("a revoked token shows on the project page as what to do, and unlinking then names what is left at GitHub", async () => {
     const id = await newProject("revoked");
     expect((await owner.put(`/api/v1/projects/${id}/repository-link`, { provider: "github", repo: "octocat/repo-005" })).statusCode).toBe(200);
-    const issued = [...sim.requests].reverse().find((r) => r.headers.authorization?.startsWith("Bearer gho_"))!.headers.authorization!.slice("Bearer ".length);
+    const issued = sim.lastToken();
     // GitHub stops accepting the token (expired, or an organisation's policy); what it made stays there.
     sim.invalidateToken(issued);
     await sim.deliver("octocat/repo-005", "push", sim.pushPayload("octocat/repo-005", { ref: "refs/heads/main", after: SHA }));

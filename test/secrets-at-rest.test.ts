@@ -152,7 +152,7 @@ beforeAll(async () => {
 
   // A connected GitHub account (an expiring token and its refresh token) and a sign-in left half-way.
   await connectAccount(browser, "github", sim.ca);
-  plain["GitHub access token"] = [...sim.requests].reverse().find((r) => r.headers.authorization?.startsWith("Bearer gho_"))!.headers.authorization!.slice("Bearer ".length);
+  plain["GitHub access token"] = sim.lastToken();
   plain["GitHub refresh token"] = sim.refreshTokensOutstanding()[0]!;
   pendingChallenge = new URL((await browser.post("/api/v1/me/connections/github")).json().authorizeUrl).searchParams.get("code_challenge")!;
 

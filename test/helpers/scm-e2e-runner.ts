@@ -44,43 +44,55 @@ export interface ScmRunOutput {
   hooksAfterUnlink: number;
 }
 
-/** One provider's simulator, seen through what this test needs of it. */
-interface Adapter {
-  ca: string;
-  settings: SettingsInput;
+/** What this test reads of one provider's simulator, in the terms of its API. */
+interface View {
   repo: string;
   keys(): Array<{ key: string; readOnly: boolean }>;
   hooks(): Array<{ url: string; secret: string | null }>;
   statuses(sha: string): Array<{ state: string; url: string | null }>;
   push(branch: string, sha: string): Promise<number[]>;
+  /** Settings beyond the app's credentials, URL and CA file. */
+  settings?: SettingsInput;
+}
+
+/** One provider's simulator, seen through what this test needs of it. */
+interface Adapter extends View {
+  ca: string;
+  settings: SettingsInput;
   close(): Promise<void>;
 }
 
+type StartOptions = { callbackUrl: string; sshUrl: () => string };
+
 const all = <T>(map: Map<string, T[]>): T[] => [...map.values()].flat();
 
-async function simulate(provider: ProviderName, callbackUrl: string, sshUrl: () => string, caFile: string): Promise<Adapter> {
-  const settingsOf = (sim: { clientId: string; clientSecret: string; url: string }) => ({ [`${provider}ClientId`]: sim.clientId, [`${provider}ClientSecret`]: sim.clientSecret, [`${provider}Url`]: sim.url, [`${provider}CaFile`]: caFile });
-  switch (provider) {
-    case "github": {
-      const sim = await GitHubSim.start({ callbackUrl, sshUrl });
-      const repo = "acme/private-app";
-      return {
-        ca: sim.ca,
-        settings: settingsOf(sim),
-        repo,
-        keys: () => all(sim.keys).map((k) => ({ key: k.key, readOnly: k.read_only })),
-        hooks: () => all(sim.hooks).map((h) => ({ url: h.config.url, secret: h.config.secret ?? null })),
-        statuses: (sha) => sim.statuses.filter((s) => s.sha === sha).map((s) => ({ state: s.state, url: s.target_url })),
-        push: async (branch, sha) => (await sim.deliver(repo, "push", sim.pushPayload(repo, { ref: `refs/heads/${branch}`, after: sha }))).map((r) => r.status),
-        close: () => sim.close(),
-      };
-    }
-    case "gitlab": {
-      const sim = await GitLabSim.start({ callbackUrl, sshUrl });
-      const repo = "acme/platform/api";
-      return {
-        ca: sim.ca,
-        settings: settingsOf(sim),
+/** GitHub and Gitea name keys, hooks, statuses and push events alike. */
+const githubLike = (sim: GitHubSim | GiteaSim): View => {
+  const repo = "acme/private-app";
+  return {
+    repo,
+    keys: () => all(sim.keys).map((k) => ({ key: k.key, readOnly: k.read_only })),
+    hooks: () => all<{ config: { url: string; secret?: string } }>(sim.hooks).map((h) => ({ url: h.config.url, secret: h.config.secret ?? null })),
+    statuses: (sha) => sim.statuses.filter((s) => s.sha === sha).map((s) => ({ state: s.state, url: s.target_url })),
+    push: async (branch, sha) => (await sim.deliver(repo, "push", sim.pushPayload(repo, { ref: `refs/heads/${branch}`, after: sha }))).map((r) => r.status),
+  };
+};
+
+const SIMULATORS: Record<ProviderName, (options: StartOptions) => Promise<{ sim: GitHubSim | GitLabSim | BitbucketSim | GiteaSim; view: View }>> = {
+  github: async (options) => {
+    const sim = await GitHubSim.start(options);
+    return { sim, view: githubLike(sim) };
+  },
+  gitea: async (options) => {
+    const sim = await GiteaSim.start(options);
+    return { sim, view: githubLike(sim) };
+  },
+  gitlab: async (options) => {
+    const sim = await GitLabSim.start(options);
+    const repo = "acme/platform/api";
+    return {
+      sim,
+      view: {
         repo,
         keys: () => all(sim.keys).map((k) => ({ key: k.key, readOnly: !k.can_push })),
         hooks: () => all(sim.hooks).map((h) => ({ url: h.url, secret: h.token })),
@@ -91,39 +103,31 @@ async function simulate(provider: ProviderName, callbackUrl: string, sshUrl: () 
             .map((r) => JSON.parse(r.body) as { state: string; target_url?: string })
             .map((b) => ({ state: b.state, url: b.target_url ?? null })),
         push: async (branch, sha) => (await sim.deliver(repo, "Push Hook", sim.pushPayload(repo, { ref: `refs/heads/${branch}`, after: sha }))).map((r) => r.status),
-        close: () => sim.close(),
-      };
-    }
-    case "gitea": {
-      const sim = await GiteaSim.start({ callbackUrl, sshUrl });
-      const repo = "acme/private-app";
-      return {
-        ca: sim.ca,
-        settings: settingsOf(sim),
+      },
+    };
+  },
+  bitbucket: async (options) => {
+    const sim = await BitbucketSim.start(options);
+    const repo = "acme/private-app";
+    return {
+      sim,
+      view: {
         repo,
-        keys: () => all(sim.keys).map((k) => ({ key: k.key, readOnly: k.read_only })),
-        hooks: () => all(sim.hooks).map((h) => ({ url: h.config.url, secret: h.config.secret ?? null })),
-        statuses: (sha) => sim.statuses.filter((s) => s.sha === sha).map((s) => ({ state: s.state, url: s.target_url })),
-        push: async (branch, sha) => (await sim.deliver(repo, "push", sim.pushPayload(repo, { ref: `refs/heads/${branch}`, after: sha }))).map((r) => r.status),
-        close: () => sim.close(),
-      };
-    }
-    case "bitbucket": {
-      const sim = await BitbucketSim.start({ callbackUrl, sshUrl });
-      const repo = "acme/private-app";
-      return {
-        ca: sim.ca,
-        settings: { ...settingsOf(sim), bitbucketApiUrl: sim.apiUrl },
-        repo,
+        settings: { bitbucketApiUrl: sim.apiUrl },
         // Bitbucket's deploy keys are read-only, always.
         keys: () => all(sim.keys).map((k) => ({ key: k.key, readOnly: true })),
         hooks: () => all(sim.hooks).map((h) => ({ url: h.url, secret: h.secret })),
         statuses: (sha) => sim.statuses.filter((s) => s.commit === sha).map((s) => ({ state: s.state, url: s.url })),
         push: async (branch, sha) => (await sim.deliver(repo, "repo:push", sim.pushPayload(repo, { branch, hash: sha }))).map((r) => r.status),
-        close: () => sim.close(),
-      };
-    }
-  }
+      },
+    };
+  },
+};
+
+async function simulate(provider: ProviderName, callbackUrl: string, sshUrl: () => string, caFile: string): Promise<Adapter> {
+  const { sim, view } = await SIMULATORS[provider]({ callbackUrl, sshUrl });
+  const settings = { [`${provider}ClientId`]: sim.clientId, [`${provider}ClientSecret`]: sim.clientSecret, [`${provider}Url`]: sim.url, [`${provider}CaFile`]: caFile, ...view.settings };
+  return { ...view, ca: sim.ca, settings, close: () => sim.close() };
 }
 
 /** A free port on this namespace's loopback, so the OAuth app can be registered with the server's address before it starts. */

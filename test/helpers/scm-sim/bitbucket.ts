@@ -1,9 +1,7 @@
-import { createHmac, randomBytes, randomUUID } from "node:crypto";
-import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from "node:http";
-import https from "node:https";
-import type { AddressInfo } from "node:net";
-import { postToLoopback } from "./deliver.js";
-import { loopbackCertificate } from "./tls.js";
+import { randomBytes, randomUUID } from "node:crypto";
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { hmacSha256Hex, inTurn, postToLoopback } from "./deliver.js";
+import { BAD_GATEWAY_PAGE, basicCredentials, html, jsonAnswer, keyMaterial, type Listening, noContent, OPENSSH_PUBLIC_KEY, parseObject, redirectWith, removeWhere, type SimCall, SimServer } from "./sim-server.js";
 
 // A Bitbucket Cloud stand-in on 127.0.0.1 over real TLS, written from Bitbucket's public
 // documentation and nothing in src/scm, so a misreading of the API in the client is caught here
@@ -65,22 +63,8 @@ export interface SimStatus {
   description: string | null;
 }
 
-export interface SimRequest {
-  method: string;
-  /** The path without the query, e.g. `/2.0/repositories`. */
-  path: string;
-  query: URLSearchParams;
-  headers: IncomingHttpHeaders;
-  at: number;
-}
-
-/** Ways to make the next matching requests fail as Bitbucket can. */
-export type Misbehaviour =
-  | { status: 400 | 401 | 403 | 404 | 500 | 502 | 503 }
-  | { rateLimit: true; retryAfterSeconds?: number }
-  | { hang: true }
-  | { raw: string; status?: number }
-  | { oversized: number };
+/** Ways to make the next matching requests fail as Bitbucket can, besides those every simulator has. */
+export type BitbucketFault = { status: 400 | 401 | 403 | 404 | 500 | 502 | 503 } | { rateLimit: true; retryAfterSeconds?: number };
 
 interface Token {
   user: SimUser;
@@ -109,19 +93,13 @@ export interface BitbucketSimOptions {
   sshUrl?: (fullName: string) => string;
 }
 
-const json = (res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}) => {
-  res.writeHead(status, { "content-type": "application/json; charset=utf-8", ...headers });
-  res.end(JSON.stringify(body));
-};
+const JSON_TYPE = "application/json; charset=utf-8";
+const json = jsonAnswer(JSON_TYPE);
 const bbError = (res: ServerResponse, status: number, message: string, extra: Record<string, unknown> = {}, headers: Record<string, string> = {}) =>
   json(res, status, { type: "error", error: { message, ...extra } }, headers);
-const noContent = (res: ServerResponse) => {
-  res.writeHead(204);
-  res.end();
-};
 
 /** Bitbucket's webhook signature: `sha256=` and the hex HMAC-SHA256 of the raw body with the secret. */
-export const hubSignature = (secret: string, body: string | Buffer): string => `sha256=${createHmac("sha256", secret).update(body).digest("hex")}`;
+export const hubSignature = (secret: string, body: string | Buffer): string => `sha256=${hmacSha256Hex(secret, body)}`;
 
 const IMPLIED: Record<string, string[]> = { pullrequest: ["repository"], "pullrequest:write": ["pullrequest", "repository"], "repository:write": ["repository"], "repository:admin": [] };
 /** The scope each webhook event needs on top of `webhook` ("Create a webhook for a repository"). */
@@ -129,7 +107,7 @@ const EVENT_SCOPE: Record<string, string> = { "repo:push": "repository", "pullre
 const STATES = ["INPROGRESS", "SUCCESSFUL", "FAILED", "STOPPED"];
 const braces = (uuid: string) => `{${uuid}}`;
 
-export class BitbucketSim {
+export class BitbucketSim extends SimServer<BitbucketFault> {
   readonly clientId: string;
   readonly clientSecret: string;
   readonly callbackUrl: string;
@@ -150,25 +128,21 @@ export class BitbucketSim {
   readonly keys = new Map<string, SimKey[]>();
   readonly hooks = new Map<string, SimHook[]>();
   readonly statuses: SimStatus[] = [];
-  readonly requests: SimRequest[] = [];
   private readonly tokens = new Map<string, Token>();
   private readonly grants = new Map<string, Grant>();
   private readonly refreshTokens = new Map<string, string>();
-  private readonly faults: { method?: string; path: string | RegExp; what: Misbehaviour; left: number }[] = [];
-  private readonly hanging = new Set<ServerResponse>();
   private nextId = 100;
 
   private constructor(
-    private readonly server: https.Server,
-    readonly url: string,
-    readonly ca: string,
+    listening: Listening,
     private readonly options: BitbucketSimOptions,
   ) {
+    super(listening, { apiPrefix: "/2.0", jsonType: JSON_TYPE });
     this.clientId = options.clientId ?? "Cz8vXxQ3sWmPrkjU7L";
     this.clientSecret = options.clientSecret ?? "sim-consumer-secret-9f8e7d6c5b4a";
     this.callbackUrl = options.callbackUrl ?? "https://127.0.0.1:8443/auth/bitbucket";
     this.consumerScopes = options.consumerScopes ?? ["account", "email", "pullrequest", "repository", "repository:admin", "webhook"];
-    this.apiUrl = `${url}/2.0`;
+    this.apiUrl = `${this.url}/2.0`;
     const repo = (n: number, fullName: string, isPrivate: boolean, mainBranch: string | null, permission: SimRepo["permission"]): SimRepo => ({ uuid: braces(`85d08b4e-571d-44e9-a507-${String(n).padStart(12, "0")}`), fullName, private: isPrivate, mainBranch, permission });
     this.repos.push(
       repo(1, "evzijst/geordi", false, "main", "admin"),
@@ -181,29 +155,8 @@ export class BitbucketSim {
     for (let i = 1; i <= (options.extraRepos ?? 0); i++) this.repos.push(repo(1000 + i, `evzijst/repo-${String(i).padStart(3, "0")}`, false, "main", "admin"));
   }
 
-  static async start(options: BitbucketSimOptions = {}): Promise<BitbucketSim> {
-    const { cert, key } = loopbackCertificate();
-    let sim: BitbucketSim | undefined;
-    const server = https.createServer({ cert, key }, (req, res) => sim!.handle(req, res));
-    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-    sim = new BitbucketSim(server, `https://127.0.0.1:${(server.address() as AddressInfo).port}`, cert, options);
-    return sim;
-  }
-
-  async close(): Promise<void> {
-    for (const res of this.hanging) res.destroy();
-    this.server.closeAllConnections();
-    await new Promise<void>((resolve) => this.server.close(() => resolve()));
-  }
-
-  /** The next `times` requests matching `path` (the API path without /2.0, or a web path) misbehave. */
-  misbehave(match: { method?: string; path: string | RegExp }, what: Misbehaviour, times = 1): void {
-    this.faults.push({ ...match, what, left: times });
-  }
-
-  /** Ends every pending misbehaviour. */
-  calm(): void {
-    this.faults.length = 0;
+  static start(options: BitbucketSimOptions = {}): Promise<BitbucketSim> {
+    return SimServer.serve((listening) => new BitbucketSim(listening, options));
   }
 
   /** An access token for the user with these scopes, as if the OAuth flow had run. */
@@ -247,9 +200,7 @@ export class BitbucketSim {
   /** Sends `event` to every active hook on the repository subscribed to it. */
   async deliver(repo: string, event: string, payload: unknown, opts: { ca?: string } = {}) {
     const hooks = (this.hooks.get(repo.toLowerCase()) ?? []).filter((h) => h.active && h.events.includes(event));
-    const results = [];
-    for (const h of hooks) results.push(await this.sendWebhook(h.url, event, payload, h.secret, { hookUuid: h.uuid, ...opts }));
-    return results;
+    return inTurn(hooks, (h) => this.sendWebhook(h.url, event, payload, h.secret, { hookUuid: h.uuid, ...opts }));
   }
 
   /** A `repo:push` payload in the documented shape, trimmed to the commonly read fields. */
@@ -281,59 +232,28 @@ export class BitbucketSim {
     return r;
   }
 
-  private handle(req: IncomingMessage, res: ServerResponse): void {
-    const chunks: Buffer[] = [];
-    req.on("data", (c: Buffer) => chunks.push(c));
-    req.on("end", () => {
-      const url = new URL(req.url ?? "/", this.url);
-      this.requests.push({ method: req.method ?? "", path: url.pathname, query: url.searchParams, headers: req.headers, at: Date.now() });
-      const route = url.pathname.startsWith("/2.0/") ? url.pathname.slice("/2.0".length) : url.pathname;
-      if (this.misbehaved(req.method ?? "", route, res)) return;
-      try {
-        this.route(req, url, route, Buffer.concat(chunks).toString("utf8"), res);
-      } catch (err) {
-        bbError(res, 500, `simulator bug: ${(err as Error).message}`);
-      }
-    });
+  protected error(res: ServerResponse, status: number, message: string): void {
+    bbError(res, status, message);
   }
 
-  private misbehaved(method: string, route: string, res: ServerResponse): boolean {
-    const fault = this.faults.find((f) => f.left > 0 && (!f.method || f.method === method) && (typeof f.path === "string" ? f.path === route : f.path.test(route)));
-    if (!fault) return false;
-    fault.left--;
-    const what = fault.what;
-    if ("hang" in what) {
-      this.hanging.add(res);
-      return true;
-    }
-    if ("raw" in what) {
-      res.writeHead(what.status ?? 200, { "content-type": "application/json; charset=utf-8" });
-      res.end(what.raw);
-    } else if ("oversized" in what) json(res, 200, { uuid: "{x}", padding: "x".repeat(what.oversized) });
-    else if ("rateLimit" in what) bbError(res, 429, "Rate limit for this resource has been exceeded", {}, what.retryAfterSeconds === undefined ? {} : { "retry-after": String(what.retryAfterSeconds) });
-    else {
-      const bodies: Record<number, () => void> = {
-        400: () => bbError(res, 400, "Bad request", { fields: { url: ["Enter a valid URL."] } }),
-        401: () => bbError(res, 401, "Access token expired. Use your refresh token to obtain a new access token."),
-        403: () => bbError(res, 403, "You do not have admin access to this repository."),
-        404: () => bbError(res, 404, "Repository not found"),
-        500: () => bbError(res, 500, "Something went wrong", { id: randomUUID() }),
-        502: () => {
-          res.writeHead(502, { "content-type": "text/html" });
-          res.end("<html><body><h1>502 Bad Gateway</h1></body></html>");
-        },
-        503: () => bbError(res, 503, "Service unavailable"),
-      };
-      bodies[what.status]!();
-    }
-    return true;
+  protected fail(what: BitbucketFault, res: ServerResponse): void {
+    if ("rateLimit" in what) return bbError(res, 429, "Rate limit for this resource has been exceeded", {}, what.retryAfterSeconds === undefined ? {} : { "retry-after": String(what.retryAfterSeconds) });
+    const bodies: Record<number, () => void> = {
+      400: () => bbError(res, 400, "Bad request", { fields: { url: ["Enter a valid URL."] } }),
+      401: () => bbError(res, 401, "Access token expired. Use your refresh token to obtain a new access token."),
+      403: () => bbError(res, 403, "You do not have admin access to this repository."),
+      404: () => bbError(res, 404, "Repository not found"),
+      500: () => bbError(res, 500, "Something went wrong", { id: randomUUID() }),
+      502: () => html(res, 502, BAD_GATEWAY_PAGE),
+      503: () => bbError(res, 503, "Service unavailable"),
+    };
+    bodies[what.status]!();
   }
 
-  private route(req: IncomingMessage, url: URL, route: string, body: string, res: ServerResponse): void {
-    const method = req.method ?? "";
-    if (method === "GET" && route === "/site/oauth2/authorize") return this.authorize(url, res);
+  protected route({ req, method, api, route, query, body }: SimCall, res: ServerResponse): void {
+    if (method === "GET" && route === "/site/oauth2/authorize") return this.authorize(query, res);
     if (method === "POST" && route === "/site/oauth2/access_token") return this.accessToken(req, body, res);
-    if (!url.pathname.startsWith("/2.0/")) return bbError(res, 404, "Resource not found");
+    if (!api) return bbError(res, 404, "Resource not found");
 
     // Since 2026 access tokens are taken only from the Authorization header.
     const auth = /^Bearer (\S+)$/.exec(req.headers.authorization ?? "");
@@ -359,7 +279,7 @@ export class BitbucketSim {
     }
     if (method === "GET" && route === "/repositories") {
       if (!need("repository")) return;
-      return this.listRepos(url, res);
+      return this.listRepos(query, res);
     }
 
     const repoMatch = /^\/repositories\/([^/]+)\/([^/]+)(\/.*)?$/.exec(route);
@@ -388,27 +308,23 @@ export class BitbucketSim {
     }
     if (rest === "/deploy-keys" && method === "POST") {
       if (!need("repository", "repository:admin") || !admin()) return;
-      const input = parse(body);
-      if (typeof input.key !== "string" || !/^(?:ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(?:256|384|521)) [A-Za-z0-9+/=]+/.test(input.key)) return bbError(res, 400, "Invalid deploy key inputs", { fields: { key: ["Invalid SSH key"] } });
+      const input = parseObject(body);
+      if (typeof input.key !== "string" || !OPENSSH_PUBLIC_KEY.test(input.key)) return bbError(res, 400, "Invalid deploy key inputs", { fields: { key: ["Invalid SSH key"] } });
       const list = this.keys.get(key) ?? [];
-      const material = (k: string) => k.split(" ").slice(0, 2).join(" ");
-      if (list.some((k) => material(k.key) === material(String(input.key)))) return bbError(res, 400, "Someone has already added that access key to this repository.");
+      if (list.some((k) => keyMaterial(k.key) === keyMaterial(String(input.key)))) return bbError(res, 400, "Someone has already added that access key to this repository.");
       const created: SimKey = { id: this.nextId++, key: String(input.key), label: typeof input.label === "string" ? input.label : "" };
       this.keys.set(key, [...list, created]);
       const comment = created.key.split(" ").slice(2).join(" ");
       // "Add a repository deploy key" answers 200, not 201.
-      return json(res, 200, { type: "deploy_key", id: created.id, key: material(created.key), label: created.label, comment, created_on: new Date().toISOString(), last_used: null, links: { self: { href: `${this.apiUrl}/repositories/${repo.fullName}/deploy-keys/${created.id}` } }, repository: { type: "repository", full_name: repo.fullName, uuid: repo.uuid } });
+      return json(res, 200, { type: "deploy_key", id: created.id, key: keyMaterial(created.key), label: created.label, comment, created_on: new Date().toISOString(), last_used: null, links: { self: { href: `${this.apiUrl}/repositories/${repo.fullName}/deploy-keys/${created.id}` } }, repository: { type: "repository", full_name: repo.fullName, uuid: repo.uuid } });
     }
     const keyMatch = /^\/deploy-keys\/(\d+)$/.exec(rest);
     if (keyMatch && method === "DELETE") {
       if (!need("repository", "repository:admin") || !admin()) return;
-      const list = this.keys.get(key) ?? [];
-      if (!list.some((k) => k.id === Number(keyMatch[1]))) return bbError(res, 404, "Deploy key not found");
-      this.keys.set(key, list.filter((k) => k.id !== Number(keyMatch[1])));
-      return noContent(res);
+      return removeWhere(this.keys, key, (k) => k.id === Number(keyMatch[1])) ? noContent(res) : bbError(res, 404, "Deploy key not found");
     }
     if (rest === "/hooks" && method === "POST") {
-      const input = parse(body);
+      const input = parseObject(body);
       const events = Array.isArray(input.events) ? input.events.map(String) : [];
       const unknown = events.filter((e) => !(e in EVENT_SCOPE));
       if (unknown.length || !events.length) return bbError(res, 400, "Invalid events", { fields: { events: [`unknown or missing events: ${unknown.join(", ")}`] } });
@@ -424,10 +340,7 @@ export class BitbucketSim {
     if (hookMatch && method === "DELETE") {
       if (!need("webhook") || !admin()) return;
       const uid = decodeURIComponent(hookMatch[1]!);
-      const list = this.hooks.get(key) ?? [];
-      if (!list.some((h) => h.uuid === uid)) return bbError(res, 404, "Webhook not found");
-      this.hooks.set(key, list.filter((h) => h.uuid !== uid));
-      return noContent(res);
+      return removeWhere(this.hooks, key, (h) => h.uuid === uid) ? noContent(res) : bbError(res, 404, "Webhook not found");
     }
     const statusMatch = /^\/commit\/([^/]+)\/statuses\/build\/?$/.exec(rest);
     if (statusMatch && method === "POST") {
@@ -436,7 +349,7 @@ export class BitbucketSim {
       if (repo.permission !== "admin" && repo.permission !== "write") return bbError(res, 403, "You do not have write access to this repository.");
       const commit = statusMatch[1]!;
       if (!/^[0-9a-f]{7,40}$/.test(commit)) return bbError(res, 404, `Commit not found: ${commit}`);
-      const input = parse(body);
+      const input = parseObject(body);
       const problems: Record<string, string[]> = {};
       if (typeof input.key !== "string" || !input.key) problems.key = ["This field is required."];
       if (typeof input.state !== "string" || !STATES.includes(input.state)) problems.state = [`"${String(input.state)}" is not a valid choice.`];
@@ -479,17 +392,17 @@ export class BitbucketSim {
   }
 
   /** "List public repositories" with `role=member`: only repositories the user was given access to. */
-  private listRepos(url: URL, res: ServerResponse): void {
-    const pagelen = Number(url.searchParams.get("pagelen") ?? 10);
+  private listRepos(q: URLSearchParams, res: ServerResponse): void {
+    const pagelen = Number(q.get("pagelen") ?? 10);
     if (!Number.isInteger(pagelen) || pagelen < 1 || pagelen > 100) return bbError(res, 400, "Invalid pagelen");
-    const page = Number(url.searchParams.get("page") ?? 1);
+    const page = Number(q.get("page") ?? 1);
     if (!Number.isInteger(page) || page < 1) return bbError(res, 400, "Invalid page");
-    const role = url.searchParams.get("role");
+    const role = q.get("role");
     const visible = this.repos.filter((r) => (role === "member" ? r.permission !== "none" : !r.private));
     const values = visible.slice((page - 1) * pagelen, page * pagelen).map((r) => this.repoJson(r));
     const at = (p: number) => {
       const next = new URL(`${this.apiUrl}/repositories`);
-      for (const [k, v] of url.searchParams) next.searchParams.set(k, v);
+      for (const [k, v] of q) next.searchParams.set(k, v);
       next.searchParams.set("page", String(p));
       return next.toString();
     };
@@ -497,17 +410,11 @@ export class BitbucketSim {
   }
 
   /** "Authorization Code Grant": the signed-in user approves at once and is sent back with code and state. */
-  private authorize(url: URL, res: ServerResponse): void {
-    const q = url.searchParams;
+  private authorize(q: URLSearchParams, res: ServerResponse): void {
     if (q.get("client_id") !== this.clientId) return bbError(res, 400, "Invalid client_id");
     const state = q.get("state");
     const redirect = q.get("redirect_uri");
-    const back = (params: Record<string, string>) => {
-      const to = new URL(redirect && this.redirectAllowed(redirect) ? redirect : this.callbackUrl);
-      for (const [k, v] of Object.entries({ ...params, ...(state === null ? {} : { state }) })) to.searchParams.set(k, v);
-      res.writeHead(302, { location: to.toString() });
-      res.end();
-    };
+    const back = (params: Record<string, string>) => redirectWith(res, redirect && this.redirectAllowed(redirect) ? redirect : this.callbackUrl, { ...params, ...(state === null ? {} : { state }) });
     if (redirect && !this.redirectAllowed(redirect)) return back({ error: "invalid_request", error_description: "The redirect_uri must start with the consumer's callback URL." });
     if (q.get("response_type") !== "code") return back({ error: "unsupported_response_type", error_description: "Only code and token are supported." });
     const code = randomBytes(12).toString("base64url");
@@ -524,8 +431,7 @@ export class BitbucketSim {
   private accessToken(req: IncomingMessage, body: string, res: ServerResponse): void {
     const p = new URLSearchParams(body);
     const error = (status: number, code: string, description: string) => json(res, status, { error: code, error_description: description });
-    const basic = /^Basic (\S+)$/.exec(req.headers.authorization ?? "");
-    const [id, secret] = basic ? Buffer.from(basic[1]!, "base64").toString("utf8").split(":") : [p.get("client_id"), p.get("client_secret")];
+    const [id, secret] = basicCredentials(req) ?? [p.get("client_id"), p.get("client_secret")];
     if (id !== this.clientId || secret !== this.clientSecret) return error(401, "invalid_client", "Invalid OAuth client credentials");
     let scopes: string[];
     if (p.get("grant_type") === "refresh_token") {
@@ -548,14 +454,5 @@ export class BitbucketSim {
     const refreshToken = randomBytes(24).toString("base64url");
     this.refreshTokens.set(refreshToken, token);
     json(res, 200, { access_token: token, [this.options.legacyScopesField ? "scopes" : "scope"]: scopes.join(" "), expires_in: 7200, refresh_token: refreshToken, token_type: "bearer", state: p.get("grant_type") });
-  }
-}
-
-function parse(body: string): Record<string, unknown> {
-  try {
-    const value: unknown = JSON.parse(body);
-    return typeof value === "object" && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : {};
-  } catch {
-    return {};
   }
 }

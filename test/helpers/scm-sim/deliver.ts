@@ -1,7 +1,8 @@
+import { createHmac } from "node:crypto";
 import http from "node:http";
 import https from "node:https";
 
-const isLoopback = (url: URL) => /^127(?:\.\d{1,3}){3}$/.test(url.hostname) || url.hostname === "[::1]";
+export const isLoopback = (url: URL): boolean => /^127(?:\.\d{1,3}){3}$/.test(url.hostname) || url.hostname === "[::1]";
 
 /** POSTs a simulated webhook delivery; tests only ever talk to loopback, so anything else is refused. */
 export function postToLoopback(target: string, headers: Record<string, string>, body: string, ca?: string): Promise<{ status: number; body: string }> {
@@ -19,3 +20,13 @@ export function postToLoopback(target: string, headers: Record<string, string>, 
     req.end(body);
   });
 }
+
+/** Sends to each in turn, as a host works through a repository's hooks. */
+export async function inTurn<T, R>(items: T[], send: (item: T) => Promise<R>): Promise<R[]> {
+  const results: R[] = [];
+  for (const item of items) results.push(await send(item));
+  return results;
+}
+
+/** The hex HMAC-SHA256 of a delivery's raw body with the hook's secret, the core of every host's signature. */
+export const hmacSha256Hex = (secret: string, body: string | Buffer): string => createHmac("sha256", secret).update(body).digest("hex");

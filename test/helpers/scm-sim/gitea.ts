@@ -1,9 +1,7 @@
-import { createHash, createHmac, randomBytes, randomUUID } from "node:crypto";
-import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from "node:http";
-import https from "node:https";
-import type { AddressInfo } from "node:net";
-import { postToLoopback } from "./deliver.js";
-import { loopbackCertificate } from "./tls.js";
+import { randomBytes, randomUUID } from "node:crypto";
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { hmacSha256Hex, inTurn, postToLoopback } from "./deliver.js";
+import { BAD_GATEWAY_PAGE, formOrJson, html, jsonAnswer, keyMaterial, type Listening, noContent, OPENSSH_PUBLIC_KEY, pageLinks, pageOf, parseObject, pkceChallenge, redirectWith, removeWhere, type SimCall, SimServer } from "./sim-server.js";
 
 // A Gitea / Forgejo stand-in on 127.0.0.1 over real TLS, written from their public documentation
 // and nothing in src/scm, so a misreading of the API in the client is caught here rather than
@@ -63,23 +61,8 @@ export interface SimStatus {
   context: string;
 }
 
-export interface SimRequest {
-  method: string;
-  /** The path without the query, e.g. `/api/v1/user/repos`. */
-  path: string;
-  query: URLSearchParams;
-  headers: IncomingHttpHeaders;
-  body: string;
-  at: number;
-}
-
-/** Ways to make the next matching requests fail as a Gitea server (or the proxy before it) can. */
-export type Misbehaviour =
-  | { status: 401 | 403 | 404 | 422 | 500 | 502 | 503 }
-  | { status: 429 | 503; retryAfterSeconds: number }
-  | { hang: true }
-  | { raw: string; status?: number }
-  | { oversized: number };
+/** Ways to make the next matching requests fail as a Gitea server (or the proxy before it) can, besides those every simulator has. */
+export type GiteaFault = { status: 401 | 403 | 404 | 422 | 500 | 502 | 503 } | { status: 429 | 503; retryAfterSeconds: number };
 
 interface Grant {
   id: number;
@@ -112,13 +95,15 @@ export interface GiteaSimOptions {
   subPath?: string;
 }
 
+const JSON_TYPE = "application/json;charset=utf-8";
+const json = jsonAnswer(JSON_TYPE);
 const MAX_RESPONSE_ITEMS = 50;
 const SCOPE_CATEGORIES = ["activitypub", "admin", "issue", "misc", "notification", "organization", "package", "repository", "user"];
 
 /** Gitea's webhook signature: the bare hex HMAC-SHA256 of the raw body with the hook's secret. */
-export const giteaSignature = (secret: string, body: string | Buffer): string => createHmac("sha256", secret).update(body).digest("hex");
+export const giteaSignature = hmacSha256Hex;
 
-export class GiteaSim {
+export class GiteaSim extends SimServer<GiteaFault> {
   readonly clientId: string;
   readonly clientSecret: string;
   readonly callbackUrl: string;
@@ -127,24 +112,19 @@ export class GiteaSim {
   readonly keys = new Map<string, SimKey[]>();
   readonly hooks = new Map<string, SimHook[]>();
   readonly statuses: SimStatus[] = [];
-  readonly requests: SimRequest[] = [];
   /** Scope lists asked for at the authorize endpoint, in order. */
   readonly requestedScopes: string[][] = [];
   private readonly tokens = new Map<string, Grant>();
   private readonly refreshTokens = new Map<string, { grant: Grant; counter: number }>();
   private readonly grants = new Map<number, Grant>();
   private readonly codes = new Map<string, Code>();
-  private readonly faults: { method?: string; path: string | RegExp; what: Misbehaviour; left: number }[] = [];
-  private readonly hanging = new Set<ServerResponse>();
   private nextId = 100;
 
   private constructor(
-    private readonly server: https.Server,
-    /** The server's base URL, with its sub-path. */
-    readonly url: string,
-    readonly ca: string,
+    listening: Listening,
     private readonly options: GiteaSimOptions,
   ) {
+    super(listening, { apiPrefix: "/api/v1", jsonType: JSON_TYPE });
     this.clientId = options.clientId ?? "a4792ccc-144e-407e-86c9-5e7d8d9c3269";
     this.clientSecret = options.clientSecret ?? "gto_sim_client_secret_7q2w";
     this.callbackUrl = options.callbackUrl ?? "https://127.0.0.1:8443/auth/gitea/callback";
@@ -159,29 +139,9 @@ export class GiteaSim {
     for (let i = 1; i <= (options.extraRepos ?? 0); i++) this.repos.push({ id: 1000 + i, fullName: `alice/repo-${String(i).padStart(3, "0")}`, private: false, defaultBranch: "main", permission: "admin" });
   }
 
-  static async start(options: GiteaSimOptions = {}): Promise<GiteaSim> {
-    const { cert, key } = loopbackCertificate();
-    let sim: GiteaSim | undefined;
-    const server = https.createServer({ cert, key }, (req, res) => sim!.handle(req, res));
-    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-    sim = new GiteaSim(server, `https://127.0.0.1:${(server.address() as AddressInfo).port}${options.subPath ?? ""}`, cert, options);
-    return sim;
-  }
-
-  async close(): Promise<void> {
-    for (const res of this.hanging) res.destroy();
-    this.server.closeAllConnections();
-    await new Promise<void>((resolve) => this.server.close(() => resolve()));
-  }
-
-  /** The next `times` requests matching `path` (the API path without /api/v1, or a web path) misbehave. */
-  misbehave(match: { method?: string; path: string | RegExp }, what: Misbehaviour, times = 1): void {
-    this.faults.push({ ...match, what, left: times });
-  }
-
-  /** Ends every pending misbehaviour. */
-  calm(): void {
-    this.faults.length = 0;
+  /** A server under `subPath` has its sub-path in `url`, as Gitea's ROOT_URL. */
+  static start(options: GiteaSimOptions = {}): Promise<GiteaSim> {
+    return SimServer.serve((listening) => new GiteaSim(listening, options), options.subPath);
   }
 
   /** An access token of a new grant with these scopes, as if the OAuth flow had run. */
@@ -230,9 +190,7 @@ export class GiteaSim {
    */
   async deliver(repo: string, type: string, payload: unknown, opts: { ca?: string } = {}) {
     const chose = (h: SimHook) => h.events.includes(type) || (type.startsWith("pull_request") && h.events.includes("pull_request"));
-    const results = [];
-    for (const h of (this.hooks.get(repo.toLowerCase()) ?? []).filter((h) => h.active && chose(h))) results.push(await this.sendWebhook(h.config.url, type, payload, h.config.secret, opts));
-    return results;
+    return inTurn((this.hooks.get(repo.toLowerCase()) ?? []).filter((h) => h.active && chose(h)), (h) => this.sendWebhook(h.config.url, type, payload, h.config.secret, opts));
   }
 
   /** The documented push payload ("Webhooks" → Event information), for this repository. */
@@ -270,141 +228,93 @@ export class GiteaSim {
     };
   }
 
-  private handle(req: IncomingMessage, res: ServerResponse): void {
-    const chunks: Buffer[] = [];
-    req.on("data", (c: Buffer) => chunks.push(c));
-    req.on("end", () => {
-      const url = new URL(req.url ?? "/", this.url);
-      const body = Buffer.concat(chunks).toString("utf8");
-      this.requests.push({ method: req.method ?? "", path: url.pathname, query: url.searchParams, headers: req.headers, body, at: Date.now() });
-      const prefix = this.options.subPath ?? "";
-      if (!url.pathname.startsWith(`${prefix}/`)) return this.apiError(res, 404, "The target couldn't be found.");
-      const path = url.pathname.slice(prefix.length);
-      const route = path.startsWith("/api/v1/") ? path.slice("/api/v1".length) : path;
-      if (this.misbehaved(req.method ?? "", route, res)) return;
-      try {
-        this.route(req, url, path, route, body, res);
-      } catch (err) {
-        this.apiError(res, 500, `simulator bug: ${(err as Error).message}`);
-      }
-    });
-  }
-
-  private json(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
-    res.writeHead(status, { "content-type": "application/json;charset=utf-8", ...headers });
-    res.end(JSON.stringify(body));
-  }
-
   /** Gitea's API errors: `{message, url}` pointing at the API reference; 404s add `errors`. */
-  private apiError(res: ServerResponse, status: number, message: string, headers: Record<string, string> = {}): void {
+  protected error(res: ServerResponse, status: number, message: string): void {
     const extra = status === 404 ? { errors: [] } : {};
-    this.json(res, status, { message, url: `${this.url}/api/swagger`, ...extra }, headers);
+    json(res, status, { message, url: `${this.url}/api/swagger`, ...extra });
   }
 
-  private misbehaved(method: string, route: string, res: ServerResponse): boolean {
-    const fault = this.faults.find((f) => f.left > 0 && (!f.method || f.method === method) && (typeof f.path === "string" ? f.path === route : f.path.test(route)));
-    if (!fault) return false;
-    fault.left--;
-    const what = fault.what;
-    if ("hang" in what) {
-      this.hanging.add(res);
-    } else if ("raw" in what) {
-      res.writeHead(what.status ?? 200, { "content-type": "application/json;charset=utf-8" });
-      res.end(what.raw);
-    } else if ("oversized" in what) {
-      this.json(res, 200, { id: 1, login: "alice", description: "x".repeat(what.oversized) });
-    } else if ("retryAfterSeconds" in what) {
-      // Gitea has no API rate limit of its own; a reverse proxy in front of it answers these.
-      this.json(res, what.status, { message: what.status === 429 ? "Too Many Requests" : "Service Unavailable" }, { "retry-after": String(what.retryAfterSeconds) });
-    } else {
-      const bodies: Record<number, () => void> = {
-        401: () => this.apiError(res, 401, "user does not exist [uid: 0, name: ]"),
-        403: () => this.apiError(res, 403, "user should be an owner or a collaborator with admin write of a repository"),
-        404: () => this.apiError(res, 404, "The target couldn't be found."),
-        422: () => this.apiError(res, 422, "A hook with the same URL already exists"),
-        500: () => this.apiError(res, 500, "Internal Server Error"),
-        502: () => {
-          res.writeHead(502, { "content-type": "text/html" });
-          res.end("<html><body><h1>502 Bad Gateway</h1></body></html>");
-        },
-        503: () => this.apiError(res, 503, "Service Unavailable"),
-      };
-      bodies[what.status]!();
-    }
-    return true;
+  protected fail(what: GiteaFault, res: ServerResponse): void {
+    // Gitea has no API rate limit of its own; a reverse proxy in front of it answers these.
+    if ("retryAfterSeconds" in what) return json(res, what.status, { message: what.status === 429 ? "Too Many Requests" : "Service Unavailable" }, { "retry-after": String(what.retryAfterSeconds) });
+    const bodies: Record<number, () => void> = {
+      401: () => this.error(res, 401, "user does not exist [uid: 0, name: ]"),
+      403: () => this.error(res, 403, "user should be an owner or a collaborator with admin write of a repository"),
+      404: () => this.error(res, 404, "The target couldn't be found."),
+      422: () => this.error(res, 422, "A hook with the same URL already exists"),
+      500: () => this.error(res, 500, "Internal Server Error"),
+      502: () => html(res, 502, BAD_GATEWAY_PAGE),
+      503: () => this.error(res, 503, "Service Unavailable"),
+    };
+    bodies[what.status]!();
   }
 
-  private route(req: IncomingMessage, url: URL, path: string, route: string, body: string, res: ServerResponse): void {
-    const method = req.method ?? "";
-    if (method === "GET" && path === "/login/oauth/authorize") return this.authorize(url, res);
+  protected route({ req, method, path, api, route, query, body }: SimCall, res: ServerResponse): void {
+    if (method === "GET" && path === "/login/oauth/authorize") return this.authorize(query, res);
     if (method === "POST" && path === "/login/oauth/access_token") return this.accessToken(req, body, res);
-    if (!path.startsWith("/api/v1/")) return this.apiError(res, 404, "The target couldn't be found.");
+    if (!api) return this.error(res, 404, "The target couldn't be found.");
 
     const auth = /^(?:bearer|token) (\S+)$/i.exec(req.headers.authorization ?? "");
-    if (!auth) return this.apiError(res, 401, "token is required");
+    if (!auth) return this.error(res, 401, "token is required");
     const grant = this.tokens.get(auth[1]!);
     // A token whose grant is gone (revoked, or never issued) belongs to no user.
-    if (!grant || !this.grants.has(grant.id)) return this.apiError(res, 401, "user does not exist [uid: 0, name: ]");
+    if (!grant || !this.grants.has(grant.id)) return this.error(res, 401, "user does not exist [uid: 0, name: ]");
     // tokenRequiresScopes: each category needs `read:` for GET and `write:` otherwise.
     const lacks = (...categories: string[]): boolean => {
       const needed = categories.map((c) => `${method === "GET" ? "read" : "write"}:${c}`);
       const missing = needed.filter((n) => !(grant.scopes.includes("all") || grant.scopes.includes(n) || grant.scopes.includes(n.replace(/^read:/, "write:"))));
-      if (missing.length) this.apiError(res, 403, `token does not have at least one of required scope(s), required=[${needed.join(" ")}], token scope=${grant.scopes.join(",")}`);
+      if (missing.length) this.error(res, 403, `token does not have at least one of required scope(s), required=[${needed.join(" ")}], token scope=${grant.scopes.join(",")}`);
       return missing.length > 0;
     };
     const publicOnly = grant.scopes.includes("public-only");
 
-    if (method === "GET" && route === "/user") return lacks("user") ? undefined : this.json(res, 200, this.userJson());
-    if (method === "GET" && route === "/user/emails") return lacks("user") ? undefined : this.json(res, 200, [{ email: this.user.email, verified: true, primary: true, user_id: this.user.id, username: this.user.login }]);
-    if (method === "GET" && route === "/user/repos") return lacks("user", "repository") ? undefined : this.listRepos(url, publicOnly, res);
+    if (method === "GET" && route === "/user") return lacks("user") ? undefined : json(res, 200, this.userJson());
+    if (method === "GET" && route === "/user/emails") return lacks("user") ? undefined : json(res, 200, [{ email: this.user.email, verified: true, primary: true, user_id: this.user.id, username: this.user.login }]);
+    if (method === "GET" && route === "/user/repos") return lacks("user", "repository") ? undefined : this.listRepos(query, publicOnly, res);
 
     const repoMatch = /^\/repos\/([^/]+)\/([^/]+)(\/.*)?$/.exec(route);
-    if (!repoMatch) return this.apiError(res, 404, "The target couldn't be found.");
+    if (!repoMatch) return this.error(res, 404, "The target couldn't be found.");
     if (lacks("repository")) return;
     const repo = this.repo(`${decodeURIComponent(repoMatch[1]!)}/${decodeURIComponent(repoMatch[2]!)}`);
     const rest = repoMatch[3] ?? "";
     // repoAssignment: a private repository the user cannot see does not exist for them.
-    if (!repo || (repo.private && (publicOnly || repo.permission === "none"))) return this.apiError(res, 404, "The target couldn't be found.");
+    if (!repo || (repo.private && (publicOnly || repo.permission === "none"))) return this.error(res, 404, "The target couldn't be found.");
     const key = repo.fullName.toLowerCase();
     // reqAdmin: keys and hooks are for repository admins only.
     const notAdmin = (): boolean => {
       if (repo.permission === "admin") return false;
-      this.apiError(res, 403, "user should be an owner or a collaborator with admin write of a repository");
+      this.error(res, 403, "user should be an owner or a collaborator with admin write of a repository");
       return true;
     };
 
-    if (method === "GET" && rest === "") return this.json(res, 200, this.repoJson(repo));
+    if (method === "GET" && rest === "") return json(res, 200, this.repoJson(repo));
     if (rest === "/keys" && method === "POST") {
       if (notAdmin()) return;
-      const input = parse(body);
-      if (typeof input.title !== "string" || !input.title || typeof input.key !== "string" || !input.key) return this.apiError(res, 422, "[Title]: Required; [Key]: Required");
-      if (!/^(?:ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(?:256|384|521)) [A-Za-z0-9+/=]+/.test(input.key)) return this.apiError(res, 422, "Invalid key content: Unable to verify key content");
+      const input = parseObject(body);
+      if (typeof input.title !== "string" || !input.title || typeof input.key !== "string" || !input.key) return this.error(res, 422, "[Title]: Required; [Key]: Required");
+      if (!OPENSSH_PUBLIC_KEY.test(input.key)) return this.error(res, 422, "Invalid key content: Unable to verify key content");
       const list = this.keys.get(key) ?? [];
-      const material = (k: string) => k.split(" ").slice(0, 2).join(" ");
-      if (list.some((k) => material(k.key) === material(String(input.key)))) return this.apiError(res, 422, "This key has already been added to this repository");
-      if (list.some((k) => k.title === input.title)) return this.apiError(res, 422, "A key with the same name already exists");
+      if (list.some((k) => keyMaterial(k.key) === keyMaterial(String(input.key)))) return this.error(res, 422, "This key has already been added to this repository");
+      if (list.some((k) => k.title === input.title)) return this.error(res, 422, "A key with the same name already exists");
       // CreateKeyOption.read_only is a plain bool: absent means a key that can push.
       const created: SimKey = { id: this.nextId++, title: input.title, key: input.key, read_only: input.read_only === true };
       this.keys.set(key, [...list, created]);
-      return this.json(res, 201, { id: created.id, key_id: created.id, key: created.key, url: `${this.url}/api/v1/repos/${repo.fullName}/keys/${created.id}`, title: created.title, fingerprint: "SHA256:sim", created_at: new Date().toISOString(), read_only: created.read_only });
+      return json(res, 201, { id: created.id, key_id: created.id, key: created.key, url: `${this.url}/api/v1/repos/${repo.fullName}/keys/${created.id}`, title: created.title, fingerprint: "SHA256:sim", created_at: new Date().toISOString(), read_only: created.read_only });
     }
     const keyMatch = /^\/keys\/(\d+)$/.exec(rest);
     if (keyMatch && method === "DELETE") {
       if (notAdmin()) return;
-      const list = this.keys.get(key) ?? [];
-      if (!list.some((k) => k.id === Number(keyMatch[1]))) return this.apiError(res, 404, "The target couldn't be found.");
-      this.keys.set(key, list.filter((k) => k.id !== Number(keyMatch[1])));
-      return noContent(res);
+      return removeWhere(this.keys, key, (k) => k.id === Number(keyMatch[1])) ? noContent(res) : this.error(res, 404, "The target couldn't be found.");
     }
     if (rest === "/hooks" && method === "POST") {
       if (notAdmin()) return;
-      const input = parse(body);
+      const input = parseObject(body);
       const config = (typeof input.config === "object" && input.config !== null ? input.config : {}) as Record<string, unknown>;
       // checkCreateHookOption, in its order.
-      if (!["gitea", "forgejo", "gogs", "slack", "discord", "dingtalk", "telegram", "msteams", "feishu", "wechatwork", "packagist"].includes(String(input.type))) return this.apiError(res, 422, "Invalid hook type");
-      for (const name of ["url", "content_type"]) if (typeof config[name] !== "string") return this.apiError(res, 422, `Missing config option: ${name}`);
-      if (!["json", "form"].includes(String(config.content_type))) return this.apiError(res, 422, "Invalid content type");
-      if (!URL.canParse(String(config.url))) return this.apiError(res, 422, "Invalid url");
+      if (!["gitea", "forgejo", "gogs", "slack", "discord", "dingtalk", "telegram", "msteams", "feishu", "wechatwork", "packagist"].includes(String(input.type))) return this.error(res, 422, "Invalid hook type");
+      for (const name of ["url", "content_type"]) if (typeof config[name] !== "string") return this.error(res, 422, `Missing config option: ${name}`);
+      if (!["json", "form"].includes(String(config.content_type))) return this.error(res, 422, "Invalid content type");
+      if (!URL.canParse(String(config.url))) return this.error(res, 422, "Invalid url");
       const list = this.hooks.get(key) ?? [];
       const created: SimHook = {
         id: this.nextId++,
@@ -417,30 +327,27 @@ export class GiteaSim {
       this.hooks.set(key, [...list, created]);
       const now = new Date().toISOString();
       // The secret is never shown back.
-      return this.json(res, 201, { id: created.id, type: created.type, branch_filter: "*", config: { url: created.config.url, content_type: created.config.content_type, http_method: "post" }, events: created.events, authorization_header: "", active: created.active, updated_at: now, created_at: now });
+      return json(res, 201, { id: created.id, type: created.type, branch_filter: "*", config: { url: created.config.url, content_type: created.config.content_type, http_method: "post" }, events: created.events, authorization_header: "", active: created.active, updated_at: now, created_at: now });
     }
     const hookMatch = /^\/hooks\/(\d+)$/.exec(rest);
     if (hookMatch && method === "DELETE") {
       if (notAdmin()) return;
-      const list = this.hooks.get(key) ?? [];
-      if (!list.some((h) => h.id === Number(hookMatch[1]))) return this.apiError(res, 404, "The target couldn't be found.");
-      this.hooks.set(key, list.filter((h) => h.id !== Number(hookMatch[1])));
-      return noContent(res);
+      return removeWhere(this.hooks, key, (h) => h.id === Number(hookMatch[1])) ? noContent(res) : this.error(res, 404, "The target couldn't be found.");
     }
     const statusMatch = /^\/statuses\/([^/]+)$/.exec(rest);
     if (statusMatch && method === "POST") {
-      if (repo.permission !== "admin" && repo.permission !== "write") return this.apiError(res, 403, "user should have a permission to write to a repo");
+      if (repo.permission !== "admin" && repo.permission !== "write") return this.error(res, 403, "user should have a permission to write to a repo");
       const sha = decodeURIComponent(statusMatch[1]!);
-      if (!/^(?:[0-9a-f]{40}|[0-9a-f]{64})$/.test(sha)) return this.apiError(res, 404, `object does not exist [id: ${sha}, rel_path: ]`);
-      const input = parse(body);
-      if (!["pending", "success", "error", "failure", "warning"].includes(String(input.state))) return this.apiError(res, 422, `invalid state: ${String(input.state)}`);
+      if (!/^(?:[0-9a-f]{40}|[0-9a-f]{64})$/.test(sha)) return this.error(res, 404, `object does not exist [id: ${sha}, rel_path: ]`);
+      const input = parseObject(body);
+      if (!["pending", "success", "error", "failure", "warning"].includes(String(input.state))) return this.error(res, 422, `invalid state: ${String(input.state)}`);
       const str = (v: unknown) => (typeof v === "string" ? v : "");
       const status: SimStatus = { repo: repo.fullName, sha, state: String(input.state), target_url: str(input.target_url), description: str(input.description), context: str(input.context) || "default" };
       this.statuses.push(status);
       const now = new Date().toISOString();
-      return this.json(res, 201, { id: this.nextId++, status: status.state, target_url: status.target_url, description: status.description, url: `${this.url}/api/v1/repos/${repo.fullName}/statuses/${sha}`, context: status.context, creator: this.userJson(), created_at: now, updated_at: now });
+      return json(res, 201, { id: this.nextId++, status: status.state, target_url: status.target_url, description: status.description, url: `${this.url}/api/v1/repos/${repo.fullName}/statuses/${sha}`, context: status.context, creator: this.userJson(), created_at: now, updated_at: now });
     }
-    return this.apiError(res, 404, "The target couldn't be found.");
+    return this.error(res, 404, "The target couldn't be found.");
   }
 
   private userJson() {
@@ -478,35 +385,22 @@ export class GiteaSim {
   }
 
   /** GET /user/repos: `page` (1-based) and `limit` (capped at MAX_RESPONSE_ITEMS), `Link` and `X-Total-Count`. */
-  private listRepos(url: URL, publicOnly: boolean, res: ServerResponse): void {
-    const limit = Math.min(MAX_RESPONSE_ITEMS, Math.max(1, Number(url.searchParams.get("limit") ?? MAX_RESPONSE_ITEMS) || MAX_RESPONSE_ITEMS));
-    const page = Math.max(1, Number(url.searchParams.get("page") ?? 1) || 1);
+  private listRepos(q: URLSearchParams, publicOnly: boolean, res: ServerResponse): void {
+    const { page, size: limit } = pageOf(q, "limit", MAX_RESPONSE_ITEMS, MAX_RESPONSE_ITEMS);
     const visible = this.repos.filter((r) => r.permission !== "none" && !(publicOnly && r.private));
-    const last = Math.max(1, Math.ceil(visible.length / limit));
-    const link = (p: number, rel: string) => `<${this.url}/api/v1/user/repos?limit=${limit}&page=${p}>; rel="${rel}"`;
-    const links = [...(page < last ? [link(page + 1, "next"), link(last, "last")] : []), ...(page > 1 ? [link(1, "first"), link(page - 1, "prev")] : [])];
+    const links = pageLinks(page, Math.max(1, Math.ceil(visible.length / limit)), (p) => `${this.url}/api/v1/user/repos?limit=${limit}&page=${p}`);
     const headers: Record<string, string> = { "x-total-count": String(visible.length), "access-control-expose-headers": "Link, X-Total-Count" };
     if (links.length) headers.link = links.join(",");
-    this.json(res, 200, visible.slice((page - 1) * limit, page * limit).map((r) => this.repoJson(r)), headers);
+    json(res, 200, visible.slice((page - 1) * limit, page * limit).map((r) => this.repoJson(r)), headers);
   }
 
   /** The user is signed in and approves at once; errors go back to the redirect URI when it is registered. */
-  private authorize(url: URL, res: ServerResponse): void {
-    const q = url.searchParams;
+  private authorize(q: URLSearchParams, res: ServerResponse): void {
     const state = q.get("state") ?? "";
     const redirect = q.get("redirect_uri") ?? "";
     // Without a known client or a registered redirect URI there is nowhere safe to send the user.
-    if (q.get("client_id") !== this.clientId || !this.redirectRegistered(redirect)) {
-      res.writeHead(400, { "content-type": "text/html" });
-      res.end("<p>Client ID not registered or redirect URI mismatch</p>");
-      return;
-    }
-    const back = (params: Record<string, string>) => {
-      const to = new URL(redirect);
-      for (const [k, v] of Object.entries({ ...params, state })) to.searchParams.set(k, v);
-      res.writeHead(303, { location: to.toString() });
-      res.end();
-    };
+    if (q.get("client_id") !== this.clientId || !this.redirectRegistered(redirect)) return html(res, 400, "<p>Client ID not registered or redirect URI mismatch</p>");
+    const back = (params: Record<string, string>) => redirectWith(res, redirect, { ...params, state }, 303);
     if (q.get("response_type") !== "code") return back({ error: "unsupported_response_type", error_description: "Only code response type is supported." });
     const method = q.get("code_challenge_method") ?? "";
     if (method !== "S256" && method !== "plain") return back({ error: "invalid_request", error_description: method ? "unsupported code challenge method" : "PKCE is required for public clients" });
@@ -525,8 +419,8 @@ export class GiteaSim {
 
   /** The access token endpoint: JSON or form bodies; every error is HTTP 400 `{error, error_description}`. */
   private accessToken(req: IncomingMessage, body: string, res: ServerResponse): void {
-    const p = (req.headers["content-type"] ?? "").includes("json") ? new URLSearchParams(Object.entries(parse(body)).map(([k, v]): [string, string] => [k, String(v)])) : new URLSearchParams(body);
-    const error = (code: string, description: string) => this.json(res, 400, { error: code, error_description: description });
+    const p = formOrJson(req, body);
+    const error = (code: string, description: string) => json(res, 400, { error: code, error_description: description });
     if (p.get("client_id") !== this.clientId) return error("invalid_client", `cannot load client with client id: '${p.get("client_id") ?? ""}'`);
     const secretOk = p.get("client_secret") === this.clientSecret;
     const grantType = p.get("grant_type");
@@ -536,7 +430,7 @@ export class GiteaSim {
       if (!held) return error("unauthorized_client", "unable to parse refresh token");
       if (!this.grants.has(held.grant.id)) return error("invalid_grant", "grant does not exist");
       if (this.options.invalidateRefreshTokens !== false && held.counter !== held.grant.counter) return error("unauthorized_client", "token was already used");
-      return this.json(res, 200, this.mint(held.grant));
+      return json(res, 200, this.mint(held.grant));
     }
     if (grantType !== "authorization_code") return error("unsupported_grant_type", "Only refresh_token or authorization_code grant type is supported");
     if (!secretOk) return error("unauthorized_client", "invalid client secret");
@@ -544,10 +438,9 @@ export class GiteaSim {
     const code = this.codes.get(p.get("code") ?? "");
     if (!code) return error("unauthorized_client", "client is not authorized");
     const verifier = p.get("code_verifier") ?? "";
-    const expected = code.method === "S256" ? createHash("sha256").update(verifier).digest("base64url") : verifier;
-    if (expected !== code.challenge) return error("unauthorized_client", "failed PKCE code challenge");
+    if (pkceChallenge(verifier, code.method) !== code.challenge) return error("unauthorized_client", "failed PKCE code challenge");
     this.codes.delete(p.get("code")!);
-    this.json(res, 200, this.mint(code.grant));
+    json(res, 200, this.mint(code.grant));
   }
 
   private newGrant(scopes: string[]): Grant {
@@ -566,19 +459,5 @@ export class GiteaSim {
     this.tokens.set(accessToken, grant);
     this.refreshTokens.set(refreshToken, { grant, counter: grant.counter });
     return { access_token: accessToken, token_type: "bearer", expires_in: 3600, refresh_token: refreshToken };
-  }
-}
-
-function noContent(res: ServerResponse): void {
-  res.writeHead(204);
-  res.end();
-}
-
-function parse(body: string): Record<string, unknown> {
-  try {
-    const value: unknown = JSON.parse(body);
-    return typeof value === "object" && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : {};
-  } catch {
-    return {};
   }
 }

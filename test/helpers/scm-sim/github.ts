@@ -1,8 +1,7 @@
-import { createHash, createHmac, randomBytes, randomUUID } from "node:crypto";
-import http, { type IncomingMessage, type ServerResponse } from "node:http";
-import https from "node:https";
-import type { AddressInfo } from "node:net";
-import { loopbackCertificate } from "./tls.js";
+import { createHmac, randomBytes, randomUUID } from "node:crypto";
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { hmacSha256Hex, inTurn, isLoopback, postToLoopback } from "./deliver.js";
+import { BAD_GATEWAY_PAGE, basicCredentials, formOrJson, html, jsonAnswer, keyMaterial, type Listening, noContent, OPENSSH_PUBLIC_KEY, pageLinks, pageOf, parseObject, pkceChallenge, redirectWith, removeWhere, type SimCall, SimServer } from "./sim-server.js";
 
 // A GitHub Enterprise Server stand-in on 127.0.0.1 over real TLS, written from GitHub's public
 // documentation (OAuth web flow, REST API 2022-11-28, webhook deliveries) and nothing in src/scm,
@@ -53,23 +52,8 @@ export interface SimStatus {
   context: string;
 }
 
-export interface SimRequest {
-  method: string;
-  /** The path without the query, e.g. `/api/v3/user/repos`. */
-  path: string;
-  query: URLSearchParams;
-  headers: http.IncomingHttpHeaders;
-  at: number;
-}
-
-/** Ways to make the next matching requests fail as GitHub can. */
-export type Misbehaviour =
-  | { status: 401 | 403 | 404 | 422 | 500 | 502 | 503 }
-  | { rateLimit: "primary" }
-  | { rateLimit: "secondary"; status: 403 | 429; retryAfterSeconds: number }
-  | { hang: true }
-  | { raw: string; status?: number }
-  | { oversized: number };
+/** Ways to make the next matching requests fail as GitHub can, besides those every simulator has. */
+export type GitHubFault = { status: 401 | 403 | 404 | 422 | 500 | 502 | 503 } | { rateLimit: "primary" } | { rateLimit: "secondary"; status: 403 | 429; retryAfterSeconds: number };
 
 interface Token {
   user: SimUser;
@@ -98,20 +82,16 @@ export interface GitHubSimOptions {
 }
 
 const DOCS = "https://docs.github.com/rest";
-const json = (res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}) => {
-  res.writeHead(status, { "content-type": "application/json; charset=utf-8", ...headers });
-  res.end(JSON.stringify(body));
-};
+const JSON_TYPE = "application/json; charset=utf-8";
+const json = jsonAnswer(JSON_TYPE);
 const githubError = (res: ServerResponse, status: number, message: string, extra: Record<string, unknown> = {}, headers: Record<string, string> = {}) =>
   json(res, status, { message, documentation_url: DOCS, status: String(status), ...extra }, headers);
 const validationFailed = (res: ServerResponse, resource: string, message: string) => githubError(res, 422, "Validation Failed", { errors: [{ resource, code: "custom", message }] });
 
 /** GitHub's webhook signature: `sha256=` and the hex HMAC-SHA256 of the raw body with the secret. */
-export const signature256 = (secret: string, body: string | Buffer): string => `sha256=${createHmac("sha256", secret).update(body).digest("hex")}`;
+export const signature256 = (secret: string, body: string | Buffer): string => `sha256=${hmacSha256Hex(secret, body)}`;
 
-const isLoopback = (url: URL) => /^127(?:\.\d{1,3}){3}$/.test(url.hostname) || url.hostname === "[::1]";
-
-export class GitHubSim {
+export class GitHubSim extends SimServer<GitHubFault> {
   readonly clientId: string;
   readonly clientSecret: string;
   readonly callbackUrl: string;
@@ -120,22 +100,18 @@ export class GitHubSim {
   readonly keys = new Map<string, SimKey[]>();
   readonly hooks = new Map<string, SimHook[]>();
   readonly statuses: SimStatus[] = [];
-  readonly requests: SimRequest[] = [];
   /** Scope lists asked for at the authorize endpoint, in order. */
   readonly requestedScopes: string[][] = [];
   private readonly tokens = new Map<string, Token>();
   private readonly grants = new Map<string, Grant>();
   private readonly refreshTokens = new Map<string, string>();
-  private readonly faults: { method?: string; path: string | RegExp; what: Misbehaviour; left: number }[] = [];
-  private readonly hanging = new Set<ServerResponse>();
   private nextId = 1000;
 
   private constructor(
-    private readonly server: https.Server,
-    readonly url: string,
-    readonly ca: string,
+    listening: Listening,
     private readonly options: GitHubSimOptions,
   ) {
+    super(listening, { apiPrefix: "/api/v3", jsonType: JSON_TYPE });
     this.clientId = options.clientId ?? "Iv1.8a61f9b3a7aba766";
     this.clientSecret = options.clientSecret ?? "sim-client-secret-1e2d3c";
     this.callbackUrl = options.callbackUrl ?? "https://127.0.0.1:8443/auth/github/callback";
@@ -149,29 +125,8 @@ export class GitHubSim {
     for (let i = 1; i <= (options.extraRepos ?? 0); i++) this.repos.push({ id: 2_000_000 + i, fullName: `octocat/repo-${String(i).padStart(3, "0")}`, private: false, defaultBranch: "main", permission: "admin" });
   }
 
-  static async start(options: GitHubSimOptions = {}): Promise<GitHubSim> {
-    const { cert, key } = loopbackCertificate();
-    let sim: GitHubSim | undefined;
-    const server = https.createServer({ cert, key }, (req, res) => sim!.handle(req, res));
-    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-    sim = new GitHubSim(server, `https://127.0.0.1:${(server.address() as AddressInfo).port}`, cert, options);
-    return sim;
-  }
-
-  async close(): Promise<void> {
-    for (const res of this.hanging) res.destroy();
-    this.server.closeAllConnections();
-    await new Promise<void>((resolve) => this.server.close(() => resolve()));
-  }
-
-  /** The next `times` requests matching `path` (the API path without /api/v3, or a web path) misbehave. */
-  misbehave(match: { method?: string; path: string | RegExp }, what: Misbehaviour, times = 1): void {
-    this.faults.push({ ...match, what, left: times });
-  }
-
-  /** Ends every pending misbehaviour. */
-  calm(): void {
-    this.faults.length = 0;
+  static start(options: GitHubSimOptions = {}): Promise<GitHubSim> {
+    return SimServer.serve((listening) => new GitHubSim(listening, options));
   }
 
   /** A token for the user with these scopes, as if the OAuth flow had run. */
@@ -184,6 +139,13 @@ export class GitHubSim {
   /** Every refresh token handed out and not yet spent. */
   refreshTokensOutstanding(): string[] {
     return [...this.refreshTokens.keys()];
+  }
+
+  /** The OAuth token of the newest API request that carried one: the token Slipway holds now. */
+  lastToken(): string {
+    const request = [...this.requests].reverse().find((r) => r.headers.authorization?.startsWith("Bearer gho_"));
+    if (!request) throw new Error("no request carried an OAuth token yet");
+    return request.headers.authorization!.slice("Bearer ".length);
   }
 
   /** GitHub stops accepting a token (it expired, or an organisation's policy shut it out); what it made stays. */
@@ -205,8 +167,6 @@ export class GitHubSim {
    * X-Hub-Signature-256 (and legacy SHA-1 X-Hub-Signature) headers. Loopback targets only.
    */
   async sendWebhook(target: string, event: string, payload: unknown, secret: string | undefined, opts: { hookId?: number; deliveryId?: string; ca?: string; contentType?: "json" | "form" } = {}): Promise<{ status: number; body: string; deliveryId: string }> {
-    const url = new URL(target);
-    if (!isLoopback(url)) throw new Error(`the simulator only delivers to loopback addresses, not ${url.host}`);
     const deliveryId = opts.deliveryId ?? randomUUID();
     const text = JSON.stringify(payload);
     const body = opts.contentType === "form" ? `payload=${encodeURIComponent(text)}` : text;
@@ -223,25 +183,13 @@ export class GitHubSim {
       headers["x-hub-signature"] = `sha1=${createHmac("sha1", secret).update(body).digest("hex")}`;
       headers["x-hub-signature-256"] = signature256(secret, body);
     }
-    const lib = url.protocol === "https:" ? https : http;
-    return new Promise((resolve, reject) => {
-      const req = lib.request(url, { method: "POST", headers, ca: opts.ca, timeout: 10_000 }, (res) => {
-        const chunks: Buffer[] = [];
-        res.on("data", (c: Buffer) => chunks.push(c));
-        res.on("end", () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString("utf8"), deliveryId }));
-      });
-      req.on("timeout", () => req.destroy(new Error("webhook delivery timed out")));
-      req.on("error", reject);
-      req.end(body);
-    });
+    return { ...(await postToLoopback(target, headers, body, opts.ca)), deliveryId };
   }
 
   /** Sends `event` to every active hook on the repository subscribed to it (ping goes to all). */
   async deliver(repo: string, event: string, payload: unknown, opts: { ca?: string } = {}) {
     const hooks = (this.hooks.get(repo.toLowerCase()) ?? []).filter((h) => h.active && (event === "ping" || h.events.includes(event) || h.events.includes("*")));
-    const results = [];
-    for (const h of hooks) results.push(await this.sendWebhook(h.config.url, event, payload, h.config.secret, { hookId: h.id, contentType: h.config.content_type === "form" ? "form" : "json", ...opts }));
-    return results;
+    return inTurn(hooks, (h) => this.sendWebhook(h.config.url, event, payload, h.config.secret, { hookId: h.id, contentType: h.config.content_type === "form" ? "form" : "json", ...opts }));
   }
 
   /** A push event payload in the documented shape, trimmed to the commonly read fields. */
@@ -267,66 +215,36 @@ export class GitHubSim {
     };
   }
 
-  private handle(req: IncomingMessage, res: ServerResponse): void {
-    const chunks: Buffer[] = [];
-    req.on("data", (c: Buffer) => chunks.push(c));
-    req.on("end", () => {
-      const url = new URL(req.url ?? "/", this.url);
-      this.requests.push({ method: req.method ?? "", path: url.pathname, query: url.searchParams, headers: req.headers, at: Date.now() });
-      const route = url.pathname.startsWith("/api/v3/") ? url.pathname.slice("/api/v3".length) : url.pathname;
-      if (this.misbehaved(req.method ?? "", route, res)) return;
-      try {
-        this.route(req, url, route, Buffer.concat(chunks).toString("utf8"), res);
-      } catch (err) {
-        githubError(res, 500, `simulator bug: ${(err as Error).message}`);
-      }
-    });
+  protected error(res: ServerResponse, status: number, message: string): void {
+    githubError(res, status, message);
   }
 
-  private misbehaved(method: string, route: string, res: ServerResponse): boolean {
-    const fault = this.faults.find((f) => f.left > 0 && (!f.method || f.method === method) && (typeof f.path === "string" ? f.path === route : f.path.test(route)));
-    if (!fault) return false;
-    fault.left--;
-    const what = fault.what;
-    if ("hang" in what) {
-      this.hanging.add(res);
-      return true;
-    }
-    if ("raw" in what) {
-      res.writeHead(what.status ?? 200, { "content-type": "application/json; charset=utf-8" });
-      res.end(what.raw);
-    } else if ("oversized" in what) {
-      json(res, 200, { login: "octocat", padding: "x".repeat(what.oversized) });
-    } else if ("rateLimit" in what) {
+  protected fail(what: GitHubFault, res: ServerResponse): void {
+    if ("rateLimit" in what) {
       if (what.rateLimit === "primary") {
         const reset = String(Math.floor(Date.now() / 1000) + 3600);
         githubError(res, 403, `API rate limit exceeded for user ID ${this.user.id}.`, {}, { "x-ratelimit-limit": "5000", "x-ratelimit-remaining": "0", "x-ratelimit-used": "5000", "x-ratelimit-reset": reset, "x-ratelimit-resource": "core" });
       } else {
         githubError(res, what.status, "You have exceeded a secondary rate limit. Please wait a few minutes before you try again.", {}, { "retry-after": String(what.retryAfterSeconds) });
       }
-    } else {
-      const bodies: Record<number, () => void> = {
-        401: () => githubError(res, 401, "Bad credentials"),
-        403: () => githubError(res, 403, "Must have admin rights to Repository."),
-        404: () => githubError(res, 404, "Not Found"),
-        422: () => validationFailed(res, "Hook", "Hook already exists on this repository"),
-        500: () => githubError(res, 500, "Server Error"),
-        502: () => {
-          res.writeHead(502, { "content-type": "text/html" });
-          res.end("<html><body><h1>502 Bad Gateway</h1></body></html>");
-        },
-        503: () => githubError(res, 503, "Service Unavailable"),
-      };
-      bodies[what.status]!();
+      return;
     }
-    return true;
+    const bodies: Record<number, () => void> = {
+      401: () => githubError(res, 401, "Bad credentials"),
+      403: () => githubError(res, 403, "Must have admin rights to Repository."),
+      404: () => githubError(res, 404, "Not Found"),
+      422: () => validationFailed(res, "Hook", "Hook already exists on this repository"),
+      500: () => githubError(res, 500, "Server Error"),
+      502: () => html(res, 502, BAD_GATEWAY_PAGE),
+      503: () => githubError(res, 503, "Service Unavailable"),
+    };
+    bodies[what.status]!();
   }
 
-  private route(req: IncomingMessage, url: URL, route: string, body: string, res: ServerResponse): void {
-    const method = req.method ?? "";
-    if (method === "GET" && route === "/login/oauth/authorize") return this.authorize(url, res);
+  protected route({ req, method, api, route, query, body }: SimCall, res: ServerResponse): void {
+    if (method === "GET" && route === "/login/oauth/authorize") return this.authorize(query, res);
     if (method === "POST" && route === "/login/oauth/access_token") return this.accessToken(req, body, res);
-    if (!url.pathname.startsWith("/api/v3/")) return githubError(res, 404, "Not Found");
+    if (!api) return githubError(res, 404, "Not Found");
     // GitHub refuses API requests without a User-Agent, and API versions it does not know.
     if (!req.headers["user-agent"]) return githubError(res, 403, "Request forbidden by administrative rules. Please make sure your request has a User-Agent header.");
     const version = req.headers["x-github-api-version"];
@@ -350,7 +268,7 @@ export class GitHubSim {
       if (!has("user", "user:email")) return githubError(res, 404, "Not Found");
       return json(res, 200, token.user.emails.map((e) => ({ ...e, visibility: e.primary ? "private" : null })));
     }
-    if (method === "GET" && route === "/user/repos") return this.listRepos(url, has("repo"), res);
+    if (method === "GET" && route === "/user/repos") return this.listRepos(query, has("repo"), res);
 
     const repoMatch = /^\/repos\/([^/]+)\/([^/]+)(\/.*)?$/.exec(route);
     if (!repoMatch) return githubError(res, 404, "Not Found");
@@ -365,10 +283,10 @@ export class GitHubSim {
     if (method === "GET" && rest === "") return json(res, 200, this.repoJson(repo));
     if (rest === "/keys" && method === "POST") {
       if (!writeScope || !isAdmin) return githubError(res, 404, "Not Found");
-      const input = parse(body);
-      if (typeof input.key !== "string" || !/^(?:ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(?:256|384|521)) [A-Za-z0-9+/=]+/.test(input.key)) return validationFailed(res, "PublicKey", "key is invalid. You must supply a key in OpenSSH public key format");
+      const input = parseObject(body);
+      if (typeof input.key !== "string" || !OPENSSH_PUBLIC_KEY.test(input.key)) return validationFailed(res, "PublicKey", "key is invalid. You must supply a key in OpenSSH public key format");
       const list = this.keys.get(key) ?? [];
-      if (list.some((k) => k.key.split(" ").slice(0, 2).join(" ") === String(input.key).split(" ").slice(0, 2).join(" "))) return validationFailed(res, "PublicKey", "key is already in use");
+      if (list.some((k) => keyMaterial(k.key) === keyMaterial(String(input.key)))) return validationFailed(res, "PublicKey", "key is already in use");
       // read_only defaults to false: a key that does not ask for read-only can push.
       const created: SimKey = { id: this.nextId++, title: typeof input.title === "string" ? input.title : "", key: input.key, read_only: input.read_only === true, createdBy: auth[1]! };
       this.keys.set(key, [...list, created]);
@@ -376,15 +294,12 @@ export class GitHubSim {
     }
     const keyMatch = /^\/keys\/(\d+)$/.exec(rest);
     if (keyMatch && method === "DELETE") {
-      if (!writeScope || !isAdmin) return githubError(res, 404, "Not Found");
-      const list = this.keys.get(key) ?? [];
-      if (!list.some((k) => k.id === Number(keyMatch[1]))) return githubError(res, 404, "Not Found");
-      this.keys.set(key, list.filter((k) => k.id !== Number(keyMatch[1])));
+      if (!writeScope || !isAdmin || !removeWhere(this.keys, key, (k) => k.id === Number(keyMatch[1]))) return githubError(res, 404, "Not Found");
       return noContent(res);
     }
     if (rest === "/hooks" && method === "POST") {
       if (!(writeScope || has("admin:repo_hook", "write:repo_hook")) || !isAdmin) return githubError(res, 404, "Not Found");
-      const input = parse(body);
+      const input = parseObject(body);
       const config = (typeof input.config === "object" && input.config !== null ? input.config : {}) as Record<string, unknown>;
       if (typeof config.url !== "string" || !URL.canParse(config.url)) return validationFailed(res, "Hook", "Config must contain URL.");
       const list = this.hooks.get(key) ?? [];
@@ -402,10 +317,7 @@ export class GitHubSim {
     }
     const hookMatch = /^\/hooks\/(\d+)$/.exec(rest);
     if (hookMatch && method === "DELETE") {
-      if (!(writeScope || has("admin:repo_hook")) || !isAdmin) return githubError(res, 404, "Not Found");
-      const list = this.hooks.get(key) ?? [];
-      if (!list.some((h) => h.id === Number(hookMatch[1]))) return githubError(res, 404, "Not Found");
-      this.hooks.set(key, list.filter((h) => h.id !== Number(hookMatch[1])));
+      if (!(writeScope || has("admin:repo_hook")) || !isAdmin || !removeWhere(this.hooks, key, (h) => h.id === Number(hookMatch[1]))) return githubError(res, 404, "Not Found");
       return noContent(res);
     }
     const statusMatch = /^\/statuses\/([0-9a-fA-F]+)$/.exec(rest);
@@ -413,7 +325,7 @@ export class GitHubSim {
       if (!(writeScope || has("repo:status")) || (repo.permission !== "admin" && repo.permission !== "push")) return githubError(res, 404, "Not Found");
       const sha = statusMatch[1]!;
       if (sha.length !== 40 && sha.length !== 64) return validationFailed(res, "Status", `No commit found for SHA: ${sha}`);
-      const input = parse(body);
+      const input = parseObject(body);
       if (typeof input.state !== "string" || !["error", "failure", "pending", "success"].includes(input.state)) return validationFailed(res, "Status", "state is not included in the list");
       if (typeof input.description === "string" && input.description.length > 140) return validationFailed(res, "Status", "description is too long (maximum is 140 characters)");
       const status: SimStatus = { repo: repo.fullName, sha, state: input.state, target_url: typeof input.target_url === "string" ? input.target_url : null, description: typeof input.description === "string" ? input.description : null, context: typeof input.context === "string" ? input.context : "default" };
@@ -428,29 +340,20 @@ export class GitHubSim {
     return { id: r.id, node_id: "MDEwOlJlcG9zaXRvcnkxMjk2MjY5", name: r.fullName.split("/")[1], full_name: r.fullName, private: r.private, html_url: `${this.url}/${r.fullName}`, clone_url: `${this.url}/${r.fullName}.git`, ssh_url: this.options.sshUrl?.(r.fullName) ?? `git@${host}:${r.fullName}.git`, default_branch: r.defaultBranch, visibility: r.private ? "private" : "public", permissions: { admin: r.permission === "admin", push: r.permission === "admin" || r.permission === "push", pull: r.permission !== "none" } };
   }
 
-  private listRepos(url: URL, withPrivate: boolean, res: ServerResponse): void {
-    const perPage = Math.min(100, Math.max(1, Number(url.searchParams.get("per_page") ?? 30) || 30));
-    const page = Math.max(1, Number(url.searchParams.get("page") ?? 1) || 1);
+  private listRepos(q: URLSearchParams, withPrivate: boolean, res: ServerResponse): void {
+    const { page, size: perPage } = pageOf(q, "per_page", 30, 100);
     const visible = this.repos.filter((r) => r.permission !== "none" && (withPrivate || !r.private));
-    const last = Math.max(1, Math.ceil(visible.length / perPage));
-    const link = (p: number, rel: string) => `<${this.url}/api/v3/user/repos?per_page=${perPage}&page=${p}>; rel="${rel}"`;
-    const links = [...(page < last ? [link(page + 1, "next"), link(last, "last")] : []), ...(page > 1 ? [link(1, "first"), link(page - 1, "prev")] : [])];
+    const links = pageLinks(page, Math.max(1, Math.ceil(visible.length / perPage)), (p) => `${this.url}/api/v3/user/repos?per_page=${perPage}&page=${p}`);
     json(res, 200, visible.slice((page - 1) * perPage, page * perPage).map((r) => this.repoJson(r)), links.length ? { link: links.join(", ") } : {});
   }
 
   /** "Authorizing OAuth apps", step 1: the signed-in user approves at once; PKCE is required here. */
-  private authorize(url: URL, res: ServerResponse): void {
-    const q = url.searchParams;
+  private authorize(q: URLSearchParams, res: ServerResponse): void {
     if (q.get("client_id") !== this.clientId) return githubError(res, 404, "Not Found");
     const state = q.get("state") ?? "";
     const registered = new URL(this.callbackUrl);
     const redirect = q.get("redirect_uri");
-    const back = (params: Record<string, string>) => {
-      const to = new URL(redirect && this.redirectAllowed(redirect) ? redirect : this.callbackUrl);
-      for (const [k, v] of Object.entries({ ...params, state })) to.searchParams.set(k, v);
-      res.writeHead(302, { location: to.toString() });
-      res.end();
-    };
+    const back = (params: Record<string, string>) => redirectWith(res, redirect && this.redirectAllowed(redirect) ? redirect : this.callbackUrl, { ...params, state });
     if (redirect && !this.redirectAllowed(redirect)) return back({ error: "redirect_uri_mismatch", error_description: `The redirect_uri MUST match the registered callback URL for this application (${registered.origin}).` });
     const challenge = q.get("code_challenge");
     if (!challenge || q.get("code_challenge_method") !== "S256") return back({ error: "invalid_request", error_description: "code_challenge with code_challenge_method S256 is required" });
@@ -473,7 +376,7 @@ export class GitHubSim {
 
   /** "Authorizing OAuth apps", step 2: errors come back with HTTP 200 and an `error` field. */
   private accessToken(req: IncomingMessage, body: string, res: ServerResponse): void {
-    const p = (req.headers["content-type"] ?? "").includes("json") ? new URLSearchParams(Object.entries(parse(body)).map(([k, v]): [string, string] => [k, String(v)])) : new URLSearchParams(body);
+    const p = formOrJson(req, body);
     const answer = (fields: Record<string, string | number>) => {
       if ((req.headers.accept ?? "").includes("application/json")) return json(res, 200, fields);
       // Without `Accept: application/json` GitHub answers form-encoded.
@@ -495,7 +398,7 @@ export class GitHubSim {
       if (grant.redirectUri && p.get("redirect_uri") !== grant.redirectUri) return error("redirect_uri_mismatch", "The redirect_uri MUST match the registered callback URL for this application.");
       // GitHub does not document this error's name; any `error` makes the exchange fail.
       const verifier = p.get("code_verifier") ?? "";
-      if (createHash("sha256").update(verifier).digest("base64url") !== grant.challenge) return error("bad_verification_code", "The code_verifier does not match the code_challenge.");
+      if (pkceChallenge(verifier, "S256") !== grant.challenge) return error("bad_verification_code", "The code_verifier does not match the code_challenge.");
       grant.used = true;
       scopes = grant.scopes;
     }
@@ -511,29 +414,14 @@ export class GitHubSim {
 
   /** "Delete an app authorization": basic auth with the app's credentials; every token of the grant dies, and the deploy keys they made. */
   private deleteGrant(req: IncomingMessage, clientId: string, body: string, res: ServerResponse): void {
-    const basic = /^Basic (\S+)$/.exec(req.headers.authorization ?? "");
-    const [id, secret] = basic ? Buffer.from(basic[1]!, "base64").toString("utf8").split(":") : [];
+    const [id, secret] = basicCredentials(req) ?? [];
     if (clientId !== this.clientId || id !== this.clientId || secret !== this.clientSecret) return githubError(res, 404, "Not Found");
-    const accessToken = parse(body).access_token;
+    const accessToken = parseObject(body).access_token;
     const token = typeof accessToken === "string" ? this.tokens.get(accessToken) : undefined;
     if (!token) return validationFailed(res, "OauthAccess", "access_token is invalid");
     const dead = [...this.tokens].filter(([, t]) => t.user.id === token.user.id).map(([value]) => value);
     for (const value of dead) this.tokens.delete(value);
     for (const [repo, list] of this.keys) this.keys.set(repo, list.filter((k) => !dead.includes(k.createdBy)));
     noContent(res);
-  }
-}
-
-function noContent(res: ServerResponse): void {
-  res.writeHead(204);
-  res.end();
-}
-
-function parse(body: string): Record<string, unknown> {
-  try {
-    const value: unknown = JSON.parse(body);
-    return typeof value === "object" && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : {};
-  } catch {
-    return {};
   }
 }

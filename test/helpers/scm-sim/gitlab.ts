@@ -1,9 +1,7 @@
 import { createHash, randomBytes, randomUUID } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
-import https from "node:https";
-import type { AddressInfo } from "node:net";
-import { postToLoopback } from "./deliver.js";
-import { loopbackCertificate } from "./tls.js";
+import { inTurn, postToLoopback } from "./deliver.js";
+import { basicCredentials, formOrJson, html, jsonAnswer, type Listening, noContent, parseObject, pkceChallenge, redirectWith, removeWhere, type SimCall, SimServer } from "./sim-server.js";
 
 // A self-managed GitLab stand-in on 127.0.0.1 over real TLS, written from GitLab's public
 // documentation and nothing in src/scm, so a misreading of the API in the client is caught here
@@ -72,24 +70,8 @@ export interface SimStatus {
   description: string | null;
 }
 
-export interface SimRequest {
-  method: string;
-  /** The path as sent, percent-encoding kept, without the query. */
-  path: string;
-  query: URLSearchParams;
-  headers: IncomingMessage["headers"];
-  body: string;
-  at: number;
-}
-
-/** Ways to make the next matching requests fail as GitLab can. */
-export type Misbehaviour =
-  | { status: 400 | 401 | 403 | 404 | 409 | 422 | 500 | 502 | 503 }
-  | { rateLimit: "retry-after"; seconds: number }
-  | { rateLimit: "reset"; seconds: number }
-  | { hang: true }
-  | { raw: string; status?: number }
-  | { oversized: number };
+/** Ways to make the next matching requests fail as GitLab can, besides those every simulator has. */
+export type GitLabFault = { status: 400 | 401 | 403 | 404 | 409 | 422 | 500 | 502 | 503 } | { rateLimit: "retry-after"; seconds: number } | { rateLimit: "reset"; seconds: number };
 
 interface Token {
   user: SimUser;
@@ -120,14 +102,12 @@ export interface GitLabSimOptions {
 
 const LIFETIME_S = 7200;
 const FORBIDDEN = { message: "403 Forbidden" };
-const json = (res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}) => {
-  res.writeHead(status, { "content-type": "application/json", ...headers });
-  res.end(JSON.stringify(body));
-};
+const JSON_TYPE = "application/json";
+const json = jsonAnswer(JSON_TYPE);
 const notFound = (res: ServerResponse, what = "") => json(res, 404, { message: `404${what ? ` ${what}` : ""} Not Found` });
 const oauthError = (res: ServerResponse, status: number, error: string, error_description: string) => json(res, status, { error, error_description });
 
-export class GitLabSim {
+export class GitLabSim extends SimServer<GitLabFault> {
   readonly clientId = "4b1d6a0c9e8f7d6c5b4a39281706f5e4d3c2b1a09f8e7d6c5b4a3928170";
   readonly clientSecret = "gloas-sim-6f1e2d3c4b5a69788796a5b4c3d2e1f0";
   readonly callbackUrl: string;
@@ -145,49 +125,25 @@ export class GitLabSim {
   readonly keys = new Map<string, SimKey[]>();
   readonly hooks = new Map<string, SimHook[]>();
   readonly statuses: SimStatus[] = [];
-  readonly requests: SimRequest[] = [];
   /** Scope lists asked for at the authorize endpoint, in order. */
   readonly requestedScopes: string[][] = [];
   private readonly appScopes: string[];
   private readonly tokens = new Map<string, Token>();
   private readonly grants = new Map<string, Grant>();
-  private readonly faults: { method?: string; path: string | RegExp; what: Misbehaviour; left: number }[] = [];
-  private readonly hanging = new Set<ServerResponse>();
   private nextId = 100;
 
   private constructor(
-    private readonly server: https.Server,
-    readonly url: string,
-    readonly ca: string,
+    listening: Listening,
     private readonly options: GitLabSimOptions,
   ) {
+    super(listening, { apiPrefix: "/api/v4", jsonType: JSON_TYPE });
     this.callbackUrl = options.callbackUrl ?? "https://127.0.0.1:8443/api/v1/scm/gitlab/callback";
     this.appScopes = options.appScopes ?? ["api", "read_api", "read_user"];
     for (let i = 1; i <= (options.extraProjects ?? 0); i++) this.projects.push({ id: 1000 + i, path: `root/project-${String(i).padStart(3, "0")}`, visibility: "private", defaultBranch: "main", role: "maintainer" });
   }
 
-  static async start(options: GitLabSimOptions = {}): Promise<GitLabSim> {
-    const { cert, key } = loopbackCertificate();
-    let sim: GitLabSim | undefined;
-    const server = https.createServer({ cert, key }, (req, res) => sim!.handle(req, res));
-    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-    sim = new GitLabSim(server, `https://127.0.0.1:${(server.address() as AddressInfo).port}`, cert, options);
-    return sim;
-  }
-
-  async close(): Promise<void> {
-    for (const res of this.hanging) res.destroy();
-    this.server.closeAllConnections();
-    await new Promise<void>((resolve) => this.server.close(() => resolve()));
-  }
-
-  /** The next `times` requests matching `path` (the API path after /api/v4, encoded, or a web path) misbehave. */
-  misbehave(match: { method?: string; path: string | RegExp }, what: Misbehaviour, times = 1): void {
-    this.faults.push({ ...match, what, left: times });
-  }
-
-  calm(): void {
-    this.faults.length = 0;
+  static start(options: GitLabSimOptions = {}): Promise<GitLabSim> {
+    return SimServer.serve((listening) => new GitLabSim(listening, options));
   }
 
   /** A token for the user with these scopes, as if the OAuth flow had run. */
@@ -233,9 +189,7 @@ export class GitLabSim {
   /** Sends the event to every hook on the project that subscribed to its kind. */
   async deliver(path: string, event: "Push Hook" | "Tag Push Hook" | "Merge Request Hook", payload: unknown, opts: { ca?: string } = {}) {
     const flag = ({ "Push Hook": "push_events", "Tag Push Hook": "tag_push_events", "Merge Request Hook": "merge_requests_events" } as const)[event];
-    const results = [];
-    for (const hook of (this.hooks.get(path.toLowerCase()) ?? []).filter((h) => h[flag])) results.push(await this.sendWebhook(hook.url, event, payload, hook.token, opts));
-    return results;
+    return inTurn((this.hooks.get(path.toLowerCase()) ?? []).filter((h) => h[flag]), (hook) => this.sendWebhook(hook.url, event, payload, hook.token, opts));
   }
 
   /** A push event payload ("Webhook events: Push events"), trimmed to commonly read fields. */
@@ -314,68 +268,39 @@ export class GitLabSim {
     return { access_token, token_type: "Bearer", expires_in: LIFETIME_S, refresh_token: refreshToken, scope: scopes.join(" "), created_at: Math.floor(Date.now() / 1000) };
   }
 
-  private handle(req: IncomingMessage, res: ServerResponse): void {
-    const chunks: Buffer[] = [];
-    req.on("data", (c: Buffer) => chunks.push(c));
-    req.on("end", () => {
-      const [rawPath = "/", rawQuery = ""] = (req.url ?? "/").split("?", 2) as [string, string?];
-      const body = Buffer.concat(chunks).toString("utf8");
-      this.requests.push({ method: req.method ?? "", path: rawPath, query: new URLSearchParams(rawQuery), headers: req.headers, body, at: Date.now() });
-      const route = rawPath.startsWith("/api/v4/") ? rawPath.slice("/api/v4".length) : rawPath;
-      if (this.misbehaved(req.method ?? "", route, res)) return;
-      try {
-        this.route(req, rawPath, route, new URLSearchParams(rawQuery), body, res);
-      } catch (err) {
-        json(res, 500, { message: `500 Internal Server Error (simulator bug: ${(err as Error).message})` });
-      }
-    });
+  protected error(res: ServerResponse, status: number, message: string): void {
+    json(res, status, { message: `${status} ${message}` });
   }
 
-  private misbehaved(method: string, route: string, res: ServerResponse): boolean {
-    const fault = this.faults.find((f) => f.left > 0 && (!f.method || f.method === method) && (typeof f.path === "string" ? f.path === route : f.path.test(route)));
-    if (!fault) return false;
-    fault.left--;
-    const what = fault.what;
-    if ("hang" in what) {
-      this.hanging.add(res);
-    } else if ("raw" in what) {
-      res.writeHead(what.status ?? 200, { "content-type": "application/json" });
-      res.end(what.raw);
-    } else if ("oversized" in what) {
-      json(res, 200, { id: 1, padding: "x".repeat(what.oversized) });
-    } else if ("rateLimit" in what) {
+  protected fail(what: GitLabFault, res: ServerResponse): void {
+    if ("rateLimit" in what) {
       // Rack::Attack's throttled answer ("Rate limits"): plain text, RateLimit-* headers.
       const reset = Math.floor(Date.now() / 1000) + what.seconds;
       const headers: Record<string, string> = { "content-type": "text/plain", "ratelimit-limit": "600", "ratelimit-observed": "601", "ratelimit-remaining": "0", "ratelimit-reset": String(reset), "ratelimit-resettime": new Date(reset * 1000).toUTCString() };
       if (what.rateLimit === "retry-after") headers["retry-after"] = String(what.seconds);
       res.writeHead(429, headers);
       res.end("Retry later\n");
-    } else {
-      const bodies: Record<number, () => void> = {
-        400: () => json(res, 400, { message: { url: ["is blocked: Requests to the local network are not allowed"] } }),
-        401: () => json(res, 401, { message: "401 Unauthorized" }),
-        403: () => json(res, 403, FORBIDDEN),
-        404: () => notFound(res, "Project"),
-        409: () => json(res, 409, { message: "409 Conflict" }),
-        422: () => json(res, 422, { message: "422 Unprocessable Entity" }),
-        500: () => json(res, 500, { message: "500 Internal Server Error" }),
-        502: () => {
-          res.writeHead(502, { "content-type": "text/html" });
-          res.end("<html><body><h1>502</h1><p>Whoops, GitLab is taking too much time to respond.</p></body></html>");
-        },
-        503: () => json(res, 503, { message: "503 Service Unavailable" }),
-      };
-      bodies[what.status]!();
+      return;
     }
-    return true;
+    const bodies: Record<number, () => void> = {
+      400: () => json(res, 400, { message: { url: ["is blocked: Requests to the local network are not allowed"] } }),
+      401: () => json(res, 401, { message: "401 Unauthorized" }),
+      403: () => json(res, 403, FORBIDDEN),
+      404: () => notFound(res, "Project"),
+      409: () => json(res, 409, { message: "409 Conflict" }),
+      422: () => json(res, 422, { message: "422 Unprocessable Entity" }),
+      500: () => json(res, 500, { message: "500 Internal Server Error" }),
+      502: () => html(res, 502, "<html><body><h1>502</h1><p>Whoops, GitLab is taking too much time to respond.</p></body></html>"),
+      503: () => json(res, 503, { message: "503 Service Unavailable" }),
+    };
+    bodies[what.status]!();
   }
 
-  private route(req: IncomingMessage, rawPath: string, route: string, query: URLSearchParams, body: string, res: ServerResponse): void {
-    const method = req.method ?? "";
-    if (method === "GET" && rawPath === "/oauth/authorize") return this.authorize(query, res);
-    if (method === "POST" && rawPath === "/oauth/token") return this.token(req, body, res);
-    if (method === "POST" && rawPath === "/oauth/revoke") return this.revoke(req, body, res);
-    if (!rawPath.startsWith("/api/v4/")) return notFound(res);
+  protected route({ req, method, path, api, route, query, body }: SimCall, res: ServerResponse): void {
+    if (method === "GET" && path === "/oauth/authorize") return this.authorize(query, res);
+    if (method === "POST" && path === "/oauth/token") return this.token(req, body, res);
+    if (method === "POST" && path === "/oauth/revoke") return this.revoke(req, body, res);
+    if (!api) return notFound(res);
 
     const bearer = /^Bearer (\S+)$/.exec(req.headers.authorization ?? "")?.[1];
     const token = bearer === undefined ? undefined : this.tokens.get(bearer);
@@ -439,11 +364,8 @@ export class GitLabSim {
   }
 
   private remove<T extends { id: number }>(store: Map<string, T[]>, key: string, id: number, what: string, res: ServerResponse): void {
-    const list = store.get(key) ?? [];
-    if (!list.some((x) => x.id === id)) return notFound(res, what);
-    store.set(key, list.filter((x) => x.id !== id));
-    res.writeHead(204);
-    res.end();
+    if (removeWhere(store, key, (x) => x.id === id)) noContent(res);
+    else notFound(res, what);
   }
 
   private postStatus(project: SimProject, level: number, sha: string, input: Record<string, unknown>, res: ServerResponse): void {
@@ -528,17 +450,8 @@ export class GitLabSim {
   /** Authorization code request: the signed-in user approves at once. */
   private authorize(q: URLSearchParams, res: ServerResponse): void {
     // Doorkeeper shows an error page, not a redirect, for an unknown client or redirect URI.
-    if (q.get("client_id") !== this.clientId || q.get("redirect_uri") !== this.callbackUrl) {
-      res.writeHead(400, { "content-type": "text/html" });
-      res.end("<html><body><h2>An error has occurred</h2><p>The redirect URI included is not valid.</p></body></html>");
-      return;
-    }
-    const back = (params: Record<string, string>) => {
-      const to = new URL(this.callbackUrl);
-      for (const [k, v] of Object.entries({ ...params, state: q.get("state") ?? "" })) to.searchParams.set(k, v);
-      res.writeHead(302, { location: to.toString() });
-      res.end();
-    };
+    if (q.get("client_id") !== this.clientId || q.get("redirect_uri") !== this.callbackUrl) return html(res, 400, "<html><body><h2>An error has occurred</h2><p>The redirect URI included is not valid.</p></body></html>");
+    const back = (params: Record<string, string>) => redirectWith(res, this.callbackUrl, { ...params, state: q.get("state") ?? "" });
     if (q.get("response_type") !== "code") return back({ error: "unsupported_response_type", error_description: "The authorization server does not support this response type." });
     const scopes = (q.get("scope") ?? "").split(" ").filter(Boolean);
     this.requestedScopes.push(scopes);
@@ -551,8 +464,7 @@ export class GitLabSim {
   }
 
   private clientAuthenticated(req: IncomingMessage, p: URLSearchParams): boolean {
-    const basic = /^Basic (\S+)$/.exec(req.headers.authorization ?? "");
-    const [id, secret] = basic ? Buffer.from(basic[1]!, "base64").toString("utf8").split(":") : [p.get("client_id"), p.get("client_secret")];
+    const [id, secret] = basicCredentials(req) ?? [p.get("client_id"), p.get("client_secret")];
     return id === this.clientId && secret === this.clientSecret;
   }
 
@@ -567,8 +479,7 @@ export class GitLabSim {
       if (!grant || grant.used || p.get("redirect_uri") !== grant.redirectUri) return invalidGrant();
       if (grant.challenge !== null) {
         const verifier = p.get("code_verifier") ?? "";
-        const computed = grant.method === "S256" ? createHash("sha256").update(verifier).digest("base64url") : verifier;
-        if (!verifier || computed !== grant.challenge) return invalidGrant();
+        if (!verifier || pkceChallenge(verifier, grant.method) !== grant.challenge) return invalidGrant();
       }
       grant.used = true;
       return json(res, 200, this.mint(grant.scopes));
@@ -593,18 +504,7 @@ export class GitLabSim {
   }
 }
 
-function formOrJson(req: IncomingMessage, body: string): URLSearchParams {
-  if (!(req.headers["content-type"] ?? "").includes("json")) return new URLSearchParams(body);
-  return new URLSearchParams(Object.entries(parseBody(req, body)).map(([k, v]): [string, string] => [k, String(v)]));
-}
-
 /** A JSON or form body as attributes (Grape takes both). */
 function parseBody(req: IncomingMessage, body: string): Record<string, unknown> {
-  if (!(req.headers["content-type"] ?? "").includes("json")) return Object.fromEntries(new URLSearchParams(body));
-  try {
-    const value: unknown = JSON.parse(body);
-    return typeof value === "object" && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : {};
-  } catch {
-    return {};
-  }
+  return (req.headers["content-type"] ?? "").includes("json") ? parseObject(body) : Object.fromEntries(new URLSearchParams(body));
 }
