@@ -93,7 +93,7 @@ export async function createServices(settings: Settings, log: Logger, opts: { se
       return { repositoryUrl: p?.repositoryUrl ?? null, egressAllowlist: p?.egressAllowlist ?? null };
     }, audit);
     const registry = new ScmRegistry(settings, publicUrl);
-    const connections = new ScmConnections(store, box, audit, registry);
+    const connections = new ScmConnections(store, box, audit, registry, mailer, publicUrl);
     const links = new RepositoryLinks(store, audit, registry, connections, deployKeys, webhooks, (projectId, provider) => `${publicUrl()}/api/v1/hooks/${projectId}/${provider}`);
     const statuses = new CommitStatuses(builds, links, connections, (build) => `${publicUrl()}/builds/${build.id}`, log);
     builds.onChange((buildId) => statuses.changed(buildId));

@@ -34,7 +34,7 @@ afterAll(() => sim.close());
 
 describe("Bitbucket sign-in (OAuth 2.0 authorization code grant)", () => {
   it("completes the round trip: state comes back, the code is swapped once with the consumer's credentials", async () => {
-    const url = bitbucket.authorizeUrl("state-1", newOAuthSecret());
+    const url = bitbucket.authorizeUrl("state-1", newOAuthSecret(), "connect");
     expect(`${url.origin}${url.pathname}`).toBe(`${sim.url}/site/oauth2/authorize`);
     expect(Object.fromEntries(url.searchParams)).toEqual({ client_id: sim.clientId, response_type: "code", redirect_uri: sim.callbackUrl, state: "state-1" });
 
@@ -59,7 +59,7 @@ describe("Bitbucket sign-in (OAuth 2.0 authorization code grant)", () => {
   });
 
   it("has no PKCE, so the code is bound to the consumer's secret instead", async () => {
-    const url = bitbucket.authorizeUrl("s", newOAuthSecret());
+    const url = bitbucket.authorizeUrl("s", newOAuthSecret(), "connect");
     expect(url.searchParams.has("code_challenge")).toBe(false);
     const code = await authorize(bitbucket);
     const stranger = await failure(provider({ clientSecret: "not-the-secret" }).exchangeCode(code, newOAuthSecret()));
@@ -70,7 +70,7 @@ describe("Bitbucket sign-in (OAuth 2.0 authorization code grant)", () => {
 
   it("uses Bitbucket's own addresses without a base URL", () => {
     const cloud = new BitbucketProvider({ clientId: "id", clientSecret: "secret", redirectUri: "https://slipway.example/cb" });
-    expect(cloud.authorizeUrl("s", newOAuthSecret()).toString()).toMatch(/^https:\/\/bitbucket\.org\/site\/oauth2\/authorize\?/);
+    expect(cloud.authorizeUrl("s", newOAuthSecret(), "connect").toString()).toMatch(/^https:\/\/bitbucket\.org\/site\/oauth2\/authorize\?/);
   });
 
   it("refuses a configuration it cannot use safely, with the setting named", () => {
@@ -292,7 +292,7 @@ describe("Bitbucket failures", () => {
 });
 
 describe("P15: scopes", () => {
-  it("P15: sign-in requests exactly the documented narrow scopes, and each of them is needed", async () => {
+  it("P15: connecting requests exactly the documented narrow scopes, and each of them is needed", async () => {
     expect([...bitbucket.scopes]).toEqual(["account", "email", "pullrequest", "repository:admin", "webhook"]);
     const consumer = sim.consumerScopes;
     try {

@@ -5,7 +5,7 @@ import { codeChallenge, newOAuthSecret, type ScmErrorKind, type ScmProvider } fr
 import { readDelivery, signedWith } from "../src/scm/webhook-deliveries.js";
 import { readEvent } from "../src/scm/webhook-events.js";
 import { browse } from "./helpers/scm-connect.js";
-import { expectHookFailure, expectProfileTimeout, expectRefusedUnsent, failure, receiving, signInWith, simOptions } from "./helpers/scm-provider-tests.js";
+import { expectHookFailure, expectNarrowSignIn, expectProfileTimeout, expectRefusedUnsent, failure, receiving, signInWith, simOptions } from "./helpers/scm-provider-tests.js";
 import { GiteaSim, giteaSignature } from "./helpers/scm-sim/gitea.js";
 
 // The Gitea/Forgejo client against the Gitea simulator: real HTTPS on 127.0.0.1 with a
@@ -34,7 +34,7 @@ describe("Gitea sign-in (OAuth2 authorization code with PKCE)", () => {
   it("completes the round trip, with the documented parameters and an expiring token pair", async () => {
     const state = newOAuthSecret();
     const verifier = newOAuthSecret();
-    const url = gitea.authorizeUrl(state, verifier);
+    const url = gitea.authorizeUrl(state, verifier, "connect");
     expect(`${url.origin}${url.pathname}`).toBe(`${sim.url}/login/oauth/authorize`);
     expect(Object.fromEntries(url.searchParams)).toEqual({ client_id: sim.clientId, redirect_uri: sim.callbackUrl, response_type: "code", scope: "read:user write:repository", state, code_challenge: codeChallenge(verifier), code_challenge_method: "S256" });
 
@@ -61,7 +61,7 @@ describe("Gitea sign-in (OAuth2 authorization code with PKCE)", () => {
   });
 
   it("fails when the code verifier does not belong to the code (PKCE is checked)", async () => {
-    const back = await browse(gitea.authorizeUrl("s", newOAuthSecret()), sim.ca);
+    const back = await browse(gitea.authorizeUrl("s", newOAuthSecret(), "connect"), sim.ca);
     const err = await failure(gitea.exchangeCode(back.searchParams.get("code")!, newOAuthSecret()));
     expect(err.kind).toBe("invalid");
     expect(err.message).toMatch(/failed PKCE code challenge.*start the sign-in again/);
@@ -69,7 +69,7 @@ describe("Gitea sign-in (OAuth2 authorization code with PKCE)", () => {
 
   it("says the operator must fix the OAuth application when its secret is wrong", async () => {
     const verifier = newOAuthSecret();
-    const back = await browse(gitea.authorizeUrl("s", verifier), sim.ca);
+    const back = await browse(gitea.authorizeUrl("s", verifier, "connect"), sim.ca);
     const err = await failure(provider({ clientSecret: "wrong" }).exchangeCode(back.searchParams.get("code")!, verifier));
     expect(err.kind).toBe("invalid");
     expect(err.message).toMatch(/invalid client secret.*operator must correct the client id, secret or redirect URI/);
@@ -300,7 +300,13 @@ describe("Gitea failures", () => {
 });
 
 describe("P15: scopes", () => {
-  it("P15: sign-in requests exactly the documented narrow scopes, and each of them is needed", async () => {
+  it("P15: signing in to Slipway asks only to read the profile, and that token cannot touch a repository", async () => {
+    expect([...gitea.signInScopes]).toEqual(["read:user"]);
+    const user = await expectNarrowSignIn(gitea, sim, ["read:user"], "acme/private-app");
+    expect(user.id).toBe((await gitea.currentUser((await signIn()).tokens.accessToken)).id);
+  });
+
+  it("P15: connecting requests exactly the documented narrow scopes, and each of them is needed", async () => {
     expect([...gitea.scopes]).toEqual(["read:user", "write:repository"]);
     const { tokens } = await signIn();
     expect(sim.requestedScopes.at(-1)).toEqual(["read:user", "write:repository"]);

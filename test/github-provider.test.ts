@@ -4,7 +4,7 @@ import { generateEd25519KeyPair } from "../src/crypto/ssh-keys.js";
 import { GITHUB_SCOPES, GitHubProvider, type GitHubOptions } from "../src/scm/github.js";
 import { codeChallenge, newOAuthSecret, type ScmErrorKind } from "../src/scm/provider.js";
 import { readDelivery, signedWith } from "../src/scm/webhook-deliveries.js";
-import { expectHookFailure, expectProfileTimeout, expectRefusedUnsent, failure, receiving, signInWith, simOptions } from "./helpers/scm-provider-tests.js";
+import { expectHookFailure, expectNarrowSignIn, expectProfileTimeout, expectRefusedUnsent, failure, receiving, signInWith, simOptions } from "./helpers/scm-provider-tests.js";
 import { GitHubSim, signature256 } from "./helpers/scm-sim/github.js";
 
 // The GitHub client against the GitHub simulator: real HTTPS on 127.0.0.1 with a certificate the
@@ -31,7 +31,7 @@ describe("GitHub sign-in (OAuth web flow with PKCE)", () => {
   it("completes the round trip against a GitHub Enterprise Server base URL", async () => {
     const state = newOAuthSecret();
     const verifier = newOAuthSecret();
-    const url = github.authorizeUrl(state, verifier);
+    const url = github.authorizeUrl(state, verifier, "connect");
     expect(`${url.origin}${url.pathname}`).toBe(`${sim.url}/login/oauth/authorize`);
     expect(url.searchParams.get("code_challenge")).toBe(codeChallenge(verifier));
     expect(url.searchParams.get("code_challenge_method")).toBe("S256");
@@ -59,14 +59,14 @@ describe("GitHub sign-in (OAuth web flow with PKCE)", () => {
 
   it("fails when the code verifier does not belong to the code (PKCE is checked)", async () => {
     const state = newOAuthSecret();
-    const back = await browse(github.authorizeUrl(state, newOAuthSecret()), sim.ca);
+    const back = await browse(github.authorizeUrl(state, newOAuthSecret(), "connect"), sim.ca);
     const err = await failure(github.exchangeCode(back.searchParams.get("code")!, newOAuthSecret()));
     expect(err.kind).toBe("invalid");
   });
 
   it("uses github.com's own addresses without a base URL", () => {
     const dotcom = new GitHubProvider({ clientId: "id", clientSecret: "secret", redirectUri: "https://slipway.example/cb" });
-    expect(dotcom.authorizeUrl("s", newOAuthSecret()).toString()).toMatch(/^https:\/\/github\.com\/login\/oauth\/authorize\?/);
+    expect(dotcom.authorizeUrl("s", newOAuthSecret(), "connect").toString()).toMatch(/^https:\/\/github\.com\/login\/oauth\/authorize\?/);
   });
 
   it("refuses a configuration it cannot use safely, with the setting named", () => {
@@ -79,7 +79,7 @@ describe("GitHub sign-in (OAuth web flow with PKCE)", () => {
     try {
       const p = new GitHubProvider({ clientId: expiring.clientId, clientSecret: expiring.clientSecret, redirectUri: expiring.callbackUrl, baseUrl: expiring.url, ca: expiring.ca });
       const verifier = newOAuthSecret();
-      const back = await browse(p.authorizeUrl("s", verifier), expiring.ca);
+      const back = await browse(p.authorizeUrl("s", verifier, "connect"), expiring.ca);
       const first = await p.exchangeCode(back.searchParams.get("code")!, verifier);
       expect(first.refreshToken).toBeTruthy();
       expect(first.expiresAt!.getTime()).toBeGreaterThan(Date.now());
@@ -293,7 +293,13 @@ describe("GitHub failures", () => {
 });
 
 describe("P15: scopes", () => {
-  it("P15: sign-in requests exactly the documented narrow scopes, and each of them is needed", async () => {
+  it("P15: signing in to Slipway asks only to read the profile, and that token cannot touch a repository", async () => {
+    expect([...github.signInScopes]).toEqual(["read:user"]);
+    const user = await expectNarrowSignIn(github, sim, ["read:user"], "acme/private-app");
+    expect(user.id).toBe((await github.currentUser((await signIn()).tokens.accessToken)).id);
+  });
+
+  it("P15: connecting requests exactly the documented narrow scopes, and each of them is needed", async () => {
     expect([...github.scopes]).toEqual(["repo", "user:email"]);
     const { tokens } = await signIn();
     expect(sim.requestedScopes.at(-1)).toEqual(["repo", "user:email"]);

@@ -5,7 +5,7 @@ import { codeChallenge, newOAuthSecret, type ScmErrorKind } from "../src/scm/pro
 import { readDelivery, signedWith } from "../src/scm/webhook-deliveries.js";
 import { readEvent } from "../src/scm/webhook-events.js";
 import { browse } from "./helpers/scm-connect.js";
-import { expectHookFailure, expectProfileTimeout, expectRefusedUnsent, failure, receiving, signInWith, simOptions } from "./helpers/scm-provider-tests.js";
+import { expectHookFailure, expectNarrowSignIn, expectProfileTimeout, expectRefusedUnsent, failure, receiving, signInWith, simOptions } from "./helpers/scm-provider-tests.js";
 import { GitLabSim } from "./helpers/scm-sim/gitlab.js";
 
 // The GitLab client against the GitLab simulator: real HTTPS on 127.0.0.1 with a certificate the
@@ -36,7 +36,7 @@ describe("GitLab sign-in (OAuth authorization code with PKCE)", () => {
   it("completes the round trip against a self-managed base URL", async () => {
     const state = newOAuthSecret();
     const verifier = newOAuthSecret();
-    const url = gitlab.authorizeUrl(state, verifier);
+    const url = gitlab.authorizeUrl(state, verifier, "connect");
     expect(`${url.origin}${url.pathname}`).toBe(`${sim.url}/oauth/authorize`);
     expect(Object.fromEntries(url.searchParams)).toEqual({ client_id: sim.clientId, redirect_uri: sim.callbackUrl, response_type: "code", state, scope: "api", code_challenge: codeChallenge(verifier), code_challenge_method: "S256" });
 
@@ -65,7 +65,7 @@ describe("GitLab sign-in (OAuth authorization code with PKCE)", () => {
   });
 
   it("fails when the code verifier does not belong to the code (PKCE is checked)", async () => {
-    const back = await browse(gitlab.authorizeUrl(newOAuthSecret(), newOAuthSecret()), sim.ca);
+    const back = await browse(gitlab.authorizeUrl(newOAuthSecret(), newOAuthSecret(), "connect"), sim.ca);
     const err = await failure(gitlab.exchangeCode(back.searchParams.get("code")!, newOAuthSecret()));
     expect(err.kind).toBe("invalid");
     expect(err.message).toMatch(/invalid_grant|grant is invalid/);
@@ -73,8 +73,8 @@ describe("GitLab sign-in (OAuth authorization code with PKCE)", () => {
 
   it("uses gitlab.com without a base URL, and keeps the path of a self-managed one", () => {
     const options = { clientId: "id", clientSecret: "secret", redirectUri: "https://slipway.example/cb" };
-    expect(new GitLabProvider(options).authorizeUrl("s", newOAuthSecret()).toString()).toMatch(/^https:\/\/gitlab\.com\/oauth\/authorize\?/);
-    expect(new GitLabProvider({ ...options, baseUrl: "https://example.com/gitlab/" }).authorizeUrl("s", newOAuthSecret()).toString()).toMatch(/^https:\/\/example\.com\/gitlab\/oauth\/authorize\?/);
+    expect(new GitLabProvider(options).authorizeUrl("s", newOAuthSecret(), "connect").toString()).toMatch(/^https:\/\/gitlab\.com\/oauth\/authorize\?/);
+    expect(new GitLabProvider({ ...options, baseUrl: "https://example.com/gitlab/" }).authorizeUrl("s", newOAuthSecret(), "connect").toString()).toMatch(/^https:\/\/example\.com\/gitlab\/oauth\/authorize\?/);
   });
 
   it("refuses a configuration it cannot use safely, with the setting named", () => {
@@ -108,7 +108,7 @@ describe("GitLab sign-in (OAuth authorization code with PKCE)", () => {
   });
 
   it("names wrong OAuth application settings as the operator's to fix", async () => {
-    const back = await browse(gitlab.authorizeUrl("s", "v".repeat(43)), sim.ca);
+    const back = await browse(gitlab.authorizeUrl("s", "v".repeat(43), "connect"), sim.ca);
     const err = await failure(provider({ clientSecret: "wrong" }).exchangeCode(back.searchParams.get("code")!, "v".repeat(43)));
     expect(err.kind).toBe("invalid");
     expect(err.message).toMatch(/Slipway's OAuth application settings.*operator must correct the client id, secret or callback URL/);
@@ -343,7 +343,13 @@ describe("GitLab failures", () => {
 });
 
 describe("P15: scopes", () => {
-  it("P15: sign-in requests exactly the documented narrow scopes, and each of them is needed", async () => {
+  it("P15: signing in to Slipway asks only to read the profile, and that token cannot touch a repository", async () => {
+    expect([...gitlab.signInScopes]).toEqual(["read_user"]);
+    const user = await expectNarrowSignIn(gitlab, sim, ["read_user"], REPO);
+    expect(user.id).toBe((await gitlab.currentUser((await signIn()).tokens.accessToken)).id);
+  });
+
+  it("P15: connecting requests exactly the documented narrow scopes, and each of them is needed", async () => {
     expect([...gitlab.scopes]).toEqual(["api"]);
     const { tokens } = await signIn();
     expect(sim.requestedScopes.at(-1)).toEqual(["api"]);

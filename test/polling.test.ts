@@ -5,6 +5,7 @@ import { fileURLToPath } from "node:url";
 import { createHash } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseLsRemote } from "../src/runner/git-checkout.js";
+import { MAX_POLLED_REFS } from "../src/scm/poll-report.js";
 import { createGitUser, makeRepos, startSshd, type GitUser, type ServedRepos, type Sshd } from "./helpers/git-server.js";
 import { Client, createUser, signIn, startHarness, type Harness } from "./helpers/harness.js";
 import type { PollRunInput, PollRunOutput } from "./helpers/poll-runner.js";
@@ -22,7 +23,7 @@ const C = "c".repeat(40);
 
 describe("reading git ls-remote", () => {
   it("keeps heads and tags, and an annotated tag's commit rather than the tag object", () => {
-    const out = [`${A}\tHEAD`, `${A}\trefs/heads/main`, `${B}\trefs/tags/v1`, `${C}\trefs/tags/v1^{}`, `${B}\trefs/pull/1/head`, `${C}\trefs/tags/v2^{}`, `${A}\trefs/tags/v2`, "garbage", `${A}\trefs/heads/with space`].join("\n");
+    const out = [`${A}\tHEAD`, `${A}\trefs/heads/main`, `${B}\trefs/tags/v1`, `${C}\trefs/tags/v1^{}`, `${B}\trefs/pull/1/head`, `${C}\trefs/tags/v2^{}`, `${A}\trefs/tags/v2`, "garbage", `${A}\trefs/heads/with space`, `${A}\trefs/heads/${"x".repeat(300)}`, `${A}\trefs/heads/a..b`].join("\n");
     expect(parseLsRemote(out)).toEqual({ "refs/heads/main": A, "refs/tags/v1": C, "refs/tags/v2": C });
   });
 });
@@ -129,6 +130,17 @@ describe("P08: repository polls through the runner API", () => {
     expect((await owner.get(`/api/v1/projects/${project}`)).json().polling.problem).toBeNull();
   });
 
+  it("P08: pointing the project at another repository forgets the old one's refs, and a poll of the old one may not report", async () => {
+    await due();
+    await lease();
+    expect((await owner.patch(`/api/v1/projects/${project}`, { repositoryUrl: "ssh://git@git.example.com/other.git" })).statusCode).toBe(200);
+    const stale = await report({ refs: { "refs/heads/main": A } });
+    expect(stale.statusCode).toBe(409);
+    expect(stale.json().error.code).toBe("lease_lost");
+    expect((await lease()).json().poll.repositoryUrl).toBe("ssh://git@git.example.com/other.git");
+    expect((await report({ refs: { "refs/heads/main": C, "refs/heads/other": C } })).json()).toEqual({ builds: 0 });
+  });
+
   it("refuses malformed reports and host keys of another host, without changing anything", async () => {
     await due();
     await lease();
@@ -194,5 +206,10 @@ describe.runIf(isRoot)("P08: a runner polls a plain git server over SSH and buil
 
   it("P08: a poll that finds nothing new builds nothing", () => {
     expect(out.quietPoll).toEqual({ builds: 1, polledAgain: true });
+  });
+
+  it("P08: a repository with more heads and tags than a poll takes says so on the project, and builds nothing", () => {
+    expect(out.tooManyRefs.problem).toMatch(new RegExp(`more than ${MAX_POLLED_REFS} heads and tags.*signed webhook`));
+    expect(out.tooManyRefs.builds).toBe(1);
   });
 });

@@ -3,7 +3,8 @@ import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Client, createUser, signIn, startHarness, totpCode, type Harness } from "./helpers/harness.js";
+import { setTimeout as sleep } from "node:timers/promises";
+import { Client, createUser, outbox, signIn, startHarness, totpCode, type Harness } from "./helpers/harness.js";
 import { browse, connectAccount } from "./helpers/scm-connect.js";
 import { GitHubSim } from "./helpers/scm-sim/github.js";
 
@@ -23,6 +24,12 @@ async function newProject(name: string): Promise<string> {
   const res = await owner.post("/api/v1/projects", { name, organization: orgId });
   expect(res.statusCode).toBe(201);
   return res.json().id as string;
+}
+
+/** The mails to `to` saying a GitHub account was connected, once the background sending is done. */
+async function connectedMails(to: string): Promise<string[]> {
+  await sleep(200);
+  return outbox(h).filter((m) => m.includes(`To: ${to}`) && /Subject: Slipway: GitHub account \S+ connected/.test(m));
 }
 
 /** The message Slipway put in the fragment of its redirect back to the account page. */
@@ -73,6 +80,14 @@ describe("connecting a GitHub account", () => {
       const content = readFileSync(path.join(h.dataDir, file));
       expect(content.includes(issued), file).toBe(false);
     }
+  });
+
+  it("P15: tells the user by mail that a new account can now sign them in; reconnecting the same account does not", async () => {
+    const mails = await connectedMails("owner@example.com");
+    expect(mails).toHaveLength(1);
+    expect(mails[0]).toMatch(/The GitHub account octocat was connected[\s\S]*If this was not you, disconnect it at http:\/\/127\.0\.0\.1:\d+\/account/);
+    expect(await connectAccount(owner, "github", sim.ca)).toBe("/account#connected=github");
+    expect(await connectedMails("owner@example.com")).toHaveLength(1);
   });
 
   it("refuses a callback whose state another account started, or that was used already", async () => {
@@ -379,7 +394,16 @@ describe("P15: signing in with GitHub", () => {
   const signInError = (res: { headers: Record<string, unknown> }) => new URLSearchParams(String(res.headers.location).replace(/^\/sign-in#/, "")).get("scm-error");
 
   it("P15: signs in the Slipway account connected to that GitHub account, with a new session", async () => {
+    const tokens = () => h.services.store.db.selectFrom("scm_connections").select(["access_token", "scopes"]).where("login", "=", "octocat").executeTakeFirstOrThrow();
+    const stored = await tokens();
+    // One wrong password from this address, which a sign-in through GitHub must not take back.
+    expect((await new Client(h.app).post("/api/v1/session", { email: "nobody@example.com", password: "wrong password" })).statusCode).toBe(401);
+    const attempts = () => h.services.store.db.selectFrom("auth_throttle").select("failures").where("key", "=", "ip:127.0.0.1").executeTakeFirstOrThrow();
+    const before = await attempts();
+
     const { back, cookie } = await startSignIn();
+    // Signing in asks only to read who the account is.
+    expect(sim.requestedScopes.at(-1)).toEqual(["read:user"]);
     const res = await callback(back, cookie);
     expect(res.statusCode).toBe(303);
     expect(res.headers.location).toBe("/");
@@ -388,6 +412,9 @@ describe("P15: signing in with GitHub", () => {
     expect(me.json().user.email).toBe("owner@example.com");
     const audit = await h.services.store.db.selectFrom("audit_log").select("details").where("action", "=", "auth.signin").orderBy("seq", "desc").executeTakeFirstOrThrow();
     expect(JSON.parse(audit.details)).toEqual({ via: "github" });
+    // The sign-in's narrow token was dropped: the connection keeps its own.
+    expect(await tokens()).toEqual(stored);
+    expect(await attempts()).toEqual(before);
   });
 
   it("P15: a callback in a browser that did not start the sign-in signs nobody in (login CSRF)", async () => {

@@ -37,7 +37,7 @@ export class SignIn {
     if (Number(row.email_verified) !== 1) {
       throw new AppError(403, "email_unverified", "confirm your email address first: open the link in the mail we sent you");
     }
-    return this.secondFactor(toUser(row), input.totp, ip);
+    return this.secondFactor(toUser(row), input.totp, ip, { counted: true });
   }
 
   /**
@@ -49,7 +49,8 @@ export class SignIn {
     const row = await this.store.db.selectFrom("users").selectAll().where("id", "=", userId).executeTakeFirstOrThrow();
     if (Number(row.email_verified) !== 1) throw new AppError(403, "email_unverified", "confirm your email address first: open the link in the mail we sent you");
     const user = toUser(row);
-    if (!user.twoFactor) return this.secondFactor(user, undefined, ip, via);
+    // Nothing was guessed here, so nothing was counted against the throttle to hand back.
+    if (!user.twoFactor) return this.secondFactor(user, undefined, ip, { counted: false, via });
     const ticket = randomToken();
     await this.store.db.insertInto("email_tokens").values({ token_hash: tokenHash(ticket), user_id: user.id, purpose: TICKET, expires_at: new Date(Date.now() + TICKET_TTL_MS).toISOString(), used_at: null }).execute();
     return { ticket };
@@ -67,11 +68,14 @@ export class SignIn {
     if (!spent) throw expired;
     const row = await this.store.db.selectFrom("users").selectAll().where("id", "=", spent).executeTakeFirstOrThrow();
     await this.throttle.reserve(row.email, ip);
-    return this.secondFactor(toUser(row), totp, ip, "git host");
+    return this.secondFactor(toUser(row), totp, ip, { counted: true, via: "git host" });
   }
 
-  /** The code when the account has two-factor, then a fresh session; a wrong code counts as a failed sign-in. */
-  private async secondFactor(user: User, totp: string | undefined, ip: string | null, via?: string): Promise<{ user: User; sessionToken: string }> {
+  /**
+   * The code when the account has two-factor, then a fresh session; a wrong code counts as a
+   * failed sign-in. `counted`: the attempt was reserved with the throttle, and a success hands it back.
+   */
+  private async secondFactor(user: User, totp: string | undefined, ip: string | null, { counted, via }: { counted: boolean; via?: string }): Promise<{ user: User; sessionToken: string }> {
     // Nothing inside the transaction may use another connection (SQLite has one): failures are
     // recorded after it ends, so they persist when the transaction rolls back.
     const outcome = await this.store.db.transaction().execute(async (tx) => {
@@ -88,7 +92,7 @@ export class SignIn {
       await this.fail(user.email, user.id, ip, "totp");
       throw new AppError(401, "invalid_code", "the two-factor code is wrong or was already used; wait for the next code");
     }
-    await this.throttle.succeeded(user.email, ip);
+    if (counted) await this.throttle.succeeded(user.email, ip);
     return { user, sessionToken: outcome.sessionToken };
   }
 

@@ -1,5 +1,7 @@
 import type { LeasedJob } from "../builds/builds.js";
+import { gitRefSchema } from "../builds/events.js";
 import { HOME, WORKSPACE, type Sandbox } from "../sandbox/backend.js";
+import { MAX_POLLED_REFS } from "../scm/poll-report.js";
 
 /** What the runner API hands out for one leased job's clone (POST /runner/jobs/:jobId/checkout). */
 export interface CheckoutCredentials {
@@ -121,21 +123,30 @@ export async function listRemoteRefs(poll: LeasedPoll, sandbox: Sandbox, opts: G
   const git = new SandboxGit(sandbox, poll.repositoryUrl, poll.credentials, opts, "list the refs of");
   try {
     if (poll.credentials) await git.installKey();
-    const out = await git.run(hardenedGit("ls-remote", "--heads", "--tags", "--", poll.repositoryUrl));
+    const out = await git.run(hardenedGit("ls-remote", "--heads", "--tags", "--", poll.repositoryUrl), LS_REMOTE_MAX);
+    const refs = parseLsRemote(out);
+    if (out.length >= LS_REMOTE_MAX || Object.keys(refs).length > MAX_POLLED_REFS) throw new CheckoutError(TOO_MANY_REFS);
     const knownHosts = poll.credentials?.knownHosts === null ? await git.seenHostKeys() : undefined;
-    return { refs: parseLsRemote(out), ...(knownHosts !== undefined && { knownHosts }) };
+    return { refs, ...(knownHosts !== undefined && { knownHosts }) };
   } finally {
     if (poll.credentials) await git.removeKey();
   }
 }
 
-/** `<commit>\t<ref>` lines; `<ref>^{}` names the commit an annotated tag points at, which wins. */
+/** Two lines (the tag and its commit) for each of MAX_POLLED_REFS of the longest refs. */
+const LS_REMOTE_MAX = MAX_POLLED_REFS * 2 * 300;
+const TOO_MANY_REFS = `the repository has more than ${MAX_POLLED_REFS} heads and tags, more than Slipway polls: trigger its builds with the signed webhook instead (see "Plain git" in the README), and turn polling off`;
+
+/**
+ * `<commit>\t<ref>` lines; `<ref>^{}` names the commit an annotated tag points at, which wins.
+ * A ref Slipway could not build (a name git allows but a branch name may not have here) is left out.
+ */
 export function parseLsRemote(out: string): Record<string, string> {
   const refs: Record<string, string> = {};
   const peeled = new Set<string>();
   for (const line of out.split("\n")) {
     const m = /^([0-9a-f]{40})\t(refs\/(?:heads|tags)\/\S+?)(\^\{\})?$/.exec(line);
-    if (!m || (peeled.has(m[2]!) && !m[3])) continue;
+    if (!m || (peeled.has(m[2]!) && !m[3]) || !gitRefSchema.safeParse(m[2]).success) continue;
     refs[m[2]!] = m[1]!;
     if (m[3]) peeled.add(m[2]!);
   }
@@ -196,12 +207,12 @@ class SandboxGit {
   }
 
   /** Runs a git command; on failure, the error says what git said (without the key, should ssh ever echo it). */
-  async run(argv: string[]): Promise<string> {
+  async run(argv: string[], maxOutput = 64 * 1024): Promise<string> {
     let out = "";
     let err = "";
     const status = await this.sandbox.exec(
       { argv, env: this.env, cwd: WORKSPACE, timeoutMs: this.opts.timeoutMs ?? 10 * 60_000, signal: this.opts.signal },
-      { stdout: (d) => (out = (out + d.toString()).slice(-64 * 1024)), stderr: (d) => (err = (err + d.toString()).slice(-16 * 1024)) },
+      { stdout: (d) => (out = (out + d.toString()).slice(0, maxOutput)), stderr: (d) => (err = (err + d.toString()).slice(-16 * 1024)) },
     );
     if (status.code === 0) return out;
     if (this.opts.signal?.aborted) throw new CheckoutError(`git was canceled before it could ${this.action} ${this.url}`);

@@ -99,7 +99,12 @@ export class Runner {
       if (this.stopping) return;
       result = { error: (err instanceof CheckoutError ? err.message : `the poll failed on the runner: ${(err as Error).message}`).slice(0, 2000) };
     }
-    await this.call(`/runner/polls/${poll.projectId}/result`, result, this.current.signal);
+    const path = `/runner/polls/${poll.projectId}/result`;
+    await this.call(path, result, this.current.signal).catch(async (err: unknown) => {
+      // The project shows why its poll failed rather than keep an old success while nothing is built.
+      if (!(err instanceof RunnerApiError) || "error" in result || err.status >= 500 || err.code === "lease_lost") throw err;
+      await this.call(path, { error: `Slipway refused the runner's report: ${err.message}`.slice(0, 2000) }, this.current.signal);
+    });
   }
 
   async stop(): Promise<void> {

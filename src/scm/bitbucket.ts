@@ -11,6 +11,7 @@ import {
   type ScmTokens,
   type ScmUser,
   type WebhookEvent,
+  type OAuthPurpose,
 } from "./provider.js";
 
 const LABEL = "Bitbucket";
@@ -98,7 +99,10 @@ export class BitbucketProvider implements ScmProvider {
   }
 
   /** The verifier is not used: Bitbucket has no PKCE, and the client secret binds the code instead. */
-  authorizeUrl(state: string, _codeVerifier: string): URL {
+  /** Bitbucket takes no scopes in the request: the consumer's permissions decide, for sign-in too. */
+  readonly signInScopes = BITBUCKET_SCOPES;
+
+  authorizeUrl(state: string, _codeVerifier: string, _purpose: OAuthPurpose): URL {
     const url = new URL(`${this.webBase}/site/oauth2/authorize`);
     url.search = new URLSearchParams({ client_id: this.options.clientId, response_type: "code", redirect_uri: this.options.redirectUri, state }).toString();
     return url;
@@ -118,11 +122,11 @@ export class BitbucketProvider implements ScmProvider {
     return this.token({ grant_type: "refresh_token", refresh_token: refreshToken }, "refreshing the token");
   }
 
-  async currentUser(token: string): Promise<ScmUser> {
+  async currentUser(token: string, opts = { email: true }): Promise<ScmUser> {
     const user = readJson(LABEL, await this.call(token, "GET", "/user", "reading your profile"), userAnswer, "reading your profile");
     const login = user.username ?? user.nickname;
     if (!login) throw new ScmError("malformed", `Bitbucket's profile has neither a username nor a nickname while reading your profile: try again later.`);
-    return { id: user.uuid, login, name: user.display_name || null, email: await this.primaryEmail(token), avatarUrl: user.links?.avatar?.href ?? null };
+    return { id: user.uuid, login, name: user.display_name || null, email: opts.email ? await this.primaryEmail(token) : null, avatarUrl: user.links?.avatar?.href ?? null };
   }
 
   async repository(token: string, repo: string): Promise<ScmRepository> {

@@ -4,6 +4,7 @@ import { actorOf, type AuditLog } from "../audit/audit-log.js";
 import type { RequestContext } from "../auth/permissions.js";
 import type { Owner, SecretBox } from "../crypto/secret-box.js";
 import { AppError, badRequest } from "../errors.js";
+import type { Mailer } from "../mail/mailer.js";
 import type { Executor, Store } from "../store/database.js";
 import { newId, now } from "../store/ids.js";
 import type { ScmConnectionsTable } from "../store/schema.js";
@@ -72,6 +73,8 @@ export class ScmConnections {
     private readonly box: SecretBox,
     private readonly audit: AuditLog,
     private readonly registry: ScmRegistry,
+    private readonly mailer: Mailer,
+    private readonly publicUrl: () => string,
   ) {}
 
   /**
@@ -87,7 +90,7 @@ export class ScmConnections {
       await this.box.ensureDataKey(tx, SIGN_IN_OWNER);
       await tx.insertInto("scm_sign_ins").values({ state_hash: stateHash(state), user_id: userId, provider: name, code_verifier: await this.box.seal(tx, SIGN_IN_OWNER, VERIFIER, verifier), created_at: now() }).execute();
     });
-    return provider.authorizeUrl(state, verifier);
+    return provider.authorizeUrl(state, verifier, userId === null ? "sign-in" : "connect");
   }
 
   /**
@@ -97,8 +100,8 @@ export class ScmConnections {
    * (so nobody can sign a victim into the attacker's account). A sign-in names the Slipway account
    * already connected to that provider account, never one matched by email.
    */
-  async complete(name: WebhookProvider, state: string, code: string, caller: { ctx: RequestContext | undefined; ip: string | null; browserState: string | undefined }): Promise<{ connected: Connection } | { signedIn: string }> {
-    const { ctx, ip } = caller;
+  async complete(name: WebhookProvider, state: string, code: string, caller: { ctx: RequestContext | undefined; browserState: string | undefined }): Promise<{ connected: Connection } | { signedIn: string }> {
+    const { ctx } = caller;
     const provider = this.registry.get(name);
     const label = this.registry.label(name);
     const pending = await this.store.db.transaction().execute(async (tx) => {
@@ -114,21 +117,25 @@ export class ScmConnections {
       throw badRequest(`this ${label} sign-in is unknown, expired or was started by another account: start again`, "oauth_state");
     const verifier = await this.box.openString(this.store.db, SIGN_IN_OWNER, VERIFIER, pending.code_verifier);
     const tokens = await providerCall(() => provider.exchangeCode(code, verifier));
-    const user = await providerCall(() => provider.currentUser(tokens.accessToken));
-    if (startedBy !== null) return { connected: await this.connect(ctx!, name, tokens, user) };
-    const known = await this.store.db.selectFrom("scm_connections").innerJoin("users", "users.id", "scm_connections.user_id").select(["users.id", "users.email", "users.is_admin"]).where("scm_connections.provider", "=", name).where("scm_connections.provider_user_id", "=", user.id).executeTakeFirst();
+    if (startedBy !== null) return { connected: await this.connect(ctx!, name, tokens, await providerCall(() => provider.currentUser(tokens.accessToken))) };
+    // A sign-in's token can only read who the account is; it is dropped here, and the connection's own tokens stay as they are.
+    const user = await providerCall(() => provider.currentUser(tokens.accessToken, { email: false }));
+    const known = await this.store.db.selectFrom("scm_connections").innerJoin("users", "users.id", "scm_connections.user_id").select("users.id").where("scm_connections.provider", "=", name).where("scm_connections.provider_user_id", "=", user.id).executeTakeFirst();
     if (!known) throw new AppError(404, "no_account", `no Slipway account is connected to the ${label} account ${user.login}: sign in with your email and password, then connect ${label} from your account page`);
-    // The fresh tokens replace the stored ones, as a reconnect would.
-    await this.connect({ principal: { userId: known.id, email: known.email, isAdmin: Number(known.is_admin) === 1, twoFactor: false, via: "session", scopes: "all" }, ip }, name, tokens, user);
     return { signedIn: known.id };
   }
 
-  /** Stores the account's tokens (sealed) and basic profile for the user; one account per provider and user, one user per account. */
+  /**
+   * Stores the account's tokens (sealed) and basic profile for the user; one account per provider
+   * and user, one user per account. A newly connected account can sign in as the user from then
+   * on, so the user is told by mail: someone who borrowed a session cannot add a way in unseen.
+   */
   async connect(ctx: RequestContext, name: WebhookProvider, tokens: ScmTokens, user: ScmUser): Promise<Connection> {
     const userId = ctx.principal.userId;
-    await this.store.db.transaction().execute(async (tx) => {
+    const label = this.registry.label(name);
+    const added = await this.store.db.transaction().execute(async (tx) => {
       const taken = await tx.selectFrom("scm_connections").select("user_id").where("provider", "=", name).where("provider_user_id", "=", user.id).executeTakeFirst();
-      if (taken && taken.user_id !== userId) throw new AppError(409, "identity_taken", `the ${this.registry.label(name)} account ${user.login} is already connected to another Slipway account: disconnect it there first`);
+      if (taken && taken.user_id !== userId) throw new AppError(409, "identity_taken", `the ${label} account ${user.login} is already connected to another Slipway account: disconnect it there first`);
       await this.box.ensureDataKey(tx, userOwner(userId));
       const sealed = await this.sealTokens(tx, userId, tokens);
       const profile = { provider_user_id: user.id, login: user.login, name: user.name, email: user.email, avatar_url: user.avatarUrl, scopes: JSON.stringify(tokens.scopes), problem: null, updated_at: now() };
@@ -138,7 +145,17 @@ export class ScmConnections {
         .onConflict((oc) => oc.columns(["user_id", "provider"]).doUpdateSet({ ...profile, ...sealed }))
         .execute();
       await this.audit.record({ action: "scm.connected", ...actorOf(ctx), target: `${name}:${user.login}`, details: { scopes: tokens.scopes } }, tx);
+      return !taken;
     });
+    if (added)
+      this.mailer.sendLater({
+        to: ctx.principal.email,
+        subject: `Slipway: ${label} account ${user.login} connected`,
+        text: `The ${label} account ${user.login} was connected to your Slipway account. It can now sign you in to Slipway, and Slipway acts for it on the repositories you link.
+
+If this was not you, disconnect it at ${this.publicUrl()}/account, change your password and sign out everywhere.
+`,
+      });
     return this.get(userId, name);
   }
 

@@ -12,6 +12,7 @@ import {
   type ScmTokens,
   type ScmUser,
   type WebhookEvent,
+  type OAuthPurpose,
 } from "./provider.js";
 
 const LABEL = "Gitea";
@@ -61,6 +62,7 @@ const errorAnswer = z.object({ message: z.string().optional(), errors: z.array(z
 export class GiteaProvider implements ScmProvider {
   readonly name = "gitea" as const;
   readonly scopes = GITEA_SCOPES;
+  readonly signInScopes = ["read:user"] as const;
   private readonly options: z.output<typeof giteaOptionsSchema>;
   private readonly http: ScmHttp;
   private readonly base: string;
@@ -71,13 +73,13 @@ export class GiteaProvider implements ScmProvider {
     this.http = httpFor(LABEL, this.options);
   }
 
-  authorizeUrl(state: string, codeVerifier: string): URL {
+  authorizeUrl(state: string, codeVerifier: string, purpose: OAuthPurpose): URL {
     const url = new URL(`${this.base}/login/oauth/authorize`);
     url.search = new URLSearchParams({
       client_id: this.options.clientId,
       redirect_uri: this.options.redirectUri,
       response_type: "code",
-      scope: this.scopes.join(" "),
+      scope: (purpose === "sign-in" ? this.signInScopes : this.scopes).join(" "),
       state,
       code_challenge: codeChallenge(codeVerifier),
       code_challenge_method: "S256",

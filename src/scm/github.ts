@@ -12,6 +12,7 @@ import {
   type ScmTokens,
   type ScmUser,
   type WebhookEvent,
+  type OAuthPurpose,
 } from "./provider.js";
 
 const LABEL = "GitHub";
@@ -59,6 +60,7 @@ const errorAnswer = z.object({ message: z.string().optional(), errors: z.array(z
 export class GitHubProvider implements ScmProvider {
   readonly name = "github" as const;
   readonly scopes = GITHUB_SCOPES;
+  readonly signInScopes = ["read:user"] as const;
   private readonly options: z.output<typeof githubOptionsSchema>;
   private readonly http: ScmHttp;
   private readonly apiBase: string;
@@ -72,12 +74,12 @@ export class GitHubProvider implements ScmProvider {
     this.http = httpFor(LABEL, this.options);
   }
 
-  authorizeUrl(state: string, codeVerifier: string): URL {
+  authorizeUrl(state: string, codeVerifier: string, purpose: OAuthPurpose): URL {
     const url = new URL(`${this.webBase}/login/oauth/authorize`);
     url.search = new URLSearchParams({
       client_id: this.options.clientId,
       redirect_uri: this.options.redirectUri,
-      scope: this.scopes.join(" "),
+      scope: (purpose === "sign-in" ? this.signInScopes : this.scopes).join(" "),
       state,
       code_challenge: codeChallenge(codeVerifier),
       code_challenge_method: "S256",
@@ -106,9 +108,9 @@ export class GitHubProvider implements ScmProvider {
     throw error;
   }
 
-  async currentUser(token: string): Promise<ScmUser> {
+  async currentUser(token: string, opts = { email: true }): Promise<ScmUser> {
     const user = readJson(LABEL, await this.call(token, "GET", "/user", "reading your profile"), userAnswer, "reading your profile");
-    const email = user.email || (await this.primaryEmail(token));
+    const email = user.email || (opts.email ? await this.primaryEmail(token) : null);
     return { id: String(user.id), login: user.login, name: user.name || null, email, avatarUrl: user.avatar_url || null };
   }
 

@@ -12,6 +12,7 @@ import {
   type ScmTokens,
   type ScmUser,
   type WebhookEvent,
+  type OAuthPurpose,
 } from "./provider.js";
 
 const LABEL = "GitLab";
@@ -90,6 +91,7 @@ const errorAnswer = z.object({
 export class GitLabProvider implements ScmProvider {
   readonly name = "gitlab" as const;
   readonly scopes = GITLAB_SCOPES;
+  readonly signInScopes = ["read_user"] as const;
   private readonly options: z.output<typeof gitlabOptionsSchema>;
   private readonly http: ScmHttp;
   private readonly webBase: string;
@@ -100,14 +102,14 @@ export class GitLabProvider implements ScmProvider {
     this.http = httpFor(LABEL, this.options);
   }
 
-  authorizeUrl(state: string, codeVerifier: string): URL {
+  authorizeUrl(state: string, codeVerifier: string, purpose: OAuthPurpose): URL {
     const url = new URL(`${this.webBase}/oauth/authorize`);
     url.search = new URLSearchParams({
       client_id: this.options.clientId,
       redirect_uri: this.options.redirectUri,
       response_type: "code",
       state,
-      scope: this.scopes.join(" "),
+      scope: (purpose === "sign-in" ? this.signInScopes : this.scopes).join(" "),
       code_challenge: codeChallenge(codeVerifier),
       code_challenge_method: "S256",
     }).toString();

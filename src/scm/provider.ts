@@ -9,16 +9,19 @@ import type { WebhookProvider } from "./webhook-deliveries.js";
  */
 export interface ScmProvider {
   readonly name: WebhookProvider;
-  /** The OAuth scopes sign-in asks for: the narrowest set the features below need (P15). */
+  /** The OAuth scopes connecting an account asks for: the narrowest set the features below need (P15). */
   readonly scopes: readonly string[];
-  /** Where to send the browser to sign in; `codeVerifier` is kept server-side for `exchangeCode` (PKCE S256). */
-  authorizeUrl(state: string, codeVerifier: string): URL;
+  /** What signing in to Slipway asks for: enough to read who the account is, nothing more. */
+  readonly signInScopes: readonly string[];
+  /** Where to send the browser; `codeVerifier` is kept server-side for `exchangeCode` (PKCE S256). */
+  authorizeUrl(state: string, codeVerifier: string, purpose: OAuthPurpose): URL;
   exchangeCode(code: string, codeVerifier: string): Promise<ScmTokens>;
   /** A new token pair from a refresh token; the old refresh token is spent (rotation). */
   refresh(refreshToken: string): Promise<ScmTokens>;
   /** Revokes the token (and the app's grant) at the provider; absent where the API has no way to. */
   revoke?(token: string): Promise<void>;
-  currentUser(token: string): Promise<ScmUser>;
+  /** The account's profile; without `email`, only what a sign-in token may read (no email lookup). */
+  currentUser(token: string, opts?: { email: boolean }): Promise<ScmUser>;
   /** One repository the account can see, by its full name; `not_found` when it cannot. */
   repository(token: string, repo: string): Promise<ScmRepository>;
   /** One page (1-based) of the repositories the account can see. */
@@ -32,6 +35,9 @@ export interface ScmProvider {
   /** Whether the token's account can read the repository; false when the provider hides or refuses it. */
   canRead(token: string, repo: string): Promise<boolean>;
 }
+
+/** Connecting an account (scopes for every feature) or signing in with it (identity only). */
+export type OAuthPurpose = "connect" | "sign-in";
 
 export const scmTokensSchema = z.object({
   accessToken: z.string().min(1),

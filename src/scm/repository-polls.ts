@@ -1,11 +1,10 @@
 import { z } from "zod";
 import { actorOf, type AuditLog } from "../audit/audit-log.js";
 import type { RequestContext } from "../auth/permissions.js";
-import { commitIdSchema, gitRefSchema } from "../builds/events.js";
 import { AppError, notFound } from "../errors.js";
-import { knownHostsSchema } from "../projects/known-hosts.js";
 import type { Store } from "../store/database.js";
 import { now } from "../store/ids.js";
+import type { PollResult } from "./poll-report.js";
 
 export const MIN_POLL_SECONDS = 60;
 export const MAX_POLL_SECONDS = 24 * 3600;
@@ -13,7 +12,6 @@ export const MAX_POLL_SECONDS = 24 * 3600;
 export const POLL_LEASE_MS = 2 * 60_000;
 /** New heads and tags one poll may start builds for; a burst beyond it is recorded, not built. */
 export const MAX_BUILDS_PER_POLL = 20;
-export const MAX_POLLED_REFS = 5_000;
 
 export const pollIntervalSchema = z.number().int().min(MIN_POLL_SECONDS).max(MAX_POLL_SECONDS);
 
@@ -23,18 +21,6 @@ export const pollingSchema = z.object({
   problem: z.string().nullable().describe("Why the last poll failed, with what git said; null when it worked."),
 });
 export type Polling = z.infer<typeof pollingSchema>;
-
-/** What a runner reports: the repository's heads and tags (commit each points at), or why it could not list them. */
-export const pollResultSchema = z.union([
-  z.object({ refs: z.record(gitRefSchema, commitIdSchema).refine((r) => Object.keys(r).length <= MAX_POLLED_REFS, `at most ${MAX_POLLED_REFS} refs`) }).strict(),
-  z.object({ error: z.string().min(1).max(2000) }).strict(),
-]);
-/** The report's body: the result, and the host keys ssh saw when none were pinned (trust on first use). */
-export const pollReportSchema = z.union([
-  z.object({ refs: pollResultSchema.options[0].shape.refs, knownHosts: knownHostsSchema.optional() }).strict(),
-  pollResultSchema.options[1],
-]);
-export type PollResult = z.infer<typeof pollResultSchema>;
 
 export interface PollLease {
   projectId: string;
@@ -79,6 +65,15 @@ export class RepositoryPolls {
     });
   }
 
+  /**
+   * The project now points at another repository: what was learnt of the old one is dropped (the
+   * next poll learns the new one's refs rather than building every one of them), and a poll of the
+   * old one still running may no longer report.
+   */
+  async repositoryChanged(projectId: string): Promise<void> {
+    await this.store.db.updateTable("repository_polls").set({ refs: null, runner_id: null, lease_expires_at: null, problem: null, next_at: now() }).where("project_id", "=", projectId).execute();
+  }
+
   /** The poll due longest, for this runner to run; one runner at a time per project. */
   async lease(runnerId: string): Promise<PollLease | null> {
     return this.store.db.transaction().execute(async (tx) => {
@@ -107,7 +102,7 @@ export class RepositoryPolls {
   /** Whether this runner holds the project's poll now (for the credentials it asks for). */
   async assertHeld(runnerId: string, projectId: string): Promise<void> {
     const row = await this.store.db.selectFrom("repository_polls").select(["runner_id", "lease_expires_at"]).where("project_id", "=", projectId).executeTakeFirst();
-    if (!row || row.runner_id !== runnerId || row.lease_expires_at === null || row.lease_expires_at < now()) throw new AppError(409, "lease_lost", "this runner does not hold the project's poll (its lease expired or it was reassigned); drop it");
+    if (!row || row.runner_id !== runnerId || row.lease_expires_at === null || row.lease_expires_at < now()) throw leaseLost();
   }
 
   /**
@@ -116,20 +111,31 @@ export class RepositoryPolls {
    */
   async report(runnerId: string, projectId: string, result: PollResult): Promise<{ builds: number }> {
     await this.assertHeld(runnerId, projectId);
-    const db = this.store.db;
-    const release = { runner_id: null, lease_expires_at: null, polled_at: now() };
     if ("error" in result) {
-      await db.updateTable("repository_polls").set({ ...release, problem: result.error }).where("project_id", "=", projectId).execute();
+      await this.release(runnerId, projectId, { problem: result.error });
       return { builds: 0 };
     }
-    const row = await db.selectFrom("repository_polls").select("refs").where("project_id", "=", projectId).executeTakeFirst();
+    const row = await this.store.db.selectFrom("repository_polls").select("refs").where("project_id", "=", projectId).executeTakeFirst();
     if (!row) throw notFound("repository poll");
     const before = row.refs === null ? null : (JSON.parse(row.refs) as Record<string, string>);
     // Stored before any build starts: a crash in between must not build the same refs twice.
-    await db.updateTable("repository_polls").set({ ...release, refs: JSON.stringify(result.refs), problem: null }).where("project_id", "=", projectId).execute();
+    await this.release(runnerId, projectId, { refs: JSON.stringify(result.refs), problem: null });
     if (before === null) return { builds: 0 };
     const moved = Object.entries(result.refs).filter(([ref, commit]) => before[ref] !== commit);
     for (const [ref, commit] of moved.slice(0, MAX_BUILDS_PER_POLL)) await this.startBuild(projectId, ref, commit);
     return { builds: Math.min(moved.length, MAX_BUILDS_PER_POLL) };
   }
+
+  /** Ends the lease with what the poll found; only the runner that still holds it may (two reports of one poll would build twice). */
+  private async release(runnerId: string, projectId: string, found: { refs?: string; problem: string | null }): Promise<void> {
+    const res = await this.store.db
+      .updateTable("repository_polls")
+      .set({ ...found, runner_id: null, lease_expires_at: null, polled_at: now() })
+      .where("project_id", "=", projectId)
+      .where("runner_id", "=", runnerId)
+      .executeTakeFirst();
+    if (res.numUpdatedRows === 0n) throw leaseLost();
+  }
 }
+
+const leaseLost = () => new AppError(409, "lease_lost", "this runner does not hold the project's poll (its lease expired or it was reassigned); drop it");

@@ -188,21 +188,38 @@ export function keyNeedle(privateKey: string): string {
 
 /** A new commit on `main` of a served bare repository, as a developer's push adds it; returns its id. */
 export function pushCommit(bare: string, ownerUid: number, file: string, content: string, message: string): string {
+  return asRepositoryOwner(bare, ownerUid, (git, work) => {
+    git(work, ["clone", "-q", "--branch", "main", bare, "w"]);
+    const w = path.join(work, "w");
+    writeFileSync(path.join(w, file), content);
+    git(w, ["add", file]);
+    git(w, ["commit", "-qm", message]);
+    git(w, ["push", "-q", "origin", "main"]);
+    return git(w, ["rev-parse", "HEAD"]).trim();
+  });
+}
+
+/** Tags `commit` as t1…t<count> in the served repository at once. */
+export function tagMany(bare: string, ownerUid: number, commit: string, count: number): void {
+  asRepositoryOwner(bare, ownerUid, (git) => {
+    const script = Array.from({ length: count }, (_, i) => `create refs/tags/t${i + 1} ${commit}\n`).join("");
+    git(bare, ["update-ref", "--stdin"], script);
+  });
+}
+
+type Git = (cwd: string, args: string[], input?: string) => string;
+
+function asRepositoryOwner<T>(bare: string, ownerUid: number, body: (git: Git, work: string) => T): T {
   const work = mkdtempSync(path.join(tmpdir(), "slipway-push-work-"));
   try {
     // The repository belongs to the git user: this root process is let in explicitly, through a
     // global config of its own (git's upload-pack and receive-pack ignore `-c safe.directory`).
     const config = path.join(work, "gitconfig");
     writeFileSync(config, "[safe]\n\tdirectory = *\n");
-    const git = (cwd: string, ...args: string[]) => run("git", ["-c", "user.name=Ada", "-c", "user.email=ada@example.com", ...args], { cwd, env: { ...process.env, GIT_CONFIG_GLOBAL: config } });
-    git(work, "clone", "-q", "--branch", "main", bare, "w");
-    const w = path.join(work, "w");
-    writeFileSync(path.join(w, file), content);
-    git(w, "add", file);
-    git(w, "commit", "-qm", message);
-    git(w, "push", "-q", "origin", "main");
+    const git: Git = (cwd, args, input) => run("git", ["-c", "user.name=Ada", "-c", "user.email=ada@example.com", ...args], { cwd, input, env: { ...process.env, GIT_CONFIG_GLOBAL: config } });
+    const result = body(git, work);
     run("chown", ["-R", `${ownerUid}:${ownerUid}`, bare]);
-    return git(w, "rev-parse", "HEAD").trim();
+    return result;
   } finally {
     rmSync(work, { recursive: true, force: true });
   }

@@ -1,8 +1,9 @@
 import { appendFileSync } from "node:fs";
 import { setTimeout as sleep } from "node:timers/promises";
+import { MAX_POLLED_REFS } from "../../src/scm/poll-report.js";
 import { buildWhen, hasEnded } from "./build-wait.js";
 import { buildLog, withCloneServer } from "./clone-runner.js";
-import { AUTHORIZED_KEY_OPTIONS, pushCommit } from "./git-server.js";
+import { AUTHORIZED_KEY_OPTIONS, pushCommit, tagMany } from "./git-server.js";
 
 // The entry point of a process run inside the test's "runner" network namespace: a real Slipway
 // server and Runner (polling every 200 ms for due polls), and a plain git repository over SSH in
@@ -22,6 +23,8 @@ export interface PollRunOutput {
   pushed: string;
   build: { status: string; reason: string | null; commit: string | null; branch: string | null; trigger: string; log: string };
   quietPoll: { builds: number; polledAgain: boolean };
+  /** What the project says after the repository grew more tags than a poll takes. */
+  tooManyRefs: { problem: string | null; builds: number };
 }
 
 async function until<T>(what: string, probe: () => Promise<T | undefined>, ms = 60_000): Promise<T> {
@@ -52,16 +55,25 @@ export const main = (input: PollRunInput): Promise<PollRunOutput> =>
       const build = await buildWhen(owner, created.id, hasEnded);
       const full = (await owner.get(`/api/v1/builds/${build.id}`)).json();
 
+      const pollAgain = async () => {
+        const before = (await seen()).polling.polledAt as string;
+        await due();
+        return until("another poll", async () => ((await seen()).polling.polledAt !== before ? true : undefined));
+      };
       // Nothing moved: another poll starts nothing.
-      const before = (await seen()).polling.polledAt as string;
-      await due();
-      const polledAgain = await until("a quiet poll", async () => ((await seen()).polling.polledAt !== before ? true : undefined));
+      const polledAgain = await pollAgain();
+      const quietPoll = { builds: (await builds()).length, polledAgain };
+
+      tagMany(input.bare, input.ownerUid, pushed, MAX_POLLED_REFS + 1);
+      await pollAgain();
+      const tooManyRefs = { problem: (await seen()).polling.problem as string | null, builds: (await builds()).length };
       return {
         tooShort,
         firstPoll,
         pushed,
         build: { status: build.status, reason: build.reason, commit: full.commit, branch: full.branch, trigger: full.trigger, log: await buildLog(owner, build) },
-        quietPoll: { builds: (await builds()).length, polledAgain },
+        quietPoll,
+        tooManyRefs,
       };
     },
     { runner: { pollEveryMs: 200 } },

@@ -1,7 +1,8 @@
 import { createServer, type IncomingHttpHeaders } from "node:http";
 import type { AddressInfo } from "node:net";
 import { expect } from "vitest";
-import { newOAuthSecret, ScmError, type ScmErrorKind, type ScmProvider } from "../../src/scm/provider.js";
+import { generateEd25519KeyPair } from "../../src/crypto/ssh-keys.js";
+import { newOAuthSecret, ScmError, type OAuthPurpose, type ScmErrorKind, type ScmProvider, type ScmUser } from "../../src/scm/provider.js";
 import { browse } from "./scm-connect.js";
 
 // What the tests of the provider clients against their simulators share. Each test file keeps its
@@ -30,10 +31,10 @@ export async function failure(promise: Promise<unknown>): Promise<ScmError> {
 }
 
 /** The browser's part of sign-in: the simulator approves at once and sends back the state with a code. */
-export async function authorizeCode(p: Pick<ScmProvider, "authorizeUrl">, ca: string): Promise<{ code: string; verifier: string }> {
+export async function authorizeCode(p: Pick<ScmProvider, "authorizeUrl">, ca: string, purpose: OAuthPurpose = "connect"): Promise<{ code: string; verifier: string }> {
   const state = newOAuthSecret();
   const verifier = newOAuthSecret();
-  const back = await browse(p.authorizeUrl(state, verifier), ca);
+  const back = await browse(p.authorizeUrl(state, verifier, purpose), ca);
   expect(back.searchParams.get("state")).toBe(state);
   const code = back.searchParams.get("code");
   expect(code, back.searchParams.get("error_description") ?? "").toBeTruthy();
@@ -44,6 +45,20 @@ export async function authorizeCode(p: Pick<ScmProvider, "authorizeUrl">, ca: st
 export async function signInWith(p: Pick<ScmProvider, "authorizeUrl" | "exchangeCode">, ca: string) {
   const { code, verifier } = await authorizeCode(p, ca);
   return { code, verifier, tokens: await p.exchangeCode(code, verifier) };
+}
+
+/**
+ * P15: signing in to Slipway asks the git host only for `scopes`; the token reads who the account
+ * is (without the email lookup) and cannot install anything on the repository.
+ */
+export async function expectNarrowSignIn(p: ScmProvider, sim: { ca: string; requestedScopes: string[][] }, scopes: string[], repo: string): Promise<ScmUser> {
+  const { code, verifier } = await authorizeCode(p, sim.ca, "sign-in");
+  expect(sim.requestedScopes.at(-1)).toEqual(scopes);
+  const { accessToken } = await p.exchangeCode(code, verifier);
+  const user = await p.currentUser(accessToken, { email: false });
+  const err = await failure(p.addDeployKey(accessToken, repo, "sign-in", generateEd25519KeyPair("sign-in").publicKey));
+  expect(["forbidden", "not_found"]).toContain(err.kind);
+  return user;
 }
 
 /** A webhook creation, the call the error-kind tables make fail. */

@@ -100,7 +100,9 @@ export const projectRoutes: FastifyPluginAsyncZod<{ services: Services }> = asyn
     async (request) => {
       const ctx = contextOf(request);
       const { pollIntervalSeconds, ...patch } = request.body;
-      const project = Object.keys(patch).length ? await projects.update(ctx, request.params.projectId, patch) : await projects.get(request.params.projectId);
+      const before = await projects.get(request.params.projectId);
+      const project = Object.keys(patch).length ? await projects.update(ctx, before.id, patch) : before;
+      if (project.repositoryUrl !== before.repositoryUrl) await polls.repositoryChanged(project.id);
       if (pollIntervalSeconds !== undefined) await polls.configure(ctx, project, pollIntervalSeconds);
       return view(project, await polls.get(project.id));
     },

@@ -8,7 +8,7 @@ import { stepReportSchema } from "../../builds/job-steps.js";
 import { AppError } from "../../errors.js";
 import { knownHostsName, knownHostsSchema, parseKnownHosts } from "../../projects/known-hosts.js";
 import { usesSsh } from "../../runner/git-checkout.js";
-import { pollReportSchema } from "../../scm/repository-polls.js";
+import { POLL_REPORT_BODY_LIMIT, pollReportSchema } from "../../scm/poll-report.js";
 import { secretNameSchema } from "../../secrets/secret-variables.js";
 import type { Services } from "../../services.js";
 import { envFileTextSchema } from "./env-file-key.js";
@@ -207,6 +207,7 @@ export const runnerApiRoutes: FastifyPluginAsyncZod<{ services: Services }> = as
     "/runner/polls/:projectId/result",
     {
       config: runner,
+      bodyLimit: POLL_REPORT_BODY_LIMIT,
       schema: {
         summary: "Report a repository poll",
         description: "`refs`: each head and tag (`refs/heads/…`, `refs/tags/…`) with the commit it points at; those new or moved since the last poll are built (the first poll only learns them). `error`: why listing failed, shown on the project. `knownHosts`: what ssh saw when no host key was pinned.",

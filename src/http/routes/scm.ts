@@ -82,7 +82,7 @@ export const scmRoutes: FastifyPluginAsyncZod<{ services: Services; tls: boolean
       const ctx = request.principal ? contextOf(request) : undefined;
       try {
         if (!code) throw new AppError(400, "oauth_declined", `${registry.label(provider)} did not grant access (${error ?? "no code"}): start again and allow Slipway's access.`);
-        const done = await connections.complete(provider, state, code, { ctx, ip: request.ip, browserState: request.cookies[STATE_COOKIE] });
+        const done = await connections.complete(provider, state, code, { ctx, browserState: request.cookies[STATE_COOKIE] });
         reply.clearCookie(STATE_COOKIE, { path: "/api/v1/scm" });
         if ("connected" in done) return back("/account", { connected: provider });
         const signedIn = await services.signIn.signInVerified(done.signedIn, request.ip, provider);
