@@ -113,6 +113,10 @@ describe("connecting a GitHub account", () => {
     const declined = await owner.get(`/api/v1/scm/github/callback?error=access_denied&state=${state}`);
     expect(declined.statusCode).toBe(303);
     expect(scmError(declined)).toMatch(/did not grant access \(access_denied\).*allow Slipway/);
+    // Anything but an OAuth error code is not repeated on the page.
+    const state2 = new URL((await owner.post("/api/v1/me/connections/github")).json().authorizeUrl).searchParams.get("state")!;
+    const odd = await owner.get(`/api/v1/scm/github/callback?error=${encodeURIComponent("call +1 555 0100 now")}&state=${state2}`);
+    expect(scmError(odd)).toMatch(/did not grant access \(no code\)/);
     // Without the session that began it, the callback connects nothing.
     const fresh = new URL((await owner.post("/api/v1/me/connections/github")).json().authorizeUrl).searchParams.get("state")!;
     const anonymous = await new Client(h.app).get(`/api/v1/scm/github/callback?code=x&state=${fresh}`);
@@ -256,6 +260,18 @@ describe("P07: linking a repository", () => {
     expect(res.statusCode).toBe(204);
     expect(sim.keys.get("octocat/repo-001")).toEqual([]);
     expect(sim.hooks.get("octocat/repo-001")).toEqual([]);
+  });
+
+  it("P07: deleting a linked project whose hook GitHub keeps names it, and the audit log keeps that after the project is gone", async () => {
+    const id = await newProject("doomed-too");
+    expect((await owner.put(`/api/v1/projects/${id}/repository-link`, { provider: "github", repo: "octocat/repo-004" })).statusCode).toBe(200);
+    sim.misbehave({ method: "DELETE", path: /\/hooks\// }, { status: 403 }, 1);
+    const res = await owner.delete(`/api/v1/projects/${id}`);
+    expect(res.statusCode).toBe(200);
+    expect(res.json().leftovers).toEqual([expect.objectContaining({ what: "webhook", repo: "octocat/repo-004" })]);
+    expect((await owner.get(`/api/v1/projects/${id}`)).statusCode).toBe(404);
+    const audit = await h.services.store.db.selectFrom("audit_log").select("details").where("action", "=", "project.repository_unlinked").where("target", "=", id).executeTakeFirstOrThrow();
+    expect(JSON.parse(audit.details)).toMatchObject({ repo: "octocat/repo-004", projectDeleted: true, leftovers: [{ what: "webhook" }] });
   });
 
   it("takes the key back off when the webhook cannot be added, and says why", async () => {

@@ -130,7 +130,7 @@ export class Projects {
       if (!p) throw notFound("project");
       if (patch.name !== undefined && patch.name !== p.name) await this.assertNameFree(tx, p.orgId, patch.name);
       if (confirmHostKeys !== undefined) await this.confirmHostKeys(ctx, tx, p, confirmHostKeys);
-      await tx
+      const res = await tx
         .updateTable("projects")
         .set({
           ...(patch.name !== undefined && { name: patch.name }),
@@ -142,7 +142,10 @@ export class Projects {
           ...(confirmHostKeys !== undefined && { known_hosts_confirmed: 1 }),
         })
         .where("id", "=", id)
-        .execute();
+        // Confirms the keys that were checked, not ones pinned since.
+        .$if(confirmHostKeys !== undefined, (q) => q.where("known_hosts", "=", p.knownHosts))
+        .executeTakeFirst();
+      if (Number(res.numUpdatedRows) !== 1) throw conflict("the project's pinned host keys changed meanwhile: look at their fingerprints again");
       if (Object.keys(rest).length) await this.audit.record({ action: "project.updated", ...actorOf(ctx), orgId: p.orgId, target: id, details: rest }, tx);
       if (pinned !== undefined) await this.audit.record({ action: "project.known_hosts_changed", ...actorOf(ctx), orgId: p.orgId, target: id, details: { previous: p.knownHosts && fingerprints(p.knownHosts), now: pinned && fingerprints(pinned) } }, tx);
     });

@@ -212,7 +212,6 @@ export class Runner {
     }
   }
 
-  /** The runner's network, narrowed to the project's egress allowlist when it has one. */
   /** The runner's network, narrowed to the project's egress allowlist where it has one. */
   private networkFor(job: Pick<LeasedJob, "egressAllowlist">): SandboxSpec["network"] {
     const base = this.opts.network;

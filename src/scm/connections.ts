@@ -259,7 +259,9 @@ If this was not you, disconnect it at ${this.publicUrl()}/account, change your p
     const tokens = await provider.refresh(await this.box.openString(this.store.db, owner, REFRESH, row.refresh_token));
     // The old refresh token is spent now; losing the new pair would lose the connection, so it is stored before use.
     const sealed = await this.sealTokens(this.store.db, row.user_id, tokens);
-    await this.store.db.updateTable("scm_connections").set({ ...sealed, updated_at: now() }).where("id", "=", row.id).execute();
+    // A provider that answers without a new refresh token (no rotation) leaves the old one good.
+    const kept = tokens.refreshToken === undefined ? { refresh_token: row.refresh_token } : {};
+    await this.store.db.updateTable("scm_connections").set({ ...sealed, ...kept, updated_at: now() }).where("id", "=", row.id).execute();
     return tokens.accessToken;
   }
 

@@ -3,6 +3,7 @@ import { actorOf, type AuditLog } from "../audit/audit-log.js";
 import type { RequestContext } from "../auth/permissions.js";
 import { AppError, conflict, notFound } from "../errors.js";
 import type { DeployKeys } from "../projects/deploy-keys.js";
+import { repositoryUrlSchema } from "../projects/projects.js";
 import { newWebhookSecret, type Webhooks } from "../projects/webhooks.js";
 import type { Store } from "../store/database.js";
 import { now } from "../store/ids.js";
@@ -59,6 +60,8 @@ export class RepositoryLinks {
     const installed = await providerCall(() => this.connections.use(ctx.principal.userId, name, async (use) => {
       const { provider, token } = use;
       const found = await provider.repository(token, repo);
+      // It becomes the project's clone URL: held to what a person may enter there.
+      if (!repositoryUrlSchema.safeParse(found.sshUrl).success) throw new ScmError("malformed", `${label} gave ${repo} an SSH URL Slipway cannot clone from (${JSON.stringify(found.sshUrl.slice(0, 200))}): link it as plain git with its URL instead.`);
       const key = await provider.addDeployKey(token, found.fullName, `Slipway: ${project.name}`, publicKey, true);
       try {
         const hook = await provider.addWebhook(token, found.fullName, this.hookUrl(projectId, name), secret, ["push", "pull_request"]);
@@ -113,10 +116,19 @@ export class RepositoryLinks {
     return leftovers;
   }
 
-  /** Before a project is deleted: what it installed at the provider goes first; the rest goes with the project. */
+  /**
+   * Before a project is deleted: what it installed at the provider goes first; the rest goes with
+   * the project. What stays at the provider is recorded, as the project's own record goes too.
+   */
   async beforeProjectDelete(ctx: RequestContext, projectId: string): Promise<Leftover[]> {
     const row = await this.store.db.selectFrom("repository_links").selectAll().where("project_id", "=", projectId).executeTakeFirst();
-    return row ? this.removeAtProvider(ctx.principal.userId, row) : [];
+    if (!row) return [];
+    const leftovers = await this.removeAtProvider(ctx.principal.userId, row);
+    if (leftovers.length) {
+      const project = await this.store.db.selectFrom("projects").select("org_id").where("id", "=", projectId).executeTakeFirstOrThrow();
+      await this.audit.record({ action: "project.repository_unlinked", ...actorOf(ctx), orgId: project.org_id, target: projectId, details: { provider: row.provider, repo: row.repo, leftovers, projectDeleted: true } });
+    }
+    return leftovers;
   }
 
   /** Notes a provider failure on the link (shown on the project page), or clears it after a success. */

@@ -81,7 +81,8 @@ export const scmRoutes: FastifyPluginAsyncZod<{ services: Services; tls: boolean
       const back = (page: string, fragment: Record<string, string>) => reply.redirect(`${page}#${new URLSearchParams(fragment).toString()}`, 303);
       const ctx = request.principal ? contextOf(request) : undefined;
       try {
-        if (!code) throw new AppError(400, "oauth_declined", `${registry.label(provider)} did not grant access (${error ?? "no code"}): start again and allow Slipway's access.`);
+        // Only an OAuth error code is repeated (RFC 6749 names them in lower case): the page shows this text.
+        if (!code) throw new AppError(400, "oauth_declined", `${registry.label(provider)} did not grant access (${error && /^[a-z_]{1,64}$/.test(error) ? error : "no code"}): start again and allow Slipway's access.`);
         const done = await connections.complete(provider, state, code, { ctx, browserState: request.cookies[STATE_COOKIE] });
         reply.clearCookie(STATE_COOKIE, { path: "/api/v1/scm" });
         if ("connected" in done) return back("/account", { connected: provider });
