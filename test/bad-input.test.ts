@@ -2,8 +2,10 @@ import type { LightMyRequestResponse } from "fastify";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { BODY_LIMIT } from "../src/http/app.js";
 import { RUNNER_LOG_BODY_LIMIT } from "../src/http/routes/runner-api.js";
+import { KNOWN_HOSTS_MAX } from "../src/projects/known-hosts.js";
+import { MAX_POLLED_REFS, POLL_REPORT_BODY_LIMIT } from "../src/scm/poll-report.js";
 import { startHarness, type Client, type Harness } from "./helpers/harness.js";
-import { apiRoutes, callerOf, dbSnapshot, expectError, fillPath, isRunnerRoute, paramsOf, sampleBodies, send, setUpWorld, type ApiRoute, type Parameter, type Route, type Schema, type World } from "./helpers/web.js";
+import { apiRoutes, SAMPLE_HOST_KEY, callerOf, dbSnapshot, expectError, fillPath, isRunnerRoute, paramsOf, sampleBodies, send, setUpWorld, type ApiRoute, type Parameter, type Route, type Schema, type World } from "./helpers/web.js";
 
 /*
  * Bad input at every route, derived from the routes the app registers and the schemas it
@@ -31,9 +33,9 @@ const key = (r: Route) => `${r.method} ${r.url}`;
 const urlOf = (r: Route, override: Record<string, string> = {}) => fillPath(r.url, paramsOf(world, r), override);
 const as = (r: Route): Client => callerOf(world, r);
 const bodyOf = (r: ApiRoute) => (r.body ? bodies[key(r)] : undefined);
-/** Runner log chunks may be larger than any other body; everything else has the app's limit. */
-const RUNNER_LOG = "POST /api/v1/runner/jobs/:jobId/log";
-const bodyLimitOf = (r: Route) => (key(r) === RUNNER_LOG ? RUNNER_LOG_BODY_LIMIT : BODY_LIMIT);
+/** Runner log chunks and poll reports may be larger than any other body; everything else has the app's limit. */
+const LARGER_BODIES: Record<string, number> = { "POST /api/v1/runner/jobs/:jobId/log": RUNNER_LOG_BODY_LIMIT, "POST /api/v1/runner/polls/:projectId/result": POLL_REPORT_BODY_LIMIT };
+const bodyLimitOf = (r: Route) => LARGER_BODIES[key(r)] ?? BODY_LIMIT;
 
 /** Sends the request, expects a 4xx error (of the given status/code) and no change in the database. */
 async function refused(label: string, request: () => Promise<LightMyRequestResponse>, status?: number, code?: string): Promise<LightMyRequestResponse> {
@@ -136,7 +138,7 @@ describe("malformed bodies", () => {
     for (const r of bodyRoutes().filter((x) => x.body)) await refused(key(r), () => send(h.app, as(r), r.method, urlOf(r), { payload: "" }), 400, "invalid_json");
   });
 
-  it(`a body over ${BODY_LIMIT / 1024} KiB (${RUNNER_LOG_BODY_LIMIT / 1024} KiB for runner log chunks) is 413 body_too_large`, async () => {
+  it(`a body over ${BODY_LIMIT / 1024} KiB (${RUNNER_LOG_BODY_LIMIT / 1024} KiB for runner log chunks, ${Math.round(POLL_REPORT_BODY_LIMIT / 1024)} KiB for poll reports) is 413 body_too_large`, async () => {
     for (const r of bodyRoutes()) {
       const payload = JSON.stringify({ value: "x".repeat(bodyLimitOf(r)) });
       await refused(key(r), () => send(h.app, as(r), r.method, urlOf(r), { payload }), 413, "body_too_large");
@@ -294,11 +296,21 @@ describe("positive control", () => {
   });
 
   it("a runner log chunk as large as the schema allows is not refused for its size", async () => {
-    const r = routes.find((x) => key(x) === RUNNER_LOG)!;
+    const r = routes.find((x) => key(x) === "POST /api/v1/runner/jobs/:jobId/log")!;
     const data = "A".repeat(r.body!.properties!.data!.maxLength!);
     const res = await send(h.app, as(r), r.method, urlOf(r), { json: { offset: 0, data } });
     expect(res.statusCode, res.body).not.toBe(413);
     expect(res.statusCode, res.body).toBeLessThan(500);
     if (res.statusCode >= 400) expect(res.json().error.message).not.toMatch(/^body/);
+  });
+
+  it("a poll report of as many refs as allowed, each as long as allowed, with host keys, is not refused for its size", async () => {
+    const r = routes.find((x) => key(x) === "POST /api/v1/runner/polls/:projectId/result")!;
+    const refs = Object.fromEntries(Array.from({ length: MAX_POLLED_REFS }, (_, i) => [`refs/heads/${String(i).padStart(244, "b")}`, "a".repeat(40)]));
+    expect(Object.keys(refs)[0]).toHaveLength(255);
+    const knownHosts = `git.example.com ${SAMPLE_HOST_KEY}\n`.repeat(Math.floor(KNOWN_HOSTS_MAX / (SAMPLE_HOST_KEY.length + 17)));
+    const res = await send(h.app, as(r), r.method, urlOf(r), { json: { refs, knownHosts } });
+    expect(res.statusCode, res.body.slice(0, 300)).not.toBe(413);
+    expect(res.statusCode).toBeLessThan(500);
   });
 });
