@@ -12,7 +12,7 @@ import { encryptEnvText, parsePublicKey } from "../src/secrets/env-file-format.j
 import { Client, PASSWORD, cookieHeader, createUser, startHarness, totpCode, type Harness } from "./helpers/harness.js";
 import { browse } from "./helpers/scm-connect.js";
 import { GitHubSim } from "./helpers/scm-sim/github.js";
-import { SAMPLE_HOST_KEY } from "./helpers/web.js";
+import { SAMPLE_HOST_KEY, webAsset } from "./helpers/web.js";
 
 /**
  * P11: every route of the app × every kind of caller gets exactly the answer the policy intends.
@@ -45,6 +45,9 @@ const expected: Record<string, Expected> = {
   "GET /.well-known/security.txt":                    row([200, 200, 200, 200, 200, 200, 200]),
   "GET /api/v1/meta":                                 row([200, 200, 200, 200, 200, 200, 200]),
   "GET /api/v1/openapi.json":                         row([200, 200, 200, 200, 200, 200, 200]),
+  "GET /":                                            row([200, 200, 200, 200, 200, 200, 200]),
+  "GET /*":                                           row([200, 200, 200, 200, 200, 200, 200]),
+  "GET /assets/:file":                                 row([200, 200, 200, 200, 200, 200, 200]),
   "POST /api/v1/session":                             row([200, 200, 200, 200, 200, 200, 200]),
   "POST /api/v1/signup":                              row([202, 202, 202, 202, 202, 202, 202]),
   "POST /api/v1/signup/verify":                       row([200, 200, 200, 200, 200, 200, 200]),
@@ -288,6 +291,9 @@ const calls: Record<string, (s: Subject) => Promise<Call>> = {
   "GET /.well-known/security.txt": none,
   "GET /api/v1/meta": none,
   "GET /api/v1/openapi.json": none,
+  "GET /": none,
+  "GET /*": async () => ({ params: { "*": "projects/prj_anything" } }),
+  "GET /assets/:file": async () => ({ params: { file: webAsset() } }),
   "POST /api/v1/session": async (s) => ({ body: { email: (s.user ?? users.host).email, password: PASSWORD } }),
   "POST /api/v1/signup": async () => ({ body: { email: `new-${rand()}@example.com`, password: PASSWORD } }),
   "POST /api/v1/signup/verify": async () => {
@@ -470,7 +476,8 @@ function subject(column: Column): Subject {
   return { column, user, projectId: assigned ? assignedProject : unassignedProject, freshProject: () => project({ assigned }) };
 }
 
-const fill = (template: string, params: Record<string, string> = {}) => template.replace(/:(\w+)/g, (_, name: string) => encodeURIComponent(params[name] ?? `missing-${name}`));
+const fill = (template: string, params: Record<string, string> = {}) =>
+  template.replace(/:(\w+)/g, (_, name: string) => encodeURIComponent(params[name] ?? `missing-${name}`)).replace(/\*$/, () => params["*"] ?? "*");
 
 /** "204", or "403 forbidden" for a refusal, so that a refusal for the wrong reason does not match. */
 function outcome(res: LightMyRequestResponse): string {

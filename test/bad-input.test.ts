@@ -187,8 +187,13 @@ describe("malformed query strings and path parameters", () => {
 
 describe("unknown routes and wrong methods", () => {
   it("unknown paths are 404 not_found", async () => {
-    const unknown = ["/api/v1/nope", "/api/v2/projects", "/API/V1/ME", "/api/v1/projects/", "/api/v1//me", "/api/v1/me/", "/api/v1/projects/a/b/c/d", "/.well-known/other.txt", "/api/v1/openapi.yaml", "/", "/admin", "/.env", "/.git/config"];
+    const unknown = ["/api/v1/nope", "/api/v2/projects", "/API/V1/ME", "/api/v1/projects/", "/api/v1//me", "/api/v1/me/", "/api/v1/projects/a/b/c/d", "/.well-known/other.txt", "/api/v1/openapi.yaml", "/.env", "/.git/config", "/wp-login.php", "/assets/../package.json"];
     for (const url of unknown) for (const method of ["GET", "POST", "DELETE"]) await refused(`${method} ${url}`, () => send(h.app, world.owner, method, url, { json: method === "POST" ? {} : undefined }), 404, "not_found");
+    // Other paths are the browser app's pages, which it answers itself (with its own "not found" page).
+    for (const url of ["/", "/admin", "/projects/nope"]) {
+      expect((await send(h.app, world.owner, "GET", url)).headers["content-type"], url).toMatch(/^text\/html/);
+      for (const method of ["POST", "DELETE"]) await refused(`${method} ${url}`, () => send(h.app, world.owner, method, url, { json: method === "POST" ? {} : undefined }), 404, "not_found");
+    }
   });
 
   it("a malformed URL is 400", async () => {

@@ -10,7 +10,7 @@ import { encryptEnvText, parsePublicKey } from "../src/secrets/env-file-format.j
 import { Client, cookieHeader, createUser, mailedToken, startHarness, totpCode, type Harness } from "./helpers/harness.js";
 import { connectAccount } from "./helpers/scm-connect.js";
 import { GitHubSim } from "./helpers/scm-sim/github.js";
-import { listRoutes } from "./helpers/web.js";
+import { listRoutes, webAsset } from "./helpers/web.js";
 
 /**
  * P13: a realistic session is driven through the API and every response body is kept; then no
@@ -99,7 +99,7 @@ let simDir: string;
 const emails = { owner: `olivia-${rand(3)}@example.com`, member: `mo-${rand(3)}@example.com`, support: `sam-${rand(3)}@example.com` };
 type Person = keyof typeof emails;
 const passwords: Record<Person, string> = { owner: `pw-${rand()}`, member: `pw-${rand()}`, support: `pw-${rand()}` };
-const ids = { orgId: "", projectId: "", buildId: "", jobId: "", provider: "github" };
+const ids = { orgId: "", projectId: "", buildId: "", jobId: "", provider: "github", file: webAsset() };
 /** Query strings for GET routes whose default answer never ends: a job's log is read as text, not followed live. */
 const queries: Record<string, string> = { "/api/v1/builds/:buildId/jobs/:jobId/log": "?format=text" };
 let ownerMembersView: Seen;

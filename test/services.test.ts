@@ -265,7 +265,9 @@ unused:
   depends_on: [db]
 db:
   image: host
-  command: ${JSON.stringify(["/bin/sh", "-c", 'echo "db: CI=$CI plain=$PLAIN sealed=$SEALED own=$OWN"; exec sleep 600'])}
+  command: ${JSON.stringify(["/bin/sh", "-c", 'echo "db: CI=$CI plain=$PLAIN sealed=$SEALED own=$OWN"; touch /tmp/said; exec sleep 600'])}
+  # The step waits until the line is written, not merely until the service started.
+  healthcheck: { test: "test -e /tmp/said", interval: 50ms, retries: 200 }
   env_file: db.env
   encrypted_env_file: db.env.encrypted
   environment:

@@ -6,7 +6,7 @@ import type { Logger } from "pino";
 import type { Services } from "../services.js";
 import { version } from "../version.js";
 import { accessPlugin } from "./plugins/access.js";
-import { errorsPlugin, frameworkErrors } from "./plugins/errors.js";
+import { errorsPlugin, frameworkErrors, MAX_PARAM_LENGTH } from "./plugins/errors.js";
 import { metricsPlugin } from "./plugins/metrics.js";
 import { securityPlugin } from "./plugins/security.js";
 import { shutdownPlugin } from "./plugins/shutdown.js";
@@ -21,6 +21,7 @@ import { projectRoutes } from "./routes/projects.js";
 import { sessionRoutes } from "./routes/session.js";
 import { scmRoutes } from "./routes/scm.js";
 import { systemRoutes } from "./routes/system.js";
+import { webRoutes } from "./routes/web.js";
 
 export const BODY_LIMIT = 256 * 1024;
 
@@ -34,7 +35,7 @@ export async function buildApp(services: Services, opts: { tls?: { cert: string;
     trustProxy: services.settings.trustProxy,
     genReqId: () => randomUUID(),
     requestIdHeader: false,
-    routerOptions: { maxParamLength: 200 },
+    routerOptions: { maxParamLength: MAX_PARAM_LENGTH },
     frameworkErrors,
     ...(opts.tls && { https: { ...opts.tls, minVersion: "TLSv1.2" as const } }),
   }).withTypeProvider<ZodTypeProvider>();
@@ -61,5 +62,6 @@ export async function buildApp(services: Services, opts: { tls?: { cert: string;
   for (const routes of [sessionRoutes, accountRoutes, organizationRoutes, projectRoutes, projectCredentialRoutes, envFileKeyRoutes, hookRoutes, scmRoutes, buildRoutes, runnerApiRoutes]) {
     await app.register(routes, { prefix: "/api/v1", services, tls });
   }
+  await app.register(webRoutes);
   return app;
 }

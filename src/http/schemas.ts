@@ -32,6 +32,9 @@ export const sessionResponseSchema = z.object({ user: userSchema, csrfToken: z.s
 
 export const secretNameListSchema = z.object({ secrets: z.array(z.object({ name: z.string(), updatedAt: z.string() })) });
 
+export const deployKeySchema = z.object({ publicKey: z.string(), fingerprint: z.string(), createdAt: z.string() });
+export const webhookSecretSchema = z.object({ secret: z.string(), url: z.string() });
+
 export const messageSchema = z.object({ message: z.string() });
 
 /** A PATCH body must change something: an empty one would be an UPDATE with nothing to set. */

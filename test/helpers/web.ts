@@ -1,6 +1,9 @@
+import { readFileSync } from "node:fs";
+import path from "node:path";
 import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from "fastify";
 import { sql } from "kysely";
 import { expect } from "vitest";
+import { WEB_ROOT } from "../../src/http/routes/web.js";
 import type { Services } from "../../src/services.js";
 import { Client, createUser, PASSWORD, signIn, type Harness } from "./harness.js";
 
@@ -9,8 +12,11 @@ export interface Route {
   url: string;
 }
 
+/** The name of one of the browser app's built assets. */
+export const webAsset = () => /src="\/assets\/([^"]+)"/.exec(readFileSync(path.join(WEB_ROOT, "index.html"), "utf8"))![1]!;
+
 /** Routes deliberately left out of the OpenAPI document (schema.hide). */
-export const HIDDEN_ROUTES = ["/healthz", "/readyz", "/metrics", "/.well-known/security.txt", "/api/v1/openapi.json"];
+export const HIDDEN_ROUTES = ["/healthz", "/readyz", "/metrics", "/.well-known/security.txt", "/api/v1/openapi.json", "/", "/*", "/assets/:file"];
 
 /**
  * Every route the app registered, read back from Fastify's own route tree so that a route added
@@ -150,7 +156,7 @@ export async function setUpWorld(h: Harness): Promise<World> {
     runner: new Client(h.app, { bearer: runnerToken }),
     runnerId,
     heldJobId,
-    params: { projectId, orgId, userId: memberUser.id, tokenId, name: "API_KEY", provider: "github", ...ended },
+    params: { projectId, orgId, userId: memberUser.id, tokenId, name: "API_KEY", provider: "github", file: webAsset(), ...ended },
   };
 }
 

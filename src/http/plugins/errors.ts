@@ -3,6 +3,11 @@ import fp from "fastify-plugin";
 import { hasZodFastifySchemaValidationErrors, isResponseSerializationError } from "fastify-type-provider-zod";
 import { AppError } from "../../errors.js";
 
+export const SEGMENT_TOO_LONG = "a path segment of the URL is too long";
+
+/** The longest path segment a route parameter takes; a longer one is 414 rather than a miss. */
+export const MAX_PARAM_LENGTH = 200;
+
 const fastifyCodes: Record<string, [number, string, string]> = {
   FST_ERR_CTP_BODY_TOO_LARGE: [413, "body_too_large", "the request body is too large"],
   FST_ERR_CTP_INVALID_MEDIA_TYPE: [415, "unsupported_media_type", "send the body as application/json"],
@@ -10,7 +15,7 @@ const fastifyCodes: Record<string, [number, string, string]> = {
   FST_ERR_CTP_EMPTY_JSON_BODY: [400, "invalid_json", "the body is empty; send a JSON object or no Content-Type header"],
   FST_ERR_CTP_INVALID_JSON_BODY: [400, "invalid_json", "the body is not valid JSON"],
   FST_ERR_BAD_URL: [400, "invalid_request", "the URL is malformed"],
-  FST_ERR_MAX_PARAM_LENGTH: [414, "uri_too_long", "a path segment of the URL is too long"],
+  FST_ERR_MAX_PARAM_LENGTH: [414, "uri_too_long", SEGMENT_TOO_LONG],
   FST_ERR_ASYNC_CONSTRAINT: [400, "invalid_request", "the request could not be routed"],
   FST_CSRF_MISSING_SECRET: [403, "csrf_invalid", "the CSRF token is missing or wrong; send the csrfToken from sign-in as the X-CSRF-Token header"],
   FST_CSRF_INVALID_TOKEN: [403, "csrf_invalid", "the CSRF token is missing or wrong; send the csrfToken from sign-in as the X-CSRF-Token header"],

@@ -1,0 +1,70 @@
+import { useEffect, useRef, useState } from "react";
+
+export interface JobLog {
+  /** Complete lines, then the line being written. */
+  lines: string[];
+  /** The byte offset in the log where each line starts, to find a step's first line. */
+  starts: number[];
+  bytes: number;
+  ended: boolean;
+  error: string | null;
+}
+
+const fromBase64 = (b64: string) => Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+
+/**
+ * A job's log, followed live over the API's Server-Sent Events (the browser resumes from the last
+ * event id after a drop). Lines are kept outside React state and published at most once a frame,
+ * so a 10 MB backlog arrives without re-rendering for each chunk.
+ */
+export function useJobLog(buildId: string, jobId: string): JobLog {
+  const [log, setLog] = useState<JobLog>({ lines: [], starts: [0], bytes: 0, ended: false, error: null });
+  const state = useRef({ lines: [] as string[], starts: [0], partial: "", bytes: 0 });
+
+  useEffect(() => {
+    const s = { lines: [] as string[], starts: [0], partial: "", bytes: 0 };
+    state.current = s;
+    const decoder = new TextDecoder();
+    let frame = 0;
+    let ended = false;
+    let error: string | null = null;
+    const publish = () => {
+      frame = 0;
+      setLog({ lines: s.partial ? [...s.lines, s.partial] : s.lines.slice(), starts: s.starts.slice(), bytes: s.bytes, ended, error });
+    };
+    const schedule = () => {
+      if (!frame) frame = requestAnimationFrame(publish);
+    };
+    const source = new EventSource(`/api/v1/builds/${encodeURIComponent(buildId)}/jobs/${encodeURIComponent(jobId)}/log`);
+    source.addEventListener("log", (e) => {
+      const { offset, data } = JSON.parse((e as MessageEvent<string>).data) as { offset: number; data: string };
+      if (offset !== s.bytes) return;
+      const bytes = fromBase64(data);
+      bytes.forEach((b, i) => {
+        if (b === 0x0a) s.starts.push(s.bytes + i + 1);
+      });
+      s.bytes += bytes.length;
+      const text = s.partial + decoder.decode(bytes, { stream: true });
+      const parts = text.split("\n");
+      s.partial = parts.pop()!;
+      for (const p of parts) s.lines.push(p.endsWith("\r") ? p.slice(0, -1) : p);
+      error = null;
+      schedule();
+    });
+    source.addEventListener("end", () => {
+      ended = true;
+      source.close();
+      schedule();
+    });
+    source.onerror = () => {
+      // The browser retries by itself; say so while it does, rather than show a log that silently stopped.
+      if (!ended) error = source.readyState === EventSource.CLOSED ? "The log stream was closed: reload the page to follow it again." : "Reconnecting to the log…";
+      schedule();
+    };
+    return () => {
+      source.close();
+      if (frame) cancelAnimationFrame(frame);
+    };
+  }, [buildId, jobId]);
+  return log;
+}

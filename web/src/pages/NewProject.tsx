@@ -1,0 +1,158 @@
+import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
+import { useState } from "react";
+import { Link, useNavigate } from "react-router";
+import { api, get } from "../api";
+import { ErrorNote } from "../components/ErrorNote";
+import { Field, formValues } from "../components/Field";
+import { useOrgs } from "../queries";
+import type { Connection, DeployKey, Project, RepositoryPage } from "../types";
+
+/** A project from a connected account's repository, or from any git URL (then: install its deploy key). */
+export default function NewProject() {
+  const orgs = useOrgs();
+  const connections = useQuery({ queryKey: ["connections"], queryFn: async () => (await get<{ connections: Connection[] }>("/me/connections")).connections });
+  const [created, setCreated] = useState<Project | null>(null);
+  const [source, setSource] = useState<string>("git");
+  const client = useQueryClient();
+  const onCreated = (p: Project) => {
+    void client.invalidateQueries({ queryKey: ["projects"] });
+    setCreated(p);
+  };
+
+  if (created) return <InstallDeployKey project={created} />;
+  const usable = (connections.data ?? []).filter((c) => !c.problem);
+  return (
+    <section className="narrow">
+      <h1>New project</h1>
+      <fieldset className="tabs">
+        <legend>Where the code is</legend>
+        {usable.map((c) => (
+          <label key={c.provider}>
+            <input type="radio" name="source" value={c.provider} checked={source === c.provider} onChange={() => setSource(c.provider)} /> {c.provider} ({c.login})
+          </label>
+        ))}
+        <label>
+          <input type="radio" name="source" value="git" checked={source === "git"} onChange={() => setSource("git")} /> Any git URL
+        </label>
+      </fieldset>
+      {(orgs.data?.length ?? 0) > 1 && (
+        <div className="field">
+          <label htmlFor="org">Organization</label>
+          <select id="org" name="organization" form="new-project">
+            {orgs.data!.map((o) => (
+              <option key={o.id} value={o.id}>
+                {o.name}
+              </option>
+            ))}
+          </select>
+        </div>
+      )}
+      {source === "git" ? <FromUrl onCreated={onCreated} /> : <FromProvider provider={source} onCreated={(p) => setCreated(p)} />}
+    </section>
+  );
+}
+
+function FromUrl({ onCreated }: { onCreated: (p: Project) => void }) {
+  const create = useMutation({
+    mutationFn: (v: Record<string, string>) => api<Project>("POST", "/projects", { name: v.name, repositoryUrl: v.repositoryUrl, ...(v.organization && { organization: v.organization }) }),
+    onSuccess: onCreated,
+  });
+  return (
+    <form
+      id="new-project"
+      onSubmit={(e) => {
+        e.preventDefault();
+        create.mutate(formValues(e.currentTarget));
+      }}
+    >
+      <Field label="Project name" name="name" required pattern="[A-Za-z0-9][A-Za-z0-9._\-]*" maxLength={100} hint="Letters, digits, '.', '_' and '-'." />
+      <Field label="Repository URL" name="repositoryUrl" required placeholder="ssh://git@git.example.com/team/app.git" hint="An ssh://, git@host:path or https:// URL, without a password in it." />
+      <ErrorNote error={create.error} />
+      <button type="submit" disabled={create.isPending}>
+        {create.isPending ? "Creating…" : "Create project"}
+      </button>
+    </form>
+  );
+}
+
+/** Picks a repository the connected account sees (a page at a time, filtered here), then links it. */
+function FromProvider({ provider, onCreated }: { provider: string; onCreated: (p: Project) => void }) {
+  const [page, setPage] = useState(1);
+  const [filter, setFilter] = useState("");
+  const navigate = useNavigate();
+  const repos = useQuery({ queryKey: ["repositories", provider, page], queryFn: () => get<RepositoryPage>(`/me/connections/${provider}/repositories?page=${page}`) });
+  const link = useMutation({
+    mutationFn: async ({ repo, organization }: { repo: string; organization?: string }) => {
+      const project = await api<Project>("POST", "/projects", { name: repo.split("/").at(-1)!.replace(/[^A-Za-z0-9._-]/g, "-"), ...(organization && { organization }) });
+      await api("PUT", `/projects/${project.id}/repository-link`, { provider, repo });
+      return project;
+    },
+    onSuccess: (project) => {
+      onCreated(project);
+      navigate(`/projects/${project.id}`);
+    },
+  });
+  const shown = (repos.data?.repos ?? []).filter((r) => r.fullName.toLowerCase().includes(filter.toLowerCase()));
+  return (
+    <div id="new-project">
+      <Field label="Search this page" type="search" value={filter} onChange={(e) => setFilter(e.target.value)} />
+      {repos.isPending && <p role="status">Loading repositories…</p>}
+      <ErrorNote error={repos.error ?? link.error} />
+      <ul className="repos">
+        {shown.map((r) => (
+          <li key={r.id}>
+            <span className="mono">{r.fullName}</span> {r.private && <span className="muted">private</span>}
+            <button
+              type="button"
+              disabled={link.isPending}
+              onClick={() => link.mutate({ repo: r.fullName, organization: (document.getElementById("org") as HTMLSelectElement | null)?.value })}
+            >
+              Build this
+            </button>
+          </li>
+        ))}
+      </ul>
+      <nav className="pager" aria-label="Repository pages">
+        <button type="button" className="secondary" disabled={page === 1} onClick={() => setPage((p) => p - 1)}>
+          Previous
+        </button>
+        <span>Page {page}</span>
+        <button type="button" className="secondary" disabled={!repos.data?.nextPage} onClick={() => setPage((p) => p + 1)}>
+          Next
+        </button>
+      </nav>
+    </div>
+  );
+}
+
+/** After creating a project from a URL: the deploy key to add at the git server, and how the host key is trusted. */
+function InstallDeployKey({ project }: { project: Project }) {
+  const key = useQuery({ queryKey: ["deploy-key", project.id], queryFn: () => get<DeployKey>(`/projects/${project.id}/deploy-key`) });
+  return (
+    <section className="narrow">
+      <h1>{project.name} is ready</h1>
+      <p>
+        Add this <strong>read-only deploy key</strong> at your git server for <span className="mono">{project.repositoryUrl}</span>; builds clone with it.
+      </p>
+      <ErrorNote error={key.error} />
+      {key.data && (
+        <>
+          <pre className="key" aria-label="Deploy key">
+            {key.data.publicKey}
+          </pre>
+          <button type="button" className="secondary" onClick={() => void navigator.clipboard?.writeText(key.data.publicKey)}>
+            Copy key
+          </button>
+          <p className="muted">Fingerprint {key.data.fingerprint}</p>
+        </>
+      )}
+      <p>
+        The first clone trusts the git host's key it sees and shows its fingerprint in the project's settings: compare it with the one your git server's operator gives
+        you, then confirm it there.
+      </p>
+      <Link className="button" to={`/projects/${project.id}`}>
+        Go to the project
+      </Link>
+    </section>
+  );
+}

@@ -1,0 +1,38 @@
+import { useQuery } from "@tanstack/react-query";
+import { get } from "./api";
+import { isLive } from "./components/Status";
+import type { Build, Org, Project } from "./types";
+
+// Each resource has one query key and one fetch, shared by the pages that show it.
+
+export const useProjects = () => useQuery({ queryKey: ["projects"], queryFn: async () => (await get<{ projects: Project[] }>("/projects")).projects });
+
+export const useOrgs = () => useQuery({ queryKey: ["orgs"], queryFn: async () => (await get<{ organizations: Org[] }>("/orgs")).organizations });
+
+export const useProject = (id: string) => useQuery({ queryKey: ["project", id], queryFn: () => get<Project>(`/projects/${id}`) });
+
+export interface BuildFilter {
+  branch?: string;
+  status?: string;
+  before?: number;
+  limit?: number;
+}
+
+/** A project's builds, newest first; asked again every few seconds while one of them is live. */
+export const useBuilds = (projectId: string, filter: BuildFilter = {}) =>
+  useQuery({
+    queryKey: ["builds", projectId, filter],
+    queryFn: async () => {
+      const q = new URLSearchParams(Object.entries(filter).flatMap(([k, v]) => (v === undefined || v === "" ? [] : [[k, String(v)]])));
+      return (await get<{ builds: Build[] }>(`/projects/${projectId}/builds${q.size ? `?${q}` : ""}`)).builds;
+    },
+    refetchInterval: (query) => (query.state.data?.some((b) => isLive(b.status)) ? 3_000 : false),
+  });
+
+/** One build with its jobs and steps, followed every 2 s until it has ended. */
+export const useBuild = (id: string) =>
+  useQuery({
+    queryKey: ["build", id],
+    queryFn: () => get<Build>(`/builds/${id}`),
+    refetchInterval: (query) => (!query.state.data || isLive(query.state.data.status) || query.state.data.jobs.some((j) => isLive(j.status)) ? 2_000 : false),
+  });

@@ -1,0 +1,30 @@
+import { createBrowserRouter, type RouteObject } from "react-router";
+import { RequireSignIn, Shell } from "./components/Layout";
+
+/** Each page is its own chunk, loaded when first visited. */
+const page = (load: () => Promise<{ default: React.ComponentType }>): Pick<RouteObject, "lazy"> => ({
+  lazy: async () => ({ Component: (await load()).default }),
+});
+
+export const router = createBrowserRouter([
+  {
+    element: <Shell />,
+    children: [
+      { path: "/sign-in", ...page(() => import("./pages/SignIn")) },
+      { path: "/sign-up", ...page(() => import("./pages/SignUp")) },
+      { path: "/verify-email", ...page(() => import("./pages/VerifyEmail")) },
+      { path: "/forgot-password", ...page(() => import("./pages/ForgotPassword")) },
+      { path: "/reset-password", ...page(() => import("./pages/ResetPassword")) },
+      {
+        element: <RequireSignIn />,
+        children: [
+          { path: "/", ...page(() => import("./pages/Dashboard")) },
+          { path: "/projects/new", ...page(() => import("./pages/NewProject")) },
+          { path: "/projects/:projectId", ...page(() => import("./pages/Project")) },
+          { path: "/builds/:buildId", ...page(() => import("./pages/Build")) },
+        ],
+      },
+      { path: "*", ...page(() => import("./pages/NotFound")) },
+    ],
+  },
+]);
