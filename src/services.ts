@@ -14,6 +14,7 @@ import { SecretBox } from "./crypto/secret-box.js";
 import { createMailer, type Mailer } from "./mail/mailer.js";
 import { Organizations } from "./orgs/organizations.js";
 import type { PushHandler } from "./builds/events.js";
+import { Badges } from "./projects/badges.js";
 import { DeployKeys } from "./projects/deploy-keys.js";
 import { Projects } from "./projects/projects.js";
 import { Webhooks } from "./projects/webhooks.js";
@@ -46,6 +47,7 @@ export interface Services {
   orgs: Organizations;
   projects: Projects;
   deployKeys: DeployKeys;
+  badges: Badges;
   envFileKeys: EnvFileKeys;
   webhooks: Webhooks;
   /** What a verified push does; builds plug in here (replace onPush), until then nothing is started. */
@@ -87,6 +89,7 @@ export async function createServices(settings: Settings, log: Logger, opts: { se
     const deployKeys = new DeployKeys(store, box, audit);
     const webhooks = new Webhooks(store, box, audit);
     const projects: Projects = new Projects(store, box, audit, orgs, secrets, deployKeys, webhooks);
+    const badges = new Badges(store, await box.derivedKey("badges"), audit);
     const logs = new JobLogs(store, box, settings.maxJobLogBytes);
     const builds = new Builds(store, logs, async (projectId) => {
       const p = await projects.find(store.db, projectId);
@@ -123,6 +126,7 @@ export async function createServices(settings: Settings, log: Logger, opts: { se
       orgs,
       projects,
       deployKeys,
+      badges,
       envFileKeys: new EnvFileKeys(store, box, audit),
       webhooks,
       hooks: {
@@ -146,7 +150,7 @@ export async function createServices(settings: Settings, log: Logger, opts: { se
       authorizer,
       builds,
       logs,
-      runners: new Runners(store),
+      runners: new Runners(store, audit),
       scm: { registry, connections, links, statuses, polls },
       masterKeyCreated: created,
       publicUrl,

@@ -79,6 +79,7 @@ const expected: Record<string, Expected> = {
   "PATCH /api/v1/orgs/:orgId/members/:userId":        row([401, 404, 204, 204, 403, 403, 403]),
   "DELETE /api/v1/orgs/:orgId/members/:userId":       row([401, 404, 204, 204, 403, 403, 403]),
   "GET /api/v1/orgs/:orgId/audit":                    row([401, 404, 200, 200, 403, 403, 403]),
+  "GET /api/v1/orgs/:orgId/audit/verify":             row([401, 404, 200, 200, 403, 403, 403]),
   "POST /api/v1/projects":                            row([401, 404, 201, 201, 201, 403, 403]),
 
   "GET /api/v1/projects/:projectId":                  row([401, 404, 200, 200, 200, 200, 200, 404]),
@@ -92,6 +93,9 @@ const expected: Record<string, Expected> = {
   "DELETE /api/v1/projects/:projectId/assignments/:userId": row([401, 404, 204, 204, 403, 403, 403, 404]),
   "GET /api/v1/projects/:projectId/deploy-key":       row([401, 404, 200, 200, 200, 200, 200, 404]),
   "POST /api/v1/projects/:projectId/deploy-key":      row([401, 404, 200, 200, 403, 403, 403, 404]),
+  "GET /api/v1/projects/:projectId/badge":            row([401, 404, 200, 200, 200, 200, 200, 404]),
+  "POST /api/v1/projects/:projectId/badge":           row([401, 404, 200, 200, 403, 403, 403, 404]),
+  "GET /badge/:file":                                 row([200, 200, 200, 200, 200, 200, 200]),
   "POST /api/v1/projects/:projectId/webhook-secret":  row([401, 404, 200, 200, 403, 403, 403, 404]),
   // The public half is for anyone who may read the project; decrypting shows secret values: managers only.
   "GET /api/v1/projects/:projectId/env-file-key":     row([401, 404, 200, 200, 200, 200, 200, 404]),
@@ -122,6 +126,11 @@ const expected: Record<string, Expected> = {
   "POST /api/v1/builds/:buildId/cancel":              row([401, 404, 200, 200, 200, 200, 403, 404]),
   "POST /api/v1/builds/:buildId/approvals":           row([401, 404, 200, 200, 403, 403, 403, 404]),
   "GET /api/v1/builds/:buildId/jobs/:jobId/log":      row([401, 404, 200, 200, 200, 200, 403, 404]),
+
+  // The instance's runners: instance administrators only (none of these callers is one; see test/runners-api.test.ts).
+  "GET /api/v1/runners":                              row([401, 403, 403, 403, 403, 403, 403]),
+  "POST /api/v1/runners":                             row([401, 403, 403, 403, 403, 403, 403]),
+  "DELETE /api/v1/runners/:runnerId":                 row([401, 403, 403, 403, 403, 403, 403]),
 
   // For runners only (a runner token): no user gets in, whatever the role.
   "POST /api/v1/runner/lease":                        row([401, 401, 401, 401, 401, 401, 401]),
@@ -154,6 +163,9 @@ const sessionOnly = new Set([
   "POST /api/v1/invitations/accept",
   "POST /api/v1/me/connections/:provider",
   "DELETE /api/v1/me/connections/:provider",
+  "GET /api/v1/runners",
+  "POST /api/v1/runners",
+  "DELETE /api/v1/runners/:runnerId",
 ]);
 
 /** The error code that goes with each refusal, so a 403 from a missing CSRF token cannot pass for a role decision. */
@@ -360,6 +372,7 @@ const calls: Record<string, (s: Subject) => Promise<Call>> = {
   "PATCH /api/v1/orgs/:orgId/members/:userId": async () => ({ params: { orgId, userId: (await newMember("member")).id }, body: { role: "contractor" } }),
   "DELETE /api/v1/orgs/:orgId/members/:userId": async () => ({ params: { orgId, userId: (await newMember("member")).id } }),
   "GET /api/v1/orgs/:orgId/audit": async () => ({ params: { orgId } }),
+  "GET /api/v1/orgs/:orgId/audit/verify": async () => ({ params: { orgId } }),
   "POST /api/v1/projects": async () => ({ body: { name: `p-${rand()}`, organization: orgId } }),
 
   "GET /api/v1/projects/:projectId": async (s) => ({ params: { projectId: s.projectId } }),
@@ -381,6 +394,10 @@ const calls: Record<string, (s: Subject) => Promise<Call>> = {
   },
   "GET /api/v1/projects/:projectId/deploy-key": async (s) => ({ params: { projectId: s.projectId } }),
   "POST /api/v1/projects/:projectId/deploy-key": async (s) => ({ params: { projectId: s.projectId } }),
+  "GET /api/v1/projects/:projectId/badge": async (s) => ({ params: { projectId: s.projectId } }),
+  "POST /api/v1/projects/:projectId/badge": async (s) => ({ params: { projectId: s.projectId } }),
+  // The badge's token, not the caller, opens it.
+  "GET /badge/:file": async () => ({ params: { file: `${assignedProject}.svg` }, query: `?token=${await h.services.badges.token(assignedProject)}` }),
   "POST /api/v1/projects/:projectId/webhook-secret": async (s) => ({ params: { projectId: s.projectId } }),
   "GET /api/v1/projects/:projectId/env-file-key": async (s) => ({ params: { projectId: s.projectId } }),
   "POST /api/v1/projects/:projectId/env-file-key/decrypt": async (s) => ({ params: { projectId: s.projectId }, body: { text: await encryptedFor(s.projectId) } }),
@@ -443,6 +460,9 @@ const calls: Record<string, (s: Subject) => Promise<Call>> = {
   // The text form: the default live stream (Server-Sent Events) of a queued job would not end.
   "GET /api/v1/builds/:buildId/jobs/:jobId/log": async (s) => ({ params: await buildOf(s.projectId), query: "?format=text" }),
 
+  "GET /api/v1/runners": none,
+  "POST /api/v1/runners": async () => ({ body: { name: `runner-${rand()}` } }),
+  "DELETE /api/v1/runners/:runnerId": async () => ({ params: { runnerId: (await h.services.runners.register(`doomed-${rand()}`)).id } }),
   "POST /api/v1/runner/lease": async () => ({ body: { waitMs: 0 } }),
   "POST /api/v1/runner/jobs/:jobId/heartbeat": async () => ({ params: { jobId: heldJobId }, body: {} }),
   "POST /api/v1/runner/jobs/:jobId/log": async () => ({ params: { jobId: heldJobId }, body: { offset: 0, data: Buffer.from("matrix\n").toString("base64") } }),

@@ -127,7 +127,7 @@ async function setSecret(client: Recording, url: string, label: string, value = 
 
 async function invite(owner: Recording, who: Person, role: string): Promise<Recording> {
   okStatus(await owner.post(`/api/v1/orgs/${ids.orgId}/invitations`, { email: emails[who], role }));
-  const token = await mailedToken(h, emails[who], "invitations/accept");
+  const token = await mailedToken(h, emails[who], "accept-invitation");
   forbidWithHash(`invitation token for ${who}`, token);
   const client = await signIn(who);
   okStatus(await client.post("/api/v1/invitations/accept", { token }));

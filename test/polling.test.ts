@@ -1,15 +1,13 @@
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { createHash } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseLsRemote } from "../src/runner/git-checkout.js";
 import { MAX_POLLED_REFS } from "../src/scm/poll-report.js";
-import { createGitUser, makeRepos, startSshd, type GitUser, type ServedRepos, type Sshd } from "./helpers/git-server.js";
+import { startGitLab, type GitLab } from "./helpers/git-lab.js";
 import { Client, createUser, signIn, startHarness, type Harness } from "./helpers/harness.js";
 import type { PollRunInput, PollRunOutput } from "./helpers/poll-runner.js";
-import { createLab, LAB, runModuleInNetns, type Lab } from "./helpers/sandbox-network.js";
+import { LAB, runModuleInNetns } from "./helpers/sandbox-network.js";
 import { SAMPLE_HOST_KEY } from "./helpers/web.js";
 
 // P08: a git server that cannot call Slipway (behind a firewall) is polled by a runner, which
@@ -164,33 +162,16 @@ describe("P08: repository polls through the runner API", () => {
 });
 
 describe.runIf(isRoot)("P08: a runner polls a plain git server over SSH and builds the commit pushed to it", () => {
-  let lab: Lab;
-  let root: string;
-  let user: GitUser;
-  let repos: ServedRepos;
-  let sshd: Sshd;
+  let git: GitLab;
   let out: PollRunOutput;
 
   beforeAll(async () => {
-    lab = createLab();
-    root = mkdtempSync(path.join(tmpdir(), "slipway-poll-git-"));
-    chmodSync(root, 0o755);
-    user = createGitUser(root);
-    const urlOf = (repo: string) => `ssh://${user.name}@${LAB.allowed}:22${repo}`;
-    repos = makeRepos(root, "image: host\nsteps:\n  - name: show\n    command: echo \"version=$(cat version)\"\n", urlOf(path.join(root, "srv", "lib.git")), user);
-    const authorizedKeys = path.join(root, "authorized_keys");
-    writeFileSync(authorizedKeys, "");
-    sshd = await startSshd(lab.services, LAB.allowed, root, user, authorizedKeys);
-    const input: PollRunInput = { repositoryUrl: urlOf(repos.app), authorizedKeys, bare: repos.app, ownerUid: user.uid };
-    out = await runModuleInNetns<PollRunInput, PollRunOutput>(lab.runner, path.join(here, "helpers", "poll-runner.ts"), input, { timeoutMs: 240_000 });
+    git = await startGitLab("image: host\nsteps:\n  - name: show\n    command: echo \"version=$(cat version)\"\n", "poll");
+    const input: PollRunInput = { repositoryUrl: git.urlOf(git.repos.app), authorizedKeys: git.authorizedKeys, bare: git.repos.app, ownerUid: git.user.uid };
+    out = await runModuleInNetns<PollRunInput, PollRunOutput>(git.lab.runner, path.join(here, "helpers", "poll-runner.ts"), input, { timeoutMs: 240_000 });
   }, 300_000);
 
-  afterAll(async () => {
-    await sshd?.stop();
-    user?.remove();
-    lab?.destroy();
-    if (root) rmSync(root, { recursive: true, force: true });
-  });
+  afterAll(() => git?.close());
 
   it("P08: the first poll only learns the refs, and pins the git host's key it saw", () => {
     expect(out.tooShort).toBe(400);

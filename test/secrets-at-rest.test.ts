@@ -32,7 +32,7 @@ const columns: Record<string, Record<string, Kind>> = {
   organizations: { id: "plain", name: "plain", require_2fa: "plain", created_at: "plain" },
   memberships: { org_id: "plain", user_id: "plain", role: "plain", created_at: "plain" },
   invitations: { token_hash: "sha256", org_id: "plain", email: "plain", role: "plain", invited_by: "plain", expires_at: "plain", accepted_at: "plain" },
-  projects: { id: "plain", org_id: "plain", name: "plain", repository_url: "plain", created_at: "plain", egress_allowlist: "plain", known_hosts: "plain", fork_builds: "plain", known_hosts_confirmed: "plain" },
+  projects: { id: "plain", org_id: "plain", name: "plain", repository_url: "plain", created_at: "plain", egress_allowlist: "plain", known_hosts: "plain", fork_builds: "plain", known_hosts_confirmed: "plain", badge_generation: "plain" },
   project_assignments: { project_id: "plain", user_id: "plain" },
   data_keys: { owner_kind: "plain", owner_id: "plain", wrapped: "sealed", kek_id: "plain", created_at: "plain" },
   secrets: { owner_kind: "plain", owner_id: "plain", name: "plain", value: "sealed", updated_at: "plain" },

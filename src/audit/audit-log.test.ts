@@ -38,7 +38,7 @@ describeEachEngine("audit log", (engine) => {
       const original = (await rows())[2]!;
       await t.store.db.updateTable("audit_log").set({ [column]: value }).where("seq", "=", 3).execute();
       const { problems } = await audit.verify();
-      expect(problems).toEqual([{ seq: 3, problem: "edited", message: expect.stringContaining("row 3 ") }]);
+      expect(problems).toEqual([{ seq: 3, orgId: "o1", problem: "edited", message: expect.stringContaining("row 3 ") }]);
       await t.store.db.updateTable("audit_log").set({ [column]: original[column] }).where("seq", "=", 3).execute();
       expect((await audit.verify()).problems).toEqual([]);
     }
@@ -49,7 +49,7 @@ describeEachEngine("audit log", (engine) => {
     await t.store.db.deleteFrom("audit_log").where("seq", "=", 3).execute();
     const { rows: count, problems } = await audit.verify();
     expect(count).toBe(4);
-    expect(problems).toEqual([{ seq: 4, problem: "missing", message: "row 3 before row 4 were deleted" }]);
+    expect(problems).toEqual([{ seq: 4, orgId: null, problem: "missing", message: "row 3 before row 4 were deleted" }]);
   });
 
   it("P25: two rows whose contents were swapped (a reordering) are both detected and named", async () => {
@@ -85,7 +85,26 @@ describeEachEngine("audit log", (engine) => {
   it("P25: rows written with another key do not verify", async () => {
     await recordMany(2);
     await new AuditLog(t.store, randomBytes(32)).record(entry(3));
-    expect((await audit.verify()).problems).toEqual([{ seq: 3, problem: "edited", message: expect.stringContaining("row 3 ") }]);
+    expect((await audit.verify()).problems).toEqual([{ seq: 3, orgId: "o1", problem: "edited", message: expect.stringContaining("row 3 ") }]);
+  });
+
+  it("P25: a chain longer than one read of the walk verifies, and a break beyond the first read is found", async () => {
+    await recordMany(1003);
+    await t.store.db.deleteFrom("audit_log").where("seq", "=", 1002).execute();
+    expect(await audit.verify()).toEqual({ rows: 1002, problems: [{ seq: 1003, orgId: null, problem: "missing", message: "row 1002 before row 1003 were deleted" }] });
+  });
+
+  it("P25: an organisation is told of every break, but rows of other organisations are only counted", async () => {
+    await recordMany(3);
+    await audit.record({ action: "secret.set", actor: "other@example.com", orgId: "o2", target: "SECRET_NAME", details: {} });
+    expect(await audit.verifyFor("o1")).toEqual({ verified: true, problem: null });
+    await t.store.db.updateTable("audit_log").set({ actor: "someone-else@example.com" }).where("seq", "in", [2, 4]).execute();
+    const seen = await audit.verifyFor("o1");
+    expect(seen.verified).toBe(false);
+    expect(seen.problem).toContain("row 2 (project.created) was changed after it was written");
+    expect(seen.problem).toContain("1 problem(s) in other organizations' rows");
+    expect(seen.problem).not.toContain("secret.set");
+    expect((await audit.verifyFor("o2")).problem).toContain("row 4 (secret.set) was changed");
   });
 
   it("P25: many concurrent appends keep one valid chain", async () => {

@@ -1,4 +1,5 @@
 import { createHmac, timingSafeEqual } from "node:crypto";
+import { z } from "zod";
 import type { RequestContext } from "../auth/permissions.js";
 import type { Executor, Store, Tx } from "../store/database.js";
 import type { AuditLogTable } from "../store/schema.js";
@@ -31,6 +32,7 @@ export const auditActions = [
   "project.known_hosts_changed",
   "project.known_hosts_pinned",
   "project.known_hosts_confirmed",
+  "project.badge_regenerated",
   "project.env_file_decrypted",
   "project.webhook_secret_regenerated",
   "project.repository_linked",
@@ -41,6 +43,8 @@ export const auditActions = [
   "webhook.accepted",
   "webhook.rejected",
   "build.step_approved",
+  "runner.registered",
+  "runner.removed",
   "secret.set",
   "secret.deleted",
   "crypto.master_key_rotated",
@@ -58,8 +62,11 @@ export interface AuditEntry {
   details?: Record<string, unknown>;
 }
 
+/** Who did something, as an entry names them. */
+export type AuditActor = Pick<AuditEntry, "actorId" | "actor" | "ip">;
+
 /** The actor fields of an entry, taken from the caller of the operation. */
-export function actorOf(ctx: RequestContext): Pick<AuditEntry, "actorId" | "actor" | "ip"> {
+export function actorOf(ctx: RequestContext): AuditActor {
   return { actorId: ctx.principal.userId, actor: ctx.principal.email, ip: ctx.ip };
 }
 
@@ -76,13 +83,34 @@ export interface AuditRow {
   hash: string;
 }
 
+/** An entry as an organisation's audit log shows it. */
+export const auditEntrySchema = z.object({
+  seq: z.number(),
+  at: z.string(),
+  actorId: z.string().nullable(),
+  actor: z.string(),
+  action: z.string(),
+  target: z.string().nullable(),
+  ip: z.string().nullable(),
+  details: z.record(z.string(), z.unknown()),
+});
+
+/** Whether the hash chain holds, as one organisation is told. */
+export const auditChainSchema = z.object({ verified: z.boolean(), problem: z.string().nullable() });
+
 export interface ChainProblem {
   seq: number;
+  /** The organisation of the row that breaks the chain, as the row says (null for a deleted row). */
+  orgId: string | null;
   problem: "edited" | "missing" | "out_of_order";
   message: string;
 }
 
 const GENESIS = "0".repeat(64);
+/** Rows read at a time while verifying, so a long log is walked in bounded memory. */
+const VERIFY_BATCH = 1000;
+/** At most this many problems are described to an organisation; the CLI lists them all. */
+const DESCRIBED_PROBLEMS = 5;
 
 /**
  * The tamper-evident audit log: each row carries an HMAC over its own fields and the previous
@@ -91,6 +119,8 @@ const GENESIS = "0".repeat(64);
  * or move a row without `slipway admin audit verify` naming it.
  */
 export class AuditLog {
+  private verifying?: Promise<{ rows: number; problems: ChainProblem[] }>;
+
   constructor(
     private readonly store: Store,
     private readonly key: Buffer,
@@ -120,11 +150,14 @@ export class AuditLog {
     await tx.insertInto("audit_log").values({ ...row, hash: this.hashOf(row) }).execute();
   }
 
-  async list(ex: Executor, filter: { orgId: string; before?: number; limit: number; action?: string; actorId?: string }): Promise<AuditRow[]> {
+  /** `since` and `until` are ISO times (at and before); rows store theirs as toISOString() writes them, so they compare as text. */
+  async list(ex: Executor, filter: { orgId: string; before?: number; limit: number; action?: string; actorId?: string; since?: string; until?: string }): Promise<AuditRow[]> {
     let q = ex.selectFrom("audit_log").selectAll().where("org_id", "=", filter.orgId);
     if (filter.before !== undefined) q = q.where("seq", "<", filter.before);
     if (filter.action) q = q.where("action", "=", filter.action);
     if (filter.actorId) q = q.where("actor_id", "=", filter.actorId);
+    if (filter.since) q = q.where("at", ">=", new Date(filter.since).toISOString());
+    if (filter.until) q = q.where("at", "<=", new Date(filter.until).toISOString());
     const rows = await q.orderBy("seq", "desc").limit(filter.limit).execute();
     return rows.map((r) => ({
       seq: Number(r.seq),
@@ -140,31 +173,64 @@ export class AuditLog {
     }));
   }
 
-  /** Walks the whole chain; returns every row that breaks it (empty when intact). */
-  async verify(): Promise<{ rows: number; problems: ChainProblem[] }> {
-    const rows = await this.store.db.selectFrom("audit_log").selectAll().orderBy("seq", "asc").execute();
+  /**
+   * Walks the whole chain; returns every row that breaks it (empty when intact). Callers that
+   * ask while a walk is under way share it: the answer is the same for all, and the work is the
+   * whole log's.
+   */
+  verify(): Promise<{ rows: number; problems: ChainProblem[] }> {
+    this.verifying ??= this.walk().finally(() => {
+      this.verifying = undefined;
+    });
+    return this.verifying;
+  }
+
+  private async walk(): Promise<{ rows: number; problems: ChainProblem[] }> {
     const problems: ChainProblem[] = [];
     let prevHash = GENESIS;
     let expectedSeq = 1;
-    for (const r of rows) {
-      const seq = Number(r.seq);
-      const { hash, ...fields } = r;
-      const recomputed = this.hashOf({ ...fields, seq });
-      if (!sameHex(recomputed, hash)) {
-        problems.push({ seq, problem: "edited", message: `row ${seq} (${r.action}) was changed after it was written` });
-      } else if (seq !== expectedSeq) {
-        problems.push({
-          seq,
-          problem: "missing",
-          message: `row${seq - expectedSeq > 1 ? `s ${expectedSeq}-${seq - 1}` : ` ${expectedSeq}`} before row ${seq} were deleted`,
-        });
-      } else if (!sameHex(r.prev_hash, prevHash)) {
-        problems.push({ seq, problem: "out_of_order", message: `row ${seq} (${r.action}) does not follow row ${seq - 1}: rows were reordered or replaced` });
+    let rows = 0;
+    for (let after = 0; ; ) {
+      const batch = await this.store.db.selectFrom("audit_log").selectAll().where("seq", ">", after).orderBy("seq", "asc").limit(VERIFY_BATCH).execute();
+      for (const r of batch) {
+        const seq = Number(r.seq);
+        const { hash, ...fields } = r;
+        const recomputed = this.hashOf({ ...fields, seq });
+        if (!sameHex(recomputed, hash)) {
+          problems.push({ seq, orgId: r.org_id, problem: "edited", message: `row ${seq} (${r.action}) was changed after it was written` });
+        } else if (seq !== expectedSeq) {
+          problems.push({
+            seq,
+            orgId: null,
+            problem: "missing",
+            message: `row${seq - expectedSeq > 1 ? `s ${expectedSeq}-${seq - 1}` : ` ${expectedSeq}`} before row ${seq} were deleted`,
+          });
+        } else if (!sameHex(r.prev_hash, prevHash)) {
+          problems.push({ seq, orgId: r.org_id, problem: "out_of_order", message: `row ${seq} (${r.action}) does not follow row ${seq - 1}: rows were reordered or replaced` });
+        }
+        prevHash = hash;
+        expectedSeq = seq + 1;
+        after = seq;
       }
-      prevHash = hash;
-      expectedSeq = seq + 1;
+      rows += batch.length;
+      if (batch.length < VERIFY_BATCH) return { rows, problems };
     }
-    return { rows: rows.length, problems };
+  }
+
+  /**
+   * The chain as one organisation's admins may see it. The chain runs through every
+   * organisation's rows, so any break counts; but rows of other organisations are only counted,
+   * never described. Deleted rows belong to no one the log can still name: they are described.
+   */
+  async verifyFor(orgId: string): Promise<z.infer<typeof auditChainSchema>> {
+    const { problems } = await this.verify();
+    if (problems.length === 0) return { verified: true, problem: null };
+    const ours = problems.filter((p) => p.problem === "missing" || p.orgId === orgId);
+    const others = problems.length - ours.length;
+    const said = ours.slice(0, DESCRIBED_PROBLEMS).map((p) => p.message);
+    if (ours.length > DESCRIBED_PROBLEMS) said.push(`${ours.length - DESCRIBED_PROBLEMS} more problem(s) like these`);
+    if (others > 0) said.push(`${others} problem(s) in other organizations' rows`);
+    return { verified: false, problem: `The audit log was tampered with: ${said.join("; ")}. An instance administrator can list every problem with \`slipway admin audit verify\`.` };
   }
 
   private hashOf(row: Omit<AuditLogTable, "hash">): string {

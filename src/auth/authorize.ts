@@ -25,8 +25,13 @@ export class Authorizer {
     if (!principal) throw unauthenticated();
     switch (access.kind) {
       case "account":
-        if (access.sessionOnly && principal.via !== "session") throw new AppError(403, "session_required", "this action needs a signed-in browser session, not an API token");
+        if (access.sessionOnly && principal.via !== "session") throw sessionRequired();
         if (access.scope && !hasScope(principal, access.scope)) throw insufficientScope(access.scope);
+        return;
+      case "admin":
+        // No token scope grants instance administration (it mints runner tokens): only the admin's own session does.
+        if (principal.via !== "session") throw sessionRequired();
+        if (!principal.isAdmin) throw new AppError(403, "forbidden", "only an instance administrator may do this; ask one, or make one with `slipway admin create-user --admin`");
         return;
       case "org":
         return this.orgAction(principal, access.action, requireParam(params, "orgId"));
@@ -62,6 +67,8 @@ export class Authorizer {
     if (!roleAllows(role, action)) throw new AppError(403, "forbidden", `your role (${role}) does not allow ${action}; ask an owner or admin of the organization`);
   }
 }
+
+const sessionRequired = () => new AppError(403, "session_required", "this action needs a signed-in browser session, not an API token");
 
 function insufficientScope(scope: string): AppError {
   return new AppError(403, "insufficient_scope", `this API token lacks the ${scope} scope; create a token that has it`);

@@ -80,6 +80,8 @@ export type Access =
   | { kind: "org"; action: OrgAction }
   | { kind: "project"; action: ProjectAction }
   | { kind: "build"; action: ProjectAction }
+  /** The instance itself (runners): instance administrators, signed in with a browser session. */
+  | { kind: "admin" }
   | { kind: "runner" };
 
 export function hasScope(p: Principal, scope: Scope): boolean {

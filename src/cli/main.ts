@@ -259,7 +259,7 @@ async function createRunner(settings: Settings, name: string | undefined): Promi
   requireInstall(settings);
   if (!name) throw new UsageError("name the runner: --name build-01");
   return withServices(settings, async (s) => {
-    const { id, token } = await s.runners.register(name);
+    const { id, token } = await s.runners.register(name, { actor: "cli" });
     process.stderr.write(`registered runner ${name} (${id}); its token, shown only now:\n`);
     process.stdout.write(`${token}\n`);
     process.stderr.write("start it with: SLIPWAY_RUNNER_TOKEN=<token> slipway runner --server https://<this server>\n");

@@ -11,9 +11,11 @@ import { metricsPlugin } from "./plugins/metrics.js";
 import { securityPlugin } from "./plugins/security.js";
 import { shutdownPlugin } from "./plugins/shutdown.js";
 import { accountRoutes } from "./routes/account.js";
+import { badgeRoutes } from "./routes/badges.js";
 import { buildRoutes } from "./routes/builds.js";
 import { envFileKeyRoutes } from "./routes/env-file-key.js";
 import { runnerApiRoutes } from "./routes/runner-api.js";
+import { runnerAdminRoutes } from "./routes/runners.js";
 import { hookRoutes } from "./routes/hooks.js";
 import { organizationRoutes } from "./routes/organizations.js";
 import { projectCredentialRoutes } from "./routes/project-credentials.js";
@@ -59,7 +61,8 @@ export async function buildApp(services: Services, opts: { tls?: { cert: string;
   await app.register(accessPlugin, { services });
 
   await app.register(systemRoutes, { services });
-  for (const routes of [sessionRoutes, accountRoutes, organizationRoutes, projectRoutes, projectCredentialRoutes, envFileKeyRoutes, hookRoutes, scmRoutes, buildRoutes, runnerApiRoutes]) {
+  await app.register(badgeRoutes, { services });
+  for (const routes of [sessionRoutes, accountRoutes, organizationRoutes, projectRoutes, projectCredentialRoutes, envFileKeyRoutes, hookRoutes, scmRoutes, buildRoutes, runnerApiRoutes, runnerAdminRoutes]) {
     await app.register(routes, { prefix: "/api/v1", services, tls });
   }
   await app.register(webRoutes);

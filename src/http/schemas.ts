@@ -9,6 +9,8 @@ export { userSchema };
 export { tokenSchema } from "../auth/api-tokens.js";
 export { orgSchema };
 export const orgWithRoleSchema = orgSchema.extend({ role: roleSchema });
+/** A member as the organization's members see them: emails only for owners and admins (and oneself). */
+export const orgMemberSchema = z.object({ userId: z.string(), name: z.string(), email: z.string().optional(), role: roleSchema, since: z.string() });
 
 export const projectSchema = z.object({
   id: z.string(),
@@ -36,6 +38,20 @@ export const deployKeySchema = z.object({ publicKey: z.string(), fingerprint: z.
 export const webhookSecretSchema = z.object({ secret: z.string(), url: z.string() });
 
 export const messageSchema = z.object({ message: z.string() });
+
+export const badgeLinkSchema = z.object({
+  imageUrl: z.string().describe("The badge's address, token included: anyone with it sees the build status (and nothing else)."),
+  markdown: z.string().describe("Ready to paste into a README, linking to the project's builds."),
+});
+
+export const projectParams = z.object({ projectId: z.string().min(1).max(64) });
+
+/** A branch or tag name as a path or query part (git's own rules are checked where a ref is built). */
+export const refPart = z
+  .string()
+  .min(1)
+  .max(255)
+  .regex(/^[^\0-\x20\x7f~^:?*[\\]+$/, "a branch or tag name has no spaces, control characters or ~^:?*[\\");
 
 /** A PATCH body must change something: an empty one would be an UPDATE with nothing to set. */
 export const someField = [(body: object) => Object.keys(body).length > 0, "send at least one field to change"] as const;

@@ -71,7 +71,7 @@ export class Projects {
   ) {}
 
   async create(ctx: RequestContext, orgId: string, name: string, repositoryUrl: string | null): Promise<Project> {
-    const row: ProjectsTable = { id: newId("prj"), org_id: orgId, name, repository_url: repositoryUrl, created_at: now(), egress_allowlist: null, known_hosts: null, fork_builds: "run", known_hosts_confirmed: 0 };
+    const row: ProjectsTable = { id: newId("prj"), org_id: orgId, name, repository_url: repositoryUrl, created_at: now(), egress_allowlist: null, known_hosts: null, fork_builds: "run", known_hosts_confirmed: 0, badge_generation: 0 };
     await this.store.db.transaction().execute(async (tx) => {
       await this.assertNameFree(tx, orgId, name);
       await tx.insertInto("projects").values(row).execute();

@@ -28,6 +28,9 @@ const SIGN_IN_OWNER: Owner = { kind: "system", id: "scm-sign-in" };
 
 export const providerNameSchema = z.enum(webhookProviders);
 
+/** A git host this server is set up to connect to, with the scopes it asks for. */
+export const providerInfoSchema = z.object({ name: providerNameSchema, label: z.string(), scopes: z.array(z.string()) });
+
 /** What the account page shows of a connection: the profile and grant, never a token. */
 export const connectionSchema = scmUserSchema.omit({ id: true }).extend({
   provider: providerNameSchema,

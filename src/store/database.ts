@@ -19,6 +19,7 @@ import * as m012 from "./migrations/012_project_fork_builds.js";
 import * as m013 from "./migrations/013_scm_connections.js";
 import * as m014 from "./migrations/014_repository_polls.js";
 import * as m015 from "./migrations/015_project_host_key_confirmation.js";
+import * as m016 from "./migrations/016_project_badges.js";
 
 export type Db = Kysely<Database>;
 export type Tx = Transaction<Database>;
@@ -42,6 +43,7 @@ const migrations: Record<string, Migration> = {
   "013_scm_connections": m013,
   "014_repository_polls": m014,
   "015_project_host_key_confirmation": m015,
+  "016_project_badges": m016,
 };
 
 export interface Store {

@@ -96,6 +96,8 @@ export interface ProjectsTable {
   known_hosts_confirmed: number;
   /** The git host's pinned keys, known_hosts text, or null (the next clone pins what it sees). */
   known_hosts: string | null;
+  /** Bumped to revoke every status badge link: see migration 016. */
+  badge_generation: number;
 }
 
 export interface ProjectAssignmentsTable {

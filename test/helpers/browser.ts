@@ -1,7 +1,7 @@
 import { existsSync, mkdirSync } from "node:fs";
 import type { AddressInfo } from "node:net";
 import path from "node:path";
-import { chromium, type Browser, type BrowserContext, type Page } from "playwright-core";
+import { chromium, type Browser, type BrowserContext, type BrowserContextOptions, type Page } from "playwright-core";
 import { expect } from "vitest";
 import { WEB_ROOT } from "../../src/http/routes/web.js";
 import type { SettingsInput } from "../../src/config/settings.js";
@@ -18,7 +18,7 @@ export interface WebLab {
   base: string;
   browser: Browser;
   /** A fresh browser profile (cookies, storage) whose page records CSP violations and page errors. */
-  newPage(): Promise<{ context: BrowserContext; page: Page; problems: string[] }>;
+  newPage(options?: BrowserContextOptions): Promise<{ context: BrowserContext; page: Page; problems: string[] }>;
   close(): Promise<void>;
 }
 
@@ -35,8 +35,8 @@ export async function startWebLab(settings: SettingsInput = {}): Promise<WebLab>
     h,
     base,
     browser,
-    async newPage() {
-      const context = await browser.newContext({ baseURL: base, viewport: { width: 1280, height: 860 } });
+    async newPage(options = {}) {
+      const context = await browser.newContext({ baseURL: base, viewport: { width: 1280, height: 860 }, ...options });
       const page = await context.newPage();
       const problems: string[] = [];
       page.on("pageerror", (err) => problems.push(`page error: ${err.message}`));

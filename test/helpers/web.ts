@@ -113,8 +113,9 @@ export async function dbSnapshot(services: Services): Promise<Record<string, unk
 }
 
 /**
- * An owner with a project, a project secret, a personal secret, an API token, a second member, a
- * build that has ended, and a registered runner holding a job of another build.
+ * An owner (also the instance's administrator, so the runner admin routes let them in) with a
+ * project, a project secret, a personal secret, an API token, a second member, a build that has
+ * ended, a registered runner holding a job of another build, and a spare runner for :runnerId.
  */
 export interface World {
   owner: Client;
@@ -132,13 +133,13 @@ export interface World {
 export const WORLD_TOKEN_SCOPES = ["projects:read", "projects:write", "secrets:read", "secrets:write", "orgs:read", "orgs:write", "audit:read", "builds:read", "builds:write"];
 
 export async function setUpWorld(h: Harness): Promise<World> {
-  const ownerUser = await createUser(h, "owner@example.com");
+  const ownerUser = await createUser(h, "owner@example.com", { admin: true });
   const memberUser = await createUser(h, "member@example.com");
   const owner = await signIn(h, "owner@example.com");
   const project = await owner.post("/api/v1/projects", { name: "web" });
   expect(project.statusCode, project.body).toBe(201);
   const { id: projectId, organization: orgId } = project.json() as { id: string; organization: string };
-  const principal = { userId: ownerUser.id, email: ownerUser.email, isAdmin: false, twoFactor: false, via: "session", scopes: "all" } as const;
+  const principal = { userId: ownerUser.id, email: ownerUser.email, isAdmin: true, twoFactor: false, via: "session", scopes: "all" } as const;
   const { token: invitation } = await h.services.orgs.invite({ principal, ip: "127.0.0.1" }, orgId, memberUser.email, "member");
   const member = await signIn(h, "member@example.com");
   expect((await member.post("/api/v1/invitations/accept", { token: invitation })).statusCode).toBe(200);
@@ -148,6 +149,8 @@ export async function setUpWorld(h: Harness): Promise<World> {
   expect(token.statusCode, token.body).toBe(201);
   const { id: tokenId, token: bearerToken } = token.json() as { id: string; token: string };
   const { id: runnerId, token: runnerToken } = await h.services.runners.register("world");
+  // Requests may remove the runner named by :runnerId: not the one the runner routes need.
+  const { id: spareRunnerId } = await h.services.runners.register("spare");
   const ended = await endedBuild(owner, projectId);
   const heldJobId = await heldJob(h, runnerId, projectId);
   return {
@@ -156,7 +159,7 @@ export async function setUpWorld(h: Harness): Promise<World> {
     runner: new Client(h.app, { bearer: runnerToken }),
     runnerId,
     heldJobId,
-    params: { projectId, orgId, userId: memberUser.id, tokenId, name: "API_KEY", provider: "github", file: webAsset(), ...ended },
+    params: { projectId, orgId, userId: memberUser.id, tokenId, name: "API_KEY", provider: "github", file: webAsset(), runnerId: spareRunnerId, ...ended },
   };
 }
 
@@ -289,6 +292,7 @@ export const sampleBodies = (p: Record<string, string>): Record<string, unknown>
   "POST /api/v1/orgs": { name: "second" },
   "PATCH /api/v1/orgs/:orgId": { name: "renamed" },
   "POST /api/v1/orgs/:orgId/invitations": { email: "invitee@example.com", role: "member" },
+  "POST /api/v1/runners": { name: "build-02" },
   "PATCH /api/v1/orgs/:orgId/members/:userId": { role: "admin" },
   "POST /api/v1/projects": { name: "api", organization: p.orgId },
   "PATCH /api/v1/projects/:projectId": { name: "web2" },

@@ -1,7 +1,7 @@
 import { useQuery } from "@tanstack/react-query";
 import { get } from "./api";
 import { isLive } from "./components/Status";
-import type { Build, Org, Project } from "./types";
+import type { Build, Connection, DeployKey, Org, OrgInfo, OrgMember, Project, ScmProviderInfo } from "./types";
 
 // Each resource has one query key and one fetch, shared by the pages that show it.
 
@@ -9,7 +9,21 @@ export const useProjects = () => useQuery({ queryKey: ["projects"], queryFn: asy
 
 export const useOrgs = () => useQuery({ queryKey: ["orgs"], queryFn: async () => (await get<{ organizations: Org[] }>("/orgs")).organizations });
 
+export const useOrg = (id: string) => useQuery({ queryKey: ["org", id], queryFn: () => get<OrgInfo>(`/orgs/${id}`) });
+
+/** An organization's members with their roles (emails only for owners and admins, and oneself). */
+export const useOrgMembers = (orgId: string) => useQuery({ queryKey: ["org-members", orgId], queryFn: async () => (await get<{ members: OrgMember[] }>(`/orgs/${orgId}/members`)).members });
+
 export const useProject = (id: string) => useQuery({ queryKey: ["project", id], queryFn: () => get<Project>(`/projects/${id}`) });
+
+/** The public half of a project's deploy key (the private half never leaves the server). */
+export const useDeployKey = (projectId: string) => useQuery({ queryKey: ["deploy-key", projectId], queryFn: () => get<DeployKey>(`/projects/${projectId}/deploy-key`) });
+
+/** The git hosts this server can connect to. */
+export const useScmProviders = () => useQuery({ queryKey: ["scm-providers"], queryFn: async () => (await get<{ providers: ScmProviderInfo[] }>("/scm/providers")).providers });
+
+/** The caller's connected git host accounts. */
+export const useConnections = () => useQuery({ queryKey: ["connections"], queryFn: async () => (await get<{ connections: Connection[] }>("/me/connections")).connections });
 
 export interface BuildFilter {
   branch?: string;

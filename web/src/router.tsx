@@ -15,13 +15,19 @@ export const router = createBrowserRouter([
       { path: "/verify-email", ...page(() => import("./pages/VerifyEmail")) },
       { path: "/forgot-password", ...page(() => import("./pages/ForgotPassword")) },
       { path: "/reset-password", ...page(() => import("./pages/ResetPassword")) },
+      // Signed in or not: it sends a visitor to sign in itself, keeping the token out of the URL.
+      { path: "/accept-invitation", ...page(() => import("./pages/AcceptInvitation")) },
       {
         element: <RequireSignIn />,
         children: [
           { path: "/", ...page(() => import("./pages/Dashboard")) },
           { path: "/projects/new", ...page(() => import("./pages/NewProject")) },
           { path: "/projects/:projectId", ...page(() => import("./pages/Project")) },
+          { path: "/projects/:projectId/settings", ...page(() => import("./pages/ProjectSettings")) },
           { path: "/builds/:buildId", ...page(() => import("./pages/Build")) },
+          { path: "/orgs", ...page(() => import("./pages/Orgs")) },
+          { path: "/orgs/:orgId", ...page(() => import("./pages/Org")) },
+          { path: "/account", ...page(() => import("./pages/Account")) },
         ],
       },
       { path: "*", ...page(() => import("./pages/NotFound")) },

@@ -8,15 +8,10 @@ import { commitIdSchema } from "../../builds/events.js";
 import type { LogChunk } from "../../builds/job-logs.js";
 import type { Services } from "../../services.js";
 import { contextOf } from "../plugins/access.js";
+import { projectParams, refPart } from "../schemas.js";
 
-const projectParams = z.object({ projectId: z.string().min(1).max(64) });
 const buildParams = z.object({ buildId: z.string().min(1).max(64) });
 const logParams = buildParams.extend({ jobId: z.string().min(1).max(64) });
-const refPart = z
-  .string()
-  .min(1)
-  .max(255)
-  .regex(/^[^\0-\x20\x7f~^:?*[\\]+$/, "a branch or tag name has no spaces, control characters or ~^:?*[\\");
 
 /** The bytes of a log's chunks, for streaming it as text. */
 async function* logBytes(chunks: AsyncIterable<LogChunk>): AsyncGenerator<Buffer> {

@@ -1,11 +1,13 @@
+import type { FastifyRequest } from "fastify";
 import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
 import { z } from "zod";
+import { auditChainSchema, auditEntrySchema } from "../../audit/audit-log.js";
 import { roleAllows, roleSchema } from "../../auth/permissions.js";
 import { emailSchema } from "../../auth/users.js";
 import { tokenLink } from "../../mail/mailer.js";
 import type { Services } from "../../services.js";
 import { contextOf } from "../plugins/access.js";
-import { orgSchema, orgWithRoleSchema, someField } from "../schemas.js";
+import { orgMemberSchema, orgSchema, orgWithRoleSchema, someField } from "../schemas.js";
 
 const orgName = z.string().trim().min(1).max(100);
 const orgParams = z.object({ orgId: z.string().min(1).max(64) });
@@ -44,7 +46,7 @@ export const organizationRoutes: FastifyPluginAsyncZod<{ services: Services }> =
         summary: "Members and their roles",
         description: "Email addresses are shown to owners and admins only.",
         params: orgParams,
-        response: { 200: z.object({ members: z.array(z.object({ userId: z.string(), name: z.string(), email: z.string().optional(), role: roleSchema, since: z.string() })) }) },
+        response: { 200: z.object({ members: z.array(orgMemberSchema) }) },
       },
     },
     async (request) => {
@@ -76,7 +78,7 @@ export const organizationRoutes: FastifyPluginAsyncZod<{ services: Services }> =
       await services.mailer.send({
         to: request.body.email,
         subject: `Slipway: join ${org.name}`,
-        text: `${ctx.principal.email} invited you to the organization ${org.name} on Slipway as ${request.body.role}.\n\nAccept: ${tokenLink(services.publicUrl(), "invitations/accept", token)}\n\nThe link works once, until ${expiresAt}.\n`,
+        text: `${ctx.principal.email} invited you to the organization ${org.name} on Slipway as ${request.body.role}.\n\nAccept: ${tokenLink(services.publicUrl(), "accept-invitation", token)}\n\nThe link works once, until ${expiresAt}.\n`,
       });
       return reply.code(202).send({ expiresAt });
     },
@@ -102,20 +104,41 @@ export const organizationRoutes: FastifyPluginAsyncZod<{ services: Services }> =
       config: { access: { kind: "org", action: "org.audit.read" } },
       schema: {
         summary: "The organization's audit log, newest first",
+        description: "Filters: `action`, `actor` (a user id), and `since`/`until` (ISO 8601 times, both included). Page with `before` = the last page's `nextBefore`.",
         params: orgParams,
-        querystring: z.object({ before: z.coerce.number().int().positive().optional(), limit: z.coerce.number().int().min(1).max(500).default(100), action: z.string().max(64).optional(), actor: z.string().max(64).optional() }).strict(),
-        response: {
-          200: z.object({
-            entries: z.array(z.object({ seq: z.number(), at: z.string(), actorId: z.string().nullable(), actor: z.string(), action: z.string(), target: z.string().nullable(), ip: z.string().nullable(), details: z.record(z.string(), z.unknown()) })),
-            nextBefore: z.number().nullable(),
-          }),
-        },
+        querystring: z
+          .object({
+            before: z.coerce.number().int().positive().optional(),
+            limit: z.coerce.number().int().min(1).max(500).default(100),
+            action: z.string().max(64).optional(),
+            actor: z.string().max(64).optional(),
+            since: z.iso.datetime({ offset: true }).optional(),
+            until: z.iso.datetime({ offset: true }).optional(),
+          })
+          .strict(),
+        response: { 200: z.object({ entries: z.array(auditEntrySchema), nextBefore: z.number().nullable() }) },
       },
     },
     async (request) => {
       const q = request.query;
-      const entries = await services.audit.list(services.store.db, { orgId: request.params.orgId, before: q.before, limit: q.limit, action: q.action, actorId: q.actor });
+      const entries = await services.audit.list(services.store.db, { orgId: request.params.orgId, before: q.before, limit: q.limit, action: q.action, actorId: q.actor, since: q.since, until: q.until });
       return { entries, nextBefore: entries.length === q.limit ? entries[entries.length - 1]!.seq : null };
     },
+  );
+
+  app.get(
+    "/orgs/:orgId/audit/verify",
+    {
+      // Each check walks the whole instance's log.
+      config: { access: { kind: "org", action: "org.audit.read" }, rateLimit: { max: 10, timeWindow: "1 minute", keyGenerator: (request: FastifyRequest) => `${request.ip}|${request.principal?.userId ?? ""}` } },
+      schema: {
+        summary: "Check the audit log's hash chain",
+        description:
+          "The chain runs through the whole instance's log, so a break anywhere counts: `problem` describes breaks in this organization's rows and deleted rows, and only counts those in other organizations' rows. At most 10 checks a minute.",
+        params: orgParams,
+        response: { 200: auditChainSchema },
+      },
+    },
+    async (request) => services.audit.verifyFor(request.params.orgId),
   );
 };

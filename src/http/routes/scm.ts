@@ -1,7 +1,7 @@
 import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
 import { z } from "zod";
 import { AppError } from "../../errors.js";
-import { connectionSchema, providerCall, providerNameSchema } from "../../scm/connections.js";
+import { connectionSchema, providerCall, providerInfoSchema, providerNameSchema } from "../../scm/connections.js";
 import { repositoryPageSchema } from "../../scm/provider.js";
 import { leftoverSchema, repositoryLinkSchema } from "../../scm/repository-links.js";
 import type { Services } from "../../services.js";
@@ -26,7 +26,7 @@ export const scmRoutes: FastifyPluginAsyncZod<{ services: Services; tls: boolean
 
   app.get(
     "/scm/providers",
-    { config: { access: { kind: "public" } }, schema: { summary: "Git hosts this server can connect to", response: { 200: z.object({ providers: z.array(z.object({ name: providerNameSchema, label: z.string(), scopes: z.array(z.string()) })) }) } } },
+    { config: { access: { kind: "public" } }, schema: { summary: "Git hosts this server can connect to", response: { 200: z.object({ providers: z.array(providerInfoSchema) }) } } },
     async () => ({ providers: registry.configured().map((p) => ({ ...p, scopes: [...p.scopes] })) }),
   );
 

@@ -35,13 +35,11 @@ export const webRoutes: FastifyPluginAsync = async (app) => {
 
   const page = async (request: FastifyRequest, reply: FastifyReply) => {
     const url = request.url.split("?")[0]!;
+    // This route catches what no other route took; the router says 414 for an overlong segment, so this does too.
+    if (url.split("/").some((segment) => segment.length > MAX_PARAM_LENGTH)) throw new AppError(414, "uri_too_long", SEGMENT_TOO_LONG);
     // Pages have no file names: a dotted path (/.env, /x.php, /.well-known/…) is a file that is not here.
     if (url.split("/").some((segment) => segment.includes("."))) throw notFound(request.url);
-    if (/^\/api(\/|$)/i.test(url)) {
-      // This route catches what no API route took; the router says 414 for an overlong segment, so this does too.
-      if (url.split("/").some((segment) => segment.length > MAX_PARAM_LENGTH)) throw new AppError(414, "uri_too_long", SEGMENT_TOO_LONG);
-      throw notFound(request.url);
-    }
+    if (/^\/api(\/|$)/i.test(url)) throw notFound(request.url);
     if (!built) {
       return reply.code(503).type("text/plain; charset=utf-8").send("The web app is not built: run `npm run build` (the API under /api/v1 works without it).\n");
     }

@@ -20,6 +20,8 @@ export function Shell() {
             <NavLink to="/" end>
               Projects
             </NavLink>
+            <NavLink to="/orgs">Organizations</NavLink>
+            <NavLink to="/account">Account</NavLink>
           </nav>
         )}
         <div className="who">

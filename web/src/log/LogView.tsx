@@ -28,6 +28,13 @@ export function LogView({ id, lines, jumpTo }: { id: string; lines: string[]; ju
     return found;
   }, [lines, query]);
 
+  // A new search goes to its first match at once.
+  const firstMatch = matches[0];
+  useEffect(() => {
+    if (firstMatch !== undefined) scrollToLine(firstMatch);
+    // Only when the query changes: lines arriving must not pull the view back to the first match.
+  }, [query]);
+
   const scrollToLine = (line: number) => {
     const el = box.current;
     if (!el) return;

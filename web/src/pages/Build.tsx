@@ -3,7 +3,7 @@ import { useState } from "react";
 import { Link, useNavigate, useParams } from "react-router";
 import { api } from "../api";
 import { refOf } from "../components/BuildRow";
-import { ErrorNote } from "../components/ErrorNote";
+import { ErrorNote, LoadError } from "../components/ErrorNote";
 import { isLive, Status } from "../components/Status";
 import { duration, Time } from "../components/Time";
 import { LogView } from "../log/LogView";
@@ -15,7 +15,7 @@ import type { Build as BuildType, Job } from "../types";
 export default function Build() {
   const { buildId = "" } = useParams();
   const build = useBuild(buildId);
-  if (build.error) return <ErrorNote error={build.error} />;
+  if (build.error) return <LoadError error={build.error} what="build" />;
   if (!build.data) return <p role="status">Loading the build…</p>;
   return <BuildPage build={build.data} />;
 }
@@ -39,7 +39,7 @@ function BuildPage({ build }: { build: BuildType }) {
         <dt>Ref</dt>
         <dd>{refOf(build)}</dd>
         <dt>Commit</dt>
-        <dd className="mono">{build.commit ?? "not checked out yet"}</dd>
+        <dd className="mono">{build.commit ?? (isLive(build.status) ? "not checked out yet" : "–")}</dd>
         <dt>Message</dt>
         <dd className="message">{build.message || "–"}</dd>
         <dt>Author</dt>

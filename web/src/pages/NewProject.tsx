@@ -4,13 +4,13 @@ import { Link, useNavigate } from "react-router";
 import { api, get } from "../api";
 import { ErrorNote } from "../components/ErrorNote";
 import { Field, formValues } from "../components/Field";
-import { useOrgs } from "../queries";
-import type { Connection, DeployKey, Project, RepositoryPage } from "../types";
+import { useConnections, useOrgs } from "../queries";
+import type { DeployKey, Project, RepositoryPage } from "../types";
 
 /** A project from a connected account's repository, or from any git URL (then: install its deploy key). */
 export default function NewProject() {
   const orgs = useOrgs();
-  const connections = useQuery({ queryKey: ["connections"], queryFn: async () => (await get<{ connections: Connection[] }>("/me/connections")).connections });
+  const connections = useConnections();
   const [created, setCreated] = useState<Project | null>(null);
   const [source, setSource] = useState<string>("git");
   const client = useQueryClient();

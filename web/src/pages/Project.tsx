@@ -1,9 +1,9 @@
 import { useMutation, useQueryClient } from "@tanstack/react-query";
 import { useState } from "react";
-import { useNavigate, useParams, useSearchParams } from "react-router";
+import { Link, useNavigate, useParams, useSearchParams } from "react-router";
 import { api } from "../api";
 import { BuildTable } from "../components/BuildRow";
-import { ErrorNote } from "../components/ErrorNote";
+import { ErrorNote, LoadError } from "../components/ErrorNote";
 import { Field, formValues } from "../components/Field";
 import { useBuilds, useProject } from "../queries";
 import type { Build } from "../types";
@@ -29,12 +29,15 @@ export default function Project() {
     });
   };
 
-  if (project.error) return <ErrorNote error={project.error} />;
+  if (project.error) return <LoadError error={project.error} what="project" />;
   return (
     <>
       <div className="heading">
         <h1>{project.data?.name ?? "Project"}</h1>
         {project.data?.repositoryUrl && <span className="muted mono">{project.data.repositoryUrl}</span>}
+        <Link className="actions" to={`/projects/${projectId}/settings`}>
+          Settings
+        </Link>
       </div>
       {project.data?.polling?.problem && (
         <p className="error" role="alert">

@@ -1,16 +1,12 @@
-import { useMutation, useQuery } from "@tanstack/react-query";
+import { useMutation } from "@tanstack/react-query";
 import { useState } from "react";
 import { Link, useNavigate, useSearchParams } from "react-router";
-import { api, ApiError, get } from "../api";
+import { api, ApiError } from "../api";
 import { ErrorNote } from "../components/ErrorNote";
 import { Field, formValues, fragment } from "../components/Field";
+import { useScmProviders } from "../queries";
 import { useSessionStarted } from "../session";
 import type { Session } from "../types";
-
-interface Provider {
-  name: string;
-  label: string;
-}
 
 /** Email and password, then the two-factor code when the account has it; or a connected git host account. */
 export default function SignIn() {
@@ -20,7 +16,7 @@ export default function SignIn() {
   const [hash] = useState(fragment);
   const ticket = hash.get("scm-ticket");
   const [needsCode, setNeedsCode] = useState(Boolean(ticket));
-  const providers = useQuery({ queryKey: ["scm-providers"], queryFn: () => get<{ providers: Provider[] }>("/scm/providers") });
+  const providers = useScmProviders();
   // Only a path on this site: a link cannot send someone elsewhere after signing in.
   const next = params.get("next")?.match(/^\/(?!\/)/) ? params.get("next")! : "/";
 
@@ -63,10 +59,10 @@ export default function SignIn() {
           {signIn.isPending ? "Signing in…" : "Sign in"}
         </button>
       </form>
-      {!ticket && (providers.data?.providers.length ?? 0) > 0 && (
+      {!ticket && (providers.data?.length ?? 0) > 0 && (
         <div className="stack">
           <p className="muted">Or, if you connected one to your Slipway account:</p>
-          {providers.data!.providers.map((p) => (
+          {providers.data!.map((p) => (
             <button key={p.name} type="button" className="secondary" onClick={() => viaProvider.mutate(p.name)} disabled={viaProvider.isPending}>
               Sign in with {p.label}
             </button>
