@@ -461,7 +461,7 @@ const calls: Record<string, (s: Subject) => Promise<Call>> = {
   "GET /api/v1/builds/:buildId/jobs/:jobId/log": async (s) => ({ params: await buildOf(s.projectId), query: "?format=text" }),
 
   "GET /api/v1/runners": none,
-  "POST /api/v1/runners": async () => ({ body: { name: `runner-${rand()}` } }),
+  "POST /api/v1/runners": async () => ({ body: { name: `runner-${rand()}`, currentPassword: PASSWORD } }),
   "DELETE /api/v1/runners/:runnerId": async () => ({ params: { runnerId: (await h.services.runners.register(`doomed-${rand()}`)).id } }),
   "POST /api/v1/runner/lease": async () => ({ body: { waitMs: 0 } }),
   "POST /api/v1/runner/jobs/:jobId/heartbeat": async () => ({ params: { jobId: heldJobId }, body: {} }),

@@ -9,8 +9,8 @@ let owner: Client;
 let project: string;
 let other: string;
 
-const finish = async (branch: string, status: "success" | "failed") => {
-  const build = await h.services.builds.create(project, { branch, trigger: "api" });
+const finish = async (branch: string, status: "success" | "failed", pullRequest?: number) => {
+  const build = await h.services.builds.create(project, { branch, trigger: "webhook", ...(pullRequest !== undefined && { pullRequest, fromFork: true }) });
   await h.services.store.db.updateTable("builds").set({ status }).where("id", "=", build.id).execute();
 };
 const badge = (url: string) => anonymous(h).get(new URL(url).pathname + new URL(url).search);
@@ -48,6 +48,26 @@ describe("status badges", () => {
     expect((await badge(`${imageUrl}&branch=nowhere`)).body).toContain("build: no builds");
     // Nothing of the project but its status: not its name.
     expect((await badge(imageUrl)).body).not.toContain("app");
+  });
+
+  it("leave out builds of pull requests, whose branch a fork names as it likes", async () => {
+    const { imageUrl } = await linkOf();
+    await finish("main", "success");
+    await finish("main", "failed", 7);
+    expect((await badge(`${imageUrl}&branch=main`)).body).toContain("build: passing");
+    expect((await badge(imageUrl)).body).toContain("build: passing");
+    await finish("feature", "failed", 8);
+    expect((await badge(`${imageUrl}&branch=feature`)).body).toContain("build: no builds");
+  });
+
+  it("ignore query parameters of their own (cache busters), and are not limited per address (image proxies share theirs)", async () => {
+    const { imageUrl } = await linkOf();
+    const busted = await badge(`${imageUrl}&branch=main&v=2&_=${Date.now()}`);
+    expect(busted.statusCode, busted.body).toBe(200);
+    expect(busted.body).toContain("build: passing");
+    expect((await badge(`${imageUrl}&branch=${"x".repeat(300)}`)).statusCode).toBe(400);
+    const loads = await Promise.all(Array.from({ length: 700 }, () => badge(imageUrl)));
+    expect(new Set(loads.map((r) => r.statusCode))).toEqual(new Set([200]));
   });
 
   it("refuse a wrong token, another project's token and an unknown project alike", async () => {

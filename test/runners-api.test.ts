@@ -1,9 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { tokenHash } from "../src/crypto/secret-box.js";
-import { anonymous, Client, createUser, signIn, startHarness, tokenClient, type Harness } from "./helpers/harness.js";
+import { anonymous, Client, createUser, PASSWORD, signIn, startHarness, tokenClient, type Harness } from "./helpers/harness.js";
 
 // The instance's runners, managed from the API by instance administrators: the same registration
 // as `slipway admin create-runner`, a token shown once, and a removal that takes effect at once.
+// Registering asks for the admin's password again: a runner token reads every organization's secrets.
 
 let h: Harness;
 let admin: Client;
@@ -24,11 +25,12 @@ const listed = async () => {
   expect(res.statusCode, res.body).toBe(200);
   return { body: res.body, runners: res.json().runners as Array<{ id: string; name: string; createdAt: string; lastSeenAt: string | null; online: boolean }> };
 };
+const register = (name: string, currentPassword = PASSWORD, client = admin) => client.post("/api/v1/runners", { name, currentPassword });
 const auditOf = (action: string) => h.services.store.db.selectFrom("audit_log").selectAll().where("action", "=", action).execute();
 
 describe("runners API", () => {
   it("an admin registers a runner (token shown once), lists it without its token, and its token leases", async () => {
-    const created = await admin.post("/api/v1/runners", { name: "  build-01 " });
+    const created = await register("  build-01 ");
     expect(created.statusCode, created.body).toBe(201);
     const { runner, token } = created.json() as { runner: { id: string; name: string; lastSeenAt: string | null; online: boolean }; token: string };
     expect(token).toMatch(/^slr_/);
@@ -53,7 +55,7 @@ describe("runners API", () => {
   });
 
   it("removing a runner stops its token at once, is audited, and a second removal is 404", async () => {
-    const { runner, token } = (await admin.post("/api/v1/runners", { name: "doomed" })).json() as { runner: { id: string }; token: string };
+    const { runner, token } = (await register("doomed")).json() as { runner: { id: string }; token: string };
     const asRunner = new Client(h.app, { bearer: token });
     expect((await asRunner.post("/api/v1/runner/lease", { waitMs: 0 })).statusCode).toBe(204);
 
@@ -79,7 +81,7 @@ describe("runners API", () => {
       ["admin's API token", adminToken, 403, "session_required"],
       ["anonymous", anonymous(h), 401, "unauthenticated"],
     ] as const) {
-      for (const res of [await client.get("/api/v1/runners"), await client.post("/api/v1/runners", { name: "sneaky" }), await client.delete(`/api/v1/runners/${kept}`)]) {
+      for (const res of [await client.get("/api/v1/runners"), await register("sneaky", PASSWORD, client), await client.delete(`/api/v1/runners/${kept}`)]) {
         expect(res.statusCode, `${who}: ${res.body}`).toBe(status);
         expect(res.json().error.code, who).toBe(code);
         expect(res.body).not.toMatch(/slr_/);
@@ -89,7 +91,27 @@ describe("runners API", () => {
   });
 
   it("a name is required, trimmed and at most 100 characters", async () => {
-    for (const name of ["", "   ", "x".repeat(101)]) expect((await admin.post("/api/v1/runners", { name })).statusCode, JSON.stringify(name)).toBe(400);
-    expect((await admin.post("/api/v1/runners", { name: "x", extra: 1 })).statusCode).toBe(400);
+    for (const name of ["", "   ", "x".repeat(101)]) expect((await register(name)).statusCode, JSON.stringify(name)).toBe(400);
+    expect((await admin.post("/api/v1/runners", { name: "x", currentPassword: PASSWORD, extra: 1 })).statusCode).toBe(400);
+  });
+
+  it("needs the admin's password again: without it or with a wrong one nothing is registered, and wrong ones count towards the sign-in lock-out", async () => {
+    await createUser(h, "root2@example.com", { admin: true });
+    const root2 = await signIn(h, "root2@example.com");
+    const count = async () => (await h.services.runners.list()).length;
+    const before = await count();
+    expect((await root2.post("/api/v1/runners", { name: "no-password" })).statusCode).toBe(400);
+    const wrong = await register("wrong-password", "not the password", root2);
+    expect(wrong.statusCode, wrong.body).toBe(403);
+    expect(wrong.json().error).toMatchObject({ code: "invalid_credentials", message: "the current password is wrong" });
+    expect(wrong.body).not.toMatch(/slr_/);
+    // The fifth wrong password locks the account, as five wrong sign-ins would: even the right one waits now.
+    for (let i = 0; i < 4; i++) expect((await register("wrong-password", "not the password", root2)).statusCode).toBe(403);
+    const locked = await register("right-password", PASSWORD, root2);
+    expect(locked.statusCode).toBe(429);
+    expect(locked.json().error.code).toBe("too_many_attempts");
+    expect((await anonymous(h).post("/api/v1/session", { email: "root2@example.com", password: PASSWORD })).statusCode).toBe(429);
+    expect(await count()).toBe(before);
+    expect(await auditOf("runner.registered")).not.toContainEqual(expect.objectContaining({ actor: "root2@example.com" }));
   });
 });

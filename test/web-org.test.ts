@@ -6,7 +6,7 @@ import { mailedToken, PASSWORD } from "./helpers/harness.js";
 // The organization pages in Debian's Chromium against a real server: an owner creates an
 // organization and invites someone, who accepts from the mailed link in a browser of their own;
 // the owner changes their role and reads it all in the audit log, whose chain verifies. An
-// instance administrator registers a runner, sees its token once, and removes it.
+// instance administrator registers a runner (with their password again), sees its token once, and removes it.
 
 let lab: WebLab;
 
@@ -28,7 +28,7 @@ async function signIn(page: Page, email: string) {
 }
 
 const region = (page: Page, name: string) => page.getByRole("region", { name });
-const row = (page: Page, text: string) => page.getByRole("row").filter({ hasText: text });
+const row = (page: Page, text: string) => page.getByRole("table", { name: "Members" }).getByRole("row").filter({ hasText: text });
 /** A runner token's answer at the lease route: 204 (nothing to do) while it works, 401 once it does not. */
 const lease = async (token: string) => (await fetch(`${lab.base}/api/v1/runner/lease`, { method: "POST", headers: { authorization: `Bearer ${token}`, "content-type": "application/json" }, body: '{"waitMs":0}' })).status;
 
@@ -95,9 +95,11 @@ describe("the organization pages", () => {
 
     const audit = region(page, "Audit log");
     await audit.getByText("Chain verified").waitFor();
+    expect(Date.parse((await audit.locator(".chain-ok time").getAttribute("datetime"))!)).toBeLessThanOrEqual(Date.now());
     const actions = () => audit.locator("tbody td.mono:nth-child(3)").allTextContents();
     await expect.poll(actions).toEqual(["org.role_changed", "org.member_added", "org.member_invited", "org.created"]);
-    const changed = row(page, "org.role_changed");
+    const entry = (action: string) => audit.getByRole("row").filter({ hasText: action });
+    const changed = entry("org.role_changed");
     expect(await changed.textContent()).toContain("olive@example.com");
     expect(await changed.textContent()).toContain("Bob Builder");
     expect(await changed.textContent()).toContain("from: member, to: admin");
@@ -105,7 +107,7 @@ describe("the organization pages", () => {
 
     await audit.getByLabel("Action").selectOption("org.member_invited");
     await expect.poll(actions).toEqual(["org.member_invited"]);
-    expect(await row(page, "org.member_invited").textContent()).toContain("invitation:bob@example.com");
+    expect(await entry("org.member_invited").textContent()).toContain("invitation:bob@example.com");
     await audit.getByLabel("Action").selectOption("");
     await audit.getByLabel("Actor").selectOption({ label: "Bob Builder" });
     await expect.poll(actions).toEqual(["org.member_added"]);
@@ -127,27 +129,33 @@ describe("the organization pages", () => {
     await runners.getByText("No runner is registered").waitFor();
 
     await runners.getByLabel("Runner name").fill("build-01");
+    await runners.getByLabel("Your password").fill("not the password");
     await runners.getByRole("button", { name: "Register runner" }).click();
+    await expect.poll(() => runners.getByRole("alert").textContent()).toMatch(/current password is wrong/);
+    await screenshot(page, "runners-wrong-password");
+    await runners.getByLabel("Your password").fill(PASSWORD);
+    await runners.getByRole("button", { name: "Register runner" }).click();
+    const runnerRow = runners.getByRole("row").filter({ hasText: "build-01" });
     const shown = runners.getByLabel("Token of the runner “build-01”");
     const token = await shown.inputValue();
     expect(token).toMatch(/^slr_/);
     expect(await runners.locator("code").textContent()).toBe(`SLIPWAY_RUNNER_TOKEN=… slipway runner --server ${lab.base}`);
-    await row(page, "build-01").waitFor();
+    await runnerRow.waitFor();
     await screenshot(page, "runners");
     expect(await lease(token)).toBe(204);
 
     expect(await runners.getByRole("button", { name: "Done" }).isDisabled()).toBe(true);
     await runners.getByLabel("I have saved this token").check();
     await runners.getByRole("button", { name: "Done" }).click();
-    await runners.getByLabel("Runner name").waitFor();
+    expect(await runners.getByLabel("Your password").inputValue()).toBe("");
     expect(await page.content()).not.toContain(token);
     // Shown once: nothing of it comes back with the page.
     await page.reload();
-    await row(page, "build-01").getByText("online").waitFor();
+    await runnerRow.getByText("online").waitFor();
     expect(await page.content()).not.toContain(token);
 
-    await row(page, "build-01").getByRole("button", { name: "Remove" }).click();
-    await row(page, "build-01").getByRole("button", { name: "Remove runner" }).click();
+    await runnerRow.getByRole("button", { name: "Remove" }).click();
+    await runnerRow.getByRole("button", { name: "Remove runner" }).click();
     await runners.getByText("No runner is registered").waitFor();
     expect(await lease(token)).toBe(401);
     expectCleanPage(problems);

@@ -114,13 +114,27 @@ describe("the browser app's qualities", () => {
     expect(gzipped).toBeLessThan(250 * 1024);
   });
 
+  it("signs in with the keyboard alone", async () => {
+    const { page, problems } = await lab.newPage();
+    await page.goto("/sign-in");
+    // The email field has the focus when the page opens; Tab goes on to the password, Enter sends.
+    await expect.poll(() => page.evaluate(() => (globalThis as unknown as { document: { activeElement: { getAttribute(n: string): string | null } } }).document.activeElement.getAttribute("type"))).toBe("email");
+    await page.keyboard.type("owner@example.com");
+    await page.keyboard.press("Tab");
+    await page.keyboard.type(PASSWORD);
+    await page.keyboard.press("Enter");
+    await page.getByRole("heading", { name: "Projects", level: 1 }).waitFor();
+    expectCleanPage(problems);
+  });
+
   it("has no serious or critical accessibility problems on any page (axe-core)", async () => {
     const anon = await lab.newPage();
     const pages: Array<[Page, string]> = [];
     for (const url of ["/sign-in", "/sign-up", "/forgot-password", "/verify-email", "/reset-password"]) pages.push([anon.page, url]);
     const { page } = await signedInPage();
     const build = (await owner.get(`/api/v1/projects/${projectId}/builds?limit=1`)).json().builds[0].id as string;
-    for (const url of ["/", "/projects/new", `/projects/${projectId}`, `/builds/${build}`, "/nowhere"]) pages.push([page, url]);
+    const orgId = (await owner.get("/api/v1/orgs")).json().organizations[0].id as string;
+    for (const url of ["/", "/projects/new", `/projects/${projectId}`, `/projects/${projectId}/settings`, `/builds/${build}`, "/account", "/orgs", `/orgs/${orgId}`, "/accept-invitation", "/nowhere", "/projects/prj_missing"]) pages.push([page, url]);
     const found: string[] = [];
     for (const [p, url] of pages) {
       await p.goto(url);

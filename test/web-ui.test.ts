@@ -1,3 +1,4 @@
+import { get } from "node:http";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { expectCleanPage, screenshot, startWebLab, type WebLab } from "./helpers/browser.js";
 import { mailedToken } from "./helpers/harness.js";
@@ -11,6 +12,16 @@ beforeAll(async () => {
   lab = await startWebLab();
 });
 afterAll(() => lab?.close());
+
+/** A GET of the path exactly as written: fetch() would resolve ".." and "%2e%2e" segments before sending. */
+const rawGet = (path: string) =>
+  new Promise<{ status: number; body: string }>((resolve, reject) => {
+    get(`${lab.base}${path}`, { path }, (res) => {
+      let body = "";
+      res.setEncoding("utf8").on("data", (chunk: string) => (body += chunk));
+      res.on("end", () => resolve({ status: res.statusCode!, body }));
+    }).on("error", reject);
+  });
 
 describe("the web app", () => {
   it("serves the app for page paths with a strict CSP, its assets for good, and JSON 404s under /api", async () => {
@@ -27,10 +38,10 @@ describe("the web app", () => {
     const js = await fetch(`${lab.base}${asset}`);
     expect(js.status).toBe(200);
     expect(js.headers.get("cache-control")).toMatch(/immutable/);
-    for (const missing of ["/assets/nothing.js", "/assets/..%2Fsrc%2Fhttp%2Fapp.js", "/api/v1/nothing", "/api"]) {
-      const res = await fetch(`${lab.base}${missing}`);
+    for (const missing of ["/assets/nothing.js", "/assets/..%2Fsrc%2Fhttp%2Fapp.js", "/assets/..", "/assets/%2e%2e", "/assets/.hidden", "/api/v1/nothing", "/api"]) {
+      const res = await rawGet(missing);
       expect(res.status, missing).toBe(404);
-      expect(((await res.json()) as { error: { code: string } }).error.code).toBe("not_found");
+      expect((JSON.parse(res.body) as { error: { code: string } }).error.code).toBe("not_found");
     }
   });
 

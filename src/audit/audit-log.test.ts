@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { afterEach, beforeEach, expect, it } from "vitest";
+import { afterEach, beforeEach, expect, it, vi } from "vitest";
 import { describeEachEngine, tempStore, type TempStore } from "../../test/helpers/engines.js";
 import { AuditLog, type AuditEntry } from "./audit-log.js";
 
@@ -97,7 +97,7 @@ describeEachEngine("audit log", (engine) => {
   it("P25: an organisation is told of every break, but rows of other organisations are only counted", async () => {
     await recordMany(3);
     await audit.record({ action: "secret.set", actor: "other@example.com", orgId: "o2", target: "SECRET_NAME", details: {} });
-    expect(await audit.verifyFor("o1")).toEqual({ verified: true, problem: null });
+    expect(await audit.verifyFor("o1")).toEqual({ verified: true, problem: null, checkedAt: expect.any(String) });
     await t.store.db.updateTable("audit_log").set({ actor: "someone-else@example.com" }).where("seq", "in", [2, 4]).execute();
     const seen = await audit.verifyFor("o1");
     expect(seen.verified).toBe(false);
@@ -105,6 +105,27 @@ describeEachEngine("audit log", (engine) => {
     expect(seen.problem).toContain("1 problem(s) in other organizations' rows");
     expect(seen.problem).not.toContain("secret.set");
     expect((await audit.verifyFor("o2")).problem).toContain("row 4 (secret.set) was changed");
+  });
+
+  it("an organisation's check reuses a walk younger than the age it allows, and says when that walk began", async () => {
+    for (let n = 1; n <= 3; n++) await audit.record(entry(n));
+    const walks = vi.spyOn(t.store.db, "selectFrom");
+    const first = await audit.verifyFor("o1", 60_000);
+    expect(first).toEqual({ verified: true, problem: null, checkedAt: expect.any(String) });
+    expect(Date.now() - Date.parse(first.checkedAt)).toBeLessThan(60_000);
+    const walked = walks.mock.calls.length;
+    expect(walked).toBeGreaterThan(0);
+    await t.store.db.updateTable("audit_log").set({ actor: "someone-else@example.com" }).where("seq", "=", 2).execute();
+    // Within the minute: the same walk answers, without reading the log, for any organisation.
+    expect(await audit.verifyFor("o1", 60_000)).toEqual(first);
+    expect((await audit.verifyFor("o2", 60_000)).checkedAt).toBe(first.checkedAt);
+    expect(walks.mock.calls.length).toBe(walked);
+    // A check that allows no age (and the CLI's verify) walks again, and sees the edit.
+    const fresh = await audit.verifyFor("o1");
+    expect(fresh.verified).toBe(false);
+    expect(Date.parse(fresh.checkedAt)).toBeGreaterThanOrEqual(Date.parse(first.checkedAt));
+    expect((await audit.verify()).problems).toHaveLength(1);
+    walks.mockRestore();
   });
 
   it("P25: many concurrent appends keep one valid chain", async () => {

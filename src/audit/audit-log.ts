@@ -95,8 +95,8 @@ export const auditEntrySchema = z.object({
   details: z.record(z.string(), z.unknown()),
 });
 
-/** Whether the hash chain holds, as one organisation is told. */
-export const auditChainSchema = z.object({ verified: z.boolean(), problem: z.string().nullable() });
+/** Whether the hash chain holds, as one organisation is told, and when the log was walked to find out. */
+export const auditChainSchema = z.object({ verified: z.boolean(), problem: z.string().nullable(), checkedAt: z.string() });
 
 export interface ChainProblem {
   seq: number;
@@ -118,8 +118,16 @@ const DESCRIBED_PROBLEMS = 5;
  * unwraps, so someone who can change the database but lacks the master key cannot edit, remove
  * or move a row without `slipway admin audit verify` naming it.
  */
+/** One walk of the chain: when it began (rows written later may not be in it) and what it found. */
+interface Walk {
+  at: string;
+  rows: number;
+  problems: ChainProblem[];
+}
+
 export class AuditLog {
-  private verifying?: Promise<{ rows: number; problems: ChainProblem[] }>;
+  private walking?: Promise<Walk>;
+  private lastWalk?: Walk;
 
   constructor(
     private readonly store: Store,
@@ -173,19 +181,29 @@ export class AuditLog {
     }));
   }
 
-  /**
-   * Walks the whole chain; returns every row that breaks it (empty when intact). Callers that
-   * ask while a walk is under way share it: the answer is the same for all, and the work is the
-   * whole log's.
-   */
-  verify(): Promise<{ rows: number; problems: ChainProblem[] }> {
-    this.verifying ??= this.walk().finally(() => {
-      this.verifying = undefined;
-    });
-    return this.verifying;
+  /** Walks the whole chain; returns every row that breaks it (empty when intact). */
+  async verify(): Promise<{ rows: number; problems: ChainProblem[] }> {
+    const { rows, problems } = await this.walked(0);
+    return { rows, problems };
   }
 
-  private async walk(): Promise<{ rows: number; problems: ChainProblem[] }> {
+  /**
+   * The last walk if it began less than `maxAgeMs` ago, else a new one. Callers that ask while a
+   * walk is under way share it: the answer is the same for all, and the work is the whole log's.
+   */
+  private walked(maxAgeMs: number): Promise<Walk> {
+    const last = this.lastWalk;
+    if (last && Date.now() - Date.parse(last.at) < maxAgeMs) return Promise.resolve(last);
+    this.walking ??= this.walk()
+      .then((walk) => (this.lastWalk = walk))
+      .finally(() => {
+        this.walking = undefined;
+      });
+    return this.walking;
+  }
+
+  private async walk(): Promise<Walk> {
+    const at = new Date().toISOString();
     const problems: ChainProblem[] = [];
     let prevHash = GENESIS;
     let expectedSeq = 1;
@@ -213,7 +231,7 @@ export class AuditLog {
         after = seq;
       }
       rows += batch.length;
-      if (batch.length < VERIFY_BATCH) return { rows, problems };
+      if (batch.length < VERIFY_BATCH) return { at, rows, problems };
     }
   }
 
@@ -221,16 +239,17 @@ export class AuditLog {
    * The chain as one organisation's admins may see it. The chain runs through every
    * organisation's rows, so any break counts; but rows of other organisations are only counted,
    * never described. Deleted rows belong to no one the log can still name: they are described.
+   * Any user can make an organisation and ask, so a walk that began less than `maxAgeMs` ago answers.
    */
-  async verifyFor(orgId: string): Promise<z.infer<typeof auditChainSchema>> {
-    const { problems } = await this.verify();
-    if (problems.length === 0) return { verified: true, problem: null };
+  async verifyFor(orgId: string, maxAgeMs = 0): Promise<z.infer<typeof auditChainSchema>> {
+    const { at: checkedAt, problems } = await this.walked(maxAgeMs);
+    if (problems.length === 0) return { verified: true, problem: null, checkedAt };
     const ours = problems.filter((p) => p.problem === "missing" || p.orgId === orgId);
     const others = problems.length - ours.length;
     const said = ours.slice(0, DESCRIBED_PROBLEMS).map((p) => p.message);
     if (ours.length > DESCRIBED_PROBLEMS) said.push(`${ours.length - DESCRIBED_PROBLEMS} more problem(s) like these`);
     if (others > 0) said.push(`${others} problem(s) in other organizations' rows`);
-    return { verified: false, problem: `The audit log was tampered with: ${said.join("; ")}. An instance administrator can list every problem with \`slipway admin audit verify\`.` };
+    return { verified: false, problem: `The audit log was tampered with: ${said.join("; ")}. An instance administrator can list every problem with \`slipway admin audit verify\`.`, checkedAt };
   }
 
   private hashOf(row: Omit<AuditLogTable, "hash">): string {

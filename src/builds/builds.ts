@@ -165,11 +165,13 @@ export class Builds {
     return (await this.store.db.selectFrom("builds").select("project_id").where("id", "=", buildId).executeTakeFirst())?.project_id;
   }
 
-  async list(projectId: string, opts: { before?: number; limit: number; branch?: string; status?: string }): Promise<Build[]> {
+  /** `withoutPullRequests` leaves out builds of pull requests: they carry their head branch's name, which a fork may call `main`. */
+  async list(projectId: string, opts: { before?: number; limit: number; branch?: string; status?: string; withoutPullRequests?: boolean }): Promise<Build[]> {
     let q = this.store.db.selectFrom("builds").selectAll().where("project_id", "=", projectId);
     if (opts.before) q = q.where("number", "<", opts.before);
     if (opts.branch) q = q.where("branch", "=", opts.branch);
     if (opts.status) q = q.where("status", "=", opts.status);
+    if (opts.withoutPullRequests) q = q.where("pr_number", "is", null);
     const rows = await q.orderBy("number", "desc").limit(opts.limit).execute();
     return Promise.all(rows.map((r) => this.get(r.id)));
   }

@@ -1,6 +1,6 @@
 import { pollingSchema } from "../scm/repository-polls.js";
 import { z } from "zod";
-import { roleSchema } from "../auth/permissions.js";
+import { roleSchema, scopeSchema } from "../auth/permissions.js";
 import { userSchema } from "../auth/users.js";
 import { orgSchema } from "../orgs/organizations.js";
 
@@ -31,6 +31,13 @@ export const projectSchema = z.object({
 });
 
 export const sessionResponseSchema = z.object({ user: userSchema, csrfToken: z.string() });
+
+export const meSchema = z.object({ user: userSchema, organizations: z.array(orgWithRoleSchema), recoveryCodesLeft: z.number() });
+export const twoFactorSetupSchema = z.object({ otpauthUri: z.string(), secret: z.string(), qrSvg: z.string() });
+export const recoveryCodesSchema = z.object({ recoveryCodes: z.array(z.string()) });
+export const newTokenSchema = z.object({ name: z.string().trim().min(1).max(100), scopes: z.array(scopeSchema).min(1).max(20), expiresAt: z.string().datetime().optional() }).strict();
+export const createdTokenSchema = z.object({ id: z.string(), token: z.string() });
+export const metaSchema = z.object({ version: z.string(), signup: z.boolean(), egressAddresses: z.array(z.string()) });
 
 export const secretNameListSchema = z.object({ secrets: z.array(z.object({ name: z.string(), updatedAt: z.string() })) });
 

@@ -292,7 +292,7 @@ export const sampleBodies = (p: Record<string, string>): Record<string, unknown>
   "POST /api/v1/orgs": { name: "second" },
   "PATCH /api/v1/orgs/:orgId": { name: "renamed" },
   "POST /api/v1/orgs/:orgId/invitations": { email: "invitee@example.com", role: "member" },
-  "POST /api/v1/runners": { name: "build-02" },
+  "POST /api/v1/runners": { name: "build-02", currentPassword: PASSWORD },
   "PATCH /api/v1/orgs/:orgId/members/:userId": { role: "admin" },
   "POST /api/v1/projects": { name: "api", organization: p.orgId },
   "PATCH /api/v1/projects/:projectId": { name: "web2" },

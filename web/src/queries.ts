@@ -32,16 +32,17 @@ export interface BuildFilter {
   limit?: number;
 }
 
-/** A project's builds, newest first; asked again every few seconds while one of them is live. */
-export const useBuilds = (projectId: string, filter: BuildFilter = {}) =>
-  useQuery({
-    queryKey: ["builds", projectId, filter],
-    queryFn: async () => {
-      const q = new URLSearchParams(Object.entries(filter).flatMap(([k, v]) => (v === undefined || v === "" ? [] : [[k, String(v)]])));
-      return (await get<{ builds: Build[] }>(`/projects/${projectId}/builds${q.size ? `?${q}` : ""}`)).builds;
-    },
-    refetchInterval: (query) => (query.state.data?.some((b) => isLive(b.status)) ? 3_000 : false),
-  });
+/** The query of a project's builds, newest first; asked again every few seconds while one of them is live. */
+export const buildsQuery = (projectId: string, filter: BuildFilter = {}) => ({
+  queryKey: ["builds", projectId, filter],
+  queryFn: async () => {
+    const q = new URLSearchParams(Object.entries(filter).flatMap(([k, v]) => (v === undefined || v === "" ? [] : [[k, String(v)]])));
+    return (await get<{ builds: Build[] }>(`/projects/${projectId}/builds${q.size ? `?${q}` : ""}`)).builds;
+  },
+  refetchInterval: (query: { state: { data?: Build[] } }) => (query.state.data?.some((b) => isLive(b.status)) ? 3_000 : false),
+});
+
+export const useBuilds = (projectId: string, filter: BuildFilter = {}) => useQuery(buildsQuery(projectId, filter));
 
 /** One build with its jobs and steps, followed every 2 s until it has ended. */
 export const useBuild = (id: string) =>

@@ -1,5 +1,5 @@
 import { createBrowserRouter, type RouteObject } from "react-router";
-import { RequireSignIn, Shell } from "./components/Layout";
+import { PageError, RequireSignIn, Shell } from "./components/Layout";
 
 /** Each page is its own chunk, loaded when first visited. */
 const page = (load: () => Promise<{ default: React.ComponentType }>): Pick<RouteObject, "lazy"> => ({
@@ -9,6 +9,7 @@ const page = (load: () => Promise<{ default: React.ComponentType }>): Pick<Route
 export const router = createBrowserRouter([
   {
     element: <Shell />,
+    errorElement: <PageError />,
     children: [
       { path: "/sign-in", ...page(() => import("./pages/SignIn")) },
       { path: "/sign-up", ...page(() => import("./pages/SignUp")) },

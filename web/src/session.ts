@@ -2,7 +2,7 @@ import { useQuery, useQueryClient } from "@tanstack/react-query";
 import { ApiError, api, setCsrfToken } from "./api";
 import type { Session, User } from "./types";
 
-const SESSION_KEY = ["session"] as const;
+export const SESSION_KEY = ["session"] as const;
 
 /** Who is signed in (null when nobody is), from GET /session, which also hands out the CSRF token. */
 export function useSession(): { user: User | null; loading: boolean } {
@@ -33,11 +33,17 @@ export function useSessionStarted(): (session: Session) => void {
   };
 }
 
-/** Signs out and forgets everything the page had loaded for that user. */
+/**
+ * Signs out and forgets everything the page had loaded for that user. Only the server's word
+ * (or a session it no longer knows) counts: after a network error the cookie still works, so the
+ * error is thrown for the caller to show rather than pretend the user left.
+ */
 export function useSignOut(): () => Promise<void> {
   const client = useQueryClient();
   return async () => {
-    await api("DELETE", "/session").catch(() => undefined);
+    await api("DELETE", "/session").catch((err: unknown) => {
+      if (!(err instanceof ApiError && err.status === 401)) throw err;
+    });
     setCsrfToken(null);
     client.clear();
     client.setQueryData(SESSION_KEY, null);

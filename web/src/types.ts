@@ -5,7 +5,7 @@ import type { auditActions, auditChainSchema, auditEntrySchema } from "../../src
 import type { buildSchema } from "../../src/builds/builds.js";
 import type { runnerSchema } from "../../src/builds/runners.js";
 import type { orgSchema } from "../../src/orgs/organizations.js";
-import type { badgeLinkSchema, deployKeySchema, orgMemberSchema, orgWithRoleSchema, projectSchema, secretNameListSchema, sessionResponseSchema, tokenSchema, userSchema, webhookSecretSchema } from "../../src/http/schemas.js";
+import type { badgeLinkSchema, createdTokenSchema, deployKeySchema, meSchema, metaSchema, newTokenSchema, orgMemberSchema, orgWithRoleSchema, projectSchema, recoveryCodesSchema, secretNameListSchema, sessionResponseSchema, tokenSchema, twoFactorSetupSchema, userSchema, webhookSecretSchema } from "../../src/http/schemas.js";
 import type { connectionSchema, providerInfoSchema } from "../../src/scm/connections.js";
 import type { repositoryPageSchema } from "../../src/scm/provider.js";
 import type { leftoverSchema, repositoryLinkSchema } from "../../src/scm/repository-links.js";
@@ -36,3 +36,9 @@ export type AuditAction = (typeof auditActions)[number];
 export type AuditChain = z.infer<typeof auditChainSchema>;
 export type Runner = z.infer<typeof runnerSchema>;
 export type BadgeLink = z.infer<typeof badgeLinkSchema>;
+export type Me = z.infer<typeof meSchema>;
+export type TwoFactorSetup = z.infer<typeof twoFactorSetupSchema>;
+export type RecoveryCodes = z.infer<typeof recoveryCodesSchema>;
+export type NewToken = z.input<typeof newTokenSchema>;
+export type CreatedToken = z.infer<typeof createdTokenSchema>;
+export type Meta = z.infer<typeof metaSchema>;

@@ -2,11 +2,10 @@ import type { FastifyRequest } from "fastify";
 import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
 import { z } from "zod";
 import { passwordSchema } from "../../auth/passwords.js";
-import { scopeSchema } from "../../auth/permissions.js";
 import { secretNameSchema, secretValueSchema } from "../../secrets/secret-variables.js";
 import type { Services } from "../../services.js";
 import { contextOf } from "../plugins/access.js";
-import { orgWithRoleSchema, secretNameListSchema, tokenSchema, userSchema } from "../schemas.js";
+import { createdTokenSchema, meSchema, newTokenSchema, orgWithRoleSchema, recoveryCodesSchema, secretNameListSchema, tokenSchema, twoFactorSetupSchema } from "../schemas.js";
 
 const sessionOnly = { access: { kind: "account", sessionOnly: true } } as const;
 /** For routes that check a password or code: few tries per minute for one account from one address. */
@@ -19,7 +18,7 @@ const guarded = {
 export const accountRoutes: FastifyPluginAsyncZod<{ services: Services }> = async (app, { services }) => {
   app.get(
     "/me",
-    { config: { access: { kind: "account" } }, schema: { summary: "The caller's account and organizations", response: { 200: z.object({ user: userSchema, organizations: z.array(orgWithRoleSchema), recoveryCodesLeft: z.number() }) } } },
+    { config: { access: { kind: "account" } }, schema: { summary: "The caller's account and organizations", response: { 200: meSchema } } },
     async (request) => {
       const { principal } = contextOf(request);
       return {
@@ -49,7 +48,7 @@ export const accountRoutes: FastifyPluginAsyncZod<{ services: Services }> = asyn
         summary: "Start two-factor set-up",
         description: "Needs the account's password, so a stolen session alone cannot bind its own authenticator. Returns the otpauth:// URI and a QR code (SVG) for an authenticator app; confirm with a code to turn it on.",
         body: z.object({ password: z.string().min(1).max(256) }).strict(),
-        response: { 200: z.object({ otpauthUri: z.string(), secret: z.string(), qrSvg: z.string() }) },
+        response: { 200: twoFactorSetupSchema },
       },
     },
     async (request) => {
@@ -61,7 +60,7 @@ export const accountRoutes: FastifyPluginAsyncZod<{ services: Services }> = asyn
 
   app.post(
     "/me/2fa/confirm",
-    { config: guarded, schema: { summary: "Turn two-factor on", description: "Returns recovery codes, shown only this once.", body: z.object({ code: z.string().regex(/^\d{6}$/, "a 6-digit code") }).strict(), response: { 200: z.object({ recoveryCodes: z.array(z.string()) }) } } },
+    { config: guarded, schema: { summary: "Turn two-factor on", description: "Returns recovery codes, shown only this once.", body: z.object({ code: z.string().regex(/^\d{6}$/, "a 6-digit code") }).strict(), response: { 200: recoveryCodesSchema } } },
     async (request) => services.twoFactor.confirm(contextOf(request), request.body.code),
   );
 
@@ -86,8 +85,8 @@ export const accountRoutes: FastifyPluginAsyncZod<{ services: Services }> = asyn
       schema: {
         summary: "Create an API token",
         description: "The token is in this response only; Slipway keeps a hash. Send it as `Authorization: Bearer <token>`.",
-        body: z.object({ name: z.string().trim().min(1).max(100), scopes: z.array(scopeSchema).min(1).max(20), expiresAt: z.string().datetime().optional() }).strict(),
-        response: { 201: z.object({ id: z.string(), token: z.string() }) },
+        body: newTokenSchema,
+        response: { 201: createdTokenSchema },
       },
     },
     async (request, reply) => reply.code(201).send(await services.tokens.create(contextOf(request), request.body.name, request.body.scopes, request.body.expiresAt ?? null)),

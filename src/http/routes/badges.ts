@@ -18,12 +18,15 @@ export const badgeRoutes: FastifyPluginAsyncZod<{ services: Services }> = async 
   app.get(
     "/badge/:file",
     {
-      config: { access: { kind: "public" }, rateLimit: { max: 600, timeWindow: "1 minute" } },
+      // No per-address limit: image proxies (GitHub's camo) fetch every README's badges from a few
+      // shared addresses, and a load costs an HMAC and a few small queries.
+      config: { access: { kind: "public" } },
       schema: {
         summary: "A project's status badge (SVG)",
-        description: "`/badge/<projectId>.svg?token=…&branch=…`: the latest build's status (of the branch when given). The token comes with the badge link from `GET /api/v1/projects/:id/badge`; a wrong token and an unknown project both answer 404.",
+        description:
+          "`/badge/<projectId>.svg?token=…&branch=…`: the status of the latest build that is not of a pull request (of the branch when given). The token comes with the badge link from `GET /api/v1/projects/:id/badge`; a wrong token and an unknown project both answer 404. Other query parameters (cache busters that READMEs add) are ignored.",
         params: z.object({ file: z.string().max(80) }),
-        querystring: z.object({ token: z.string().max(64), branch: refPart.optional() }).strict(),
+        querystring: z.object({ token: z.string().max(64), branch: refPart.optional() }),
       },
     },
     async (request, reply) => {
@@ -31,7 +34,7 @@ export const badgeRoutes: FastifyPluginAsyncZod<{ services: Services }> = async 
       if (!projectId || !(await badges.check(projectId, request.query.token))) {
         throw new AppError(404, "not_found", "no badge at this address: copy the badge link from the project's settings again (regenerating it changes the link)");
       }
-      const [latest] = await builds.list(projectId, { limit: 1, branch: request.query.branch });
+      const [latest] = await builds.list(projectId, { limit: 1, branch: request.query.branch, withoutPullRequests: true });
       // Badges are embedded by image proxies that cache hard; each load should show the current status.
       return reply.type("image/svg+xml; charset=utf-8").header("cache-control", "no-cache, max-age=0").send(badgeSvg(latest));
     },

@@ -3,8 +3,8 @@ import { z } from "zod";
 import { ENV_FILE_MAX_BYTES } from "../../secrets/env-file-format.js";
 import type { Services } from "../../services.js";
 import { contextOf } from "../plugins/access.js";
+import { projectParams } from "../schemas.js";
 
-const projectParams = z.object({ projectId: z.string().min(1).max(64) });
 /** An encrypted env file's text, as committed (lines of `slipway:v1:…`). */
 export const envFileTextSchema = z.string().max(ENV_FILE_MAX_BYTES);
 

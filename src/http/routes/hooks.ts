@@ -7,13 +7,13 @@ import { PayloadError, readEvent } from "../../scm/webhook-events.js";
 import { AppError } from "../../errors.js";
 import { parseSignature } from "../../projects/webhooks.js";
 import type { Services } from "../../services.js";
+import { projectParams } from "../schemas.js";
 
 export const HOOK_BODY_LIMIT = 64 * 1024;
 const ID = /^[A-Za-z0-9_-]{1,64}$/;
 const DELIVERY_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 const HOOK_ACTOR = "webhook";
 
-const projectParams = z.object({ projectId: z.string().min(1).max(64) });
 const acceptedSchema = z.object({ accepted: z.literal(true), buildId: z.string().nullable() });
 
 const reject = (status: number, code: string, message: string, reason = code) => Object.assign(new AppError(status, code, message), { reason });

@@ -1,10 +1,8 @@
 import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
-import { z } from "zod";
 import type { Services } from "../../services.js";
 import { contextOf } from "../plugins/access.js";
-import { deployKeySchema, webhookSecretSchema } from "../schemas.js";
+import { deployKeySchema, projectParams, webhookSecretSchema } from "../schemas.js";
 
-const projectParams = z.object({ projectId: z.string().min(1).max(64) });
 
 /** How a project reaches its repository (deploy key) and how its repository reaches it (signed webhook). */
 export const projectCredentialRoutes: FastifyPluginAsyncZod<{ services: Services }> = async (app, { services }) => {

@@ -11,9 +11,8 @@ import { pollIntervalSchema, type Polling } from "../../scm/repository-polls.js"
 import { secretNameSchema, secretValueSchema } from "../../secrets/secret-variables.js";
 import type { Services } from "../../services.js";
 import { contextOf } from "../plugins/access.js";
-import { projectSchema, secretNameListSchema, someField } from "../schemas.js";
+import { projectParams, projectSchema, secretNameListSchema, someField } from "../schemas.js";
 
-const projectParams = z.object({ projectId: z.string().min(1).max(64) });
 const secretParams = projectParams.extend({ name: secretNameSchema });
 const assignmentParams = projectParams.extend({ userId: z.string().min(1).max(64) });
 const view = (p: Project, polling: Polling | null) => ({ id: p.id, organization: p.orgId, name: p.name, repositoryUrl: p.repositoryUrl, createdAt: p.createdAt, egressAllowlist: p.egressAllowlist, knownHosts: p.knownHosts, forkBuilds: p.forkBuilds, hostKeyFingerprints: p.hostKeyFingerprints, knownHostsConfirmed: p.knownHostsConfirmed, polling });

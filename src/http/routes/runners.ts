@@ -23,13 +23,16 @@ export const runnerAdminRoutes: FastifyPluginAsyncZod<{ services: Services }> = 
       config: admin,
       schema: {
         summary: "Register a runner",
-        description: "Instance administrators only. Returns the runner's token, shown only this once; start the runner with it in SLIPWAY_RUNNER_TOKEN (`slipway runner --server <this server>`). Audited.",
-        body: z.object({ name: z.string().trim().min(1).max(100) }).strict(),
+        description:
+          "Instance administrators only, with their password again: a runner token reads the secrets of every organization's builds, so a session left open must not be enough to mint one (wrong passwords count towards the sign-in lock-out). Returns the runner's token, shown only this once; start the runner with it in SLIPWAY_RUNNER_TOKEN (`slipway runner --server <this server>`). Audited.",
+        body: z.object({ name: z.string().trim().min(1).max(100), currentPassword: z.string().min(1).max(256) }).strict(),
         response: { 201: z.object({ runner: runnerSchema, token: z.string() }) },
       },
     },
     async (request, reply) => {
-      const { runner, token } = await runners.register(request.body.name, actorOf(contextOf(request)));
+      const ctx = contextOf(request);
+      await services.throttle.guard(ctx.principal.email, ctx.ip, () => services.users.confirmPassword(ctx.principal.userId, request.body.currentPassword));
+      const { runner, token } = await runners.register(request.body.name, actorOf(ctx));
       return reply.code(201).send({ runner, token });
     },
   );

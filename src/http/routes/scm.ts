@@ -6,13 +6,12 @@ import { repositoryPageSchema } from "../../scm/provider.js";
 import { leftoverSchema, repositoryLinkSchema } from "../../scm/repository-links.js";
 import type { Services } from "../../services.js";
 import { contextOf } from "../plugins/access.js";
-import { sessionResponseSchema } from "../schemas.js";
+import { projectParams, sessionResponseSchema } from "../schemas.js";
 import { setSessionCookie } from "./session.js";
 
 const sessionOnly = { access: { kind: "account", sessionOnly: true } } as const;
 const STATE_COOKIE = "slipway_scm_state";
 const providerParams = z.object({ provider: providerNameSchema });
-const projectParams = z.object({ projectId: z.string().min(1).max(64) });
 /** Owner/name at GitHub, Gitea and Bitbucket; group/subgroup/name at GitLab. */
 const repoSchema = z.string().min(3).max(512).regex(/^[A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)+$/, "a repository is named owner/name (GitLab: group/subgroup/name)");
 const leftoversSchema = z.object({ leftovers: z.array(leftoverSchema).describe("What could not be removed at the provider, with why: remove these by hand.") });

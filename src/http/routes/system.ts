@@ -1,7 +1,7 @@
 import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
-import { z } from "zod";
 import type { Services } from "../../services.js";
 import { version } from "../../version.js";
+import { metaSchema } from "../schemas.js";
 
 const publicAccess = { access: { kind: "public" } } as const;
 
@@ -46,7 +46,7 @@ export const systemRoutes: FastifyPluginAsyncZod<{ services: Services }> = async
       config: publicAccess,
       schema: {
         summary: "Server version and facts that clients rely on",
-        response: { 200: z.object({ version: z.string(), signup: z.boolean(), egressAddresses: z.array(z.string()) }) },
+        response: { 200: metaSchema },
       },
     },
     async () => ({ version, signup: settings.signup, egressAddresses: settings.egressAddresses }),

@@ -29,7 +29,8 @@ export const webRoutes: FastifyPluginAsync = async (app) => {
 
   app.get("/assets/:file", { config: publicAccess, schema: { hide: true } }, async (request, reply) => {
     const { file } = request.params as { file: string };
-    if (!built || !/^[A-Za-z0-9._-]+$/.test(file)) throw notFound(request.url);
+    // Vite's file names start with a letter, digit, "_" or "-": ".." would be the directory (its index.html, cached for a year) and ".x" no asset.
+    if (!built || !/^[A-Za-z0-9_-][A-Za-z0-9._-]*$/.test(file)) throw notFound(request.url);
     return reply.sendFile(path.join("assets", file), { maxAge: "365d", immutable: true });
   });
 

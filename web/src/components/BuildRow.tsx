@@ -1,6 +1,7 @@
 import { Link } from "react-router";
 import type { Build } from "../types";
 import { Status } from "./Status";
+import { TableHead } from "./TableHead";
 import { duration, Time } from "./Time";
 
 /** What a build is of: its branch, tag or pull request. */
@@ -33,18 +34,7 @@ export function BuildRow({ build, project }: { build: Build; project?: string })
 export function BuildTable({ builds, showProject }: { builds: Array<{ build: Build; project?: string }>; showProject?: boolean }) {
   return (
     <table className="builds">
-      <thead>
-        <tr>
-          <th scope="col">{showProject ? "Build" : "#"}</th>
-          <th scope="col">Status</th>
-          <th scope="col">Ref</th>
-          <th scope="col">Commit</th>
-          <th scope="col">Message</th>
-          <th scope="col">Author</th>
-          <th scope="col">Started</th>
-          <th scope="col">Duration</th>
-        </tr>
-      </thead>
+      <TableHead columns={[showProject ? "Build" : "#", "Status", "Ref", "Commit", "Message", "Author", "Started", "Duration"]} />
       <tbody>
         {builds.map(({ build, project }) => (
           <BuildRow key={build.id} build={build} project={project} />

@@ -1,11 +1,13 @@
-import { Link, Navigate, NavLink, Outlet, useLocation, useNavigate } from "react-router";
+import { useMutation } from "@tanstack/react-query";
+import { Link, Navigate, NavLink, Outlet, useLocation, useNavigate, useRouteError } from "react-router";
 import { useSession, useSignOut } from "../session";
+import { ErrorNote } from "./ErrorNote";
 
 /** The frame of every page: the header with where to go, and the page below it. */
 export function Shell() {
   const { user } = useSession();
-  const signOut = useSignOut();
   const navigate = useNavigate();
+  const signOut = useMutation({ mutationFn: useSignOut(), onSuccess: () => navigate("/sign-in") });
   return (
     <>
       <a className="skip" href="#main">
@@ -31,10 +33,8 @@ export function Shell() {
               <button
                 type="button"
                 className="link"
-                onClick={async () => {
-                  await signOut();
-                  navigate("/sign-in");
-                }}
+                disabled={signOut.isPending}
+                onClick={() => signOut.mutate()}
               >
                 Sign out
               </button>
@@ -45,6 +45,7 @@ export function Shell() {
         </div>
       </header>
       <main id="main" tabIndex={-1}>
+        <ErrorNote error={signOut.error} />
         <Outlet />
       </main>
     </>
@@ -58,4 +59,22 @@ export function RequireSignIn() {
   if (loading) return <p className="muted" role="status">Loading…</p>;
   if (!user) return <Navigate to={`/sign-in?next=${encodeURIComponent(location.pathname + location.search)}`} replace />;
   return <Outlet />;
+}
+
+/**
+ * What a page that failed to load shows. After a new release, an open tab may ask for a page
+ * chunk that no longer exists: loading the app again fetches the new one.
+ */
+export function PageError() {
+  const error = useRouteError();
+  const stale = error instanceof Error && /dynamically imported module|Importing a module script failed|Failed to fetch/i.test(error.message);
+  return (
+    <section className="narrow">
+      <h1>{stale ? "Slipway was updated" : "This page failed"}</h1>
+      <p role="alert">{stale ? "This tab still runs the previous version." : error instanceof Error ? error.message : "Something went wrong while showing this page."}</p>
+      <button type="button" onClick={() => window.location.reload()}>
+        Reload the page
+      </button>
+    </section>
+  );
 }

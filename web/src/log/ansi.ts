@@ -62,11 +62,13 @@ function apply(look: Look, codes: number[]): void {
   }
 }
 
-// CSI sequences (colours and anything else, such as cursor moves, which are dropped) and OSC ones.
-const ESCAPES = /\x1b\[([0-9;]*)([A-Za-z])|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b/g;
+// CSI sequences (colours; anything else, such as cursor moves or ESC[?25l, is dropped), OSC ones, and a lone ESC.
+const ESCAPES = /\x1b\[([0-?]*)[ -/]*([@-~])|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b/g;
 
 /** A line's text cut into spans by its colour codes; other escape sequences and control characters are dropped. */
-export function parseAnsi(line: string, start: Look = { bold: false, dim: false, italic: false, underline: false }): Span[] {
+export function parseAnsi(text: string, start: Look = { bold: false, dim: false, italic: false, underline: false }): Span[] {
+  // A carriage return starts the line over (progress bars): what a terminal shows is the last frame.
+  const line = text.slice(text.lastIndexOf("\r") + 1);
   const look = { ...start };
   const spans: Span[] = [];
   const push = (text: string) => {
@@ -78,7 +80,7 @@ export function parseAnsi(line: string, start: Look = { bold: false, dim: false,
   let last = 0;
   for (const m of line.matchAll(ESCAPES)) {
     push(line.slice(last, m.index));
-    if (m[2] === "m") apply(look, (m[1] || "0").split(";").map((n) => Number(n) || 0));
+    if (m[2] === "m" && /^[0-9;]*$/.test(m[1] ?? "")) apply(look, (m[1] || "0").split(";").map((n) => Number(n) || 0));
     last = m.index + m[0].length;
   }
   push(line.slice(last));

@@ -1,14 +1,15 @@
-import { useEffect, useRef, useState } from "react";
+import { useEffect, useState } from "react";
 
 export interface JobLog {
   /** Complete lines, then the line being written. */
   lines: string[];
   /** The byte offset in the log where each line starts, to find a step's first line. */
   starts: number[];
-  bytes: number;
   ended: boolean;
   error: string | null;
 }
+
+const EMPTY: JobLog = { lines: [], starts: [0], ended: false, error: null };
 
 const fromBase64 = (b64: string) => Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
 
@@ -18,19 +19,18 @@ const fromBase64 = (b64: string) => Uint8Array.from(atob(b64), (c) => c.charCode
  * so a 10 MB backlog arrives without re-rendering for each chunk.
  */
 export function useJobLog(buildId: string, jobId: string): JobLog {
-  const [log, setLog] = useState<JobLog>({ lines: [], starts: [0], bytes: 0, ended: false, error: null });
-  const state = useRef({ lines: [] as string[], starts: [0], partial: "", bytes: 0 });
+  const [log, setLog] = useState<JobLog>(EMPTY);
 
   useEffect(() => {
+    setLog(EMPTY);
     const s = { lines: [] as string[], starts: [0], partial: "", bytes: 0 };
-    state.current = s;
     const decoder = new TextDecoder();
     let frame = 0;
     let ended = false;
     let error: string | null = null;
     const publish = () => {
       frame = 0;
-      setLog({ lines: s.partial ? [...s.lines, s.partial] : s.lines.slice(), starts: s.starts.slice(), bytes: s.bytes, ended, error });
+      setLog({ lines: s.partial ? [...s.lines, s.partial] : s.lines.slice(), starts: s.starts.slice(), ended, error });
     };
     const schedule = () => {
       if (!frame) frame = requestAnimationFrame(publish);
@@ -48,7 +48,6 @@ export function useJobLog(buildId: string, jobId: string): JobLog {
       const parts = text.split("\n");
       s.partial = parts.pop()!;
       for (const p of parts) s.lines.push(p.endsWith("\r") ? p.slice(0, -1) : p);
-      error = null;
       schedule();
     });
     source.addEventListener("end", () => {
@@ -56,6 +55,10 @@ export function useJobLog(buildId: string, jobId: string): JobLog {
       source.close();
       schedule();
     });
+    source.onopen = () => {
+      error = null;
+      schedule();
+    };
     source.onerror = () => {
       // The browser retries by itself; say so while it does, rather than show a log that silently stopped.
       if (!ended) error = source.readyState === EventSource.CLOSED ? "The log stream was closed: reload the page to follow it again." : "Reconnecting to the log…";

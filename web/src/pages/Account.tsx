@@ -1,40 +1,20 @@
 import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
-import { useEffect, useId, useState, type FormEvent, type ReactNode } from "react";
+import { useEffect, useId, useState, type ReactNode } from "react";
 import { useNavigate } from "react-router";
 import { api, get } from "../api";
 import { ConfirmButton } from "../components/ConfirmButton";
 import { CopyButton } from "../components/CopyButton";
 import { ErrorNote } from "../components/ErrorNote";
-import { Field, formValues, fragment } from "../components/Field";
+import { Field, fragment, submitting } from "../components/Field";
+import { Section } from "../components/Section";
 import { ShownOnce } from "../components/ShownOnce";
 import { TableHead } from "../components/TableHead";
 import { Time } from "../components/Time";
 import { useConnections, useScmProviders } from "../queries";
-import type { ApiToken, Org, Scope, ScmProviderInfo, User } from "../types";
-
-interface Me {
-  user: User;
-  organizations: Org[];
-  recoveryCodesLeft: number;
-}
-
-interface TwoFactorSetup {
-  otpauthUri: string;
-  secret: string;
-  qrSvg: string;
-}
-
-interface NewToken {
-  name: string;
-  scopes: Scope[];
-  expiresAt?: string;
-}
+import type { ApiToken, CreatedToken, Me, NewToken, RecoveryCodes, Scope, ScmProviderInfo, TwoFactorSetup } from "../types";
 
 const ME = ["me"];
 const TOKENS = ["tokens"];
-// A mutation that returns a secret (or was given a password) is dropped as soon as its view is gone,
-// so nothing of it outlives the moment it was shown.
-const forgetOnUnmount = { gcTime: 0 };
 
 const scopeWords: Record<Scope, string> = {
   "projects:read": "see projects",
@@ -56,12 +36,6 @@ const expiries: Array<[days: number, words: string]> = [
   [365, "in a year"],
   [0, "never"],
 ];
-
-/** Calls `submit` with the form's values instead of reloading the page. */
-const submitting = (submit: (values: Record<string, string>, form: HTMLFormElement) => void) => (e: FormEvent<HTMLFormElement>) => {
-  e.preventDefault();
-  submit(formValues(e.currentTarget), e.currentTarget);
-};
 
 /** A git host's name as people know it ("GitHub"), or its API name while the list is loading. */
 const labelOf = (providers: ScmProviderInfo[] | undefined, name: string) => providers?.find((p) => p.name === name)?.label ?? name;
@@ -105,16 +79,6 @@ export default function Account() {
   );
 }
 
-function Section({ title, children }: { title: string; children: ReactNode }) {
-  const id = useId();
-  return (
-    <section aria-labelledby={id}>
-      <h2 id={id}>{title}</h2>
-      {children}
-    </section>
-  );
-}
-
 function Profile({ me }: { me: Me }) {
   return (
     <Section title="Profile">
@@ -140,11 +104,10 @@ function Profile({ me }: { me: Me }) {
 
 function Password() {
   const [mismatch, setMismatch] = useState(false);
-  const change = useMutation({ ...forgetOnUnmount, mutationFn: (body: { currentPassword: string; newPassword: string }) => api("POST", "/me/password", body) });
+  const change = useMutation({ mutationFn: (body: { currentPassword: string; newPassword: string }) => api("POST", "/me/password", body) });
   return (
     <Section title="Password">
       <form
-       
         onSubmit={submitting((v, form) => {
           setMismatch(v.newPassword !== v.repeatPassword);
           if (v.newPassword === v.repeatPassword) change.mutate({ currentPassword: v.currentPassword!, newPassword: v.newPassword! }, { onSuccess: () => form.reset() });
@@ -166,16 +129,15 @@ function Password() {
 function TwoFactor({ me }: { me: Me }) {
   const client = useQueryClient();
   const refresh = () => void client.invalidateQueries({ queryKey: ME });
-  const begin = useMutation({ ...forgetOnUnmount, mutationFn: (password: string) => api<TwoFactorSetup>("POST", "/me/2fa", { password }) });
+  const begin = useMutation({ mutationFn: (password: string) => api<TwoFactorSetup>("POST", "/me/2fa", { password }) });
   const confirm = useMutation({
-    ...forgetOnUnmount,
-    mutationFn: (code: string) => api<{ recoveryCodes: string[] }>("POST", "/me/2fa/confirm", { code }),
+    mutationFn: (code: string) => api<RecoveryCodes>("POST", "/me/2fa/confirm", { code }),
     onSuccess: () => {
       begin.reset();
       refresh();
     },
   });
-  const disable = useMutation({ ...forgetOnUnmount, mutationFn: (code: string) => api("POST", "/me/2fa/disable", { code }), onSuccess: refresh });
+  const disable = useMutation({ mutationFn: (code: string) => api("POST", "/me/2fa/disable", { code }), onSuccess: refresh });
 
   let body: ReactNode;
   if (confirm.data)
@@ -260,7 +222,7 @@ function Tokens() {
   const client = useQueryClient();
   const tokens = useQuery({ queryKey: TOKENS, queryFn: async () => (await get<{ tokens: ApiToken[] }>("/tokens")).tokens });
   const refresh = () => void client.invalidateQueries({ queryKey: TOKENS });
-  const create = useMutation({ ...forgetOnUnmount, mutationFn: (body: NewToken) => api<{ id: string; token: string }>("POST", "/tokens", body), onSuccess: refresh });
+  const create = useMutation({ mutationFn: (body: NewToken) => api<CreatedToken>("POST", "/tokens", body), onSuccess: refresh });
   const revoke = useMutation({ mutationFn: (id: string) => api("DELETE", `/tokens/${id}`), onSuccess: refresh });
   return (
     <Section title="API tokens">
@@ -318,7 +280,6 @@ function TokenForm({ onCreate, pending, error }: { onCreate: (body: NewToken) =>
   const expiryId = useId();
   return (
     <form
-     
       onSubmit={(e) => {
         e.preventDefault();
         const data = new FormData(e.currentTarget);

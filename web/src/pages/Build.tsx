@@ -61,7 +61,7 @@ function BuildPage({ build }: { build: BuildType }) {
           ))}
         </div>
       )}
-      {job ? <JobPanel build={build} job={job} /> : <p className="muted">No job has started yet.</p>}
+      {job ? <JobPanel key={job.id} build={build} job={job} /> : <p className="muted">No job has started yet.</p>}
     </>
   );
 }
@@ -115,7 +115,7 @@ function Actions({ build }: { build: BuildType }) {
   const restart = useMutation({
     mutationFn: () =>
       api<BuildType>("POST", `/projects/${build.project}/builds`, {
-        ...(build.tag !== null ? { tag: build.tag } : { branch: build.branch ?? "main" }),
+        ...(build.tag !== null ? { tag: build.tag } : { branch: build.branch! }),
         ...(build.commit && { commit: build.commit }),
       }),
     onSuccess: (b) => navigate(`/builds/${b.id}`),
@@ -132,7 +132,7 @@ function Actions({ build }: { build: BuildType }) {
           Cancel
         </button>
       ) : (
-        <button type="button" className="secondary" onClick={() => restart.mutate()} disabled={restart.isPending || build.pullRequest !== null}>
+        <button type="button" className="secondary" onClick={() => restart.mutate()} disabled={restart.isPending || build.pullRequest !== null || (build.branch === null && build.tag === null)}>
           Restart
         </button>
       )}

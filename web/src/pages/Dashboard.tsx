@@ -1,21 +1,14 @@
 import { useQueries } from "@tanstack/react-query";
 import { Link } from "react-router";
-import { get } from "../api";
 import { BuildTable, refOf } from "../components/BuildRow";
 import { ErrorNote } from "../components/ErrorNote";
 import { Status } from "../components/Status";
-import { useProjects } from "../queries";
-import type { Build } from "../types";
+import { buildsQuery, useProjects } from "../queries";
 
 /** My projects with the last build of each branch, and the newest builds across them. */
 export default function Dashboard() {
   const projects = useProjects();
-  const recent = useQueries({
-    queries: (projects.data ?? []).map((p) => ({
-      queryKey: ["builds", p.id, { limit: 20 }],
-      queryFn: async () => (await get<{ builds: Build[] }>(`/projects/${p.id}/builds?limit=20`)).builds,
-    })),
-  });
+  const recent = useQueries({ queries: (projects.data ?? []).map((p) => buildsQuery(p.id, { limit: 20 })) });
 
   if (projects.isPending) return <p role="status">Loading your projects…</p>;
   if (projects.error) return <ErrorNote error={projects.error} />;
@@ -53,7 +46,12 @@ export default function Dashboard() {
                 <Link to={`/projects/${p.id}`}>{p.name}</Link>
               </h2>
               <p className="muted mono">{p.repositoryUrl ?? "no repository yet"}</p>
-              {lastPerRef.length === 0 ? (
+              <ErrorNote error={recent[i]?.error} />
+              {recent[i]?.isPending ? (
+                <p className="muted" role="status">
+                  Loading builds…
+                </p>
+              ) : recent[i]?.error ? null : lastPerRef.length === 0 ? (
                 <p className="muted">No builds yet.</p>
               ) : (
                 <ul className="branches" aria-label={`Last build per branch of ${p.name}`}>

@@ -4,8 +4,9 @@ import { Link, useNavigate } from "react-router";
 import { api, get } from "../api";
 import { ErrorNote } from "../components/ErrorNote";
 import { Field, formValues } from "../components/Field";
-import { useConnections, useOrgs } from "../queries";
-import type { DeployKey, Project, RepositoryPage } from "../types";
+import { CopyButton } from "../components/CopyButton";
+import { useConnections, useDeployKey, useOrgs } from "../queries";
+import type { Project, RepositoryPage } from "../types";
 
 /** A project from a connected account's repository, or from any git URL (then: install its deploy key). */
 export default function NewProject() {
@@ -14,10 +15,8 @@ export default function NewProject() {
   const [created, setCreated] = useState<Project | null>(null);
   const [source, setSource] = useState<string>("git");
   const client = useQueryClient();
-  const onCreated = (p: Project) => {
-    void client.invalidateQueries({ queryKey: ["projects"] });
-    setCreated(p);
-  };
+  const navigate = useNavigate();
+  const listChanged = () => void client.invalidateQueries({ queryKey: ["projects"] });
 
   if (created) return <InstallDeployKey project={created} />;
   const usable = (connections.data ?? []).filter((c) => !c.problem);
@@ -47,7 +46,23 @@ export default function NewProject() {
           </select>
         </div>
       )}
-      {source === "git" ? <FromUrl onCreated={onCreated} /> : <FromProvider provider={source} onCreated={(p) => setCreated(p)} />}
+      {source === "git" ? (
+        <FromUrl
+          onCreated={(p) => {
+            listChanged();
+            setCreated(p);
+          }}
+        />
+      ) : (
+        // A linked repository has its deploy key installed already: straight to the project.
+        <FromProvider
+          provider={source}
+          onLinked={(p) => {
+            listChanged();
+            navigate(`/projects/${p.id}`);
+          }}
+        />
+      )}
     </section>
   );
 }
@@ -76,21 +91,23 @@ function FromUrl({ onCreated }: { onCreated: (p: Project) => void }) {
 }
 
 /** Picks a repository the connected account sees (a page at a time, filtered here), then links it. */
-function FromProvider({ provider, onCreated }: { provider: string; onCreated: (p: Project) => void }) {
+function FromProvider({ provider, onLinked }: { provider: string; onLinked: (p: Project) => void }) {
   const [page, setPage] = useState(1);
   const [filter, setFilter] = useState("");
-  const navigate = useNavigate();
   const repos = useQuery({ queryKey: ["repositories", provider, page], queryFn: () => get<RepositoryPage>(`/me/connections/${provider}/repositories?page=${page}`) });
   const link = useMutation({
     mutationFn: async ({ repo, organization }: { repo: string; organization?: string }) => {
-      const project = await api<Project>("POST", "/projects", { name: repo.split("/").at(-1)!.replace(/[^A-Za-z0-9._-]/g, "-"), ...(organization && { organization }) });
-      await api("PUT", `/projects/${project.id}/repository-link`, { provider, repo });
+      const project = await api<Project>("POST", "/projects", { name: projectNameOf(repo), ...(organization && { organization }) });
+      try {
+        await api("PUT", `/projects/${project.id}/repository-link`, { provider, repo });
+      } catch (err) {
+        // A project that could not be linked is of no use, and its name would block the next try.
+        await api("DELETE", `/projects/${project.id}`).catch(() => undefined);
+        throw err;
+      }
       return project;
     },
-    onSuccess: (project) => {
-      onCreated(project);
-      navigate(`/projects/${project.id}`);
-    },
+    onSuccess: onLinked,
   });
   const shown = (repos.data?.repos ?? []).filter((r) => r.fullName.toLowerCase().includes(filter.toLowerCase()));
   return (
@@ -125,24 +142,26 @@ function FromProvider({ provider, onCreated }: { provider: string; onCreated: (p
   );
 }
 
+/** A project name from a repository's: its last part, in the characters a project name may have. */
+const projectNameOf = (repo: string) => repo.split("/").at(-1)!.replace(/[^A-Za-z0-9._-]/g, "-").replace(/^[^A-Za-z0-9]+/, "").slice(0, 100) || "project";
+
 /** After creating a project from a URL: the deploy key to add at the git server, and how the host key is trusted. */
 function InstallDeployKey({ project }: { project: Project }) {
-  const key = useQuery({ queryKey: ["deploy-key", project.id], queryFn: () => get<DeployKey>(`/projects/${project.id}/deploy-key`) });
+  const key = useDeployKey(project.id);
   return (
     <section className="narrow">
       <h1>{project.name} is ready</h1>
       <p>
         Add this <strong>read-only deploy key</strong> at your git server for <span className="mono">{project.repositoryUrl}</span>; builds clone with it.
       </p>
+      {key.isPending && <p role="status">Loading the key…</p>}
       <ErrorNote error={key.error} />
       {key.data && (
         <>
           <pre className="key" aria-label="Deploy key">
             {key.data.publicKey}
           </pre>
-          <button type="button" className="secondary" onClick={() => void navigator.clipboard?.writeText(key.data.publicKey)}>
-            Copy key
-          </button>
+          <CopyButton text={key.data.publicKey} label="Copy key" />
           <p className="muted">Fingerprint {key.data.fingerprint}</p>
         </>
       )}

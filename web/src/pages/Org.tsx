@@ -68,6 +68,8 @@ function Members({ orgId, manages }: { orgId: string; manages: boolean }) {
   const changed = () => {
     void client.invalidateQueries({ queryKey: ["org-members", orgId] });
     void client.invalidateQueries({ queryKey: ["audit", orgId] });
+    // The caller's own role may be what changed: what they may do here follows it.
+    void client.invalidateQueries({ queryKey: ["orgs"] });
   };
   const changeRole = useMutation({ mutationFn: ({ userId, role }: { userId: string; role: Role }) => api("PATCH", `/orgs/${orgId}/members/${userId}`, { role }), onSuccess: changed });
   const remove = useMutation({ mutationFn: (userId: string) => api("DELETE", `/orgs/${orgId}/members/${userId}`), onSuccess: changed });
@@ -341,12 +343,12 @@ function ChainStatus({ orgId }: { orgId: string }) {
         <p role="status">Verifying the audit log's hash chain…</p>
       ) : chain.data?.verified ? (
         <p className="chain-ok" role="status">
-          <strong>Chain verified:</strong> no entry was changed, removed or reordered since it was written.
+          <strong>Chain verified:</strong> no entry was changed, removed or reordered since it was written (checked <Time at={chain.data.checkedAt} />).
         </p>
       ) : (
         chain.data && (
           <p className="error" role="alert">
-            <strong>Chain broken.</strong> {chain.data.problem}
+            <strong>Chain broken</strong> (checked <Time at={chain.data.checkedAt} />). {chain.data.problem}
           </p>
         )
       )}

@@ -1,4 +1,5 @@
 import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
+import type { ReactNode } from "react";
 import { Link, useNavigate } from "react-router";
 import { api, get } from "../api";
 import { ConfirmButton } from "../components/ConfirmButton";
@@ -62,7 +63,7 @@ function CreateOrg() {
   return (
     <section aria-labelledby="create-org">
       <h2 id="create-org">Create an organization</h2>
-      <NameForm label="Organization name" submit={create.isPending ? "Creating…" : "Create organization"} pending={create.isPending} onName={(name) => create.mutate(name)} />
+      <NameForm label="Organization name" submit={create.isPending ? "Creating…" : "Create organization"} pending={create.isPending} onSubmit={(v) => create.mutate(v.name!)} />
       <ErrorNote error={create.error} />
     </section>
   );
@@ -74,14 +75,21 @@ function Runners() {
   // Asked again now and then, so that "online" stays true to what the server saw.
   const runners = useQuery({ queryKey: ["runners"], queryFn: async () => (await get<{ runners: Runner[] }>("/runners")).runners, refetchInterval: 15_000 });
   const refresh = () => client.invalidateQueries({ queryKey: ["runners"] });
-  // The token lives only in this mutation's result, dropped as soon as nothing shows it.
-  const register = useMutation({ mutationFn: (name: string) => api<{ runner: Runner; token: string }>("POST", "/runners", { name }), onSuccess: refresh, gcTime: 0 });
+  // The token (and the password sent for it) live only in this mutation, dropped as soon as nothing shows it.
+  const register = useMutation({
+    mutationFn: (body: { name: string; currentPassword: string }) => api<{ runner: Runner; token: string }>("POST", "/runners", body),
+    onSuccess: refresh,
+    gcTime: 0,
+  });
   const remove = useMutation({ mutationFn: (id: string) => api("DELETE", `/runners/${id}`), onSuccess: refresh });
 
   return (
     <section aria-labelledby="runners">
       <h2 id="runners">Runners</h2>
-      <p className="muted">Runners take the builds of every organization on this server. Only instance administrators see and manage them.</p>
+      <p className="muted">
+        Runners take the builds of every organization on this server. Only instance administrators see and manage them; registering one asks for your password again, as its token
+        reads every organization's secrets.
+      </p>
       <ErrorNote error={runners.error ?? remove.error} />
       {runners.isPending ? (
         <p role="status">Loading the runners…</p>
@@ -109,30 +117,39 @@ function Runners() {
       ) : (
         runners.data && <p className="muted">No runner is registered: builds wait in the queue until one is.</p>
       )}
+      {/* The form gives way to the token once registered, so the password typed into it goes with it. */}
       {register.data ? (
         <ShownOnce label={`Token of the runner “${register.data.runner.name}”`} value={register.data.token} saved={{ text: "I have saved this token", onDone: () => register.reset() }}>
           It is shown only now: Slipway keeps only a hash of it. Start the runner on its machine with the token in its environment (never in its arguments):{" "}
           <code>SLIPWAY_RUNNER_TOKEN=… slipway runner --server {window.location.origin}</code>
         </ShownOnce>
       ) : (
-        <NameForm label="Runner name" submit={register.isPending ? "Registering…" : "Register runner"} pending={register.isPending} onName={(name) => register.mutate(name)} />
+        <NameForm
+          label="Runner name"
+          submit={register.isPending ? "Registering…" : "Register runner"}
+          pending={register.isPending}
+          onSubmit={(v) => register.mutate({ name: v.name!, currentPassword: v.currentPassword! })}
+        >
+          <Field label="Your password" name="currentPassword" type="password" autoComplete="current-password" required maxLength={256} />
+        </NameForm>
       )}
       <ErrorNote error={register.error} />
     </section>
   );
 }
 
-/** A form that names something new (both names here are at most 100 characters). */
-function NameForm({ label, submit, pending, onName }: { label: string; submit: string; pending: boolean; onName: (name: string) => void }) {
+/** A form that names something new (both names here are at most 100 characters), with any further fields it needs. */
+function NameForm({ label, submit, pending, onSubmit, children }: { label: string; submit: string; pending: boolean; onSubmit: (values: Record<string, string>) => void; children?: ReactNode }) {
   return (
     <form
       className="inline"
       onSubmit={(e) => {
         e.preventDefault();
-        onName(formValues(e.currentTarget).name!);
+        onSubmit(formValues(e.currentTarget));
       }}
     >
       <Field label={label} name="name" required maxLength={100} />
+      {children}
       <button type="submit" disabled={pending}>
         {submit}
       </button>

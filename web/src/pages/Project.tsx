@@ -14,6 +14,11 @@ const PAGE = 25;
 /** A project's builds, filtered by branch and status a page at a time, and a form to run one. */
 export default function Project() {
   const { projectId = "" } = useParams();
+  // Another project starts on its first page.
+  return <ProjectPage key={projectId} projectId={projectId} />;
+}
+
+function ProjectPage({ projectId }: { projectId: string }) {
   const project = useProject(projectId);
   const [params, setParams] = useSearchParams();
   const filter = { branch: params.get("branch") ?? "", status: params.get("status") ?? "" };
@@ -66,7 +71,7 @@ export default function Project() {
       ) : builds.data?.length ? (
         <BuildTable builds={builds.data.map((build) => ({ build }))} />
       ) : (
-        <p className="muted">{filter.branch || filter.status ? "No build matches." : "No builds yet: push to the repository, or run one above."}</p>
+        <p className="muted">{before.length ? "No older builds." : filter.branch || filter.status ? "No build matches." : "No builds yet: push to the repository, or run one above."}</p>
       )}
       <nav className="pager" aria-label="Build pages">
         <button type="button" className="secondary" disabled={!before.length} onClick={() => setBefore((b) => b.slice(0, -1))}>

@@ -1,12 +1,14 @@
 import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
-import { useEffect, useId, useState, type FormEvent, type ReactNode } from "react";
+import { useEffect, useState } from "react";
 import { Link, useNavigate, useParams } from "react-router";
 import { api, ApiError, get } from "../api";
 import { ConfirmButton } from "../components/ConfirmButton";
 import { CopyButton } from "../components/CopyButton";
 import { ErrorNote, LoadError } from "../components/ErrorNote";
-import { Field, formValues } from "../components/Field";
+import { Field, submitting } from "../components/Field";
+import { Section } from "../components/Section";
 import { ShownOnce } from "../components/ShownOnce";
+import { TableHead } from "../components/TableHead";
 import { TextArea } from "../components/TextArea";
 import { Time } from "../components/Time";
 import { useConnections, useDeployKey, useOrgMembers, useOrgs, useProject } from "../queries";
@@ -72,16 +74,6 @@ function Settings({ projectId, onDeleted }: { projectId: string; onDeleted: (d: 
   );
 }
 
-function Section({ title, children, className }: { title: string; children: ReactNode; className?: string }) {
-  const id = useId();
-  return (
-    <section aria-labelledby={id} className={`panel ${className ?? ""}`}>
-      <h2 id={id}>{title}</h2>
-      {children}
-    </section>
-  );
-}
-
 /** A PATCH of the project, each form with its own so that errors and "Saved" stay with it. */
 function usePatchProject(id: string) {
   const client = useQueryClient();
@@ -111,11 +103,6 @@ function Submit({ state, label, busy = "Saving…", done = "Saved." }: { state: 
   );
 }
 
-const onSubmit = (send: (values: Record<string, string>, form: HTMLFormElement) => void) => (e: FormEvent<HTMLFormElement>) => {
-  e.preventDefault();
-  send(formValues(e.currentTarget), e.currentTarget);
-};
-
 /** Non-empty trimmed lines of a textarea. */
 const lines = (text = "") =>
   text
@@ -139,11 +126,11 @@ function General({ project, manage }: { project: Project; manage: boolean }) {
     );
   return (
     <Section title="General">
-      <form key={project.name} onSubmit={onSubmit((v) => rename.mutate({ name: v.name }))}>
+      <form key={project.name} onSubmit={submitting((v) => rename.mutate({ name: v.name }))}>
         <Field label="Project name" name="name" required pattern="[A-Za-z0-9][A-Za-z0-9._\-]*" maxLength={100} defaultValue={project.name} />
         <Submit state={rename} label="Rename" />
       </form>
-      <form key={project.repositoryUrl} onSubmit={onSubmit((v) => url.mutate({ repositoryUrl: v.repositoryUrl?.trim() || null }))}>
+      <form key={project.repositoryUrl} onSubmit={submitting((v) => url.mutate({ repositoryUrl: v.repositoryUrl?.trim() || null }))}>
         <Field
           label="Repository URL"
           name="repositoryUrl"
@@ -250,7 +237,7 @@ function LinkForm({ projectId, onLinked }: { projectId: string; onLinked: (link:
       </p>
     );
   return (
-    <form onSubmit={onSubmit((v) => link.mutate(v))}>
+    <form onSubmit={submitting((v) => link.mutate(v))}>
       <div className="field">
         <label htmlFor="link-provider">Account</label>
         <select id="link-provider" name="provider">
@@ -384,8 +371,8 @@ done
 
 function WebhookSection({ project }: { project: Project }) {
   const link = useRepositoryLink(project.id);
-  // The secret lives only in this mutation while it is shown: gcTime 0 drops it once nothing shows it.
-  const secret = useMutation({ mutationFn: () => api<WebhookSecret>("POST", `/projects/${project.id}/webhook-secret`), gcTime: 0 });
+  // The secret lives only in this mutation while it is shown (mutations are dropped once nothing shows them).
+  const secret = useMutation({ mutationFn: () => api<WebhookSecret>("POST", `/projects/${project.id}/webhook-secret`) });
   const url = secret.data?.url ?? `${window.location.origin}/api/v1/hooks/${project.id}`;
   return (
     <Section title="Webhook">
@@ -456,7 +443,7 @@ function HostKeys({ project, manage }: { project: Project; manage: boolean }) {
       )}
       {manage && pinned && !project.knownHostsConfirmed && (
         <form
-          onSubmit={onSubmit((v) => {
+          onSubmit={submitting((v) => {
             // Whatever surrounds them (ssh-keygen prints bits, comment and type too) is left out.
             const found = v.fingerprints?.match(/SHA256:[A-Za-z0-9+/]{43}/g);
             confirm.mutate({ confirmHostKeys: found ?? lines(v.fingerprints) });
@@ -467,7 +454,7 @@ function HostKeys({ project, manage }: { project: Project; manage: boolean }) {
         </form>
       )}
       {manage && (
-        <form key={project.knownHosts} onSubmit={onSubmit((v) => pin.mutate({ knownHosts: v.knownHosts ?? "" }))}>
+        <form key={project.knownHosts} onSubmit={submitting((v) => pin.mutate({ knownHosts: v.knownHosts ?? "" }))}>
           <TextArea
             label="Pin keys (known_hosts)"
             name="knownHosts"
@@ -501,10 +488,9 @@ function Secrets({ projectId }: { projectId: string }) {
   const key = ["secrets", projectId];
   const list = useQuery({ queryKey: key, queryFn: async () => (await get<{ secrets: SecretName[] }>(`/projects/${projectId}/secrets`)).secrets });
   const [saved, setSaved] = useState<string | null>(null);
-  // gcTime 0 and the reset below: the value leaves the page's memory as soon as it is stored.
+  // The reset below: the value leaves the page's memory as soon as it is stored.
   const set = useMutation({
     mutationFn: ({ name, value }: { name: string; value: string; form: HTMLFormElement }) => api("PUT", `/projects/${projectId}/secrets/${encodeURIComponent(name)}`, { value }),
-    gcTime: 0,
     onSuccess: (_, { name, form }) => {
       form.reset();
       set.reset();
@@ -527,15 +513,7 @@ function Secrets({ projectId }: { projectId: string }) {
       {list.data &&
         (list.data.length ? (
           <table className="list">
-            <thead>
-              <tr>
-                <th scope="col">Name</th>
-                <th scope="col">Updated</th>
-                <th scope="col">
-                  <span className="sr-only">Actions</span>
-                </th>
-              </tr>
-            </thead>
+            <TableHead columns={["Name", "Updated", "Actions"]} />
             <tbody>
               {list.data.map((s) => (
                 <tr key={s.name}>
@@ -562,7 +540,7 @@ function Secrets({ projectId }: { projectId: string }) {
       <ErrorNote error={remove.error} />
       <form
         className="inline"
-        onSubmit={onSubmit((v, form) => {
+        onSubmit={submitting((v, form) => {
           setSaved(null);
           set.mutate({ name: v.name ?? "", value: v.value ?? "", form });
         })}
@@ -582,7 +560,7 @@ function BuildPolicy({ project, manage }: { project: Project; manage: boolean })
   const { polling } = project;
   return (
     <Section title="Builds">
-      <form key={`egress:${project.egressAllowlist?.join()}`} onSubmit={onSubmit((v) => egress.mutate({ egressAllowlist: lines(v.egress).length ? lines(v.egress) : null }))}>
+      <form key={`egress:${project.egressAllowlist?.join()}`} onSubmit={submitting((v) => egress.mutate({ egressAllowlist: lines(v.egress).length ? lines(v.egress) : null }))}>
         <TextArea
           label="Egress allowlist"
           name="egress"
@@ -595,7 +573,7 @@ function BuildPolicy({ project, manage }: { project: Project; manage: boolean })
         />
         {manage && <Submit state={egress} label="Save allowlist" />}
       </form>
-      <form key={`fork:${project.forkBuilds}`} onSubmit={onSubmit((v) => fork.mutate({ forkBuilds: v.forkBuilds === "approve" ? "approve" : "run" }))}>
+      <form key={`fork:${project.forkBuilds}`} onSubmit={submitting((v) => fork.mutate({ forkBuilds: v.forkBuilds === "approve" ? "approve" : "run" }))}>
         <fieldset className="choices" disabled={!manage}>
           <legend>Pull requests from forks</legend>
           <label>
@@ -611,7 +589,7 @@ function BuildPolicy({ project, manage }: { project: Project; manage: boolean })
         </p>
         {manage && <Submit state={fork} label="Save policy" />}
       </form>
-      <form key={`poll:${polling?.intervalSeconds}`} onSubmit={onSubmit((v) => poll.mutate({ pollIntervalSeconds: v.interval ? Number(v.interval) : null }))}>
+      <form key={`poll:${polling?.intervalSeconds}`} onSubmit={submitting((v) => poll.mutate({ pollIntervalSeconds: v.interval ? Number(v.interval) : null }))}>
         <Field
           label="Poll the repository every (seconds)"
           name="interval"
@@ -675,7 +653,7 @@ function Members({ project }: { project: Project }) {
       <ErrorNote error={remove.error} />
       {members.data &&
         (free.length ? (
-          <form className="inline" onSubmit={onSubmit((v) => v.userId && assign.mutate(v.userId))}>
+          <form className="inline" onSubmit={submitting((v) => v.userId && assign.mutate(v.userId))}>
             <div className="field">
               <label htmlFor="assign-contractor">Contractor</label>
               <select id="assign-contractor" name="userId">
@@ -702,12 +680,12 @@ function DeleteProject({ project, onDeleted }: { project: Project; onDeleted: (d
     onSuccess: (res) => onDeleted({ name: project.name, leftovers: res?.leftovers ?? [] }),
   });
   return (
-    <Section title="Delete the project" className="danger-zone">
+    <Section title="Delete the project" className="panel danger-zone">
       <p>
         Deleting <strong>{project.name}</strong> destroys its data key: its secrets, deploy key, webhook secret and build logs become unreadable at once and for good
         (crypto-shredding), and there is no undo. A linked repository's deploy key and webhook are removed at the git host first.
       </p>
-      <form onSubmit={onSubmit(() => del.mutate())}>
+      <form onSubmit={submitting(() => del.mutate())}>
         <Field label={`Type ${project.name} to confirm`} value={typed} onChange={(e) => setTyped(e.target.value)} autoComplete="off" spellCheck={false} />
         <ErrorNote error={del.error} />
         <div className="actions">

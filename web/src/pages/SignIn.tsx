@@ -18,7 +18,7 @@ export default function SignIn() {
   const [needsCode, setNeedsCode] = useState(Boolean(ticket));
   const providers = useScmProviders();
   // Only a path on this site: a link cannot send someone elsewhere after signing in.
-  const next = params.get("next")?.match(/^\/(?!\/)/) ? params.get("next")! : "/";
+  const next = sameSitePath(params.get("next"));
 
   const signIn = useMutation({
     mutationFn: (values: Record<string, string>) =>
@@ -75,4 +75,11 @@ export default function SignIn() {
       </p>
     </section>
   );
+}
+
+/** Where to go after signing in: only a path on this site, whatever a link put in ?next= (no //evil, /\\evil or tabbed tricks). */
+function sameSitePath(next: string | null): string {
+  if (!next?.startsWith("/")) return "/";
+  const url = new URL(next, window.location.origin);
+  return url.origin === window.location.origin ? url.pathname + url.search : "/";
 }
