@@ -198,4 +198,28 @@ describe("connected git hosts on the account page", () => {
     await expect.poll(() => page.getByRole("alert").first().textContent()).toMatch(/did not grant access \(access_denied\)/);
     expectCleanPage(problems);
   });
+
+  it("creates a project from a repository of the connected account, and the link installs its key and hook", async () => {
+    await createUser(lab.h, "linus@example.com");
+    const { page, problems } = await lab.newPage({ ignoreHTTPSErrors: true });
+    await signInToAccount(page, "linus@example.com", PASSWORD);
+    await section(page, "Connected git hosts").getByRole("button", { name: "Connect GitHub" }).click();
+    await page.getByRole("status").getByText("Your GitHub account is connected.").waitFor();
+
+    await page.goto("/projects/new");
+    await page.getByLabel("GitHub (octocat)").check();
+    await page.getByRole("list").getByText("octocat/Hello-World").waitFor();
+    await page.getByLabel("Search this page").fill("hello");
+    const shown = await page.locator(".repos li .mono").allTextContents();
+    expect(shown.length).toBeGreaterThan(0);
+    for (const name of shown) expect(name.toLowerCase()).toContain("hello");
+    await screenshot(page, "new-project-from-github");
+    await page.locator(".repos li", { hasText: "octocat/Hello-World" }).getByRole("button", { name: "Build this" }).click();
+    await page.getByRole("heading", { name: "Hello-World", level: 1 }).waitFor();
+    expect(sim.keys.get("octocat/hello-world")).toHaveLength(1);
+    expect(sim.hooks.get("octocat/hello-world")).toHaveLength(1);
+    await page.getByRole("link", { name: "Settings" }).click();
+    await section(page, "Repository link").getByText("octocat/Hello-World").first().waitFor();
+    expectCleanPage(problems);
+  });
 });

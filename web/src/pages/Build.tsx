@@ -83,7 +83,8 @@ function JobPanel({ build, job }: { build: BuildType; job: Job }) {
     <div className="job">
       <ol className="steps" aria-label="Steps">
         {job.steps.map((s) => (
-          <li key={s.id}>
+          // A step of a group ("3.1") sits under it, one level in per level of nesting.
+          <li key={s.id} style={{ marginLeft: `${s.id.split(".").length - 1}rem` }}>
             <button type="button" className="link" onClick={() => setJump({ line: lineOf(s.logOffset), at: Date.now() })}>
               {s.name}
             </button>{" "}

@@ -5,13 +5,14 @@ import { api, get } from "../api";
 import { ErrorNote } from "../components/ErrorNote";
 import { Field, formValues } from "../components/Field";
 import { CopyButton } from "../components/CopyButton";
-import { useConnections, useDeployKey, useOrgs } from "../queries";
+import { useConnections, useDeployKey, useOrgs, useScmProviders } from "../queries";
 import type { Project, RepositoryPage } from "../types";
 
 /** A project from a connected account's repository, or from any git URL (then: install its deploy key). */
 export default function NewProject() {
   const orgs = useOrgs();
   const connections = useConnections();
+  const providers = useScmProviders();
   const [created, setCreated] = useState<Project | null>(null);
   const [source, setSource] = useState<string>("git");
   const client = useQueryClient();
@@ -27,7 +28,7 @@ export default function NewProject() {
         <legend>Where the code is</legend>
         {usable.map((c) => (
           <label key={c.provider}>
-            <input type="radio" name="source" value={c.provider} checked={source === c.provider} onChange={() => setSource(c.provider)} /> {c.provider} ({c.login})
+            <input type="radio" name="source" value={c.provider} checked={source === c.provider} onChange={() => setSource(c.provider)} /> {providers.data?.find((p) => p.name === c.provider)?.label ?? c.provider} ({c.login})
           </label>
         ))}
         <label>

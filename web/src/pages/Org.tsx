@@ -3,7 +3,7 @@ import { useId, useState } from "react";
 import { Link, useParams, useSearchParams } from "react-router";
 import { api, get } from "../api";
 import { ConfirmButton } from "../components/ConfirmButton";
-import { ErrorNote } from "../components/ErrorNote";
+import { ErrorNote, LoadError } from "../components/ErrorNote";
 import { Field, formValues } from "../components/Field";
 import { TableHead } from "../components/TableHead";
 import { Time } from "../components/Time";
@@ -43,7 +43,7 @@ export default function Org() {
   // Only what the role can use is offered; the API decides every request all the same.
   const manages = role === "owner" || role === "admin";
 
-  if (org.error) return <ErrorNote error={org.error} />;
+  if (org.error) return <LoadError error={org.error} what="organization" />;
   return (
     <div className="org">
       <p className="crumbs">
@@ -56,7 +56,8 @@ export default function Org() {
       {org.isPending && <p role="status">Loading the organization…</p>}
       <Members orgId={orgId} manages={manages} />
       {org.data && <Settings org={org.data} manages={manages} />}
-      {manages && <AuditLog orgId={orgId} />}
+      {/* Keyed: another organization's log starts on its first page, with no filter. */}
+      {manages && <AuditLog key={orgId} orgId={orgId} />}
     </div>
   );
 }
