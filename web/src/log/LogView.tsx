@@ -1,5 +1,5 @@
 import { useEffect, useLayoutEffect, useMemo, useRef, useState } from "react";
-import { parseAnsi, stripAnsi } from "./ansi";
+import { parseAnsi } from "./ansi";
 
 const LINE_HEIGHT = 20;
 const OVERSCAN = 30;
@@ -9,7 +9,7 @@ const OVERSCAN = 30;
  * text, never as HTML. Line numbers link to their line (#<job>-L<n>); follow mode keeps the end
  * in view while lines arrive; search jumps between matches.
  */
-export function LogView({ id, lines, jumpTo }: { id: string; lines: string[]; jumpTo?: { line: number; at: number } }) {
+export function LogView({ id, lines, plain, jumpTo }: { id: string; lines: string[]; plain: string[]; jumpTo?: { line: number; at: number } }) {
   const box = useRef<HTMLDivElement>(null);
   const [top, setTop] = useState(0);
   const [height, setHeight] = useState(600);
@@ -22,11 +22,11 @@ export function LogView({ id, lines, jumpTo }: { id: string; lines: string[]; ju
     if (!query) return [];
     const q = query.toLowerCase();
     const found: number[] = [];
-    lines.forEach((l, i) => {
-      if (stripAnsi(l).toLowerCase().includes(q)) found.push(i);
+    plain.forEach((l, i) => {
+      if (l.toLowerCase().includes(q)) found.push(i);
     });
     return found;
-  }, [lines, query]);
+  }, [plain, query]);
 
   // A new search goes to its first match at once.
   const firstMatch = matches[0];

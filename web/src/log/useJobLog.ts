@@ -1,15 +1,19 @@
 import { useEffect, useState } from "react";
+import { ApiError, get } from "../api";
+import { stripAnsi } from "./ansi";
 
 export interface JobLog {
   /** Complete lines, then the line being written. */
   lines: string[];
+  /** The same lines without their escape codes, made once as they arrive: what search reads. */
+  plain: string[];
   /** The byte offset in the log where each line starts, to find a step's first line. */
   starts: number[];
   ended: boolean;
   error: string | null;
 }
 
-const EMPTY: JobLog = { lines: [], starts: [0], ended: false, error: null };
+const EMPTY: JobLog = { lines: [], plain: [], starts: [0], ended: false, error: null };
 
 const fromBase64 = (b64: string) => Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
 
@@ -23,19 +27,21 @@ export function useJobLog(buildId: string, jobId: string): JobLog {
 
   useEffect(() => {
     setLog(EMPTY);
-    const s = { lines: [] as string[], starts: [0], partial: "", bytes: 0 };
+    const s = { lines: [] as string[], plain: [] as string[], starts: [0], partial: "", bytes: 0 };
     const decoder = new TextDecoder();
     let frame = 0;
     let ended = false;
     let error: string | null = null;
     const publish = () => {
       frame = 0;
-      setLog({ lines: s.partial ? [...s.lines, s.partial] : s.lines.slice(), starts: s.starts.slice(), ended, error });
+      const partial = s.partial ? [s.partial] : [];
+      setLog({ lines: [...s.lines, ...partial], plain: [...s.plain, ...partial.map(stripAnsi)], starts: s.starts.slice(), ended, error });
     };
     const schedule = () => {
       if (!frame) frame = requestAnimationFrame(publish);
     };
-    const source = new EventSource(`/api/v1/builds/${encodeURIComponent(buildId)}/jobs/${encodeURIComponent(jobId)}/log`);
+    const path = `/builds/${encodeURIComponent(buildId)}/jobs/${encodeURIComponent(jobId)}/log`;
+    const source = new EventSource(`/api/v1${path}`);
     source.addEventListener("log", (e) => {
       const { offset, data } = JSON.parse((e as MessageEvent<string>).data) as { offset: number; data: string };
       if (offset !== s.bytes) return;
@@ -47,7 +53,11 @@ export function useJobLog(buildId: string, jobId: string): JobLog {
       const text = s.partial + decoder.decode(bytes, { stream: true });
       const parts = text.split("\n");
       s.partial = parts.pop()!;
-      for (const p of parts) s.lines.push(p.endsWith("\r") ? p.slice(0, -1) : p);
+      for (const p of parts) {
+        const line = p.endsWith("\r") ? p.slice(0, -1) : p;
+        s.lines.push(line);
+        s.plain.push(stripAnsi(line));
+      }
       schedule();
     });
     source.addEventListener("end", () => {
@@ -60,9 +70,21 @@ export function useJobLog(buildId: string, jobId: string): JobLog {
       schedule();
     };
     source.onerror = () => {
-      // The browser retries by itself; say so while it does, rather than show a log that silently stopped.
-      if (!ended) error = source.readyState === EventSource.CLOSED ? "The log stream was closed: reload the page to follow it again." : "Reconnecting to the log…";
+      if (ended) return;
+      if (source.readyState !== EventSource.CLOSED) {
+        // The browser retries by itself; say so while it does, rather than show a log that silently stopped.
+        error = "Reconnecting to the log…";
+        return schedule();
+      }
+      // The stream was refused (an EventSource cannot tell why): the same log as text says it in words.
+      error = "The log stream was closed: reload the page to follow it again.";
       schedule();
+      get(`${path}?format=text&offset=${s.bytes}`).catch((err: unknown) => {
+        if (err instanceof ApiError && err.status >= 400) {
+          error = err.message.charAt(0).toUpperCase() + err.message.slice(1);
+          schedule();
+        }
+      });
     };
     return () => {
       source.close();
