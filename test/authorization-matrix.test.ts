@@ -58,6 +58,7 @@ const expected: Record<string, Expected> = {
   "DELETE /api/v1/session":                           row([401, 204, 204, 204, 204, 204, 204]),
   "GET /api/v1/me":                                   row([401, 200, 200, 200, 200, 200, 200]),
   "POST /api/v1/me/password":                         row([401, 204, 204, 204, 204, 204, 204]),
+  "PATCH /api/v1/me":                                 row([401, 200, 200, 200, 200, 200, 200]),
   "POST /api/v1/me/2fa":                              row([401, 200, 200, 200, 200, 200, 200]),
   "POST /api/v1/me/2fa/confirm":                      row([401, 200, 200, 200, 200, 200, 200]),
   "POST /api/v1/me/2fa/disable":                      row([401, 204, 204, 204, 204, 204, 204]),
@@ -154,6 +155,7 @@ const sessionOnly = new Set([
   "GET /api/v1/session",
   "DELETE /api/v1/session",
   "POST /api/v1/me/password",
+  "PATCH /api/v1/me",
   "POST /api/v1/me/2fa",
   "POST /api/v1/me/2fa/confirm",
   "POST /api/v1/me/2fa/disable",
@@ -325,6 +327,7 @@ const calls: Record<string, (s: Subject) => Promise<Call>> = {
   "DELETE /api/v1/session": none,
   "GET /api/v1/me": none,
   "POST /api/v1/me/password": async () => ({ body: { currentPassword: PASSWORD, newPassword: PASSWORD } }),
+  "PATCH /api/v1/me": async ({ user }) => ({ body: { name: user?.name || "Someone" } }),
   "POST /api/v1/me/2fa": async () => ({ body: { password: PASSWORD } }),
   "POST /api/v1/me/2fa/confirm": async ({ user }) => {
     if (!user) return { body: { code: "123456" } };

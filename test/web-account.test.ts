@@ -68,6 +68,11 @@ describe("the account page", () => {
   it("changes the password: the old one no longer signs in, the new one does", async () => {
     await signInToAccount(page, "ada@example.com", PASSWORD);
     await expect.poll(() => section(page, "Profile").textContent()).toContain("ada@example.com");
+    // The display name first: the header follows it at once, and the account keeps it.
+    await section(page, "Profile").getByLabel("Name").fill("Ada Lovelace");
+    await section(page, "Profile").getByRole("button", { name: "Save name" }).click();
+    await page.locator(".who").getByText("Ada Lovelace").waitFor();
+    expect((await lab.h.services.store.db.selectFrom("users").select("name").where("email", "=", "ada@example.com").executeTakeFirstOrThrow()).name).toBe("Ada Lovelace");
     const password = section(page, "Password");
     await password.getByLabel("Current password").fill("not the password");
     await password.getByLabel("New password", { exact: true }).fill(NEW_PASSWORD);

@@ -11,6 +11,7 @@ export const auditActions = [
   "auth.signup",
   "auth.email_verified",
   "auth.password_changed",
+  "auth.profile_changed",
   "auth.2fa_enabled",
   "auth.2fa_disabled",
   "auth.recovery_code_used",

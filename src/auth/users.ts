@@ -165,6 +165,15 @@ export class Users {
     if (!(await verifyPassword(row.password_hash, password))) throw new AppError(403, "invalid_credentials", "the current password is wrong");
   }
 
+  /** The name other members see (on builds, in member lists); the email stays as it is. */
+  async rename(ctx: RequestContext, name: string): Promise<User> {
+    await this.store.db.transaction().execute(async (tx) => {
+      await tx.updateTable("users").set({ name }).where("id", "=", ctx.principal.userId).execute();
+      await this.audit.record({ action: "auth.profile_changed", ...actorOf(ctx), target: ctx.principal.userId, details: { name } }, tx);
+    });
+    return this.byId(this.store.db, ctx.principal.userId);
+  }
+
   async changePassword(ctx: RequestContext, current: string, next: string): Promise<void> {
     await this.confirmPassword(ctx.principal.userId, current);
     const hashed = await hashPassword(next);

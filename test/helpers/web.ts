@@ -283,6 +283,7 @@ export const sampleBodies = (p: Record<string, string>): Record<string, unknown>
   "POST /api/v1/password-reset": { email: "nobody@example.com" },
   "POST /api/v1/password-reset/confirm": { token: "unknown-token", password: "a long enough password" },
   "POST /api/v1/me/password": { currentPassword: PASSWORD, newPassword: "another long password" },
+  "PATCH /api/v1/me": { name: "Renamed" },
   "POST /api/v1/me/2fa": { password: PASSWORD },
   "POST /api/v1/me/2fa/confirm": { code: "123456" },
   "POST /api/v1/me/2fa/disable": { code: "123456" },

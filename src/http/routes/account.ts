@@ -2,10 +2,11 @@ import type { FastifyRequest } from "fastify";
 import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
 import { z } from "zod";
 import { passwordSchema } from "../../auth/passwords.js";
+import { displayNameSchema } from "../../auth/users.js";
 import { secretNameSchema, secretValueSchema } from "../../secrets/secret-variables.js";
 import type { Services } from "../../services.js";
 import { contextOf } from "../plugins/access.js";
-import { createdTokenSchema, meSchema, newTokenSchema, orgWithRoleSchema, recoveryCodesSchema, secretNameListSchema, tokenSchema, twoFactorSetupSchema } from "../schemas.js";
+import { createdTokenSchema, meSchema, userSchema, newTokenSchema, orgWithRoleSchema, recoveryCodesSchema, secretNameListSchema, tokenSchema, twoFactorSetupSchema } from "../schemas.js";
 
 const sessionOnly = { access: { kind: "account", sessionOnly: true } } as const;
 /** For routes that check a password or code: few tries per minute for one account from one address. */
@@ -27,6 +28,15 @@ export const accountRoutes: FastifyPluginAsyncZod<{ services: Services }> = asyn
         recoveryCodesLeft: await services.twoFactor.recoveryCodesLeft(principal.userId),
       };
     },
+  );
+
+  app.patch(
+    "/me",
+    {
+      config: sessionOnly,
+      schema: { summary: "Change your display name", description: "The name other members see on builds and in member lists.", body: z.object({ name: displayNameSchema }).strict(), response: { 200: userSchema } },
+    },
+    async (request) => services.users.rename(contextOf(request), request.body.name),
   );
 
   app.post(

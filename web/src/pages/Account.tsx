@@ -11,7 +11,8 @@ import { ShownOnce } from "../components/ShownOnce";
 import { TableHead } from "../components/TableHead";
 import { Time } from "../components/Time";
 import { useConnections, useScmProviders } from "../queries";
-import type { ApiToken, CreatedToken, Me, NewToken, RecoveryCodes, Scope, ScmProviderInfo, TwoFactorSetup } from "../types";
+import { SESSION_KEY } from "../session";
+import type { ApiToken, CreatedToken, Me, User, NewToken, RecoveryCodes, Scope, ScmProviderInfo, TwoFactorSetup } from "../types";
 
 const ME = ["me"];
 const TOKENS = ["tokens"];
@@ -80,11 +81,27 @@ export default function Account() {
 }
 
 function Profile({ me }: { me: Me }) {
+  const client = useQueryClient();
+  const rename = useMutation({
+    mutationFn: (name: string) => api<User>("PATCH", "/me", { name }),
+    onSuccess: (user) => {
+      client.setQueryData(SESSION_KEY, user);
+      void client.invalidateQueries({ queryKey: ME });
+    },
+  });
   return (
     <Section title="Profile">
+      <form key={me.user.name} className="inline" onSubmit={submitting((v) => rename.mutate(v.name!))}>
+        <Field label="Name" name="name" defaultValue={me.user.name} required maxLength={100} autoComplete="name" hint="What other members see on builds and in member lists." />
+        <button type="submit" disabled={rename.isPending}>
+          {rename.isPending ? "Saving…" : "Save name"}
+        </button>
+        <span role="status" className="muted">
+          {rename.isSuccess && "Saved."}
+        </span>
+      </form>
+      <ErrorNote error={rename.error} />
       <dl className="facts">
-        <dt>Name</dt>
-        <dd>{me.user.name || "–"}</dd>
         <dt>Email</dt>
         <dd>{me.user.email}</dd>
         <dt>Member since</dt>
