@@ -1,5 +1,7 @@
 import { describe, expect, it } from "vitest";
-import { parseAnsi, stripAnsi } from "../web/src/log/ansi.js";
+import { parseAnsi, scanAnsi, textOf } from "../web/src/log/ansi.js";
+
+const stripAnsi = (line: string) => textOf(parseAnsi(line));
 
 // The log view's reading of terminal output: colours become classes or clamped rgb() values, every
 // other escape is dropped, and nothing of the text can become markup (it is rendered as text).
@@ -17,6 +19,15 @@ describe("ANSI in build logs", () => {
   it("drops cursor moves, private modes, OSC titles and control characters, and keeps the last frame of a progress line", () => {
     expect(stripAnsi("\x1b[?25l\x1b[2Kdone\x1b]0;title\x07!\x07\x00")).toBe("done!");
     expect(stripAnsi("10%\r50%\r100% done")).toBe("100% done");
+  });
+
+  it("carries a colour into the next line, as a terminal does, and a reset ends it", () => {
+    const first = scanAnsi("\x1b[32mgreen starts");
+    expect(parseAnsi("still green", first.end)).toEqual([{ text: "still green", classes: "fg2", color: undefined, background: undefined }]);
+    const reset = scanAnsi("\x1b[0mplain", first.end);
+    expect(parseAnsi("plain too", reset.end)[0]!.classes).toBe("");
+    // Codes in an overwritten frame still set the look of what follows.
+    expect(parseAnsi("x\x1b[31m\rshown")).toEqual([{ text: "shown", classes: "fg1", color: undefined, background: undefined }]);
   });
 
   it("keeps markup as plain text", () => {

@@ -1,5 +1,5 @@
 import { useEffect, useLayoutEffect, useMemo, useRef, useState } from "react";
-import { parseAnsi } from "./ansi";
+import { parseAnsi, type Look } from "./ansi";
 
 const LINE_HEIGHT = 20;
 const OVERSCAN = 30;
@@ -9,7 +9,7 @@ const OVERSCAN = 30;
  * text, never as HTML. Line numbers link to their line (#<job>-L<n>); follow mode keeps the end
  * in view while lines arrive; search jumps between matches.
  */
-export function LogView({ id, lines, plain, jumpTo }: { id: string; lines: string[]; plain: string[]; jumpTo?: { line: number; at: number } }) {
+export function LogView({ id, lines, plain, looks, jumpTo }: { id: string; lines: string[]; plain: string[]; looks: Array<Look | undefined>; jumpTo?: { line: number; at: number } }) {
   const box = useRef<HTMLDivElement>(null);
   const [top, setTop] = useState(0);
   const [height, setHeight] = useState(600);
@@ -111,7 +111,7 @@ export function LogView({ id, lines, plain, jumpTo }: { id: string; lines: strin
                   {n + 1}
                 </a>
                 <span className="text">
-                  {parseAnsi(line).map((s, i) => (
+                  {parseAnsi(line, looks[n]).map((s, i) => (
                     <span key={i} className={s.classes || undefined} style={s.color || s.background ? { color: s.color, background: s.background } : undefined}>
                       {s.text}
                     </span>

@@ -6,7 +6,8 @@ export interface Span {
   background?: string;
 }
 
-interface Look {
+/** The look the codes so far give to text: a terminal keeps it from one line to the next. */
+export interface Look {
   bold: boolean;
   dim: boolean;
   italic: boolean;
@@ -65,27 +66,39 @@ function apply(look: Look, codes: number[]): void {
 // CSI sequences (colours; anything else, such as cursor moves or ESC[?25l, is dropped), OSC ones, and a lone ESC.
 const ESCAPES = /\x1b\[([0-?]*)[ -/]*([@-~])|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b/g;
 
-/** A line's text cut into spans by its colour codes; other escape sequences and control characters are dropped. */
-export function parseAnsi(text: string, start: Look = { bold: false, dim: false, italic: false, underline: false }): Span[] {
-  // A carriage return starts the line over (progress bars): what a terminal shows is the last frame.
-  const line = text.slice(text.lastIndexOf("\r") + 1);
+export const PLAIN: Look = { bold: false, dim: false, italic: false, underline: false };
+
+/**
+ * A line's text cut into spans by its colour codes, starting with the look the lines before left;
+ * other escape sequences and control characters are dropped. A carriage return starts the line
+ * over (progress bars): only the last frame is shown, but its codes still count for the look.
+ */
+export function scanAnsi(text: string, start: Look = PLAIN): { spans: Span[]; end: Look } {
   const look = { ...start };
-  const spans: Span[] = [];
-  const push = (text: string) => {
-    const clean = text.replace(/[\x00-\x08\x0b-\x1f\x7f]/g, "");
-    if (!clean) return;
-    const classes = [look.bold && "b", look.dim && "d", look.italic && "i", look.underline && "u", colour(look.fg, "fg"), colour(look.bg, "bg")].filter(Boolean).join(" ");
-    spans.push({ text: clean, classes, color: css(look.fg), background: css(look.bg) });
+  let spans: Span[] = [];
+  const push = (raw: string) => {
+    raw.split("\r").forEach((part, i) => {
+      if (i > 0) spans = [];
+      const clean = part.replace(/[\x00-\x08\x0b-\x1f\x7f]/g, "");
+      if (!clean) return;
+      const classes = [look.bold && "b", look.dim && "d", look.italic && "i", look.underline && "u", colour(look.fg, "fg"), colour(look.bg, "bg")].filter(Boolean).join(" ");
+      spans.push({ text: clean, classes, color: css(look.fg), background: css(look.bg) });
+    });
   };
   let last = 0;
-  for (const m of line.matchAll(ESCAPES)) {
-    push(line.slice(last, m.index));
+  for (const m of text.matchAll(ESCAPES)) {
+    push(text.slice(last, m.index));
     if (m[2] === "m" && /^[0-9;]*$/.test(m[1] ?? "")) apply(look, (m[1] || "0").split(";").map((n) => Number(n) || 0));
     last = m.index + m[0].length;
   }
-  push(line.slice(last));
-  return spans;
+  push(text.slice(last));
+  return { spans, end: look };
 }
 
-/** The line as plain text, for search and download. */
-export const stripAnsi = (line: string) => parseAnsi(line).map((s) => s.text).join("");
+export const parseAnsi = (text: string, start: Look = PLAIN): Span[] => scanAnsi(text, start).spans;
+
+/** The text of spans without their look: a line as plain text, for search. */
+export const textOf = (spans: Span[]) => spans.map((s) => s.text).join("");
+
+/** Whether a look is the plain one, so that lines in it need no record of it. */
+export const isPlain = (look: Look) => !look.bold && !look.dim && !look.italic && !look.underline && look.fg === undefined && look.bg === undefined;

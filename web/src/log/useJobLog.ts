@@ -1,19 +1,21 @@
 import { useEffect, useState } from "react";
 import { ApiError, get } from "../api";
-import { stripAnsi } from "./ansi";
+import { isPlain, PLAIN, scanAnsi, textOf, type Look } from "./ansi";
 
 export interface JobLog {
   /** Complete lines, then the line being written. */
   lines: string[];
   /** The same lines without their escape codes, made once as they arrive: what search reads. */
   plain: string[];
+  /** The look each line starts with, where the lines before left one (colours carry over, as in a terminal). */
+  looks: Array<Look | undefined>;
   /** The byte offset in the log where each line starts, to find a step's first line. */
   starts: number[];
   ended: boolean;
   error: string | null;
 }
 
-const EMPTY: JobLog = { lines: [], plain: [], starts: [0], ended: false, error: null };
+const EMPTY: JobLog = { lines: [], plain: [], looks: [], starts: [0], ended: false, error: null };
 
 const fromBase64 = (b64: string) => Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
 
@@ -27,7 +29,7 @@ export function useJobLog(buildId: string, jobId: string): JobLog {
 
   useEffect(() => {
     setLog(EMPTY);
-    const s = { lines: [] as string[], plain: [] as string[], starts: [0], partial: "", bytes: 0 };
+    const s = { lines: [] as string[], plain: [] as string[], looks: [] as Array<Look | undefined>, look: PLAIN, starts: [0], partial: "", bytes: 0 };
     const decoder = new TextDecoder();
     let frame = 0;
     let ended = false;
@@ -35,7 +37,8 @@ export function useJobLog(buildId: string, jobId: string): JobLog {
     const publish = () => {
       frame = 0;
       const partial = s.partial ? [s.partial] : [];
-      setLog({ lines: [...s.lines, ...partial], plain: [...s.plain, ...partial.map(stripAnsi)], starts: s.starts.slice(), ended, error });
+      const plain = partial.map((p) => textOf(scanAnsi(p, s.look).spans));
+      setLog({ lines: [...s.lines, ...partial], plain: [...s.plain, ...plain], looks: s.looks.slice(), starts: s.starts.slice(), ended, error });
     };
     const schedule = () => {
       if (!frame) frame = requestAnimationFrame(publish);
@@ -55,8 +58,11 @@ export function useJobLog(buildId: string, jobId: string): JobLog {
       s.partial = parts.pop()!;
       for (const p of parts) {
         const line = p.endsWith("\r") ? p.slice(0, -1) : p;
+        const { spans, end } = scanAnsi(line, s.look);
+        if (!isPlain(s.look)) s.looks[s.lines.length] = s.look;
         s.lines.push(line);
-        s.plain.push(stripAnsi(line));
+        s.plain.push(textOf(spans));
+        s.look = end;
       }
       schedule();
     });

@@ -102,7 +102,7 @@ function JobPanel({ build, job }: { build: BuildType; job: Job }) {
         </a>
       </div>
       {log.error && <p className="muted" role="status">{log.error}</p>}
-      <LogView id={job.id} lines={log.lines} plain={log.plain} jumpTo={jump} />
+      <LogView id={job.id} lines={log.lines} plain={log.plain} looks={log.looks} jumpTo={jump} />
     </div>
   );
 }
