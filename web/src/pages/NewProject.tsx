@@ -4,8 +4,8 @@ import { Link, useNavigate } from "react-router";
 import { api, get } from "../api";
 import { ErrorNote } from "../components/ErrorNote";
 import { Field, formValues } from "../components/Field";
-import { CopyButton } from "../components/CopyButton";
-import { useConnections, useDeployKey, useOrgs, useScmProviders } from "../queries";
+import { DeployKeyView } from "../components/DeployKeyView";
+import { useConnections, useOrgs, useScmProviders } from "../queries";
 import type { Project, RepositoryPage } from "../types";
 
 /** A project from a connected account's repository, or from any git URL (then: install its deploy key). */
@@ -148,24 +148,13 @@ const projectNameOf = (repo: string) => repo.split("/").at(-1)!.replace(/[^A-Za-
 
 /** After creating a project from a URL: the deploy key to add at the git server, and how the host key is trusted. */
 function InstallDeployKey({ project }: { project: Project }) {
-  const key = useDeployKey(project.id);
   return (
     <section className="narrow">
       <h1>{project.name} is ready</h1>
       <p>
         Add this <strong>read-only deploy key</strong> at your git server for <span className="mono">{project.repositoryUrl}</span>; builds clone with it.
       </p>
-      {key.isPending && <p role="status">Loading the key…</p>}
-      <ErrorNote error={key.error} />
-      {key.data && (
-        <>
-          <pre className="key" aria-label="Deploy key">
-            {key.data.publicKey}
-          </pre>
-          <CopyButton text={key.data.publicKey} label="Copy key" />
-          <p className="muted">Fingerprint {key.data.fingerprint}</p>
-        </>
-      )}
+      <DeployKeyView projectId={project.id} />
       <p>
         The first clone trusts the git host's key it sees and shows its fingerprint in the project's settings: compare it with the one your git server's operator gives
         you, then confirm it there.

@@ -4,6 +4,7 @@ import { Link, useNavigate, useParams } from "react-router";
 import { api, ApiError, get } from "../api";
 import { ConfirmButton } from "../components/ConfirmButton";
 import { CopyButton } from "../components/CopyButton";
+import { DeployKeyView } from "../components/DeployKeyView";
 import { ErrorNote, LoadError } from "../components/ErrorNote";
 import { Field, submitting } from "../components/Field";
 import { Section } from "../components/Section";
@@ -11,7 +12,7 @@ import { ShownOnce } from "../components/ShownOnce";
 import { TableHead } from "../components/TableHead";
 import { TextArea } from "../components/TextArea";
 import { Time } from "../components/Time";
-import { useConnections, useDeployKey, useOrgMembers, useOrgs, useProject } from "../queries";
+import { useConnections, useOrgMembers, useOrgs, useProject } from "../queries";
 import type { BadgeLink, DeployKey, Leftover, Project, RepositoryLink, SecretName, WebhookSecret } from "../types";
 
 /** What PATCH /projects/:id takes: the project's own fields, plus the two that are commands rather than state. */
@@ -272,7 +273,6 @@ function Leftovers({ items }: { items: Leftover[] }) {
 
 function DeployKeySection({ project, manage }: { project: Project; manage: boolean }) {
   const client = useQueryClient();
-  const key = useDeployKey(project.id);
   const regenerate = useMutation({
     mutationFn: () => api<DeployKey>("POST", `/projects/${project.id}/deploy-key`),
     onSuccess: (next) => client.setQueryData(["deploy-key", project.id], next),
@@ -280,38 +280,20 @@ function DeployKeySection({ project, manage }: { project: Project; manage: boole
   return (
     <Section title="Deploy key">
       <p>Builds clone with this key: add it as a read-only deploy key at the git server (linking a repository adds it there for you).</p>
-      {key.isPending && <p role="status">Loading the key…</p>}
-      <ErrorNote error={key.error} />
-      {key.data && (
-        <>
-          <pre className="key" aria-label="Deploy key">
-            {key.data.publicKey}
-          </pre>
-          <div className="actions">
-            <CopyButton text={key.data.publicKey} label="Copy key" />
-          </div>
-          <dl className="facts">
-            <dt>Fingerprint</dt>
-            <dd className="mono" data-testid="deploy-key-fingerprint">
-              {key.data.fingerprint}
-            </dd>
-            <dt>Made</dt>
-            <dd>
-              <Time at={key.data.createdAt} />
-            </dd>
-          </dl>
-          {manage && (
+      <DeployKeyView projectId={project.id}>
+        {(key) =>
+          manage && (
             <ConfirmButton
-              key={key.data.fingerprint}
+              key={key.fingerprint}
               label="Regenerate key"
               question="The current key stops working at once: builds cannot clone until the new key is added at the git server (remove the old one there too). Make a new key?"
               confirmLabel={regenerate.isPending ? "Making a new key…" : "Make a new key"}
               pending={regenerate.isPending}
               onConfirm={() => regenerate.mutate()}
             />
-          )}
-        </>
-      )}
+          )
+        }
+      </DeployKeyView>
       <ErrorNote error={regenerate.error} />
       {regenerate.isSuccess && <p role="status">A new key is in place: add it at the git server now.</p>}
     </Section>
