@@ -94,6 +94,7 @@ const expected: Record<string, Expected> = {
   "DELETE /api/v1/projects/:projectId/assignments/:userId": row([401, 404, 204, 204, 403, 403, 403, 404]),
   "GET /api/v1/projects/:projectId/deploy-key":       row([401, 404, 200, 200, 200, 200, 200, 404]),
   "POST /api/v1/projects/:projectId/deploy-key":      row([401, 404, 200, 200, 403, 403, 403, 404]),
+  "GET /api/v1/scm/errors/:errorId":                  row([200, 200, 200, 200, 200, 200, 200]),
   "GET /api/v1/projects/:projectId/badge":            row([401, 404, 200, 200, 200, 200, 200, 404]),
   "POST /api/v1/projects/:projectId/badge":           row([401, 404, 200, 200, 403, 403, 403, 404]),
   "GET /badge/:file":                                 row([200, 200, 200, 200, 200, 200, 200]),
@@ -398,6 +399,11 @@ const calls: Record<string, (s: Subject) => Promise<Call>> = {
   "GET /api/v1/projects/:projectId/deploy-key": async (s) => ({ params: { projectId: s.projectId } }),
   "POST /api/v1/projects/:projectId/deploy-key": async (s) => ({ params: { projectId: s.projectId } }),
   "GET /api/v1/projects/:projectId/badge": async (s) => ({ params: { projectId: s.projectId } }),
+  // A note a failed callback left: public, as the page that reads it may not be signed in.
+  "GET /api/v1/scm/errors/:errorId": async () => {
+    const res = await h.app.inject({ method: "GET", url: "/api/v1/scm/github/callback?error=access_denied&state=matrix" });
+    return { params: { errorId: new URLSearchParams(String(res.headers.location).split("#")[1]).get("scm-error")! } };
+  },
   "POST /api/v1/projects/:projectId/badge": async (s) => ({ params: { projectId: s.projectId } }),
   // The badge's token, not the caller, opens it.
   "GET /badge/:file": async () => ({ params: { file: `${assignedProject}.svg` }, query: `?token=${await h.services.badges.token(assignedProject)}` }),

@@ -33,7 +33,17 @@ async function connectedMails(to: string): Promise<string[]> {
 }
 
 /** The message Slipway put in the fragment of its redirect back to the account page. */
-const scmError = (res: { headers: Record<string, unknown> }) => new URLSearchParams(String(res.headers.location).split("#")[1]).get("scm-error");
+async function scmError(res: { headers: Record<string, unknown> }): Promise<string | null> {
+  const id = new URLSearchParams(String(res.headers.location).split("#")[1]).get("scm-error");
+  return id === null ? null : messageOf(id);
+}
+
+/** The text behind a callback's `#scm-error=<id>`, as the page reads it. */
+async function messageOf(id: string): Promise<string> {
+  const res = await new Client(h.app).get(`/api/v1/scm/errors/${id}`);
+  expect(res.statusCode).toBe(200);
+  return res.json().message as string;
+}
 
 async function settled() {
   await h.services.scm.statuses.settled();
@@ -98,11 +108,11 @@ describe("connecting a GitHub account", () => {
     // Another account presenting the owner's code and state (a planted link) gets nothing attached.
     const planted = await mallory.get(`${back.pathname}${back.search}`);
     expect(planted.statusCode).toBe(303);
-    expect(scmError(planted)).toMatch(/started by another account/);
+    expect(await scmError(planted)).toMatch(/started by another account/);
     expect((await mallory.get("/api/v1/me/connections")).json().connections).toEqual([]);
     // The state was spent by that attempt: the owner's own replay of it is refused too.
     const replay = await owner.get(`${back.pathname}${back.search}`);
-    expect(scmError(replay)).toMatch(/start again/);
+    expect(await scmError(replay)).toMatch(/start again/);
     // Control: a fresh round trip works for the owner.
     expect(await connectAccount(owner, "github", sim.ca)).toBe("/account#connected=github");
   });
@@ -112,16 +122,19 @@ describe("connecting a GitHub account", () => {
     const state = new URL(start.json().authorizeUrl).searchParams.get("state")!;
     const declined = await owner.get(`/api/v1/scm/github/callback?error=access_denied&state=${state}`);
     expect(declined.statusCode).toBe(303);
-    expect(scmError(declined)).toMatch(/did not grant access \(access_denied\).*allow Slipway/);
+    expect(await scmError(declined)).toMatch(/did not grant access \(access_denied\).*allow Slipway/);
+    // The redirect carries an id, not the text: a crafted link cannot put words on the page.
+    expect(String(declined.headers.location)).toMatch(/^\/account#scm-error=[A-Za-z0-9_-]{40,}$/);
+    expect((await new Client(h.app).get("/api/v1/scm/errors/made-up")).statusCode).toBe(404);
     // Anything but an OAuth error code is not repeated on the page.
     const state2 = new URL((await owner.post("/api/v1/me/connections/github")).json().authorizeUrl).searchParams.get("state")!;
     const odd = await owner.get(`/api/v1/scm/github/callback?error=${encodeURIComponent("call +1 555 0100 now")}&state=${state2}`);
-    expect(scmError(odd)).toMatch(/did not grant access \(no code\)/);
+    expect(await scmError(odd)).toMatch(/did not grant access \(no code\)/);
     // Without the session that began it, the callback connects nothing.
     const fresh = new URL((await owner.post("/api/v1/me/connections/github")).json().authorizeUrl).searchParams.get("state")!;
     const anonymous = await new Client(h.app).get(`/api/v1/scm/github/callback?code=x&state=${fresh}`);
     expect(anonymous.statusCode).toBe(303);
-    expect(scmError(anonymous)).toMatch(/started by another account/);
+    expect(await scmError(anonymous)).toMatch(/started by another account/);
   });
 
   it("lists the account's repositories a page at a time", async () => {
@@ -407,7 +420,7 @@ describe("P15: signing in with GitHub", () => {
   }
   const callback = (back: URL, cookie?: string) => h.app.inject({ method: "GET", url: `${back.pathname}${back.search}`, headers: cookie ? { cookie } : {} });
   const sessionCookie = (res: { cookies: Array<{ name: string; value: string }> }) => res.cookies.find((c) => c.name === "slipway_session");
-  const signInError = (res: { headers: Record<string, unknown> }) => new URLSearchParams(String(res.headers.location).replace(/^\/sign-in#/, "")).get("scm-error");
+  const signInError = (res: { headers: Record<string, unknown> }) => (String(res.headers.location).startsWith("/sign-in#") ? scmError(res) : null);
 
   it("P15: signs in the Slipway account connected to that GitHub account, with a new session", async () => {
     const tokens = () => h.services.store.db.selectFrom("scm_connections").select(["access_token", "scopes"]).where("login", "=", "octocat").executeTakeFirstOrThrow();
@@ -437,7 +450,7 @@ describe("P15: signing in with GitHub", () => {
     const { back, cookie } = await startSignIn();
     const res = await callback(back, `${STATE}=${"x".repeat(43)}`);
     expect(res.statusCode).toBe(303);
-    expect(signInError(res)).toMatch(/started by another account: start again/);
+    expect(await signInError(res)).toMatch(/started by another account: start again/);
     expect(sessionCookie(res)).toBeUndefined();
     // The state was spent by that try: the right browser cannot use it now either.
     expect(sessionCookie(await callback(back, cookie))).toBeUndefined();
@@ -447,7 +460,7 @@ describe("P15: signing in with GitHub", () => {
     expect((await owner.delete("/api/v1/me/connections/github")).statusCode).toBe(200);
     const { back, cookie } = await startSignIn();
     const res = await callback(back, cookie);
-    expect(signInError(res)).toMatch(/no Slipway account is connected to the GitHub account octocat: sign in with your email and password, then connect GitHub/);
+    expect(await signInError(res)).toMatch(/no Slipway account is connected to the GitHub account octocat: sign in with your email and password, then connect GitHub/);
     expect(sessionCookie(res)).toBeUndefined();
   });
 

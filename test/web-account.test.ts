@@ -199,8 +199,12 @@ describe("connected git hosts on the account page", () => {
 
     // A fresh load, as when the callback redirects here: a change of fragment alone would not reload the page.
     await page.goto("about:blank");
-    await page.goto(`/account#scm-error=${encodeURIComponent("GitHub did not grant access (access_denied): start again and allow Slipway's access.")}`);
+    await page.goto("/api/v1/scm/github/callback?error=access_denied&state=declined");
     await expect.poll(() => page.getByRole("alert").first().textContent()).toMatch(/did not grant access \(access_denied\)/);
+    // Text put into the link by someone else is not shown: only what Slipway wrote is.
+    await page.goto("about:blank");
+    await page.goto(`/account#scm-error=${encodeURIComponent("Your account is locked: call +1 555 0100")}`);
+    await expect.poll(() => page.getByRole("alert").first().textContent()).toBe("Signing in with the git host did not work: start again");
     expectCleanPage(problems);
   });
 

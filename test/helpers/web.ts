@@ -159,7 +159,7 @@ export async function setUpWorld(h: Harness): Promise<World> {
     runner: new Client(h.app, { bearer: runnerToken }),
     runnerId,
     heldJobId,
-    params: { projectId, orgId, userId: memberUser.id, tokenId, name: "API_KEY", provider: "github", file: webAsset(), runnerId: spareRunnerId, ...ended },
+    params: { projectId, orgId, userId: memberUser.id, tokenId, name: "API_KEY", provider: "github", file: webAsset(), errorId: "unknown", runnerId: spareRunnerId, ...ended },
   };
 }
 

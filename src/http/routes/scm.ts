@@ -7,6 +7,7 @@ import { leftoverSchema, repositoryLinkSchema } from "../../scm/repository-links
 import type { Services } from "../../services.js";
 import { contextOf } from "../plugins/access.js";
 import { projectParams, sessionResponseSchema } from "../schemas.js";
+import { RedirectNotes } from "../redirect-notes.js";
 import { setSessionCookie } from "./session.js";
 
 const sessionOnly = { access: { kind: "account", sessionOnly: true } } as const;
@@ -22,6 +23,7 @@ const leftoversSchema = z.object({ leftovers: z.array(leftoverSchema).describe("
  */
 export const scmRoutes: FastifyPluginAsyncZod<{ services: Services; tls: boolean }> = async (app, { services, tls }) => {
   const { registry, connections, links } = services.scm;
+  const notes = new RedirectNotes();
 
   app.get(
     "/scm/providers",
@@ -69,7 +71,7 @@ export const scmRoutes: FastifyPluginAsyncZod<{ services: Services; tls: boolean
       schema: {
         summary: "Where the git host sends the browser back after its sign-in",
         description:
-          "Connecting an account: finishes it (with the session that started it) and redirects to `/account#connected=<provider>`. Signing in: sets the session cookie and redirects to `/`, or for an account with two-factor to `/sign-in#scm-ticket=<ticket>` (finish with `POST /api/v1/session/scm`). Failures redirect with `#scm-error=<message>`.",
+          "Connecting an account: finishes it (with the session that started it) and redirects to `/account#connected=<provider>`. Signing in: sets the session cookie and redirects to `/`, or for an account with two-factor to `/sign-in#scm-ticket=<ticket>` (finish with `POST /api/v1/session/scm`). Failures redirect with `#scm-error=<id>`: the page reads the message from `GET /api/v1/scm/errors/<id>`.",
         params: providerParams,
         querystring: z.object({ state: z.string().min(1).max(256), code: z.string().min(1).max(2048).optional(), error: z.string().max(256).optional(), error_description: z.string().max(1024).optional() }),
       },
@@ -92,8 +94,26 @@ export const scmRoutes: FastifyPluginAsyncZod<{ services: Services; tls: boolean
         return reply.redirect("/", 303);
       } catch (err) {
         if (!(err instanceof AppError)) throw err;
-        return back(ctx ? "/account" : "/sign-in", { "scm-error": err.message });
+        return back(ctx ? "/account" : "/sign-in", { "scm-error": notes.put(err.message) });
       }
+    },
+  );
+
+  app.get(
+    "/scm/errors/:errorId",
+    {
+      config: { access: { kind: "public" } },
+      schema: {
+        summary: "Why a git host sign-in or connection failed",
+        description: "The message behind the id a failed callback put in `#scm-error=`, for a few minutes after it. 404 when unknown or too old: start again.",
+        params: z.object({ errorId: z.string().min(1).max(64) }),
+        response: { 200: z.object({ message: z.string() }) },
+      },
+    },
+    async (request) => {
+      const message = notes.get(request.params.errorId);
+      if (!message) throw new AppError(404, "not_found", "this sign-in's message is gone: start again");
+      return { message };
     },
   );
 

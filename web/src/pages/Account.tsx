@@ -5,6 +5,7 @@ import { api, get } from "../api";
 import { ConfirmButton } from "../components/ConfirmButton";
 import { CopyButton } from "../components/CopyButton";
 import { ErrorNote } from "../components/ErrorNote";
+import { GitHostError } from "../components/GitHostError";
 import { Field, fragment, submitting } from "../components/Field";
 import { Section } from "../components/Section";
 import { ShownOnce } from "../components/ShownOnce";
@@ -59,8 +60,8 @@ export default function Account() {
   return (
     <div className="account">
       <h1>Account</h1>
-      <ErrorNote error={hash.get("scm-error")} />
-      {connected && (
+      <GitHostError id={hash.get("scm-error")} />
+      {connected && providers.data?.some((p) => p.name === connected) && (
         <p className="notice" role="status">
           Your {labelOf(providers.data, connected)} account is connected.
         </p>

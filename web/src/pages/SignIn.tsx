@@ -3,6 +3,7 @@ import { useState } from "react";
 import { Link, useNavigate, useSearchParams } from "react-router";
 import { api, ApiError } from "../api";
 import { ErrorNote } from "../components/ErrorNote";
+import { GitHostError } from "../components/GitHostError";
 import { Field, formValues, fragment } from "../components/Field";
 import { useScmProviders } from "../queries";
 import { useSessionStarted } from "../session";
@@ -40,7 +41,7 @@ export default function SignIn() {
   return (
     <section className="narrow">
       <h1>Sign in to Slipway</h1>
-      {hash.get("scm-error") && <p className="error" role="alert">{hash.get("scm-error")}</p>}
+      <GitHostError id={hash.get("scm-error")} />
       <form
         onSubmit={(e) => {
           e.preventDefault();
