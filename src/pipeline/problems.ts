@@ -49,6 +49,6 @@ export const limits = {
   services: 200,
   regexLength: 500,
   /** Time one regex may take to match one ref before the filter is treated as broken. */
-  regexMatchMs: 50,
+  regexMatchMs: 100,
   maxTimeoutMs: 24 * 3600_000,
 } as const;
