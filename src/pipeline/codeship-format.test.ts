@@ -2,6 +2,8 @@ import { describe, expect, it } from "vitest";
 import { findings, lines, readConfig, validPipeline } from "../../test/helpers/pipeline.js";
 import { flattenSteps, selectSteps, slipwayEncryptedPrefix, type Group, type Step } from "./index.js";
 
+const DOCKERFILE = "FROM ruby:3.3\nCOPY . /app\n";
+
 const services = lines(
   "version: '2'",
   "services:",
@@ -100,7 +102,7 @@ describe("Codeship Pro files", () => {
   });
 
   it("warns about every key it recognises but does not act on, and still passes", () => {
-    const r = readConfig({ "codeship-services.yml": services, "codeship-steps.yml": steps, "deploy.env.encrypted": encrypted });
+    const r = readConfig({ "codeship-services.yml": services, "codeship-steps.yml": steps, "deploy.env.encrypted": encrypted, "Dockerfile.ci": DOCKERFILE });
     expect(findings(r, "error")).toEqual([]);
     expect(findings(r, "warning")).toEqual([
       "codeship-services.yml:4:5 needs_image_build",
@@ -112,8 +114,16 @@ describe("Codeship Pro files", () => {
     expect(r.problems.find((p) => p.line === 16)!.message).toContain('"add_docker"');
   });
 
+  it("checks a service's Dockerfile now, at its own lines, without holding up the steps that do not need it", () => {
+    const broken = readConfig({ "codeship-services.yml": services, "codeship-steps.yml": steps, "deploy.env.encrypted": encrypted, "Dockerfile.ci": "FROM ruby:3.3\nVOLUME /data\nCOPY ../x /x\n" });
+    expect(findings(broken, "error")).toEqual([]);
+    expect(findings(broken, "warning")).toEqual(expect.arrayContaining(["Dockerfile.ci:2:1 unsupported_instruction", "Dockerfile.ci:3:6 outside_context"]));
+    const missing = readConfig({ "codeship-services.yml": services, "codeship-steps.yml": steps, "deploy.env.encrypted": encrypted });
+    expect(missing.problems.find((p) => p.code === "missing_dockerfile")).toMatchObject({ file: "codeship-services.yml", line: 4, col: 5, severity: "warning", message: 'the Dockerfile of service "app", Dockerfile.ci, does not exist' });
+  });
+
   it("steps inherit their group's service and filters when selected for a ref", () => {
-    const p = validPipeline({ "codeship-services.yml": services, "codeship-steps.yml": steps, "deploy.env.encrypted": encrypted });
+    const p = validPipeline({ "codeship-services.yml": services, "codeship-steps.yml": steps, "deploy.env.encrypted": encrypted, "Dockerfile.ci": DOCKERFILE });
     const names = (branch: string) => flattenSteps(selectSteps(p, { branch })).map((s) => `${s.name}@${s.service}`);
     expect(names("feature/x")).toEqual(["rspec@app", "lint@app", "never on wip@app", "app: push acme/app@app"]);
     expect(names("release/2.0")).toContain("deploy eu@deployer-eu");

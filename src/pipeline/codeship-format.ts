@@ -4,7 +4,7 @@ import type { FileSource } from "./files.js";
 import type { Group, Healthcheck, Pipeline, PipelineNode, Service, Step, When } from "./model.js";
 import { problemAt, type Problem } from "./problems.js";
 import { checkDependencies, checkEnvFile } from "./service-checks.js";
-import { needsImageBuild } from "./slipway-format.js";
+import { checkImageBuild } from "./image-builds.js";
 import type { ParsedFile, Path } from "./source.js";
 import { checkServiceRef, claimName, defaultName, readTree, reid, type Inherited, type TreeContext } from "./tree.js";
 
@@ -153,7 +153,7 @@ function readService(name: string, raw: unknown, path: Path, file: ParsedFile, f
     const context = readRepoPath(ctxRaw ?? ".", file, bp, problems) ?? ".";
     const args = "args" in b && b.args !== undefined ? envFrom(b.args, file, [...bp, "args"], problems) : {};
     build = { context, dockerfile: "dockerfile" in b ? (b.dockerfile ?? b.dockerfile_path) : undefined, image: "image" in b ? b.image : undefined, args };
-    problems.push(needsImageBuild(file.at(bp, "key"), name));
+    checkImageBuild(file.at(bp, "key"), name, build, files, problems);
   }
   const envFile = toList(s.env_file).flatMap((p, i) => {
     const at = typeof s.env_file === "string" ? [...path, "env_file"] : [...path, "env_file", i];

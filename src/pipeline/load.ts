@@ -58,7 +58,7 @@ function readFrom(files: FileSource, problems: Problem[], read: string[]): LoadR
     if (steps) problems.push(problemAt({ file: steps.name, line: 0, col: 0 }, "ignored_file", `${steps.name} is ignored because ${slipway.name} exists`, undefined, "warning"));
     read.push(slipway.name);
     const parsed = parseConfigFile(slipway.name, slipway.text, problems);
-    if (parsed) pipeline = readSlipwayConfig(parsed, problems);
+    if (parsed) pipeline = readSlipwayConfig(parsed, files, problems);
   } else if (steps) {
     read.push(steps.name);
     const services = pick(files, configFileNames.codeshipServices, problems);

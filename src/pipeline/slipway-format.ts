@@ -1,7 +1,9 @@
 import { z } from "zod";
 import { durationSchema, envMapSchema, imageSchema, envNameSchema, readCommand, readDuration, readEnvMap, readHealthcheck, readRefFilter, readRepoPath } from "./common.js";
+import type { FileSource } from "./files.js";
+import { checkImageBuild } from "./image-builds.js";
 import type { Group, Healthcheck, Pipeline, PipelineNode, Service, Step, When } from "./model.js";
-import { problemAt, type Problem, type SourceLocation } from "./problems.js";
+import { problemAt, type Problem } from "./problems.js";
 import { checkDependencies } from "./service-checks.js";
 import type { ParsedFile, Path } from "./source.js";
 import { checkServiceRef, claimName, defaultName, readTree, type Inherited, type TreeContext } from "./tree.js";
@@ -63,12 +65,12 @@ const groupRawSchema = z.strictObject({
   steps: z.array(z.unknown()).min(1, { error: "a group needs at least one step" }),
 });
 
-export function readSlipwayConfig(file: ParsedFile, problems: Problem[]): Pipeline | undefined {
+export function readSlipwayConfig(file: ParsedFile, files: FileSource, problems: Problem[]): Pipeline | undefined {
   const top = file.check(topSchema, withoutExtensions(file.value), [], problems);
   if (!top) return undefined;
   const services: Record<string, Service> = {};
   for (const [name, raw] of Object.entries(top.services ?? {})) {
-    const service = readService(name, raw, ["services", name], file, problems);
+    const service = readService(name, raw, ["services", name], file, files, problems);
     if (service) services[name] = service;
   }
   checkDependencies(services, (s, i) => file.at(["services", s, "depends_on", i]), problems);
@@ -85,7 +87,7 @@ export function readSlipwayConfig(file: ParsedFile, problems: Problem[]): Pipeli
   };
 }
 
-function readService(name: string, raw: unknown, path: Path, file: ParsedFile, problems: Problem[]): Service | undefined {
+function readService(name: string, raw: unknown, path: Path, file: ParsedFile, files: FileSource, problems: Problem[]): Service | undefined {
   const s = file.check(serviceRawSchema, raw, path, problems);
   if (!s) return undefined;
   if (!s.image && !s.build) problems.push(problemAt(file.at(path, "key"), "missing_field", `service "${name}" needs an image (or a build)`));
@@ -94,7 +96,7 @@ function readService(name: string, raw: unknown, path: Path, file: ParsedFile, p
     const b = typeof s.build === "string" ? { context: s.build } : s.build;
     const context = readRepoPath(b.context, file, typeof s.build === "string" ? [...path, "build"] : [...path, "build", "context"], problems);
     build = { context: context ?? b.context, dockerfile: "dockerfile" in b ? b.dockerfile : undefined, args: readEnvMap("args" in b ? b.args : undefined, file, [...path, "build", "args"], problems) };
-    problems.push(needsImageBuild(file.at([...path, "build"], "key"), name));
+    checkImageBuild(file.at([...path, "build"], "key"), name, build, files, problems);
   }
   let healthcheck: Healthcheck | undefined;
   if (s.healthcheck) {
@@ -120,9 +122,6 @@ function readService(name: string, raw: unknown, path: Path, file: ParsedFile, p
   };
 }
 
-export function needsImageBuild(at: SourceLocation, service: string): Problem {
-  return problemAt(at, "needs_image_build", `service "${service}" is built from a Dockerfile; image builds come in a later Slipway release, so a job that needs this service fails until then`, "use a published image for now", "warning");
-}
 
 function readNode(value: unknown, path: Path, id: string, depth: number, inherited: Inherited, ctx: TreeContext, services: Record<string, Service>): PipelineNode | undefined {
   const { file, problems } = ctx;
