@@ -17,14 +17,16 @@ export class Badges {
   ) {}
 
   async token(projectId: string): Promise<string> {
-    return this.tokenFor(projectId, await this.generation(projectId));
+    const generation = await this.generation(projectId);
+    if (generation === undefined) throw notFound("project");
+    return this.tokenFor(projectId, generation);
   }
 
   /** Whether the token opens the project's badge; an unknown project is simply false (no enumeration). */
   async check(projectId: string, token: string): Promise<boolean> {
-    const row = await this.store.db.selectFrom("projects").select("badge_generation").where("id", "=", projectId).executeTakeFirst();
-    if (!row) return false;
-    const expected = Buffer.from(this.tokenFor(projectId, Number(row.badge_generation)));
+    const generation = await this.generation(projectId);
+    if (generation === undefined) return false;
+    const expected = Buffer.from(this.tokenFor(projectId, generation));
     const given = Buffer.from(token);
     return given.length === expected.length && timingSafeEqual(given, expected);
   }
@@ -39,10 +41,9 @@ export class Badges {
     return this.token(projectId);
   }
 
-  private async generation(projectId: string): Promise<number> {
+  private async generation(projectId: string): Promise<number | undefined> {
     const row = await this.store.db.selectFrom("projects").select("badge_generation").where("id", "=", projectId).executeTakeFirst();
-    if (!row) throw notFound("project");
-    return Number(row.badge_generation);
+    return row && Number(row.badge_generation);
   }
 
   private tokenFor(projectId: string, generation: number): string {

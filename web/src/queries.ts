@@ -22,6 +22,9 @@ export const useDeployKey = (projectId: string) => useQuery({ queryKey: ["deploy
 /** The git hosts this server can connect to. */
 export const useScmProviders = () => useQuery({ queryKey: ["scm-providers"], queryFn: async () => (await get<{ providers: ScmProviderInfo[] }>("/scm/providers")).providers });
 
+/** A git host's name as people know it ("GitHub"), or its API name while the list is loading. */
+export const labelOf = (providers: ScmProviderInfo[] | undefined, name: string) => providers?.find((p) => p.name === name)?.label ?? name;
+
 /** The caller's connected git host accounts. */
 export const useConnections = () => useQuery({ queryKey: ["connections"], queryFn: async () => (await get<{ connections: Connection[] }>("/me/connections")).connections });
 

@@ -11,9 +11,9 @@ import { Section } from "../components/Section";
 import { ShownOnce } from "../components/ShownOnce";
 import { TableHead } from "../components/TableHead";
 import { Time } from "../components/Time";
-import { useConnections, useScmProviders } from "../queries";
+import { labelOf, useConnections, useScmProviders } from "../queries";
 import { SESSION_KEY } from "../session";
-import type { ApiToken, CreatedToken, Me, User, NewToken, RecoveryCodes, Scope, ScmProviderInfo, TwoFactorSetup } from "../types";
+import type { ApiToken, CreatedToken, Me, User, NewToken, RecoveryCodes, Scope, TwoFactorSetup } from "../types";
 
 const ME = ["me"];
 const TOKENS = ["tokens"];
@@ -39,8 +39,6 @@ const expiries: Array<[days: number, words: string]> = [
   [0, "never"],
 ];
 
-/** A git host's name as people know it ("GitHub"), or its API name while the list is loading. */
-const labelOf = (providers: ScmProviderInfo[] | undefined, name: string) => providers?.find((p) => p.name === name)?.label ?? name;
 
 /** The server's QR code as an image: an SVG from the server is never put into the page's own markup. */
 const svgImage = (svg: string) => `data:image/svg+xml;base64,${btoa(Array.from(new TextEncoder().encode(svg), (b) => String.fromCharCode(b)).join(""))}`;

@@ -5,7 +5,7 @@ import { api, get } from "../api";
 import { ErrorNote } from "../components/ErrorNote";
 import { Field, formValues } from "../components/Field";
 import { DeployKeyView } from "../components/DeployKeyView";
-import { useConnections, useOrgs, useScmProviders } from "../queries";
+import { labelOf, useConnections, useOrgs, useScmProviders } from "../queries";
 import type { Project, RepositoryPage } from "../types";
 
 /** A project from a connected account's repository, or from any git URL (then: install its deploy key). */
@@ -28,7 +28,7 @@ export default function NewProject() {
         <legend>Where the code is</legend>
         {usable.map((c) => (
           <label key={c.provider}>
-            <input type="radio" name="source" value={c.provider} checked={source === c.provider} onChange={() => setSource(c.provider)} /> {providers.data?.find((p) => p.name === c.provider)?.label ?? c.provider} ({c.login})
+            <input type="radio" name="source" value={c.provider} checked={source === c.provider} onChange={() => setSource(c.provider)} /> {labelOf(providers.data, c.provider)} ({c.login})
           </label>
         ))}
         <label>
