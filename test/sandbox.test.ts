@@ -141,6 +141,23 @@ describe("P26: code in a sandbox never holds host privileges", () => {
   });
 });
 
+describe("P17: secrets handed to a sandbox", () => {
+  it("P17: a secret in a command's environment is on no host process's command line, which any local user can read", async () => {
+    const secret = `p17-${randomBytes(12).toString("hex")}`;
+    const s = await sandbox({ env: { SPEC_SECRET: `${secret}-spec` } });
+    const running = s.exec({ argv: ["/bin/sh", "-c", 'test "$STEP_SECRET" = "$1-step" && test "$SPEC_SECRET" = "$1-spec" && sleep 2 && echo seen', "sh", secret], env: { STEP_SECRET: `${secret}-step` } });
+    await new Promise((r) => setTimeout(r, 700));
+    expect(hostPidsWith(`${secret}-`)).toEqual([]);
+    expect((await running).code).toBe(0);
+  });
+
+  it("a NUL byte in a variable cannot smuggle in options of bwrap (they are read NUL-separated)", async () => {
+    const s = await sandbox();
+    await expect(s.exec({ argv: ["true"], env: { X: "a\0--bind\0/\0/host" } })).rejects.toThrow(/NUL bytes/);
+    await expect(s.exec({ argv: ["true"], cwd: "/tmp\0--bind" })).rejects.toThrow(/NUL bytes/);
+  });
+});
+
 describe("sandbox escapes fail closed", () => {
   let s: Sandbox;
   beforeAll(async () => {

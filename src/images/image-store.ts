@@ -11,6 +11,8 @@ export interface ResolvedImage {
   /** `sha256:…` of the manifest the reference pointed to when it was pulled. */
   digest: string;
   rootfs: string;
+  /** The image as an OCI layout (tag `image`), which builds start from; missing for images unpacked by older versions. */
+  layout?: string;
   /** The image's own environment (PATH and the like), from its config. */
   env: Record<string, string>;
 }
@@ -74,7 +76,7 @@ export class ImageStore {
     for (const entry of readdirSync(opts.cacheDir)) {
       const leftover = path.join(opts.cacheDir, entry);
       // What a pull that crashed left behind; a pull still running is younger.
-      if (entry.startsWith(".pull-") && Date.now() - statSync(leftover).mtimeMs > PULL_TIMEOUT_MS) rmSync(leftover, { recursive: true, force: true });
+      if (/^\.(pull|import)-/.test(entry) && Date.now() - statSync(leftover).mtimeMs > PULL_TIMEOUT_MS) rmSync(leftover, { recursive: true, force: true });
     }
   }
 
@@ -101,11 +103,55 @@ export class ImageStore {
   }
 
   private cached(digest: string): ResolvedImage | undefined {
-    const file = path.join(this.folderOf(digest), "image.json");
+    const folder = this.folderOf(digest);
+    const file = path.join(folder, "image.json");
     if (!existsSync(file)) return undefined;
     const image = imageFileSchema.safeParse(parseJson(readFileSync(file, "utf8")));
-    if (!image.success) throw new ImageError(`the cached image ${digest} is damaged: remove ${this.folderOf(digest)} and run the build again`);
-    return { ...image.data, rootfs: path.join(this.folderOf(digest), "rootfs") };
+    if (!image.success) throw new ImageError(`the cached image ${digest} is damaged: remove ${folder} and run the build again`);
+    const layout = path.join(folder, "layout");
+    return { ...image.data, rootfs: path.join(folder, "rootfs"), ...(existsSync(path.join(layout, "index.json")) && { layout }) };
+  }
+
+  /** The image as an OCI layout, for a build that starts from it; copied again if an older version unpacked it without one. */
+  async layoutOf(text: string, progress?: (message: string) => void): Promise<string> {
+    const image = await this.resolve(text, progress);
+    if (image.layout) return image.layout;
+    const ref = parseImageReference(text);
+    const work = this.workDir("pull");
+    try {
+      await this.copy(ref, this.sourceOf(ref), image.digest, work, progress);
+      renameSync(path.join(work, "layout"), path.join(this.folderOf(image.digest), "layout"));
+    } catch (err) {
+      if (!this.cached(image.digest)?.layout) throw err;
+    } finally {
+      rmSync(work, { recursive: true, force: true });
+    }
+    return this.cached(image.digest)!.layout!;
+  }
+
+  /**
+   * Takes in an image a build wrote as an OCI layout (tag `image`, every blob already checked
+   * against its digest): it is unpacked like a pulled one and named by its manifest digest.
+   * The layout folder is moved, not copied.
+   */
+  async importLayout(layout: string): Promise<ResolvedImage> {
+    const digest = tagged(layout, "image");
+    if (!digest) throw new ImageError("the built image has no manifest tagged image");
+    const cached = this.cached(digest);
+    if (cached?.layout) return cached;
+    const work = this.workDir("import");
+    try {
+      renameSync(layout, path.join(work, "layout"));
+      return await this.unpack(work, digest, "the built image");
+    } finally {
+      rmSync(work, { recursive: true, force: true });
+    }
+  }
+
+  private workDir(kind: string): string {
+    const work = path.join(this.opts.cacheDir, `.${kind}-${randomBytes(6).toString("hex")}`);
+    mkdirSync(work, { mode: 0o700 });
+    return work;
   }
 
   /** skopeo's name for where the image comes from: a local layout when the operator has one by that name. */
@@ -117,13 +163,10 @@ export class ImageStore {
 
   private async digestOf(ref: ImageReference, source: string): Promise<string> {
     if (source.startsWith("oci:")) {
-      const layout = source.slice(4, source.lastIndexOf(":"));
       const tag = ref.tag ?? "latest";
-      const index = indexSchema.safeParse(parseJson(readFileSync(path.join(layout, "index.json"), "utf8")));
-      if (!index.success) throw new ImageError(`image ${ref.text}: the local layout ${ref.name} has no valid index.json`);
-      const found = index.data.manifests.find((m) => m.annotations?.["org.opencontainers.image.ref.name"] === tag);
+      const found = tagged(source.slice(4, source.lastIndexOf(":")), tag, ref);
       if (!found) throw new ImageError(`image ${ref.text} does not exist: the local layout ${ref.name} has no tag ${tag}`);
-      return found.digest;
+      return found;
     }
     const raw = await run("skopeo", ["inspect", "--raw", "--retry-times", "2", ...this.certFlag("--cert-dir"), source], ref.text, 120_000);
     return `sha256:${createHash("sha256").update(raw).digest("hex")}`;
@@ -134,32 +177,49 @@ export class ImageStore {
   }
 
   private async pull(ref: ImageReference, source: string, digest: string, progress?: (message: string) => void): Promise<ResolvedImage> {
-    const work = path.join(this.opts.cacheDir, `.pull-${randomBytes(6).toString("hex")}`);
+    const work = this.workDir("pull");
     try {
-      mkdirSync(work, { mode: 0o700 });
-      progress?.(`pulling image ${ref.text} (${digest.slice(0, 19)})\n`);
-      const pinned = source.startsWith("oci:") ? source : registryLocation({ ...ref, digest });
-      await run("skopeo", ["copy", "--quiet", "--retry-times", "2", ...this.certFlag("--src-cert-dir"), pinned, `oci:${work}/layout:image`], ref.text, PULL_TIMEOUT_MS);
+      await this.copy(ref, source, digest, work, progress);
       progress?.(`unpacking image ${ref.text}\n`);
-      const bundle = path.join(work, "bundle");
-      await run("umoci", ["unpack", ...(this.rootless ? ["--rootless"] : []), "--image", `${work}/layout:image`, bundle], ref.text, PULL_TIMEOUT_MS);
-      const config = bundleConfigSchema.parse(parseJson(readFileSync(path.join(bundle, "config.json"), "utf8")));
-      const env = Object.fromEntries((config.process?.env ?? []).map((kv) => [kv.slice(0, kv.indexOf("=")), kv.slice(kv.indexOf("=") + 1)]).filter(([k]) => k));
-      const done = path.join(work, "done");
-      mkdirSync(done, { mode: 0o700 });
-      renameSync(path.join(bundle, "rootfs"), path.join(done, "rootfs"));
-      writeDurably(path.join(done, "image.json"), JSON.stringify({ digest, env }));
-      try {
-        renameSync(done, this.folderOf(digest));
-      } catch (err) {
-        // Another process unpacked the same image first: theirs is as good as ours.
-        if (!this.cached(digest)) throw err;
-      }
-      return this.cached(digest)!;
+      return await this.unpack(work, digest, ref.text);
     } finally {
       rmSync(work, { recursive: true, force: true });
     }
   }
+
+  /** Copies the image into <work>/layout, tagged `image`. */
+  private async copy(ref: ImageReference, source: string, digest: string, work: string, progress?: (message: string) => void): Promise<void> {
+    progress?.(`pulling image ${ref.text} (${digest.slice(0, 19)})\n`);
+    const pinned = source.startsWith("oci:") ? source : registryLocation({ ...ref, digest });
+    await run("skopeo", ["copy", "--quiet", "--retry-times", "2", ...this.certFlag("--src-cert-dir"), pinned, `oci:${work}/layout:image`], ref.text, PULL_TIMEOUT_MS);
+  }
+
+  /** Unpacks <work>/layout and moves the result, layout included, into its place in the cache. */
+  private async unpack(work: string, digest: string, name: string): Promise<ResolvedImage> {
+    const bundle = path.join(work, "bundle");
+    await run("umoci", ["unpack", ...(this.rootless ? ["--rootless"] : []), "--image", `${work}/layout:image`, bundle], name, PULL_TIMEOUT_MS);
+    const config = bundleConfigSchema.parse(parseJson(readFileSync(path.join(bundle, "config.json"), "utf8")));
+    const env = Object.fromEntries((config.process?.env ?? []).map((kv) => [kv.slice(0, kv.indexOf("=")), kv.slice(kv.indexOf("=") + 1)]).filter(([k]) => k));
+    const done = path.join(work, "done");
+    mkdirSync(done, { mode: 0o700 });
+    renameSync(path.join(bundle, "rootfs"), path.join(done, "rootfs"));
+    renameSync(path.join(work, "layout"), path.join(done, "layout"));
+    writeDurably(path.join(done, "image.json"), JSON.stringify({ digest, env }));
+    try {
+      renameSync(done, this.folderOf(digest));
+    } catch (err) {
+      // Another process unpacked the same image first: theirs is as good as ours.
+      if (!this.cached(digest)) throw err;
+    }
+    return this.cached(digest)!;
+  }
+}
+
+/** The manifest digest a layout tags `tag`, if any. */
+function tagged(layout: string, tag: string, ref?: ImageReference): string | undefined {
+  const index = indexSchema.safeParse(parseJson(readFileSync(path.join(layout, "index.json"), "utf8")));
+  if (!index.success) throw new ImageError(ref ? `image ${ref.text}: the local layout ${ref.name} has no valid index.json` : `the OCI layout ${layout} has no valid index.json`);
+  return index.data.manifests.find((m) => m.annotations?.["org.opencontainers.image.ref.name"] === tag)?.digest;
 }
 
 /** Runs an image tool, turning its failure into an error that names the image and says what went wrong. */

@@ -1,3 +1,4 @@
+import type { Readable } from "node:stream";
 import type { NetworkPolicy } from "./network.js";
 
 /**
@@ -23,6 +24,9 @@ export interface Sandbox {
   /** Kills every process of the sandbox and releases everything it held; safe to call twice. */
   destroy(): Promise<void>;
 }
+
+/** What the processes of a sandbox may do: run steps (the default), or build images (see SandboxSpec.profile). */
+export type SandboxProfile = "step" | "builder";
 
 export type SandboxImage = { kind: "host" } | { kind: "rootfs"; path: string };
 
@@ -50,6 +54,14 @@ export interface SandboxSpec {
    * `network` stays unset. Destroying that sandbox destroys this one.
    */
   shareNetworkWith?: Sandbox;
+  /**
+   * "builder" runs every exec as root of the sandbox's own user namespace, which maps a block of
+   * 65536 unprivileged host uids, with the capabilities an image builder needs inside it (mount,
+   * chroot, set*id, chown) and a filter that still refuses a nested user namespace: what rootless
+   * buildah needs to run a Dockerfile's steps as their own users. It needs a root runner and the
+   * host image. Default "step".
+   */
+  profile?: SandboxProfile;
 }
 
 export interface Exec {
@@ -63,7 +75,8 @@ export interface Exec {
 }
 
 export interface ExecIO {
-  stdin?: Buffer | string;
+  /** A stream is piped in (and should end); a buffer or string is written whole. */
+  stdin?: Buffer | string | Readable;
   stdout?(chunk: Buffer): void;
   stderr?(chunk: Buffer): void;
 }

@@ -1,11 +1,11 @@
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, rmSync } from "node:fs";
+import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { isIP } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import type { Writable } from "node:stream";
-import { defaultLimits, HOME, HOST_NAME, SANDBOX_UID, SandboxError, WORKSPACE, type Exec, type ExecIO, type ExitStatus, type Sandbox, type SandboxBackend, type SandboxLimits, type SandboxSpec } from "./backend.js";
+import { Readable, type Writable } from "node:stream";
+import { defaultLimits, HOME, HOST_NAME, SANDBOX_UID, SandboxError, WORKSPACE, type Exec, type ExecIO, type ExitStatus, type Sandbox, type SandboxBackend, type SandboxLimits, type SandboxProfile, type SandboxSpec } from "./backend.js";
 import { attachIdmappedImage } from "./idmap-mount.js";
 import { createCgroup, detectCgroups, type CgroupMode, type SandboxCgroup } from "./cgroups.js";
 import { deniedCidrs, egressRuleset, networkPolicySchema, parseCidr, resolveAllowlist, SLIRP } from "./network.js";
@@ -14,6 +14,13 @@ import { supervisorScript } from "./supervisor-script.js";
 
 /** Host uids handed to sandboxes when the runner is root: far above ordinary users and subuid ranges. */
 export const UID_RANGE = { first: 1_900_000_000, count: 65_536 };
+/** Blocks of host uids handed to builder sandboxes (one block each), above UID_RANGE and below 2^31. */
+export const BUILDER_UID_BLOCKS = { first: 1_910_000_000, size: 65_536, count: 1024 };
+
+// What rootless buildah needs, as root of the builder's user namespace: mount for its isolation,
+// and the set a Dockerfile's RUN steps get by default (as under Docker), which it can hand on
+// only if it holds them. Each counts only inside the sandbox's own namespaces.
+const BUILDER_CAPS = ["CAP_SYS_ADMIN", "CAP_AUDIT_WRITE", "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL", "CAP_MKNOD", "CAP_NET_BIND_SERVICE", "CAP_NET_RAW", "CAP_SETFCAP", "CAP_SETGID", "CAP_SETPCAP", "CAP_SETUID", "CAP_SYS_CHROOT"];
 
 // A shell that waits for one line on stdin before becoming the real command, so the process can
 // be put into its cgroup before it forks anything.
@@ -71,7 +78,7 @@ export class BwrapBackend implements SandboxBackend {
   private readonly cgroups: CgroupMode;
   private readonly runtimeDir: string;
   private readonly usedUids = new Set<number>();
-  private readonly filter = seccompFilter();
+  private readonly filters: Record<SandboxProfile, Buffer> = { step: seccompFilter(), builder: seccompFilter(process.arch, "builder") };
   private slirpFlags?: string[];
   readonly isRoot = process.getuid?.() === 0;
 
@@ -95,15 +102,18 @@ export class BwrapBackend implements SandboxBackend {
   async create(spec: SandboxSpec): Promise<BwrapSandbox> {
     if (spec.shareNetworkWith && !(spec.shareNetworkWith instanceof BwrapSandbox)) throw new SandboxError("a sandbox can share the network only of another sandbox of this backend");
     if (spec.shareNetworkWith && spec.network) throw new SandboxError("a sandbox that shares another's network has no network policy of its own");
+    const profile = spec.profile ?? "step";
+    if (profile === "builder" && !this.isRoot) throw new SandboxError("image builds need a runner that runs as root: it hands each build a block of unprivileged uids of its own");
+    if (profile === "builder" && spec.image.kind !== "host") throw new SandboxError("a builder sandbox runs the host image, where the image builder is installed");
     const outbound = await this.planOutbound(spec);
     const limits: SandboxLimits = { ...defaultLimits, ...spec.limits };
     const id = randomBytes(8).toString("hex");
-    const uid = this.isRoot ? this.allocateUid() : process.getuid!();
+    const uid = !this.isRoot ? process.getuid!() : profile === "builder" ? this.allocateBlock() : this.allocateUid();
     const mountDir = path.join(this.runtimeDir, id);
     mkdirSync(mountDir, { mode: 0o700 });
     if (this.isRoot) chownSync(mountDir, uid, uid);
     const cgroup = this.cgroups === "none" ? undefined : createCgroup(this.cgroups, `sbx-${id}`, limits);
-    const sandbox = new BwrapSandbox(id, uid, spec, limits, mountDir, cgroup, this.filter, this.isRoot, outbound, () => {
+    const sandbox = new BwrapSandbox(id, uid, spec, limits, mountDir, cgroup, this.filters[profile], this.isRoot, outbound, () => {
       this.usedUids.delete(uid);
     });
     try {
@@ -132,8 +142,18 @@ export class BwrapBackend implements SandboxBackend {
   }
 
   private allocateUid(): number {
+    return this.allocate(() => UID_RANGE.first + (randomBytes(4).readUInt32LE(0) % UID_RANGE.count));
+  }
+
+  /** The first uid of a free block. */
+  private allocateBlock(): number {
+    if ([...this.usedUids].filter((uid) => uid >= BUILDER_UID_BLOCKS.first).length >= BUILDER_UID_BLOCKS.count) throw new SandboxError("too many sandboxes at once on this runner");
+    return this.allocate(() => BUILDER_UID_BLOCKS.first + (randomBytes(4).readUInt32LE(0) % BUILDER_UID_BLOCKS.count) * BUILDER_UID_BLOCKS.size);
+  }
+
+  private allocate(pick: () => number): number {
     for (;;) {
-      const uid = UID_RANGE.first + (randomBytes(4).readUInt32LE(0) % UID_RANGE.count);
+      const uid = pick();
       if (!this.usedUids.has(uid)) {
         this.usedUids.add(uid);
         return uid;
@@ -206,7 +226,8 @@ export class BwrapSandbox implements Sandbox {
       ...this.identity(),
       "unshare",
       "--user",
-      "--map-root-user",
+      // A builder's block of uids is mapped by the runner (only root may map more than its own uid).
+      ...(this.builder ? [] : ["--map-root-user"]),
       "--mount",
       "--propagation",
       "private",
@@ -229,6 +250,7 @@ export class BwrapSandbox implements Sandbox {
       attach ? "attach" : image,
       this.resolvesNames ? SLIRP.dns : "",
       this.peer ? "shared" : "own",
+      this.builder ? "wait" : "mapped",
     ];
     const child = this.spawnGated(argv, ["pipe", "pipe", "pipe"]);
     this.supervisor = child;
@@ -238,6 +260,15 @@ export class BwrapSandbox implements Sandbox {
       const timer = setTimeout(() => reject(new SandboxError(`sandbox did not start within 10 s: ${stderr.trim()}`)), 10_000);
       child.stdout!.on("data", (d: Buffer) => {
         const said = d.toString();
+        if (said.includes("idmap")) {
+          try {
+            this.mapBlock(this.supervisorChild(child));
+            child.stdin!.write("mapped\n");
+          } catch (err) {
+            clearTimeout(timer);
+            reject(err);
+          }
+        }
         if (said.includes("attach")) {
           Promise.resolve()
             .then(() => attachIdmappedImage(image, this.supervisorChild(child), this.hostUid, `${this.mountDir}/lower`))
@@ -265,6 +296,20 @@ export class BwrapSandbox implements Sandbox {
       await this.inNetworkNamespace(["nft", "-f", "-"], this.outbound.ruleset);
       await this.startSlirp(this.outbound.slirpFlags);
     }
+  }
+
+  private get builder(): boolean {
+    return this.spec.profile === "builder";
+  }
+
+  /**
+   * Maps the builder's block of host uids and gids, from its first (root inside), into the
+   * supervisor's fresh user namespace. setgroups stays allowed there, as a step's user needs it.
+   */
+  private mapBlock(supervisor: number): void {
+    const map = `0 ${this.hostUid} ${BUILDER_UID_BLOCKS.size}\n`;
+    writeFileSync(`/proc/${supervisor}/uid_map`, map);
+    writeFileSync(`/proc/${supervisor}/gid_map`, map);
   }
 
   /** `unshare` forked the supervisor as pid 1 of the new pid namespace: that child is what exec enters. */
@@ -348,8 +393,10 @@ export class BwrapSandbox implements Sandbox {
   private bwrapArgs(cmd: Exec): string[] {
     const m = this.mountDir;
     const host = this.spec.image.kind === "host";
-    const args = ["--unshare-user", "--unshare-pid", "--unshare-uts", "--hostname", this.spec.hostname ?? "sandbox", "--die-with-parent", "--new-session", "--cap-drop", "ALL", "--seccomp", "3"];
-    args.push("--uid", String(SANDBOX_UID), "--gid", String(SANDBOX_UID));
+    const args = ["--unshare-pid", "--unshare-uts", "--hostname", this.spec.hostname ?? "sandbox", "--die-with-parent", "--new-session", "--cap-drop", "ALL", "--seccomp", "3"];
+    // A builder stays root of the sandbox's own user namespace; a step is its unprivileged user in a nested one.
+    if (this.builder) for (const cap of BUILDER_CAPS) args.push("--cap-add", cap);
+    else args.push("--unshare-user", "--uid", String(SANDBOX_UID), "--gid", String(SANDBOX_UID));
     if (host) {
       args.push("--bind", `${m}/root`, "/usr");
       for (const [target, link] of HOST_ROOT_LINKS) if (existsSync(`/${target}`)) args.push("--symlink", target, link);
@@ -374,15 +421,22 @@ export class BwrapSandbox implements Sandbox {
   async exec(cmd: Exec, io: ExecIO = {}): Promise<ExitStatus> {
     if (this.destroyed || this.supervisorPid === undefined) throw new SandboxError("the sandbox is gone");
     if (cmd.argv.length === 0 || cmd.argv.some((a) => a.includes("\0"))) throw new SandboxError("a command is a non-empty argv without NUL bytes");
+    // Each would end one of bwrap's options early and start another.
+    const fields = [cmd.cwd ?? "", this.spec.hostname ?? "", ...Object.entries({ ...this.spec.env, ...cmd.env }).flat()];
+    if (fields.some((f) => f.includes("\0"))) throw new SandboxError("environment variables, the working directory and the host name may not contain NUL bytes");
     // A sandbox sharing another's network enters that one's first: its own uid could not.
     const nsenter = ["nsenter", "--preserve-credentials", `--target=${this.supervisorPid}`, "--user", "--mount", ...(this.peer ? [] : ["--net"]), "--ipc", "--uts", "--pid", "--cgroup", "--"];
-    const argv = [...(this.peer?.networkEntry() ?? []), ...this.identity(), ...nsenter, "bwrap", ...this.bwrapArgs(cmd), "--", ...cmd.argv];
-    const child = this.spawnGated(argv, ["pipe", "pipe", "pipe", "pipe"]);
+    // bwrap reads its options from a pipe: on its command line, which every local user can read
+    // in /proc, the variables of --setenv (secrets among them) would be in plain sight.
+    const argv = [...(this.peer?.networkEntry() ?? []), ...this.identity(), ...nsenter, "bwrap", "--args", "4", "--", ...cmd.argv];
+    const child = this.spawnGated(argv, ["pipe", "pipe", "pipe", "pipe", "pipe"]);
     this.running.add(child);
     (child.stdio[3] as Writable).end(this.filter);
+    (child.stdio[4] as Writable).end(Buffer.from(this.bwrapArgs(cmd).map((a) => `${a}\0`).join("")));
     child.stdout!.on("data", (d: Buffer) => io.stdout?.(d));
     child.stderr!.on("data", (d: Buffer) => io.stderr?.(d));
-    child.stdin!.end(io.stdin);
+    if (io.stdin instanceof Readable) io.stdin.pipe(child.stdin!);
+    else child.stdin!.end(io.stdin);
     let timedOut = false;
     const timer = cmd.timeoutMs === undefined ? undefined : setTimeout(() => {
       timedOut = true;

@@ -1,8 +1,16 @@
+import type { SandboxProfile } from "./backend.js";
+
 /**
  * The seccomp filter every sandboxed process runs under (bwrap ships none). A classic BPF
  * program, built here so that it needs no library: it kills processes of a foreign
  * architecture, refuses the syscalls that container escapes are made of with EPERM, refuses
  * namespace flags to clone, and refuses the terminal-injection ioctls.
+ *
+ * An image builder's filter differs in one way: a builder is root of a user namespace that
+ * holds nothing but the sandbox, and must mount and make mount (and other) namespaces there to
+ * run a Dockerfile's steps, so the classic mount calls and namespaces other than user
+ * namespaces are allowed. A nested user namespace stays refused: it would hand the builder's
+ * steps a fresh set of capabilities, the kernel surface the step filter keeps shut.
  */
 
 const LD_W_ABS = 0x20;
@@ -28,6 +36,10 @@ const TIOCSTI = 0x5412;
 const TIOCLINUX = 0x541c;
 // CLONE_NEWTIME | CLONE_NEWNS | CLONE_NEWCGROUP | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNET
 const CLONE_NAMESPACE_FLAGS = 0x00000080 | 0x00020000 | 0x02000000 | 0x04000000 | 0x08000000 | 0x10000000 | 0x20000000 | 0x40000000;
+const CLONE_NEWUSER = 0x10000000;
+
+/** The refused calls a builder needs: the classic mount API, and unshare (still refused a new user namespace). */
+const builderNeeds = new Set(["mount", "umount2", "pivot_root", "unshare"]);
 
 /** x86_64 numbers of the refused syscalls, by name (for tests and error messages). */
 export const refusedSyscalls: Record<string, number> = {
@@ -98,7 +110,7 @@ const ret = (value: number) => insn(RET_K, 0, 0, value);
 const refuse = (errno: number) => ret(RET_ERRNO | errno);
 
 /** The filter as bytes for `bwrap --seccomp FD` (an array of struct sock_filter). */
-export function seccompFilter(arch: string = process.arch): Buffer {
+export function seccompFilter(arch: string = process.arch, profile: SandboxProfile = "step"): Buffer {
   if (arch !== "x64") throw new UnsupportedArchitectureError(`sandboxes need a seccomp filter for ${arch}; only x86_64 has one so far`);
   const program: Buffer[] = [
     insn(LD_W_ABS, 0, 0, OFFSET_ARCH),
@@ -109,7 +121,10 @@ export function seccompFilter(arch: string = process.arch): Buffer {
     insn(JGE_K, 0, 1, X32_SYSCALL_BIT),
     refuse(EPERM),
   ];
-  for (const nr of Object.values(refusedSyscalls)) program.push(insn(JEQ_K, 0, 1, nr), refuse(EPERM));
+  const builder = profile === "builder";
+  for (const [name, nr] of Object.entries(refusedSyscalls)) if (!builder || !builderNeeds.has(name)) program.push(insn(JEQ_K, 0, 1, nr), refuse(EPERM));
+  const namespaceFlags = builder ? CLONE_NEWUSER : CLONE_NAMESPACE_FLAGS;
+  if (builder) program.push(...refuseFlags(refusedSyscalls.unshare!, CLONE_NEWUSER));
   // clone3 passes its flags in memory, out of a filter's reach: ENOSYS makes libc fall back to clone.
   program.push(insn(JEQ_K, 0, 1, SYS_CLONE3), refuse(ENOSYS));
   program.push(
@@ -120,13 +135,11 @@ export function seccompFilter(arch: string = process.arch): Buffer {
     ret(RET_ALLOW),
     refuse(EPERM),
   );
-  program.push(
-    insn(JEQ_K, 0, 4, SYS_CLONE),
-    insn(LD_W_ABS, 0, 0, offsetArgLow(0)),
-    insn(JSET_K, 1, 0, CLONE_NAMESPACE_FLAGS),
-    ret(RET_ALLOW),
-    refuse(EPERM),
-  );
-  program.push(ret(RET_ALLOW));
+  program.push(...refuseFlags(SYS_CLONE, namespaceFlags), ret(RET_ALLOW));
   return Buffer.concat(program);
+}
+
+/** Refuses syscall `nr` when its first argument has any of `flags`, allows it otherwise (the accumulator holds the number on entry). */
+function refuseFlags(nr: number, flags: number): Buffer[] {
+  return [insn(JEQ_K, 0, 4, nr), insn(LD_W_ABS, 0, 0, offsetArgLow(0)), insn(JSET_K, 1, 0, flags), ret(RET_ALLOW), refuse(EPERM)];
 }

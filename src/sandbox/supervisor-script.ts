@@ -6,11 +6,14 @@
  * in bytes, image root ("" for the host image, whose /usr is the lower layer; "attach" to wait
  * until the runner has mounted it at <mount dir>/lower and says so on stdin), DNS resolver
  * ("" when the sandbox has no network), network ("own", or "shared" when it joined another
- * sandbox's namespace, which is that sandbox's to configure).
+ * sandbox's namespace, which is that sandbox's to configure), ids ("mapped" when `unshare` mapped
+ * the user namespace, "wait" to say so on stdout and wait until the runner has written the
+ * namespace's id maps).
  */
 export const supervisorScript = String.raw`
 set -eu
-m="$1"; size="$2"; lower="$3"; resolver="$4"; net="$5"
+m="$1"; size="$2"; lower="$3"; resolver="$4"; net="$5"; ids="$6"
+if [ "$ids" = wait ]; then echo idmap; read -r mapped; fi
 mount -t tmpfs -o "size=$size,mode=0755,nosuid,nodev" slipway "$m"
 mkdir -p "$m/upper" "$m/work" "$m/root" "$m/workspace" "$m/home" "$m/tmp" "$m/etc" "$m/lower"
 case "$lower" in
