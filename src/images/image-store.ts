@@ -130,18 +130,20 @@ export class ImageStore {
   }
 
   /**
-   * Takes in an image a build wrote as an OCI layout (tag `image`, every blob already checked
-   * against its digest): it is unpacked like a pulled one and named by its manifest digest.
-   * The layout folder is moved, not copied.
+   * Takes in an image a build writes: `write` fills the folder it is given with an OCI layout
+   * (tag `image`, every blob checked against its digest), which is then unpacked like a pulled
+   * image and named by its manifest digest. Nothing of a failed import stays behind.
    */
-  async importLayout(layout: string): Promise<ResolvedImage> {
-    const digest = tagged(layout, "image");
-    if (!digest) throw new ImageError("the built image has no manifest tagged image");
-    const cached = this.cached(digest);
-    if (cached?.layout) return cached;
+  async importLayout(write: (layout: string) => Promise<void>): Promise<ResolvedImage> {
     const work = this.workDir("import");
     try {
-      renameSync(layout, path.join(work, "layout"));
+      const layout = path.join(work, "layout");
+      mkdirSync(layout, { mode: 0o700 });
+      await write(layout);
+      const digest = tagged(layout, "image");
+      if (!digest) throw new ImageError("the built image has no manifest tagged image");
+      const cached = this.cached(digest);
+      if (cached?.layout) return cached;
       return await this.unpack(work, digest, "the built image");
     } finally {
       rmSync(work, { recursive: true, force: true });

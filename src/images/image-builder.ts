@@ -1,0 +1,244 @@
+import { spawn } from "node:child_process";
+import { createHash } from "node:crypto";
+import { closeSync, mkdirSync, openSync, writeFileSync, writeSync } from "node:fs";
+import path from "node:path";
+import { z } from "zod";
+import { formatProblem, type Problem } from "../pipeline/problems.js";
+import { WORKSPACE, type Sandbox, type SandboxBackend, type SandboxSpec } from "../sandbox/backend.js";
+import { parseDockerfile, stagesFor, type Stage } from "./dockerfile.js";
+import type { ImageStore, ResolvedImage } from "./image-store.js";
+
+/** What to build: paths are inside the repository, as the config names them. */
+export interface ImageBuildSpec {
+  dockerfile: string;
+  context: string;
+  /** Build args, as `--build-arg`: they stay in the image's history, as under Docker. */
+  args?: Record<string, string>;
+  /**
+   * Build args whose values are secret (Codeship `encrypted_args_file`): each is also a secret
+   * a RUN step can mount (`--mount=type=secret,id=<name>`). Neither way do they reach a layer or
+   * the history, which a build with secret args leaves out.
+   */
+  secretArgs?: Record<string, string>;
+  /** The stage to build (`--target`); the last one when unset. */
+  target?: string;
+}
+
+export interface ImageBuildRun {
+  /** Puts the repository into /workspace of the builder's sandbox. */
+  checkout(sandbox: Sandbox): Promise<void>;
+  /** The builder's output as it comes: the caller masks it before anyone sees it. */
+  output(chunk: Buffer): void;
+  network?: SandboxSpec["network"];
+  limits?: SandboxSpec["limits"];
+  timeoutMs?: number;
+  signal?: AbortSignal;
+}
+
+/** A build that failed: the message names the Dockerfile line when the failure belongs to one, and what to do. */
+export class ImageBuildError extends Error {}
+
+const WORK = "/tmp/slipway-build";
+const MAX_OUTPUT_TAIL = 64 * 1024;
+const DEFAULT_TIMEOUT_MS = 60 * 60_000;
+const digestSchema = z.string().regex(/^sha256:[a-f0-9]{64}$/);
+const indexSchema = z.object({ manifests: z.array(z.object({ digest: digestSchema, annotations: z.record(z.string(), z.string()).optional() })) });
+const manifestSchema = z.object({ mediaType: z.literal("application/vnd.oci.image.manifest.v1+json"), config: z.object({ digest: digestSchema }), layers: z.array(z.object({ digest: digestSchema })) });
+
+// Runs in the builder sandbox as root of its user namespace. Arguments: the number of base images
+// (each in $WORK/base-<i>, an OCI layout tagged `image`), their names as the Dockerfile writes
+// them, then the arguments of `buildah bud`. Bases are never pulled from anywhere else.
+const BUILD_SCRIPT = String.raw`
+set -eu
+w=/tmp/slipway-build
+mkdir -p "$w/tmp"
+printf '{"default":[{"type":"insecureAcceptAnything"}]}' > "$w/policy.json"
+b() { buildah --root "$w/storage" --runroot "$w/run" --storage-driver overlay "$@"; }
+n="$1"; shift
+i=0
+while [ "$i" -lt "$n" ]; do
+  id=$(b pull --quiet --signature-policy "$w/policy.json" "oci:$w/base-$i:image")
+  b tag "$id" "$1"
+  shift; i=$((i + 1))
+done
+b bud --pull-never --signature-policy "$w/policy.json" --iidfile "$w/iid" "$@"
+echo "slipway: writing the image"
+b push --quiet --signature-policy "$w/policy.json" "$(cat "$w/iid")" "oci:$w/out:image"
+`;
+
+/**
+ * Builds OCI images from Dockerfiles with rootless buildah in a builder sandbox (see
+ * SandboxSpec.profile): the sandbox gets the checkout and the base images (from the image store,
+ * never from a registry of the build's choosing), buildah runs the Dockerfile, and the result is
+ * copied out blob by blob, each checked against its digest, into the image store. The sandbox
+ * and everything in it are gone afterwards, whatever happened.
+ */
+export class ImageBuilder {
+  constructor(
+    private readonly backend: SandboxBackend,
+    private readonly images: ImageStore,
+  ) {}
+
+  async build(spec: ImageBuildSpec, run: ImageBuildRun): Promise<ResolvedImage> {
+    const secretArgs = spec.secretArgs ?? {};
+    const sandbox = await this.backend.create({
+      image: { kind: "host" },
+      profile: "builder",
+      ...(run.network && { network: run.network }),
+      ...(run.limits && { limits: run.limits }),
+    });
+    try {
+      await run.checkout(sandbox);
+      const stages = await this.stagesOf(sandbox, spec, secretArgs);
+      const bases = externalImages(stages);
+      for (const [i, ref] of bases.entries()) await this.sendBase(sandbox, ref, `${WORK}/base-${i}`, run);
+      const secretIds = new Set(stages.flatMap((s) => s.instructions.flatMap((i) => (i.kind === "RUN" ? i.secrets.map((m) => m.id) : []))));
+      for (const id of secretIds) if (id in secretArgs) await sandbox.writeFile(`${WORK}/secret-${id}`, secretArgs[id]!, 0o600);
+      const bud = [
+        "--file",
+        `${WORKSPACE}/${spec.dockerfile}`,
+        ...(spec.target ? ["--target", spec.target] : []),
+        ...Object.entries(spec.args ?? {}).flatMap(([k, v]) => ["--build-arg", `${k}=${v}`]),
+        // Without a value buildah reads the variable from its environment: the value is on no command line.
+        ...Object.keys(secretArgs).flatMap((k) => ["--build-arg", k]),
+        // type=file, or buildah reads a variable of the same name (the secret arg's) instead of the file.
+        ...[...secretIds].filter((id) => id in secretArgs).flatMap((id) => ["--secret", `id=${id},type=file,src=${WORK}/secret-${id}`]),
+        ...(Object.keys(secretArgs).length ? ["--omit-history"] : []),
+        `${WORKSPACE}/${spec.context}`,
+      ];
+      const tail = new OutputTail();
+      const status = await sandbox.exec(
+        {
+          argv: ["/bin/sh", "-c", BUILD_SCRIPT, "build", String(bases.length), ...bases, ...bud],
+          env: { ...secretArgs, HOME: `${WORK}/tmp`, TMPDIR: `${WORK}/tmp`, _BUILDAH_STARTED_IN_USERNS: "1", BUILDAH_ISOLATION: "chroot" },
+          timeoutMs: run.timeoutMs ?? DEFAULT_TIMEOUT_MS,
+          ...(run.signal && { signal: run.signal }),
+        },
+        { stdout: (d) => (tail.add(d), run.output(d)), stderr: (d) => (tail.add(d), run.output(d)) },
+      );
+      if (run.signal?.aborted) throw new ImageBuildError("the image build was cancelled");
+      if (status.timedOut) throw new ImageBuildError(`the image build took longer than ${Math.round((run.timeoutMs ?? DEFAULT_TIMEOUT_MS) / 60_000)} minutes and was stopped`);
+      if (status.code !== 0) throw new ImageBuildError(failureOf(tail.text(), stages, spec.dockerfile, status.code));
+      return await this.images.importLayout((layout) => copyLayoutOut(sandbox, `${WORK}/out`, layout));
+    } finally {
+      await sandbox.destroy();
+    }
+  }
+
+  /** Reads and checks the Dockerfile as the checkout has it: its errors stop the build before buildah starts. */
+  private async stagesOf(sandbox: Sandbox, spec: ImageBuildSpec, secretArgs: Record<string, string>): Promise<Stage[]> {
+    const text = await sandbox.readFile(`${WORKSPACE}/${spec.dockerfile}`).catch(() => {
+      throw new ImageBuildError(`${spec.dockerfile}: the Dockerfile does not exist in this commit; check build.dockerfile and build.context`);
+    });
+    const dockerfile = parseDockerfile(text.toString("utf8"), spec.dockerfile, { ...spec.args, ...secretArgs });
+    const error = dockerfile.problems.find((p) => p.severity === "error");
+    if (error) throw new ImageBuildError(formatProblem(error));
+    const stages = stagesFor(dockerfile, spec.dockerfile, spec.target);
+    if (!Array.isArray(stages)) throw new ImageBuildError(formatProblem(stages as Problem));
+    for (const stage of stages) {
+      for (const i of stage.instructions) {
+        if (i.kind !== "RUN") continue;
+        const missing = i.secrets.find((m) => m.required && !(m.id in secretArgs));
+        if (missing) throw new ImageBuildError(`${spec.dockerfile}:${i.at.line}:${i.at.col}: the build secret "${missing.id}" is required but the build has none by that name (add it to the encrypted args)`);
+      }
+    }
+    return stages;
+  }
+
+  /** Streams a base image's layout from the image store into the sandbox. */
+  private async sendBase(sandbox: Sandbox, ref: string, target: string, run: ImageBuildRun): Promise<void> {
+    const layout = await this.images.layoutOf(ref, (m) => run.output(Buffer.from(m)));
+    const tar = spawn("tar", ["-C", layout, "-cf", "-", "."], { stdio: ["ignore", "pipe", "ignore"] });
+    const status = await sandbox.exec({ argv: ["/bin/sh", "-c", 'mkdir -p "$1" && tar -xf - -C "$1"', "receive", target] }, { stdin: tar.stdout });
+    if (status.code !== 0) throw new ImageBuildError(`could not hand the base image ${ref} to the build (tar exited with ${status.code}); the sandbox may be out of space: raise its tmpfs size`);
+  }
+}
+
+/** The images the stages start from or copy from (COPY --from=<image>) that are not stages of the Dockerfile. */
+function externalImages(stages: Stage[]): string[] {
+  const isStage = (name: string) => /^\d+$/.test(name) || stages.some((s) => s.name === name.toLowerCase());
+  const refs = stages.flatMap((stage) => [
+    ...(stage.base.kind === "image" ? [stage.base.ref] : []),
+    ...stage.instructions.flatMap((i) => ((i.kind === "COPY" || i.kind === "ADD") && i.from !== undefined && !isStage(i.from) ? [i.from] : [])),
+  ]);
+  return [...new Set(refs)];
+}
+
+/** The end of the build's output, for finding the step that failed and why. */
+class OutputTail {
+  private chunks: Buffer[] = [];
+  private size = 0;
+
+  add(chunk: Buffer): void {
+    this.chunks.push(chunk);
+    this.size += chunk.length;
+    while (this.size - this.chunks[0]!.length > MAX_OUTPUT_TAIL) this.size -= this.chunks.shift()!.length;
+  }
+
+  text(): string {
+    return Buffer.concat(this.chunks).toString("utf8");
+  }
+}
+
+/**
+ * Turns buildah's last words into a message at the Dockerfile line that failed. buildah numbers
+ * the steps of each stage it runs (`[2/3] STEP 4/5: …`, or `STEP 4/5: …` for one stage), FROM
+ * being step 1 of its stage.
+ */
+export function failureOf(output: string, stages: Stage[], dockerfile: string, code: number | null): string {
+  const lines = output.split(/\r?\n/);
+  const reason = lines.filter((l) => /^Error: /.test(l)).pop()?.replace(/^Error: (building at STEP ".*": )?/, "") ?? lines.filter((l) => l.trim()).pop() ?? `exit status ${code}`;
+  const what = /(?:no space left on device)/i.test(output) ? `${reason} (the build's filesystem is full: raise its tmpfs size)` : /exit status 137|signal: killed/i.test(reason) ? `${reason} (killed: most likely out of memory)` : reason;
+  let step: { stage: number; stages: number; step: number } | undefined;
+  for (const line of lines) {
+    const m = /^(?:\[(\d+)\/(\d+)\] )?STEP (\d+)\/\d+: /.exec(line);
+    if (m) step = { stage: Number(m[1] ?? 1), stages: Number(m[2] ?? 1), step: Number(m[3]) };
+  }
+  if (!step || output.includes("slipway: writing the image")) return `the image build failed: ${what}`;
+  const stage = (step.stages === stages.length ? stages : undefined)?.[step.stage - 1];
+  const at = stage && (step.step === 1 ? stage.at : stage.instructions[step.step - 2]?.at);
+  if (!at) return `the image build failed: ${what}`;
+  return `${dockerfile}:${at.line}:${at.col}: ${what}`;
+}
+
+/**
+ * Copies the layout buildah wrote out of the sandbox: index, manifest, config and layers, each
+ * by the digest that names it and checked against it, so nothing but the image (and no path of
+ * the build's choosing) reaches the host.
+ */
+async function copyLayoutOut(sandbox: Sandbox, from: string, to: string): Promise<void> {
+  const indexText = await sandbox.readFile(`${from}/index.json`);
+  const index = indexSchema.safeParse(JSON.parse(indexText.toString("utf8")));
+  const entry = index.success ? index.data.manifests.find((m) => m.annotations?.["org.opencontainers.image.ref.name"] === "image") : undefined;
+  if (!entry) throw new ImageBuildError("the builder wrote no image");
+  const blobs = path.join(to, "blobs", "sha256");
+  mkdirSync(blobs, { recursive: true, mode: 0o700 });
+  const manifestBlob = await copyBlob(sandbox, from, entry.digest, blobs);
+  const manifest = manifestSchema.parse(JSON.parse(manifestBlob.toString("utf8")));
+  for (const { digest } of [manifest.config, ...manifest.layers]) await copyBlob(sandbox, from, digest, blobs, false);
+  writeFileSync(path.join(to, "oci-layout"), JSON.stringify({ imageLayoutVersion: "1.0.0" }));
+  const descriptor = { mediaType: manifest.mediaType, digest: entry.digest, size: manifestBlob.length, annotations: { "org.opencontainers.image.ref.name": "image" } };
+  writeFileSync(path.join(to, "index.json"), JSON.stringify({ schemaVersion: 2, manifests: [descriptor] }));
+}
+
+/** Streams one blob to the host; returns it when `keep` (manifests are small). */
+async function copyBlob(sandbox: Sandbox, layout: string, digest: string, blobs: string, keep = true): Promise<Buffer> {
+  const hex = digest.slice("sha256:".length);
+  const hash = createHash("sha256");
+  const kept: Buffer[] = [];
+  const fd = openSync(path.join(blobs, hex), "wx", 0o600);
+  try {
+    const status = await sandbox.exec({ argv: ["cat", "--", `${layout}/blobs/sha256/${hex}`] }, {
+      stdout: (d) => {
+        hash.update(d);
+        writeSync(fd, d);
+        if (keep) kept.push(d);
+      },
+    });
+    if (status.code !== 0) throw new ImageBuildError(`the builder's image is missing the blob ${digest}`);
+  } finally {
+    closeSync(fd);
+  }
+  if (`sha256:${hash.digest("hex")}` !== digest) throw new ImageBuildError(`the builder's blob ${digest} does not match its digest`);
+  return Buffer.concat(kept);
+}
