@@ -8,6 +8,9 @@ import { ImageBuilder, ImageBuildError, type ImageBuildRun } from "../src/images
 import { ImageStore, type ResolvedImage } from "../src/images/image-store.js";
 import type { Sandbox } from "../src/sandbox/backend.js";
 import { BwrapBackend } from "../src/sandbox/bwrap-backend.js";
+import { selectSteps } from "../src/pipeline/index.js";
+import { PipelineRunner } from "../src/runner/pipeline-runner.js";
+import { lines, validPipeline } from "./helpers/pipeline.js";
 import { testLayoutsDir } from "./helpers/test-image.js";
 
 // Real builds: rootless buildah in a builder sandbox, on top of the offline Debian test image.
@@ -191,5 +194,53 @@ describe("image builds that fail", () => {
     expect(message).toMatch(/raise its tmpfs size|no space left/i);
     expect(cacheEntries()).toEqual(before);
     expect(readdirSync(runtimeDir)).toEqual([]);
+  });
+});
+
+describe("built services in a pipeline", () => {
+  it("a Codeship service with build: runs its steps in the image built from its Dockerfile, built once, with its secret args masked", async () => {
+    const token = `tok-${randomBytes(10).toString("hex")}`;
+    const tree = {
+      "codeship-services.yml": lines("app:", "  build:", "    context: app", "    dockerfile: Dockerfile.ci", "    args:", "      FLAVOUR: plain"),
+      "codeship-steps.yml": lines("- type: parallel", "  service: app", "  steps:", "    - name: one", "      command: cat /flavour", "    - name: two", "      command: cat /flavour"),
+      "app/Dockerfile.ci": lines("FROM debian:bookworm", "ARG FLAVOUR", "ARG TOKEN", 'RUN echo "$FLAVOUR" > /flavour && echo "token is $TOKEN"'),
+    };
+    const pipeline = validPipeline(tree);
+    let output = "";
+    let builds = 0;
+    const counting = { build: (...args: Parameters<ImageBuilder["build"]>) => (builds++, builder.build(...args)) };
+    const result = await new PipelineRunner({
+      backend: runBackend,
+      images: store,
+      builder: counting,
+      buildArgs: { app: { TOKEN: token } },
+      pipeline,
+      nodes: selectSteps(pipeline, { branch: "main" }),
+      checkout: files(tree),
+      env: {},
+      secrets: [token],
+      onEvent: (e) => {
+        if (e.type === "output") output += e.data.toString();
+      },
+    }).run();
+    expect(result.steps.map((s) => [s.name, s.status, s.reason]).sort()).toEqual([
+      ["one", "success", undefined],
+      ["two", "success", undefined],
+    ]);
+    expect(builds).toBe(1);
+    expect(output.match(/^plain$/gm)).toHaveLength(2);
+    expect(output).toContain("building the image of service app from app/Dockerfile.ci");
+    expect(output).toContain("token is ***");
+    expect(output).not.toContain(token);
+  });
+
+  it("a build that fails fails the steps that need it, at the Dockerfile's line", async () => {
+    const tree = {
+      ".slipway.yml": lines("services:", "  app:", "    build: .", "steps:", "  - name: uses-app", "    service: app", "    command: exit 0"),
+      Dockerfile: lines("FROM debian:bookworm", "RUN exit 7"),
+    };
+    const pipeline = validPipeline(tree);
+    const result = await new PipelineRunner({ backend: runBackend, images: store, builder, pipeline, nodes: selectSteps(pipeline, { branch: "main" }), checkout: files(tree), env: {}, secrets: [], onEvent: () => undefined }).run();
+    expect(result.steps).toMatchObject([{ name: "uses-app", status: "error", reason: expect.stringMatching(/^Dockerfile:2:1: .*exit status 7/) }]);
   });
 });

@@ -12,6 +12,7 @@ import { createLogger } from "../http/logger.js";
 import { startServer } from "../http/server.js";
 import { startEmbeddedRunner } from "../runner/embedded.js";
 import { Runner } from "../runner/runner.js";
+import { ImageBuilder } from "../images/image-builder.js";
 import { ImageStore, imageStoreFromEnv } from "../images/image-store.js";
 import { BwrapBackend } from "../sandbox/bwrap-backend.js";
 import { createServices, type Services } from "../services.js";
@@ -243,7 +244,9 @@ async function runnerCommand(server: string | undefined, concurrency: string | u
   const parallel = Number(concurrency ?? 2);
   if (!Number.isInteger(parallel) || parallel < 1 || parallel > 64) throw new UsageError("--concurrency is a whole number from 1 to 64");
   const log = createLogger("info");
-  const runner = new Runner({ server: server.replace(/\/$/, ""), token, backend: new BwrapBackend({ onWarning: (m) => log.warn(m) }), images: imageStoreFromEnv(), network: { mode: "outbound" }, onError: (err) => log.error({ err }, "runner") });
+  const backend = new BwrapBackend({ onWarning: (m) => log.warn(m) });
+  const images = imageStoreFromEnv();
+  const runner = new Runner({ server: server.replace(/\/$/, ""), token, backend, images, builder: new ImageBuilder(backend, images), network: { mode: "outbound" }, onError: (err) => log.error({ err }, "runner") });
   // Fails here, before any job, when the server's certificate does not verify or the token is wrong.
   await runner.call("/runner/lease", { waitMs: 0 });
   runner.start(parallel);

@@ -6,6 +6,7 @@ import { diskFiles, formatProblem, hasErrors, loadPipeline, selectSteps, type Pi
 import { PipelineRunner, type RunEvent, type StepResult } from "../runner/pipeline-runner.js";
 import { resolveServiceEnv, type ServiceEnv } from "../runner/service-env.js";
 import { EnvFileError } from "../secrets/env-file-format.js";
+import { ImageBuilder } from "../images/image-builder.js";
 import { imageStoreFromEnv } from "../images/image-store.js";
 import { BwrapBackend } from "../sandbox/bwrap-backend.js";
 import type { Sandbox } from "../sandbox/backend.js";
@@ -60,9 +61,12 @@ export async function runCommand(dir: string, flags: RunFlags): Promise<number> 
   const printer = new LivePrinter();
   const aborter = new AbortController();
   process.once("SIGINT", () => aborter.abort());
+  const images = imageStoreFromEnv();
   const result = await new PipelineRunner({
     backend,
-    images: imageStoreFromEnv(),
+    images,
+    builder: new ImageBuilder(backend, images),
+    buildArgs: serviceEnv.buildArgs,
     pipeline: loaded.pipeline,
     nodes,
     env,

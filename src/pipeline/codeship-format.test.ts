@@ -105,7 +105,6 @@ describe("Codeship Pro files", () => {
     const r = readConfig({ "codeship-services.yml": services, "codeship-steps.yml": steps, "deploy.env.encrypted": encrypted, "Dockerfile.ci": DOCKERFILE });
     expect(findings(r, "error")).toEqual([]);
     expect(findings(r, "warning")).toEqual([
-      "codeship-services.yml:4:5 needs_image_build",
       "codeship-services.yml:16:5 unsupported_key", // add_docker
       "codeship-services.yml:28:5 unsupported_key", // links, once though deployer-eu merges it in
       "codeship-steps.yml:23:9 unsupported_step", // type: push

@@ -23,7 +23,6 @@ const unsupportedServiceKeys = [
   "container_name", "extends", "env_var_file",
 ] as const;
 const unsupportedStepKeys = ["encrypted_dockercfg_path", "dockercfg_service"] as const;
-const unsupportedBuildKeys = ["encrypted_args_file"] as const;
 /** Top-level keys of a services file nested under `services:` (Compose version 2 layout). */
 const unsupportedTopKeys = ["volumes", "networks"] as const;
 
@@ -45,7 +44,7 @@ const buildSchema = z.union([
     dockerfile: z.string().min(1).optional(),
     dockerfile_path: z.string().min(1).optional(),
     args: z.union([envMapSchema, z.array(z.string())]).optional(),
-    ...recognised(unsupportedBuildKeys),
+    encrypted_args_file: z.string().min(1).optional(),
   }),
 ]);
 const healthSchema = z.strictObject({
@@ -148,11 +147,11 @@ function readService(name: string, raw: unknown, path: Path, file: ParsedFile, f
   if (s.build !== undefined) {
     const b = typeof s.build === "string" ? { context: s.build } : s.build;
     const bp: Path = [...path, "build"];
-    warnUnsupported(s.build, unsupportedBuildKeys, file, bp, problems);
     const ctxRaw = "path" in b ? (b.path ?? b.context) : b.context;
     const context = readRepoPath(ctxRaw ?? ".", file, bp, problems) ?? ".";
     const args = "args" in b && b.args !== undefined ? envFrom(b.args, file, [...bp, "args"], problems) : {};
-    build = { context, dockerfile: "dockerfile" in b ? (b.dockerfile ?? b.dockerfile_path) : undefined, image: "image" in b ? b.image : undefined, args };
+    const encrypted = "encrypted_args_file" in b && b.encrypted_args_file !== undefined ? readRepoPath(b.encrypted_args_file, file, [...bp, "encrypted_args_file"], problems) : undefined;
+    build = { context, dockerfile: "dockerfile" in b ? (b.dockerfile ?? b.dockerfile_path) : undefined, image: "image" in b ? b.image : undefined, args, encryptedArgsFile: encrypted ? [encrypted] : [] };
     checkImageBuild(file.at(bp, "key"), name, build, files, problems);
   }
   const envFile = toList(s.env_file).flatMap((p, i) => {

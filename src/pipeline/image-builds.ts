@@ -1,18 +1,17 @@
 import { posix } from "node:path";
-import { parseDockerfile } from "../images/dockerfile.js";
+import { parseDockerfile, stagesFor } from "../images/dockerfile.js";
 import type { FileSource } from "./files.js";
 import type { Service } from "./model.js";
 import { problemAt, type Problem, type SourceLocation } from "./problems.js";
 
 /**
  * A service built from a Dockerfile: the Dockerfile (in the build context, `Dockerfile` unless
- * named) is read and checked now, so that its mistakes show at their own file:line:col; the build
- * itself waits for a later release, which the warning says. Its findings are warnings: like the
- * build, they concern only the jobs that need the service, not the whole pipeline.
+ * named) is read and checked now, so that its mistakes show at their own file:line:col. Its
+ * findings are warnings: like the build, they concern only the jobs that need the service, not
+ * the whole pipeline.
  */
 export function checkImageBuild(at: SourceLocation, service: string, build: NonNullable<Service["build"]>, files: FileSource, problems: Problem[]): void {
-  problems.push(problemAt(at, "needs_image_build", `service "${service}" is built from a Dockerfile; image builds come in a later Slipway release, so a job that needs this service fails until then`, "use a published image for now", "warning"));
-  const path = posix.normalize(posix.join(build.context, build.dockerfile ?? "Dockerfile"));
+  const path = dockerfilePath(build);
   if (path.startsWith("../")) {
     problems.push(problemAt(at, "outside_repository", `the Dockerfile of service "${service}" (${path}) is outside the repository`, undefined, "warning"));
     return;
@@ -23,5 +22,16 @@ export function checkImageBuild(at: SourceLocation, service: string, build: NonN
     problems.push(problemAt(at, "missing_dockerfile", `the Dockerfile of service "${service}", ${path}, ${why}`, undefined, "warning"));
     return;
   }
-  problems.push(...parseDockerfile(read.text, path, build.args).problems.map((p) => ({ ...p, severity: "warning" as const })));
+  const dockerfile = parseDockerfile(read.text, path, build.args);
+  const problemsOf = [...dockerfile.problems];
+  if (build.target !== undefined) {
+    const stages = stagesFor(dockerfile, path, build.target);
+    if (!Array.isArray(stages)) problemsOf.push(stages as Problem);
+  }
+  problems.push(...problemsOf.map((p) => ({ ...p, severity: "warning" as const })));
+}
+
+/** Where a build's Dockerfile is in the repository: named relative to its context, `Dockerfile` unless named. */
+export function dockerfilePath(build: NonNullable<Service["build"]>): string {
+  return posix.normalize(posix.join(build.context, build.dockerfile ?? "Dockerfile"));
 }

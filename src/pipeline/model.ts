@@ -45,12 +45,16 @@ export const imageBuildSchema = z.object({
   /** The name the built image is tagged with (Codeship's `build.image`). */
   image: z.string().optional(),
   args: envSchema,
+  /** Files of build args encrypted with `slipway secrets encrypt`: secret args, kept out of the image. */
+  encryptedArgsFile: z.array(z.string()),
+  /** The Dockerfile stage to build; the last one when unset. */
+  target: z.string().optional(),
 });
 
 export const serviceSchema = z.object({
   name: z.string(),
   image: z.string().optional(),
-  /** Kept as read; building images from Dockerfiles is a later feature, so a job that needs it fails clearly. */
+  /** Built from a Dockerfile before the first step that needs it, instead of `image`. */
   build: imageBuildSchema.optional(),
   command: commandSchema.optional(),
   environment: envSchema,

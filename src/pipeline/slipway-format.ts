@@ -25,7 +25,7 @@ const topSchema = z.strictObject({
 
 const serviceRawSchema = z.strictObject({
   image: imageSchema.optional(),
-  build: z.union([z.string().min(1), z.strictObject({ context: z.string().min(1), dockerfile: z.string().min(1).optional(), args: envMapSchema.optional() })]).optional(),
+  build: z.union([z.string().min(1), z.strictObject({ context: z.string().min(1), dockerfile: z.string().min(1).optional(), args: envMapSchema.optional(), encrypted_args_file: z.string().min(1).optional(), target: z.string().min(1).optional() })]).optional(),
   env: envMapSchema.optional(),
   command: commandValue.optional(),
   depends_on: z.array(z.string()).optional(),
@@ -95,7 +95,14 @@ function readService(name: string, raw: unknown, path: Path, file: ParsedFile, f
   if (s.build !== undefined) {
     const b = typeof s.build === "string" ? { context: s.build } : s.build;
     const context = readRepoPath(b.context, file, typeof s.build === "string" ? [...path, "build"] : [...path, "build", "context"], problems);
-    build = { context: context ?? b.context, dockerfile: "dockerfile" in b ? b.dockerfile : undefined, args: readEnvMap("args" in b ? b.args : undefined, file, [...path, "build", "args"], problems) };
+    const encrypted = "encrypted_args_file" in b && b.encrypted_args_file !== undefined ? readRepoPath(b.encrypted_args_file, file, [...path, "build", "encrypted_args_file"], problems) : undefined;
+    build = {
+      context: context ?? b.context,
+      dockerfile: "dockerfile" in b ? b.dockerfile : undefined,
+      args: readEnvMap("args" in b ? b.args : undefined, file, [...path, "build", "args"], problems),
+      encryptedArgsFile: encrypted ? [encrypted] : [],
+      ...("target" in b && b.target !== undefined && { target: b.target }),
+    };
     checkImageBuild(file.at([...path, "build"], "key"), name, build, files, problems);
   }
   let healthcheck: Healthcheck | undefined;

@@ -1,9 +1,11 @@
 import { createMasker, type Masker } from "../crypto/masking.js";
 import type { Command, Group, Pipeline, PipelineNode, Service, Step } from "../pipeline/model.js";
 import { flattenSteps } from "../pipeline/refs.js";
+import type { ImageBuildRun, ImageBuildSpec } from "../images/image-builder.js";
 import type { ResolvedImage } from "../images/image-store.js";
+import { dockerfilePath } from "../pipeline/image-builds.js";
 import type { Sandbox, SandboxBackend, SandboxSpec } from "../sandbox/backend.js";
-import { JobServices, servicesBeside } from "./services.js";
+import { BUILT_PREFIX, imageOfService, JobServices, servicesBeside } from "./services.js";
 
 export type StepStatus = "success" | "failed" | "skipped" | "error";
 
@@ -30,6 +32,10 @@ export interface RunOptions {
   backend: SandboxBackend;
   /** Turns a step's image reference into a root filesystem; without it only the `host` image runs. */
   images?: { resolve(ref: string, progress?: (message: string) => void): Promise<ResolvedImage> };
+  /** Builds the images of services built from a Dockerfile; without it, steps that need one fail saying so. */
+  builder?: { build(spec: ImageBuildSpec, run: ImageBuildRun): Promise<ResolvedImage> };
+  /** By service name: the secret build args of a built service (see resolveServiceEnv). */
+  buildArgs?: Record<string, Record<string, string>>;
   pipeline: Pipeline;
   /** The steps that run for this ref (see selectSteps). */
   nodes: PipelineNode[];
@@ -121,6 +127,8 @@ export class PipelineRunner {
   private jobs = 0;
   /** The services running beside each open sandbox. */
   private readonly services = new Map<Sandbox, JobServices>();
+  /** Each built service's image, built once per run, by whichever step or service needs it first. */
+  private readonly built = new Map<string, Promise<ResolvedImage>>();
 
   constructor(private readonly opts: RunOptions) {}
 
@@ -144,8 +152,38 @@ export class PipelineRunner {
   private async rootOf(image: string, progress: (message: string) => void): Promise<Pick<SandboxSpec, "image" | "env">> {
     if (image === HOST_IMAGE) return { image: { kind: "host" } };
     if (!this.opts.images) throw new Error(`image ${image}: this runner has no image store; use image: host`);
-    const resolved = await this.opts.images.resolve(image, progress);
+    const resolved = image.startsWith(BUILT_PREFIX) ? await this.build(image.slice(BUILT_PREFIX.length), progress) : await this.opts.images.resolve(image, progress);
     return { image: { kind: "rootfs", path: resolved.rootfs }, env: resolved.env };
+  }
+
+  /** The image of a service built from its Dockerfile; the build's output, masked, goes to whoever asked first. */
+  private build(name: string, progress: (message: string) => void): Promise<ResolvedImage> {
+    const service = this.opts.pipeline.services[name]!;
+    let built = this.built.get(name);
+    if (!built) {
+      const builder = this.opts.builder;
+      if (!builder || !service.build) return Promise.reject(new Error(`service ${name} is built from a Dockerfile, which this runner cannot do: it needs to run as root with buildah installed`));
+      const masker = createMasker(this.opts.secrets);
+      const spec = service.build;
+      progress(`building the image of service ${name} from ${dockerfilePath(spec)}\n`);
+      built = builder
+        .build(
+          { dockerfile: dockerfilePath(spec), context: spec.context, args: spec.args, secretArgs: this.opts.buildArgs?.[name] ?? {}, ...(spec.target !== undefined && { target: spec.target }) },
+          {
+            checkout: (sandbox) => this.opts.checkout(sandbox),
+            output: (chunk) => progress(masker.write(chunk).toString()),
+            ...(this.opts.network && { network: this.opts.network }),
+            ...(this.opts.limits && { limits: this.opts.limits }),
+            ...(this.opts.signal && { signal: this.opts.signal }),
+          },
+        )
+        .finally(() => {
+          const rest = masker.end();
+          if (rest.length > 0) progress(rest.toString());
+        });
+      this.built.set(name, built);
+    }
+    return built;
   }
 
   /** A new sandbox of the image, holding a fresh checkout. */
@@ -331,13 +369,12 @@ export class PipelineRunner {
 
   private imageOf(step: Step): string {
     const service = step.service ? this.opts.pipeline.services[step.service] : undefined;
-    return step.image ?? service?.image ?? this.opts.pipeline.image ?? HOST_IMAGE;
+    return step.image ?? (service && imageOfService(service)) ?? this.opts.pipeline.image ?? HOST_IMAGE;
   }
 
   /** The argv to run, or why the step cannot run here. */
   private commandOf(step: Step): string[] | string {
     const service = step.service ? this.opts.pipeline.services[step.service] : undefined;
-    if (service?.build) return `service ${service.name} is built from a Dockerfile; image builds come in a later version`;
     const command: Command | undefined = step.command ?? service?.command;
     if (!command) return "the step has no command, and neither has its service";
     return command.kind === "shell" ? ["/bin/sh", "-c", command.script] : command.argv;

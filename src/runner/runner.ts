@@ -23,6 +23,8 @@ export interface RunnerOptions {
   backend: SandboxBackend;
   /** Where step images come from; without it only `image: host` runs. */
   images?: RunOptions["images"];
+  /** Builds the images of services built from a Dockerfile. */
+  builder?: RunOptions["builder"];
   /** Puts the job's repository into /workspace of a sandbox; by default a git clone with the project's deploy key. `signal`: the job was canceled. */
   checkout?(job: LeasedJob, sandbox: Sandbox, signal?: AbortSignal): Promise<void>;
   /** Network of build sandboxes (cloning needs outbound access). */
@@ -256,6 +258,8 @@ export class Runner {
       const result = await new PipelineRunner({
         backend: this.opts.backend,
         images: this.opts.images,
+        builder: this.opts.builder,
+        buildArgs: serviceEnv.buildArgs,
         pipeline,
         nodes,
         env,

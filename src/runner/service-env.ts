@@ -7,6 +7,8 @@ import { servicesBeside } from "./services.js";
 export interface ServiceEnv {
   /** By service name: its `env_file` variables, then its `encrypted_env_file` ones (later files win). */
   env: Record<string, Record<string, string>>;
+  /** By name of a service built from a Dockerfile: the secret build args of its `encrypted_args_file`. */
+  buildArgs: Record<string, Record<string, string>>;
   /** The decrypted values, to be masked in every log. */
   secrets: string[];
 }
@@ -30,7 +32,7 @@ function textOf(files: FileSource, path: string): string {
   return read.text;
 }
 
-/** Reads the env files of the services in use from the checkout; each encrypted file is opened once. */
+/** Reads the env files (and encrypted build args) of the services in use from the checkout; each encrypted file is opened once. */
 export async function resolveServiceEnv(pipeline: Pipeline, nodes: readonly PipelineNode[], files: FileSource, openEncrypted: OpenEncrypted): Promise<ServiceEnv> {
   const opened = new Map<string, Promise<Record<string, string>>>();
   const open = (path: string): Promise<Record<string, string>> => {
@@ -42,13 +44,19 @@ export async function resolveServiceEnv(pipeline: Pipeline, nodes: readonly Pipe
     return opened.get(path)!;
   };
   const env: ServiceEnv["env"] = {};
+  const buildArgs: ServiceEnv["buildArgs"] = {};
   for (const service of servicesInUse(pipeline, nodes)) {
     const vars: Record<string, string> = {};
     for (const path of service.envFile) for (const e of parseEnvText(textOf(files, path), path)) vars[e.name] = e.value;
     for (const path of service.encryptedEnvFile) Object.assign(vars, await open(path));
     env[service.name] = vars;
+    if (service.build?.encryptedArgsFile.length) {
+      const args: Record<string, string> = {};
+      for (const path of service.build.encryptedArgsFile) Object.assign(args, await open(path));
+      buildArgs[service.name] = args;
+    }
   }
   const secrets = new Set<string>();
   for (const vars of await Promise.all(opened.values())) for (const v of Object.values(vars)) secrets.add(v);
-  return { env, secrets: [...secrets] };
+  return { env, buildArgs, secrets: [...secrets] };
 }

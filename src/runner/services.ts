@@ -123,14 +123,14 @@ export class JobServices {
   }
 
   private async start(service: Service): Promise<string | undefined> {
-    if (service.build) return `service ${service.name} is built from a Dockerfile; image builds come in a later version`;
-    if (service.image === undefined) return `service ${service.name} has no image`;
+    const image = imageOfService(service);
+    if (image === undefined) return `service ${service.name} has no image`;
     if (!service.command) return `service ${service.name} has no command; Slipway does not run an image's own command yet`;
     if (this.opts.signal?.aborted) return "canceled";
     let sandbox: Sandbox;
     try {
       await (this.named ??= this.opts.job.addHosts(this.hosts()));
-      const root = await this.opts.root(service.image, (message) => this.opts.events.status(service.name, message.trim()));
+      const root = await this.opts.root(image, (message) => this.opts.events.status(service.name, message.trim()));
       sandbox = await this.opts.backend.create({
         ...root,
         limits: this.opts.limits,
@@ -245,3 +245,10 @@ async function pause(ms: number, until: Promise<unknown>, signal?: AbortSignal):
     timer.abort();
   }
 }
+
+/** What a service runs in: its image, or the image built from its Dockerfile (a name no image reference can have). */
+export function imageOfService(service: Service): string | undefined {
+  return service.build ? `${BUILT_PREFIX}${service.name}` : service.image;
+}
+
+export const BUILT_PREFIX = "the image built for service ";
