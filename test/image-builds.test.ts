@@ -1,11 +1,13 @@
 import { randomBytes } from "node:crypto";
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { gunzipSync } from "node:zlib";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ImageBuilder, ImageBuildError, type ImageBuildRun } from "../src/images/image-builder.js";
-import { ImageStore, type ResolvedImage } from "../src/images/image-store.js";
+import { ImageCache, type ImageCacheAccess } from "../src/images/image-cache.js";
+import { ImageStore, inMemoryImageStore, type ResolvedImage } from "../src/images/image-store.js";
 import type { Sandbox } from "../src/sandbox/backend.js";
 import { BwrapBackend } from "../src/sandbox/bwrap-backend.js";
 import { selectSteps } from "../src/pipeline/index.js";
@@ -22,6 +24,7 @@ let layouts: string;
 let cacheDir: string;
 let store: ImageStore;
 let builder: ImageBuilder;
+let built: ReturnType<typeof inMemoryImageStore>;
 const open: Sandbox[] = [];
 
 beforeAll(() => {
@@ -32,10 +35,12 @@ beforeAll(() => {
   cacheDir = mkdtempSync(path.join(tmpdir(), "slipway-build-cache-"));
   store = new ImageStore({ cacheDir, layoutsDir: layouts });
   builder = new ImageBuilder(backend, store);
+  built = inMemoryImageStore();
 });
 afterAll(async () => {
   await Promise.all(open.map((s) => s.destroy()));
   for (const dir of [layouts, cacheDir, runtimeDir]) rmSync(dir, { recursive: true, force: true });
+  built.dispose();
 });
 
 /** A checkout that writes these files (path → content) into /workspace. */
@@ -56,13 +61,13 @@ interface Built {
 
 async function build(tree: Record<string, string>, spec: Partial<Parameters<ImageBuilder["build"]>[0]> = {}, run: Partial<ImageBuildRun> = {}): Promise<Built> {
   let output = "";
-  const image = await builder.build({ dockerfile: "Dockerfile", context: ".", ...spec }, { checkout: files(tree), output: (d) => (output += d.toString()), ...run });
+  const image = await builder.build({ dockerfile: "Dockerfile", context: ".", ...spec }, { into: built.store, checkout: files(tree), output: (d) => (output += d.toString()), ...run });
   return { image, output };
 }
 
 async function buildFails(tree: Record<string, string>, spec: Partial<Parameters<ImageBuilder["build"]>[0]> = {}, run: Partial<ImageBuildRun> = {}): Promise<string> {
   let output = "";
-  const err = await builder.build({ dockerfile: "Dockerfile", context: ".", ...spec }, { checkout: files(tree), output: (d) => (output += d.toString()), ...run }).then(
+  const err = await builder.build({ dockerfile: "Dockerfile", context: ".", ...spec }, { into: built.store, checkout: files(tree), output: (d) => (output += d.toString()), ...run }).then(
     () => undefined,
     (e: unknown) => e,
   );
@@ -91,7 +96,7 @@ function blobsOf(image: ResolvedImage): Buffer[] {
   });
 }
 
-const cacheEntries = () => readdirSync(cacheDir).sort();
+const cacheEntries = () => [...readdirSync(cacheDir), ...readdirSync(built.dir)].sort();
 
 describe("image builds", () => {
   it("builds a multi-stage Dockerfile with args, .dockerignore, ENV, WORKDIR and USER, and the image runs as a step's image", async () => {
@@ -197,6 +202,78 @@ describe("image builds that fail", () => {
   });
 });
 
+describe("P10: the image cache of a project", () => {
+  const access = (over: Partial<ImageCacheAccess> = {}): ImageCacheAccess => ({ key: projectKey, project: "project-a", branch: "feature", fallbackBranch: "main", write: true, maxAgeMs: 90 * 86_400_000, ...over });
+  let cache: ImageCache;
+  let cacheRoot: string;
+  let projectKey: Buffer;
+  beforeAll(() => {
+    cacheRoot = mkdtempSync(path.join(tmpdir(), "slipway-project-caches-"));
+    cache = new ImageCache(cacheRoot);
+    projectKey = randomBytes(32);
+  });
+  afterAll(() => rmSync(cacheRoot, { recursive: true, force: true }));
+
+  const marker = `p10-${randomBytes(8).toString("hex")}`;
+  const tree = (version: string) => ({ Dockerfile: lines("FROM debian:bookworm", "COPY code.txt /code.txt", `RUN sleep 1 && echo ${version} > /version`), "code.txt": `${marker}\n` });
+  const cachedBuild = async (version: string, over: Partial<ImageCacheAccess> = {}) => {
+    const started = Date.now();
+    const result = await build(tree(version), {}, { cache: { cache, access: access(over) } });
+    return { ...result, ms: Date.now() - started, hit: result.output.includes("using the cached image") };
+  };
+  const entries = () => spawnSync("find", [cacheRoot, "-type", "f"], { encoding: "utf8" }).stdout.split("\n").filter(Boolean);
+
+  it("P10: a second build with the same inputs comes from the cache, saving time; a changed Dockerfile builds again; entries are ciphertext", async () => {
+    const cold = await cachedBuild("one");
+    expect(cold.hit).toBe(false);
+    expect(entries()).toHaveLength(1);
+    const warm = await cachedBuild("one");
+    expect(warm.hit).toBe(true);
+    expect(warm.image.digest).toBe(cold.image.digest);
+    console.log(`image cache: cold build ${cold.ms} ms, warm ${warm.ms} ms`);
+    expect(await sh(await sandboxOf(warm.image), "cat /version /code.txt")).toBe(`one\n${marker}\n`);
+    const changed = await cachedBuild("two");
+    expect(changed.hit).toBe(false);
+    expect(entries()).toHaveLength(2);
+    const found = spawnSync("grep", ["-rl", "--binary-files=text", marker, cacheRoot], { encoding: "utf8" });
+    expect(found.stdout).toBe("");
+    // Control: the marker is in the image's own (unsealed) layers.
+    expect(blobsOf(warm.image).some((b) => b.includes(marker))).toBe(true);
+  });
+
+  it("P10: a pull request reads the cache but never writes it; another branch falls back to main; another project sees nothing", async () => {
+    const before = entries();
+    const pr = await cachedBuild("three", { write: false });
+    expect(pr.hit).toBe(false);
+    expect(entries()).toEqual(before);
+    // What the pull request built was not kept: the branch builds it afresh.
+    expect((await cachedBuild("three")).hit).toBe(false);
+    // The pull request reads what its branch has.
+    expect((await cachedBuild("three", { write: false })).hit).toBe(true);
+    // A branch with nothing of its own reads main's entries, not another branch's.
+    await cachedBuild("four", { branch: "main" });
+    expect((await cachedBuild("four", { branch: "other", write: false })).hit).toBe(true);
+    expect((await cachedBuild("three", { branch: "other", fallbackBranch: "release", write: false })).hit).toBe(false);
+    // Same inputs, another project (its own key): a miss, and its entry is apart.
+    const count = entries().length;
+    expect((await cachedBuild("four", { branch: "main", project: "project-b", key: randomBytes(32) })).hit).toBe(false);
+    expect(entries()).toHaveLength(count + 1);
+  });
+
+  it("P10: a damaged, moved or expired entry is a miss (and goes), never a wrong image", async () => {
+    await cachedBuild("five");
+    const [file] = entries().filter((f) => Date.now() - statSync(f).mtimeMs < 60_000).sort((a, b) => statSync(b).mtimeMs - statSync(a).mtimeMs);
+    const bytes = readFileSync(file!);
+    bytes[bytes.length - 100]! ^= 1;
+    writeFileSync(file!, bytes);
+    expect((await cachedBuild("five")).hit).toBe(false);
+    expect((await cachedBuild("five")).hit).toBe(true);
+    const old = new Date(Date.now() - 100 * 86_400_000);
+    for (const f of entries()) utimesSync(f, old, old);
+    expect((await cachedBuild("five")).hit).toBe(false);
+  });
+});
+
 describe("built services in a pipeline", () => {
   it("a Codeship service with build: runs its steps in the image built from its Dockerfile, built once, with its secret args masked", async () => {
     const token = `tok-${randomBytes(10).toString("hex")}`;
@@ -232,6 +309,41 @@ describe("built services in a pipeline", () => {
     expect(output).toContain("building the image of service app from app/Dockerfile.ci");
     expect(output).toContain("token is ***");
     expect(output).not.toContain(token);
+  });
+
+  it("P03: a built image holds the project's code, so it lives in memory for the run only: nothing of it reaches the runner's disk", async () => {
+    const marker = `p03-built-${randomBytes(12).toString("hex")}`;
+    const tree = {
+      ".slipway.yml": lines("services:", "  app:", "    build: .", "steps:", "  - name: uses-app", "    service: app", "    command: cat /code/source.txt /generated"),
+      Dockerfile: lines("FROM debian:bookworm", "COPY source.txt /code/", `RUN echo ${marker}-generated > /generated`),
+      "source.txt": `${marker}-source\n`,
+    };
+    const inMemory = () => readdirSync("/dev/shm").filter((n) => n.startsWith("slipway-built-")).sort();
+    const before = inMemory();
+    const pipeline = validPipeline(tree);
+    let output = "";
+    let during: string[] = [];
+    const result = await new PipelineRunner({
+      backend: runBackend,
+      images: store,
+      builder,
+      pipeline,
+      nodes: selectSteps(pipeline, { branch: "main" }),
+      checkout: files(tree),
+      env: {},
+      secrets: [],
+      onEvent: (e) => {
+        if (e.type === "output") output += e.data.toString();
+        if (e.type === "step-end") during = inMemory();
+      },
+    }).run();
+    expect(result.status, output).toBe("success");
+    expect(output).toContain(`${marker}-source\n${marker}-generated`);
+    expect(during.length).toBe(before.length + 1);
+    expect(inMemory()).toEqual(before);
+    const places = [cacheDir, tmpdir(), "/var/tmp", "/run/slipway"].filter((p) => existsSync(p));
+    const found = spawnSync("grep", ["-rl", "--binary-files=text", "--no-messages", "-s", marker, ...places], { encoding: "utf8", timeout: 120_000 });
+    expect(found.stdout.trim()).toBe("");
   });
 
   it("a build that fails fails the steps that need it, at the Dockerfile's line", async () => {

@@ -44,6 +44,8 @@ export const settingsSchema = z
     imageLayoutsDir: z.string().min(1).optional(),
     /** CA certificates (*.crt) that image registries' certificates may chain to, beside the system's. */
     imageRegistryCertDir: z.string().min(1).optional(),
+    /** Entries of a project's image cache (services with `cached: true`) older than this are removed. */
+    imageCacheMaxDays: positiveInt.default(90),
     /** Output of one job beyond this many bytes is not stored; the log says so at its end. */
     maxJobLogBytes: positiveInt.default(64 * 1024 ** 2),
     /** OAuth app of GitHub (github.com, or a GitHub Enterprise Server by its https:// address): sign-in, linking, webhooks, statuses. Unset = not offered. */
@@ -107,6 +109,7 @@ const envNames: Record<keyof Settings, string> = {
   imageCacheDir: "SLIPWAY_IMAGE_CACHE",
   imageLayoutsDir: "SLIPWAY_IMAGE_LAYOUTS",
   imageRegistryCertDir: "SLIPWAY_REGISTRY_CERTS",
+  imageCacheMaxDays: "SLIPWAY_IMAGE_CACHE_MAX_DAYS",
   maxJobLogBytes: "SLIPWAY_MAX_JOB_LOG_BYTES",
   githubClientId: "SLIPWAY_GITHUB_CLIENT_ID",
   githubClientSecret: "SLIPWAY_GITHUB_CLIENT_SECRET",

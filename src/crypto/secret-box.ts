@@ -109,6 +109,12 @@ export class SecretBox {
     return (await this.open(ex, owner, field, sealed)).toString("utf8");
   }
 
+  /** A key of the owner's for one purpose (a cache it keeps elsewhere): gone, as its data key is, when the owner is deleted. */
+  async ownerKey(ex: Executor, owner: Owner, purpose: string): Promise<Buffer> {
+    const dek = await this.dataKey(ex, owner);
+    return Buffer.from(hkdfSync("sha256", dek, Buffer.alloc(0), `slipway/owner/${purpose}`, 32));
+  }
+
   /** A stable server-wide key for one purpose (HMACs, cookie signing); survives master key rotation. */
   async derivedKey(purpose: string): Promise<Buffer> {
     const system = await this.dataKey(this.store.db, SYSTEM);

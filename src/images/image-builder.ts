@@ -6,6 +6,7 @@ import { z } from "zod";
 import { formatProblem, type Problem } from "../pipeline/problems.js";
 import { WORKSPACE, type Sandbox, type SandboxBackend, type SandboxSpec } from "../sandbox/backend.js";
 import { parseDockerfile, stagesFor, type Stage } from "./dockerfile.js";
+import type { ImageCache, ImageCacheAccess } from "./image-cache.js";
 import type { ImageStore, ResolvedImage } from "./image-store.js";
 
 /** What to build: paths are inside the repository, as the config names them. */
@@ -25,6 +26,8 @@ export interface ImageBuildSpec {
 }
 
 export interface ImageBuildRun {
+  /** Where the built image goes: in memory (see inMemoryImageStore), as it holds the project's code. */
+  into: ImageStore;
   /** Puts the repository into /workspace of the builder's sandbox. */
   checkout(sandbox: Sandbox): Promise<void>;
   /** The builder's output as it comes: the caller masks it before anyone sees it. */
@@ -33,6 +36,8 @@ export interface ImageBuildRun {
   limits?: SandboxSpec["limits"];
   timeoutMs?: number;
   signal?: AbortSignal;
+  /** The project's image cache, for a service that opts in: a build with the same inputs is taken from it. */
+  cache?: { cache: ImageCache; access: ImageCacheAccess };
 }
 
 /** A build that failed: the message names the Dockerfile line when the failure belongs to one, and what to do. */
@@ -68,10 +73,10 @@ b push --quiet --signature-policy "$w/policy.json" "$(cat "$w/iid")" "oci:$w/out
 
 /**
  * Builds OCI images from Dockerfiles with rootless buildah in a builder sandbox (see
- * SandboxSpec.profile): the sandbox gets the checkout and the base images (from the image store,
- * never from a registry of the build's choosing), buildah runs the Dockerfile, and the result is
- * copied out blob by blob, each checked against its digest, into the image store. The sandbox
- * and everything in it are gone afterwards, whatever happened.
+ * SandboxSpec.profile): the sandbox gets the checkout and the base images (through the image
+ * store, which pulls and checks them), buildah runs the Dockerfile, and the result is copied out
+ * blob by blob, each checked against its digest, into the run's in-memory store. The sandbox and
+ * everything in it are gone afterwards, whatever happened.
  */
 export class ImageBuilder {
   constructor(
@@ -89,8 +94,16 @@ export class ImageBuilder {
     });
     try {
       await run.checkout(sandbox);
-      const stages = await this.stagesOf(sandbox, spec, secretArgs);
+      const { stages, text } = await this.read(sandbox, spec, secretArgs);
       const bases = externalImages(stages);
+      const inputs = run.cache && (await this.inputsOf(sandbox, spec, text, bases));
+      if (run.cache && inputs) {
+        const cached = await run.cache.cache.restore(run.cache.access, inputs, run.into);
+        if (cached) {
+          run.output(Buffer.from(`slipway: the same Dockerfile, context and args were built before: using the cached image ${cached.digest.slice(0, 19)}\n`));
+          return cached;
+        }
+      }
       for (const [i, ref] of bases.entries()) await this.sendBase(sandbox, ref, `${WORK}/base-${i}`, run);
       const secretIds = new Set(stages.flatMap((s) => s.instructions.flatMap((i) => (i.kind === "RUN" ? i.secrets.map((m) => m.id) : []))));
       for (const id of secretIds) if (id in secretArgs) await sandbox.writeFile(`${WORK}/secret-${id}`, secretArgs[id]!, 0o600);
@@ -119,14 +132,36 @@ export class ImageBuilder {
       if (run.signal?.aborted) throw new ImageBuildError("the image build was cancelled");
       if (status.timedOut) throw new ImageBuildError(`the image build took longer than ${Math.round((run.timeoutMs ?? DEFAULT_TIMEOUT_MS) / 60_000)} minutes and was stopped`);
       if (status.code !== 0) throw new ImageBuildError(failureOf(tail.text(), stages, spec.dockerfile, status.code));
-      return await this.images.importLayout((layout) => copyLayoutOut(sandbox, `${WORK}/out`, layout));
+      const image = await run.into.importLayout((layout) => copyLayoutOut(sandbox, `${WORK}/out`, layout));
+      if (run.cache && inputs && run.cache.access.write && image.layout) {
+        // A cache that cannot be written costs the next build time, not this one its result.
+        await run.cache.cache.save(run.cache.access, inputs, image.layout).catch((err: Error) => run.output(Buffer.from(`slipway: the image was not cached: ${err.message}\n`)));
+      }
+      return image;
     } finally {
       await sandbox.destroy();
     }
   }
 
+  /**
+   * What decides the image: the Dockerfile, every file of the context (names, modes, links and
+   * contents; the checkout's times do not count), the args, the secret args (hashed) and the
+   * digests the base images have now.
+   */
+  private async inputsOf(sandbox: Sandbox, spec: ImageBuildSpec, dockerfile: string, bases: string[]): Promise<string> {
+    let out = "";
+    const tar = "cd \"$1\" && tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner --exclude=./.git -cf - . | sha256sum";
+    const status = await sandbox.exec({ argv: ["/bin/sh", "-c", tar, "context", `${WORKSPACE}/${spec.context}`] }, { stdout: (d) => (out += d) });
+    if (status.code !== 0) throw new ImageBuildError(`could not read the build context ${spec.context}`);
+    const sorted = (record: Record<string, string> = {}) => Object.entries(record).sort(([a], [b]) => a.localeCompare(b));
+    const secrets = createHash("sha256").update(JSON.stringify(sorted(spec.secretArgs))).digest("hex");
+    const digests = await Promise.all(bases.map(async (ref) => [ref, await this.images.currentDigest(ref)]));
+    const inputs = { v: 1, dockerfile: spec.dockerfile, text: dockerfile, context: out.split(" ")[0], target: spec.target ?? null, args: sorted(spec.args), secrets, bases: digests };
+    return createHash("sha256").update(JSON.stringify(inputs)).digest("hex");
+  }
+
   /** Reads and checks the Dockerfile as the checkout has it: its errors stop the build before buildah starts. */
-  private async stagesOf(sandbox: Sandbox, spec: ImageBuildSpec, secretArgs: Record<string, string>): Promise<Stage[]> {
+  private async read(sandbox: Sandbox, spec: ImageBuildSpec, secretArgs: Record<string, string>): Promise<{ stages: Stage[]; text: string }> {
     const text = await sandbox.readFile(`${WORKSPACE}/${spec.dockerfile}`).catch(() => {
       throw new ImageBuildError(`${spec.dockerfile}: the Dockerfile does not exist in this commit; check build.dockerfile and build.context`);
     });
@@ -142,7 +177,7 @@ export class ImageBuilder {
         if (missing) throw new ImageBuildError(`${spec.dockerfile}:${i.at.line}:${i.at.col}: the build secret "${missing.id}" is required but the build has none by that name (add it to the encrypted args)`);
       }
     }
-    return stages;
+    return { stages, text: text.toString("utf8") };
   }
 
   /** Streams a base image's layout from the image store into the sandbox. */

@@ -1,9 +1,10 @@
 import { execFile } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
-import { chmodSync, closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeSync } from "node:fs";
+import { chmodSync, closeSync, existsSync, fsyncSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statfsSync, statSync, writeSync } from "node:fs";
 import { homedir } from "node:os";
 import path from "node:path";
 import { z } from "zod";
+import { ImageCache } from "./image-cache.js";
 import { ImageError, parseImageReference, registryLocation, type ImageReference } from "./reference.js";
 
 /** A root filesystem ready to be a sandbox's read-only lower layer. */
@@ -68,7 +69,11 @@ export class ImageStore {
   private readonly pulling = new Map<string, Promise<ResolvedImage>>();
   private readonly rootless = process.getuid?.() !== 0;
 
+  /** Projects' caches of built images (services with `cached: true`) live beside the images. */
+  readonly projectCaches: ImageCache;
+
   constructor(private readonly opts: ImageStoreOptions) {
+    this.projectCaches = new ImageCache(path.join(opts.cacheDir, "projects"));
     // Private: unpacked images keep their setuid programs and device nodes, harmless only where
     // no one else can reach them (sandboxes see them nosuid and nodev).
     mkdirSync(opts.cacheDir, { recursive: true, mode: 0o700 });
@@ -96,6 +101,12 @@ export class ImageStore {
       this.pulling.set(digest, pull);
     }
     return pull;
+  }
+
+  /** The manifest digest the reference names now (asks its registry unless it is pinned). */
+  async currentDigest(text: string): Promise<string> {
+    const ref = parseImageReference(text);
+    return ref.digest ?? (await this.digestOf(ref, this.sourceOf(ref)));
   }
 
   private folderOf(digest: string): string {
@@ -238,6 +249,20 @@ function run(tool: string, args: string[], image: string, timeout: number): Prom
       reject(new ImageError(`image ${image} ${missing ? "does not exist or is not accessible" : "could not be pulled"}: ${message}; check the name and that this runner can reach its registry`));
     });
   });
+}
+
+const TMPFS_MAGIC = 0x01021994;
+
+/**
+ * A store for the images a run builds, in memory (/dev/shm): they hold the project's code, which
+ * never reaches the runner's disk (P03). `dispose` removes it with everything in it.
+ */
+export function inMemoryImageStore(): { store: ImageStore; dir: string; dispose(): void } {
+  const base = "/dev/shm";
+  if (!existsSync(base) || statfsSync(base).type !== TMPFS_MAGIC) throw new ImageError("built images are kept in memory, in /dev/shm, which is not a tmpfs on this machine: mount one there (as most Linux systems do)");
+  const dir = mkdtempSync(path.join(base, "slipway-built-"));
+  chmodSync(dir, 0o700);
+  return { store: new ImageStore({ cacheDir: dir }), dir, dispose: () => rmSync(dir, { recursive: true, force: true }) };
 }
 
 /**

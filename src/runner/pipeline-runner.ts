@@ -2,7 +2,8 @@ import { createMasker, type Masker } from "../crypto/masking.js";
 import type { Command, Group, Pipeline, PipelineNode, Service, Step } from "../pipeline/model.js";
 import { flattenSteps } from "../pipeline/refs.js";
 import type { ImageBuildRun, ImageBuildSpec } from "../images/image-builder.js";
-import type { ResolvedImage } from "../images/image-store.js";
+import type { ImageCache, ImageCacheAccess } from "../images/image-cache.js";
+import { inMemoryImageStore, type ImageStore, type ResolvedImage } from "../images/image-store.js";
 import { dockerfilePath } from "../pipeline/image-builds.js";
 import type { Sandbox, SandboxBackend, SandboxSpec } from "../sandbox/backend.js";
 import { BUILT_PREFIX, imageOfService, JobServices, servicesBeside } from "./services.js";
@@ -36,6 +37,8 @@ export interface RunOptions {
   builder?: { build(spec: ImageBuildSpec, run: ImageBuildRun): Promise<ResolvedImage> };
   /** By service name: the secret build args of a built service (see resolveServiceEnv). */
   buildArgs?: Record<string, Record<string, string>>;
+  /** The project's image cache, used by built services with `cached: true`; they fall back to their `default_cache_branch`, else main. */
+  imageCache?: { cache: ImageCache; access: Omit<ImageCacheAccess, "fallbackBranch"> };
   pipeline: Pipeline;
   /** The steps that run for this ref (see selectSteps). */
   nodes: PipelineNode[];
@@ -129,11 +132,17 @@ export class PipelineRunner {
   private readonly services = new Map<Sandbox, JobServices>();
   /** Each built service's image, built once per run, by whichever step or service needs it first. */
   private readonly built = new Map<string, Promise<ResolvedImage>>();
+  private builtStore?: ReturnType<typeof inMemoryImageStore>;
 
   constructor(private readonly opts: RunOptions) {}
 
   async run(): Promise<RunResult> {
-    await this.inSandbox((s, job) => this.serial(this.opts.nodes, s, job, { halted: false }), this.opts.initial);
+    try {
+      await this.inSandbox((s, job) => this.serial(this.opts.nodes, s, job, { halted: false }), this.opts.initial);
+    } finally {
+      // Every sandbox that used a built image is gone by now.
+      this.builtStore?.dispose();
+    }
     const failed = this.results.some((r) => r.status === "failed" || r.status === "error");
     return { status: failed ? "failed" : "success", steps: this.results, ...(this.waitingFor && { waitingFor: this.waitingFor }) };
   }
@@ -165,16 +174,24 @@ export class PipelineRunner {
       if (!builder || !service.build) return Promise.reject(new Error(`service ${name} is built from a Dockerfile, which this runner cannot do: it needs to run as root with buildah installed`));
       const masker = createMasker(this.opts.secrets);
       const spec = service.build;
+      let into: ImageStore;
+      try {
+        into = (this.builtStore ??= inMemoryImageStore()).store;
+      } catch (err) {
+        return Promise.reject(err as Error);
+      }
       progress(`building the image of service ${name} from ${dockerfilePath(spec)}\n`);
       built = builder
         .build(
           { dockerfile: dockerfilePath(spec), context: spec.context, args: spec.args, secretArgs: this.opts.buildArgs?.[name] ?? {}, ...(spec.target !== undefined && { target: spec.target }) },
           {
+            into,
             checkout: (sandbox) => this.opts.checkout(sandbox),
             output: (chunk) => progress(masker.write(chunk).toString()),
             ...(this.opts.network && { network: this.opts.network }),
             ...(this.opts.limits && { limits: this.opts.limits }),
             ...(this.opts.signal && { signal: this.opts.signal }),
+            ...(service.cached && this.opts.imageCache && { cache: { cache: this.opts.imageCache.cache, access: { ...this.opts.imageCache.access, fallbackBranch: service.defaultCacheBranch ?? "main" } } }),
           },
         )
         .finally(() => {

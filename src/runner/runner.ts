@@ -2,8 +2,9 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { posix } from "node:path";
 import type { LeasedJob } from "../builds/builds.js";
 import type { StepReport } from "../builds/job-steps.js";
+import type { ImageCache } from "../images/image-cache.js";
 import { configFileNames, hasErrors, memoryFiles, readPipeline, selectSteps, formatProblem, type FileSource, type LoadResult } from "../pipeline/index.js";
-import type { PipelineNode } from "../pipeline/model.js";
+import type { Pipeline, PipelineNode } from "../pipeline/model.js";
 import { WORKSPACE, type Sandbox, type SandboxBackend, type SandboxSpec } from "../sandbox/backend.js";
 import { CheckoutError, gitCheckoutFor, hardenedGit, listRemoteRefs, type LeasedPoll } from "./git-checkout.js";
 import { PipelineRunner, type RunEvent, type RunOptions } from "./pipeline-runner.js";
@@ -25,6 +26,8 @@ export interface RunnerOptions {
   images?: RunOptions["images"];
   /** Builds the images of services built from a Dockerfile. */
   builder?: RunOptions["builder"];
+  /** Where projects' image caches are kept on this runner (for built services with `cached: true`). */
+  imageCache?: ImageCache;
   /** Puts the job's repository into /workspace of a sandbox; by default a git clone with the project's deploy key. `signal`: the job was canceled. */
   checkout?(job: LeasedJob, sandbox: Sandbox, signal?: AbortSignal): Promise<void>;
   /** Network of build sandboxes (cloning needs outbound access). */
@@ -214,6 +217,15 @@ export class Runner {
     }
   }
 
+  /** Access to the project's image cache, when the pipeline has a service that uses one. */
+  private async imageCacheFor(job: LeasedJob, pipeline: Pipeline): Promise<RunOptions["imageCache"]> {
+    const cache = this.opts.imageCache;
+    if (!cache || !Object.values(pipeline.services).some((s) => s.build && s.cached)) return undefined;
+    const access = await this.call<{ key: string; write: boolean; maxAgeDays: number }>(`/runner/jobs/${job.jobId}/image-cache`, {});
+    // A build of a tag has no branch to keep an image under: it only reads.
+    return { cache, access: { key: Buffer.from(access.key, "base64"), project: job.projectId, branch: job.branch ?? "", write: access.write && job.branch !== null, maxAgeMs: access.maxAgeDays * 86_400_000 } };
+  }
+
   /** The runner's network, narrowed to the project's egress allowlist where it has one. */
   private networkFor(job: Pick<LeasedJob, "egressAllowlist">): SandboxSpec["network"] {
     const base = this.opts.network;
@@ -260,6 +272,7 @@ export class Runner {
         images: this.opts.images,
         builder: this.opts.builder,
         buildArgs: serviceEnv.buildArgs,
+        imageCache: await this.imageCacheFor(job, pipeline),
         pipeline,
         nodes,
         env,

@@ -103,8 +103,8 @@ export class BwrapBackend implements SandboxBackend {
     if (spec.shareNetworkWith && !(spec.shareNetworkWith instanceof BwrapSandbox)) throw new SandboxError("a sandbox can share the network only of another sandbox of this backend");
     if (spec.shareNetworkWith && spec.network) throw new SandboxError("a sandbox that shares another's network has no network policy of its own");
     const profile = spec.profile ?? "step";
-    if (profile === "builder" && !this.isRoot) throw new SandboxError("image builds need a runner that runs as root: it hands each build a block of unprivileged uids of its own");
     if (profile === "builder" && spec.image.kind !== "host") throw new SandboxError("a builder sandbox runs the host image, where the image builder is installed");
+    if (profile === "builder" && !this.isRoot) throw new SandboxError("image builds need a runner that runs as root: it hands each build a block of unprivileged uids of its own");
     const outbound = await this.planOutbound(spec);
     const limits: SandboxLimits = { ...defaultLimits, ...spec.limits };
     const id = randomBytes(8).toString("hex");

@@ -118,6 +118,26 @@ export const runnerApiRoutes: FastifyPluginAsyncZod<{ services: Services }> = as
   );
 
   app.post(
+    "/runner/jobs/:jobId/image-cache",
+    {
+      config: runner,
+      schema: {
+        summary: "The key of the project's image cache, and whether this job may write it",
+        description:
+          "P10: images of services with `cached: true` are kept on the runner, sealed with this key, derived from the project's data key (deleting the project makes them unreadable) and never shared with another project. Builds of pull requests read but never write (`write: false`). Entries older than `maxAgeDays` are removed.",
+        params: jobParams,
+        body: z.object({}).strict().optional(),
+        response: { 200: z.object({ key: z.string(), write: z.boolean(), maxAgeDays: z.number().int() }) },
+      },
+    },
+    async (request) => {
+      const leased = await builds.leasedJob(runnerId(request), request.params.jobId);
+      const key = await services.box.ownerKey(services.store.db, { kind: "project", id: leased.projectId }, "image-cache");
+      return { key: key.toString("base64"), write: leased.pullRequest === null, maxAgeDays: services.settings.imageCacheMaxDays };
+    },
+  );
+
+  app.post(
     "/runner/jobs/:jobId/env-files",
     {
       config: runner,
