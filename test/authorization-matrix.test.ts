@@ -141,6 +141,7 @@ const expected: Record<string, Expected> = {
   "POST /api/v1/runner/jobs/:jobId/steps":            row([401, 401, 401, 401, 401, 401, 401]),
   "POST /api/v1/runner/jobs/:jobId/secrets":          row([401, 401, 401, 401, 401, 401, 401]),
   "POST /api/v1/runner/jobs/:jobId/checkout":         row([401, 401, 401, 401, 401, 401, 401]),
+  "POST /api/v1/runner/jobs/:jobId/image-cache":      row([401, 401, 401, 401, 401, 401, 401]),
   "POST /api/v1/runner/jobs/:jobId/known-hosts":      row([401, 401, 401, 401, 401, 401, 401]),
   "POST /api/v1/runner/jobs/:jobId/env-files":        row([401, 401, 401, 401, 401, 401, 401]),
   "POST /api/v1/runner/jobs/:jobId/finish":           row([401, 401, 401, 401, 401, 401, 401]),
@@ -477,6 +478,7 @@ const calls: Record<string, (s: Subject) => Promise<Call>> = {
   "POST /api/v1/runner/jobs/:jobId/log": async () => ({ params: { jobId: heldJobId }, body: { offset: 0, data: Buffer.from("matrix\n").toString("base64") } }),
   "POST /api/v1/runner/jobs/:jobId/secrets": async () => ({ params: { jobId: heldJobId }, body: { names: ["API_KEY"] } }),
   "POST /api/v1/runner/jobs/:jobId/checkout": async () => ({ params: { jobId: heldJobId }, body: {} }),
+  "POST /api/v1/runner/jobs/:jobId/image-cache": async () => ({ params: { jobId: heldJobId }, body: {} }),
   "POST /api/v1/runner/jobs/:jobId/steps": async () => ({ params: { jobId: heldJobId }, body: { step: "1", name: "build", status: "success", sandbox: 0, logOffset: 0, exitCode: 0 } }),
   "POST /api/v1/runner/jobs/:jobId/known-hosts": async () => {
     // Keys are taken only for the host the repository is cloned from.

@@ -30,6 +30,9 @@ const serviceRawSchema = z.strictObject({
   command: commandValue.optional(),
   depends_on: z.array(z.string()).optional(),
   working_dir: z.string().min(1).optional(),
+  /** A built image is kept in the project's image cache (as Codeship's `cached`). */
+  cached: z.boolean().optional(),
+  default_cache_branch: z.string().min(1).optional(),
   healthcheck: z
     .strictObject({
       command: commandValue,
@@ -122,7 +125,8 @@ function readService(name: string, raw: unknown, path: Path, file: ParsedFile, f
     encryptedEnvFile: [],
     dependsOn: s.depends_on ?? [],
     workingDir: s.working_dir,
-    cached: false,
+    cached: s.cached ?? false,
+    ...(s.default_cache_branch !== undefined && { defaultCacheBranch: s.default_cache_branch }),
     volumes: [],
     healthcheck,
     source: file.at(path, "key"),

@@ -305,6 +305,7 @@ export const sampleBodies = (p: Record<string, string>): Record<string, unknown>
   "POST /api/v1/runner/jobs/:jobId/log": { offset: 0, data: Buffer.from("step 1 ok\n").toString("base64") },
   "POST /api/v1/runner/jobs/:jobId/secrets": { names: ["API_KEY"] },
   "POST /api/v1/runner/jobs/:jobId/checkout": {},
+  "POST /api/v1/runner/jobs/:jobId/image-cache": {},
   "POST /api/v1/runner/jobs/:jobId/steps": { step: "1", name: "build", status: "running", sandbox: 0, logOffset: 0 },
   // Valid in shape; the world's project has no SSH repository, so the server answers 400 wrong_host.
   "POST /api/v1/runner/jobs/:jobId/known-hosts": { knownHosts: `git.example.com ${SAMPLE_HOST_KEY}\n` },
