@@ -1,5 +1,6 @@
 import { cpus, totalmem } from "node:os";
 import { apiBench } from "./api.js";
+import { imageBuildsBench } from "./image-builds.js";
 import { maskingBench } from "./masking.js";
 import { sandboxBench } from "./sandbox.js";
 import { liveLogBench } from "./live-log.js";
@@ -12,6 +13,7 @@ const benchmarks = [
   { name: "masking", title: "Log masking with 100 secrets vs unmasked pass-through", run: maskingBench },
   { name: "sandbox", title: "Sandbox create + exec + destroy vs bare bubblewrap", run: sandboxBench },
   { name: "live-log", title: "Live log latency: a line printed by a step → an SSE client", run: liveLogBench },
+  { name: "image-builds", title: "Image build cold vs warm cache vs buildah as host root; built image unpack + first exec vs the host image", run: imageBuildsBench },
   { name: "push", title: "Push (signed webhook) → first byte of the step's output, without and with a clone over SSH", run: pushBench },
 ];
 
