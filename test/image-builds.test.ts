@@ -13,6 +13,8 @@ import { BwrapBackend } from "../src/sandbox/bwrap-backend.js";
 import { selectSteps } from "../src/pipeline/index.js";
 import { PipelineRunner } from "../src/runner/pipeline-runner.js";
 import { lines, validPipeline } from "./helpers/pipeline.js";
+import { startTestRegistry } from "./helpers/oci-registry.js";
+import { pushImage } from "../src/images/image-push.js";
 import { testLayoutsDir } from "./helpers/test-image.js";
 
 // Real builds: rootless buildah in a builder sandbox, on top of the offline Debian test image.
@@ -344,6 +346,59 @@ describe("built services in a pipeline", () => {
     const places = [cacheDir, tmpdir(), "/var/tmp", "/run/slipway"].filter((p) => existsSync(p));
     const found = spawnSync("grep", ["-rl", "--binary-files=text", "--no-messages", "-s", marker, ...places], { encoding: "utf8", timeout: 120_000 });
     expect(found.stdout.trim()).toBe("");
+  });
+
+  it("a push step publishes the built image under its rendered tag with the project's registry credentials; wrong ones fail it with what to do", async () => {
+    const pushDir = mkdtempSync(path.join(tmpdir(), "slipway-pushed-"));
+    const registry = await startTestRegistry({}, { pushDir, auth: { username: "ci", password: "s3cret-pass" } });
+    try {
+      const tree = {
+        "codeship-services.yml": lines("app:", "  build: ."),
+        "codeship-steps.yml": lines(
+          "- service: app",
+          "  command: cat /built",
+          "- service: app",
+          "  type: push",
+          `  image_name: ${registry.host}/acme/app`,
+          '  image_tag: \'{{ .Branch }}-{{ printf "%.7s" .CommitID }}\'',
+        ),
+        Dockerfile: lines("FROM debian:bookworm", "RUN echo built-for-push > /built"),
+      };
+      const pipeline = validPipeline(tree);
+      const fields = { Branch: "feature/x", CommitID: "0123456789abcdef0123456789abcdef01234567", CommitMessage: "m", CommitDescription: "", CommitterName: "n", CommitterEmail: "e@x", CommitterUsername: "n", BuildID: "b1", BuildNumber: "1", RepoName: "app", ProjectID: "p1", Timestamp: "1764700000", Ref: "feature/x" };
+      const dockercfg = (password: string) => JSON.stringify({ auths: { [registry.host]: { auth: Buffer.from(`ci:${password}`).toString("base64") } } });
+      const runWith = async (password: string) => {
+        let output = "";
+        const result = await new PipelineRunner({
+          backend: runBackend,
+          images: store,
+          builder,
+          pipeline,
+          nodes: selectSteps(pipeline, { branch: "feature/x" }),
+          checkout: files(tree),
+          env: {},
+          secrets: [dockercfg(password)],
+          publish: { fields, dockercfg: dockercfg(password), push: (layout, name, tag, cfg) => pushImage(layout, { imageName: name, tag, ...(cfg && { dockercfg: cfg }), certDir: registry.certDir }) },
+          onEvent: (e) => {
+            if (e.type === "output") output += e.data.toString();
+          },
+        }).run();
+        return { result, output };
+      };
+      const ok = await runWith("s3cret-pass");
+      expect(ok.result.steps.map((st) => st.status), ok.output).toEqual(["success", "success"]);
+      expect(ok.output).toContain(`pushed ${registry.host}/acme/app:feature-x-0123456`);
+      const index = JSON.parse(readFileSync(path.join(pushDir, "acme/app/index.json"), "utf8")) as { manifests: Array<{ annotations: Record<string, string> }> };
+      expect(index.manifests.map((m) => m.annotations["org.opencontainers.image.ref.name"])).toEqual(["feature-x-0123456"]);
+      const pushedBlobs = readdirSync(path.join(pushDir, "acme/app/blobs/sha256")).map((b) => readFileSync(path.join(pushDir, "acme/app/blobs/sha256", b)));
+      expect(pushedBlobs.some((b) => b[0] === 0x1f && gunzipSync(b).includes("built-for-push"))).toBe(true);
+      const refused = await runWith("wrong");
+      expect(refused.result.steps[1]).toMatchObject({ status: "failed", reason: expect.stringMatching(/could not push .*check the registry credentials in the project secret DOCKERCFG/) });
+      expect(refused.output).not.toContain("wrong");
+    } finally {
+      await registry.close();
+      rmSync(pushDir, { recursive: true, force: true });
+    }
   });
 
   it("a build that fails fails the steps that need it, at the Dockerfile's line", async () => {

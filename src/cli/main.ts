@@ -246,7 +246,7 @@ async function runnerCommand(server: string | undefined, concurrency: string | u
   const log = createLogger("info");
   const backend = new BwrapBackend({ onWarning: (m) => log.warn(m) });
   const images = imageStoreFromEnv();
-  const runner = new Runner({ server: server.replace(/\/$/, ""), token, backend, images, builder: new ImageBuilder(backend, images), imageCache: images.projectCaches, network: { mode: "outbound" }, onError: (err) => log.error({ err }, "runner") });
+  const runner = new Runner({ server: server.replace(/\/$/, ""), token, backend, images, builder: new ImageBuilder(backend, images), imageCache: images.projectCaches, push: (...args) => images.push(...args), network: { mode: "outbound" }, onError: (err) => log.error({ err }, "runner") });
   // Fails here, before any job, when the server's certificate does not verify or the token is wrong.
   await runner.call("/runner/lease", { waitMs: 0 });
   runner.start(parallel);

@@ -5,6 +5,7 @@ import { homedir } from "node:os";
 import path from "node:path";
 import { z } from "zod";
 import { ImageCache } from "./image-cache.js";
+import { pushImage } from "./image-push.js";
 import { ImageError, parseImageReference, registryLocation, type ImageReference } from "./reference.js";
 
 /** A root filesystem ready to be a sandbox's read-only lower layer. */
@@ -101,6 +102,11 @@ export class ImageStore {
       this.pulling.set(digest, pull);
     }
     return pull;
+  }
+
+  /** Publishes an image's layout to a registry (see pushImage), trusting the same CA certificates as pulls. */
+  push(layout: string, imageName: string, tag: string, dockercfg?: string): Promise<string> {
+    return pushImage(layout, { imageName, tag, ...(dockercfg !== undefined && { dockercfg }), ...(this.opts.registryCertDir && { certDir: this.opts.registryCertDir }) });
   }
 
   /** The manifest digest the reference names now (asks its registry unless it is pinned). */

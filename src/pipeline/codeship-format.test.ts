@@ -107,7 +107,6 @@ describe("Codeship Pro files", () => {
     expect(findings(r, "warning")).toEqual([
       "codeship-services.yml:16:5 unsupported_key", // add_docker
       "codeship-services.yml:28:5 unsupported_key", // links, once though deployer-eu merges it in
-      "codeship-steps.yml:23:9 unsupported_step", // type: push
       "codeship-steps.yml:28:3 unsupported_key", // dockercfg_service
     ]);
     expect(r.problems.find((p) => p.line === 16)!.message).toContain('"add_docker"');

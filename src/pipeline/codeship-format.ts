@@ -5,6 +5,7 @@ import type { Group, Healthcheck, Pipeline, PipelineNode, Service, Step, When } 
 import { problemAt, type Problem } from "./problems.js";
 import { checkDependencies, checkEnvFile } from "./service-checks.js";
 import { checkImageBuild } from "./image-builds.js";
+import { checkImageTag } from "./image-tag.js";
 import type { ParsedFile, Path } from "./source.js";
 import { checkServiceRef, claimName, defaultName, readTree, reid, type Inherited, type TreeContext } from "./tree.js";
 
@@ -22,7 +23,7 @@ const unsupportedServiceKeys = [
   "stdin_open", "tty", "security_opt", "ulimits", "stop_signal", "tmpfs", "logging", "log_driver", "log_opt",
   "container_name", "extends", "env_var_file",
 ] as const;
-const unsupportedStepKeys = ["encrypted_dockercfg_path", "dockercfg_service"] as const;
+const unsupportedStepKeys = ["dockercfg_service"] as const;
 /** Top-level keys of a services file nested under `services:` (Compose version 2 layout). */
 const unsupportedTopKeys = ["volumes", "networks"] as const;
 
@@ -77,6 +78,7 @@ const sharedStepKeys = {
   tag: filterValue.optional(),
   exclude: filterValue.optional(),
   service: z.string().min(1).optional(),
+  encrypted_dockercfg_path: z.string().min(1).optional(),
   ...recognised(unsupportedStepKeys),
 };
 const stepSchema = z.strictObject({
@@ -256,9 +258,12 @@ function readNode(value: unknown, path: Path, id: string, depth: number, inherit
   if (raw.type === "push") {
     if (!raw.image_name) problems.push(problemAt(file.at(path), "missing_field", 'a push step needs "image_name"'));
     push = { imageName: raw.image_name ?? "", imageTag: raw.image_tag, registry: raw.registry };
-    problems.push(problemAt(file.at([...path, "type"]), "unsupported_step", "push steps need image builds and registry credentials, which come in a later Slipway release; this step is skipped until then", undefined, "warning"));
+    for (const message of raw.image_tag === undefined ? [] : checkImageTag(raw.image_tag)) problems.push(problemAt(file.at([...path, "image_tag"]), "invalid_value", `image_tag: ${message}`));
+    if (raw.encrypted_dockercfg_path !== undefined) {
+      problems.push(problemAt(file.at([...path, "encrypted_dockercfg_path"], "key"), "unsupported_key", "Slipway cannot open files Codeship encrypted, and reads registry credentials from the project secret DOCKERCFG instead", "store the decrypted docker config JSON as the project's secret DOCKERCFG", "warning"));
+    }
   } else {
-    for (const key of ["image_name", "image_tag", "registry"] as const) {
+    for (const key of ["image_name", "image_tag", "registry", "encrypted_dockercfg_path"] as const) {
       if (raw[key] !== undefined) problems.push(problemAt(file.at([...path, key], "key"), "invalid_value", `"${key}" belongs to a push step (type: push)`));
     }
   }

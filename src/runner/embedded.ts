@@ -31,7 +31,7 @@ export async function startEmbeddedRunner(app: FastifyInstance, runners: Runners
   const { id, token } = await runners.register("embedded");
   const transport = injectTransport(app, token);
   // Short lease waits: an in-process request cannot be aborted, so shutdown waits for at most one.
-  const runner = new Runner({ server: "embedded", token, backend, images, builder: new ImageBuilder(backend, images), imageCache: images.projectCaches, transport, leaseWaitMs: 2_000, network: { mode: "outbound" }, onError: (err) => log.error({ err }, "embedded runner") });
+  const runner = new Runner({ server: "embedded", token, backend, images, builder: new ImageBuilder(backend, images), imageCache: images.projectCaches, push: (...args) => images.push(...args), transport, leaseWaitMs: 2_000, network: { mode: "outbound" }, onError: (err) => log.error({ err }, "embedded runner") });
   runner.start(concurrency);
   log.info({ runner: id, concurrency }, "embedded runner started");
   return async () => {

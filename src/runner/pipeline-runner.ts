@@ -5,6 +5,7 @@ import type { ImageBuildRun, ImageBuildSpec } from "../images/image-builder.js";
 import type { ImageCache, ImageCacheAccess } from "../images/image-cache.js";
 import { inMemoryImageStore, type ImageStore, type ResolvedImage } from "../images/image-store.js";
 import { dockerfilePath } from "../pipeline/image-builds.js";
+import { renderImageTag, type ImageTagField } from "../pipeline/image-tag.js";
 import type { Sandbox, SandboxBackend, SandboxSpec } from "../sandbox/backend.js";
 import { BUILT_PREFIX, imageOfService, JobServices, servicesBeside } from "./services.js";
 
@@ -37,6 +38,15 @@ export interface RunOptions {
   builder?: { build(spec: ImageBuildSpec, run: ImageBuildRun): Promise<ResolvedImage> };
   /** By service name: the secret build args of a built service (see resolveServiceEnv). */
   buildArgs?: Record<string, Record<string, string>>;
+  /**
+   * What push steps (Codeship `type: push`) need: the build's fields for `image_tag`, registry
+   * credentials, and a push function. Without it (`slipway run`, pull requests) they are skipped.
+   */
+  publish?: {
+    fields: Omit<Record<ImageTagField, string>, "ServiceName" | "StepName">;
+    dockercfg?: string;
+    push(layout: string, imageName: string, tag: string, dockercfg?: string): Promise<string>;
+  };
   /** The project's image cache, used by built services with `cached: true`; they fall back to their `default_cache_branch`, else main. */
   imageCache?: { cache: ImageCache; access: Omit<ImageCacheAccess, "fallbackBranch"> };
   pipeline: Pipeline;
@@ -300,10 +310,34 @@ export class PipelineRunner {
     this.opts.onEvent({ type: "step-end", step, job, result: full });
   }
 
+  /** Publishes the image of the step's service (built, or pulled) under the rendered tag. */
+  private async push(step: Step, job: number): Promise<void> {
+    const publish = this.opts.publish!;
+    const service = step.service === undefined ? undefined : this.opts.pipeline.services[step.service];
+    this.opts.onEvent({ type: "step-start", step, job });
+    const started = Date.now();
+    const say = (message: string) => this.opts.onEvent({ type: "output", step, job, stream: "stderr", data: Buffer.from(message) });
+    try {
+      const image = service && imageOfService(service);
+      if (!service || !image || !step.push) throw new Error("a push step publishes the image of its service, and this one has none");
+      const tag = renderImageTag(step.push.imageTag ?? "latest", { ...publish.fields, ServiceName: service.name, StepName: step.name });
+      const resolved = image.startsWith(BUILT_PREFIX) ? await this.build(service.name, say) : await this.opts.images?.resolve(image, say);
+      if (!resolved?.layout) throw new Error(`the image of service ${service.name} is not at hand to push; run the build again`);
+      say(`pushing the image of service ${service.name} to ${step.push.imageName}:${tag}\n`);
+      const where = await publish.push(resolved.layout, step.push.imageName, tag, publish.dockercfg);
+      say(`pushed ${where}\n`);
+      this.record(step, job, { status: "success", exitCode: 0, durationMs: Date.now() - started });
+    } catch (err) {
+      this.stopped ||= step.onFail === "stop";
+      this.record(step, job, { status: "failed", exitCode: null, durationMs: Date.now() - started, reason: (err as Error).message });
+    }
+  }
+
   private async step(step: Step, slot: SandboxSlot, job: number): Promise<void> {
     if (this.opts.only && !this.opts.only.includes(step.name)) return;
     const skip = this.reasonToSkip(step);
     if (skip) return this.record(step, job, { status: "skipped", exitCode: null, durationMs: 0, reason: skip });
+    if (step.type === "push") return this.push(step, job);
     const command = this.commandOf(step);
     if (typeof command === "string") {
       this.stopped ||= step.onFail === "stop";
@@ -380,7 +414,7 @@ export class PipelineRunner {
     if (this.opts.signal?.aborted) return "canceled";
     if (this.stopped) return "an earlier step failed";
     if (step.type === "manual" && !this.opts.approvals?.has(step.id)) return "manual step: needs an approval";
-    if (step.type === "push") return "push steps publish built images, which come with image builds";
+    if (step.type === "push" && !this.opts.publish) return "this run publishes no images (a pull request, or slipway run)";
     return undefined;
   }
 

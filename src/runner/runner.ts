@@ -4,6 +4,7 @@ import type { LeasedJob } from "../builds/builds.js";
 import type { StepReport } from "../builds/job-steps.js";
 import type { ImageCache } from "../images/image-cache.js";
 import { configFileNames, hasErrors, memoryFiles, readPipeline, selectSteps, formatProblem, type FileSource, type LoadResult } from "../pipeline/index.js";
+import { flattenSteps } from "../pipeline/refs.js";
 import type { Pipeline, PipelineNode } from "../pipeline/model.js";
 import { WORKSPACE, type Sandbox, type SandboxBackend, type SandboxSpec } from "../sandbox/backend.js";
 import { CheckoutError, gitCheckoutFor, hardenedGit, listRemoteRefs, type LeasedPoll } from "./git-checkout.js";
@@ -26,6 +27,8 @@ export interface RunnerOptions {
   images?: RunOptions["images"];
   /** Builds the images of services built from a Dockerfile. */
   builder?: RunOptions["builder"];
+  /** Publishes images for push steps (see pushImage); without it they are skipped. */
+  push?: NonNullable<RunOptions["publish"]>["push"];
   /** Where projects' image caches are kept on this runner (for built services with `cached: true`). */
   imageCache?: ImageCache;
   /** Puts the job's repository into /workspace of a sandbox; by default a git clone with the project's deploy key. `signal`: the job was canceled. */
@@ -217,6 +220,32 @@ export class Runner {
     }
   }
 
+  /**
+   * What push steps need, when there are any: the build's fields for their tags and the registry
+   * credentials (project secret DOCKERCFG). Pull requests publish nothing, and get no credentials.
+   */
+  private async publishFor(job: LeasedJob, nodes: readonly PipelineNode[], sandbox: Sandbox, commit?: string): Promise<RunOptions["publish"]> {
+    if (!this.opts.push || job.pullRequest !== null || !flattenSteps(nodes).some((s) => s.type === "push")) return undefined;
+    const { secrets } = await this.call<{ secrets: Record<string, string> }>(`/runner/jobs/${job.jobId}/secrets`, { names: ["DOCKERCFG"] });
+    const [subject = "", ...body] = job.message.split("\n");
+    const fields = {
+      Branch: job.branch ?? "",
+      CommitID: job.commit ?? commit ?? (await headCommit(sandbox)) ?? "",
+      CommitMessage: subject,
+      CommitDescription: body.join("\n").trim(),
+      CommitterName: job.author.name,
+      CommitterEmail: job.author.email,
+      CommitterUsername: job.author.name,
+      BuildID: job.buildId,
+      BuildNumber: String(job.buildNumber),
+      RepoName: repoName(job),
+      ProjectID: job.projectId,
+      Timestamp: String(Math.floor(Date.now() / 1000)),
+      Ref: job.tag ?? job.branch ?? "",
+    };
+    return { fields, push: this.opts.push, ...(secrets.DOCKERCFG !== undefined && { dockercfg: secrets.DOCKERCFG }) };
+  }
+
   /** Access to the project's image cache, when the pipeline has a service that uses one. */
   private async imageCacheFor(job: LeasedJob, pipeline: Pipeline): Promise<RunOptions["imageCache"]> {
     const cache = this.opts.imageCache;
@@ -262,7 +291,7 @@ export class Runner {
         CI_COMMIT_MESSAGE: job.message,
         CI_COMMITTER_NAME: job.author.name,
         CI_COMMITTER_EMAIL: job.author.email,
-        CI_REPO_NAME: job.repositoryUrl?.replace(/\.git$/, "").split(/[/:]/).pop() ?? "",
+        CI_REPO_NAME: repoName(job),
         ...(job.pullRequest !== null && { CI_PR_NUMBER: String(job.pullRequest) }),
         ...secrets,
       };
@@ -273,6 +302,7 @@ export class Runner {
         builder: this.opts.builder,
         buildArgs: serviceEnv.buildArgs,
         imageCache: await this.imageCacheFor(job, pipeline),
+        publish: await this.publishFor(job, nodes, sandbox, commit),
         pipeline,
         nodes,
         env,
@@ -306,6 +336,8 @@ export class Runner {
 
 /** The body of a job's finish call. */
 type JobEnd = { status: "success" | "failed" | "error"; reason: string | null } | { status: "waiting-for-approval"; reason: null; waitingFor: { id: string; name: string }; commit?: string };
+
+const repoName = (job: LeasedJob): string => job.repositoryUrl?.replace(/\.git$/, "").split(/[/:]/).pop() ?? "";
 
 const hasManual = (nodes: readonly PipelineNode[]): boolean => nodes.some((n) => (n.kind === "step" ? n.type === "manual" : n.manual || hasManual(n.steps)));
 
