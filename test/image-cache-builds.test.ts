@@ -1,5 +1,5 @@
 import { execFileSync, spawnSync } from "node:child_process";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -12,6 +12,7 @@ import type { Sandbox } from "../src/sandbox/backend.js";
 import { BwrapBackend } from "../src/sandbox/bwrap-backend.js";
 import { buildWhen, hasEnded } from "./helpers/build-wait.js";
 import { Client, createUser, signIn, startHarness, type Harness } from "./helpers/harness.js";
+import { startTestRegistry } from "./helpers/oci-registry.js";
 import { testLayoutsDir } from "./helpers/test-image.js";
 
 // P10 through the server and a real runner: the cache key comes from the server with the job,
@@ -67,6 +68,40 @@ afterAll(async () => {
   await runner?.stop();
   await h?.close();
   for (const dir of [layouts, cacheDir, ...repos.values()]) rmSync(dir, { recursive: true, force: true });
+});
+
+describe("push steps through the server", () => {
+  it("a branch build pushes with the project's DOCKERCFG secret and the build's fields in the tag; a pull request skips the push", async () => {
+    const pushDir = mkdtempSync(path.join(tmpdir(), "slipway-pushed-"));
+    const registry = await startTestRegistry({}, { pushDir, auth: { username: "ci", password: "registry-pass" } });
+    const certStore = new ImageStore({ cacheDir, layoutsDir: layouts, registryCertDir: registry.certDir });
+    const backend = new BwrapBackend();
+    const { token } = await h.services.runners.register("push runner");
+    const url = `http://127.0.0.1:${(h.app.server.address() as AddressInfo).port}`;
+    await runner.stop();
+    runner = new Runner({ server: url, token, backend, images: certStore, builder: new ImageBuilder(backend, certStore), imageCache: certStore.projectCaches, push: (...args) => certStore.push(...args), checkout: localCheckout });
+    runner.start(1);
+    try {
+      const projectId = (await owner.post("/api/v1/projects", { name: "pushed" })).json().id as string;
+      const dir = mkdtempSync(path.join(tmpdir(), "slipway-push-repo-"));
+      repos.set(projectId, dir);
+      writeFileSync(path.join(dir, "codeship-services.yml"), "app:\n  build: .\n");
+      writeFileSync(path.join(dir, "codeship-steps.yml"), `- service: app\n  type: push\n  image_name: ${registry.host}/acme/app\n  image_tag: "{{ .Branch }}-{{ .BuildNumber }}"\n`);
+      writeFileSync(path.join(dir, "Dockerfile"), "FROM debian:bookworm\nRUN echo pushed > /pushed\n");
+      const dockercfg = JSON.stringify({ auths: { [registry.host]: { auth: Buffer.from("ci:registry-pass").toString("base64") } } });
+      expect((await owner.put(`/api/v1/projects/${projectId}/secrets/DOCKERCFG`, { value: dockercfg })).statusCode).toBe(201);
+      const log = await runBuild(projectId);
+      expect(log).toContain(`pushed ${registry.host}/acme/app:main-1`);
+      expect(log).not.toContain("registry-pass");
+      const pr = await runBuild(projectId, { pullRequest: 3 });
+      expect(pr).not.toContain("pushed ");
+      const tags = (JSON.parse(readFileSync(path.join(pushDir, "acme/app/index.json"), "utf8")) as { manifests: Array<{ annotations: Record<string, string> }> }).manifests.map((m) => m.annotations["org.opencontainers.image.ref.name"]);
+      expect(tags).toEqual(["main-1"]);
+    } finally {
+      await registry.close();
+      rmSync(pushDir, { recursive: true, force: true });
+    }
+  });
 });
 
 describe("P10: image caches through the server", () => {
