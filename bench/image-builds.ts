@@ -8,22 +8,13 @@ import { ImageCache, type ImageCacheAccess } from "../src/images/image-cache.js"
 import { ImageStore, inMemoryImageStore, type ResolvedImage } from "../src/images/image-store.js";
 import { BwrapBackend } from "../src/sandbox/bwrap-backend.js";
 import { testImageLayout, testLayoutsDir } from "../test/helpers/test-image.js";
-import { fmt, percentile, printTable, ratio } from "./support.js";
+import { fmt, percentile, printTable, ratio, timeRounds } from "./support.js";
 
 const ROUNDS = 3;
 const DOCKERFILE = "FROM debian:bookworm\nCOPY app /app\nRUN useradd -u 1234 app && chown -R app /app\nUSER app\nRUN ls -l /app > /tmp/listing\n";
 
 /** Median wall time of `ROUNDS` runs of `once`, after one warm-up run. */
-async function median(once: () => Promise<void>): Promise<number> {
-  await once();
-  const times: number[] = [];
-  for (let i = 0; i < ROUNDS; i++) {
-    const start = process.hrtime.bigint();
-    await once();
-    times.push(Number(process.hrtime.bigint() - start) / 1e6);
-  }
-  return percentile(times.sort((a, b) => a - b), 50);
-}
+const median = async (once: () => unknown): Promise<number> => percentile(await timeRounds(ROUNDS, once), 50);
 
 /**
  * A small Dockerfile built cold (no cache) and again with a warm project cache, against buildah
@@ -64,7 +55,7 @@ export async function imageBuildsBench(): Promise<void> {
     cpSync(testImageLayout(), base, { recursive: true });
     let host: number;
     try {
-      host = hostBuildah(work, context, base);
+      host = await hostBuildah(work, context, base);
     } finally {
       rmSync(base, { recursive: true, force: true });
     }
@@ -100,7 +91,7 @@ export async function imageBuildsBench(): Promise<void> {
 }
 
 /** The same build by buildah run directly as root on the host (overlay storage, chroot isolation), base pulled from the same layout each time. */
-function hostBuildah(work: string, context: string, base: string): number {
+async function hostBuildah(work: string, context: string, base: string): Promise<number> {
   const root = path.join(work, "host-buildah");
   const policy = path.join(work, "policy.json");
   writeFileSync(policy, '{"default":[{"type":"insecureAcceptAnything"}]}');
@@ -115,17 +106,11 @@ function hostBuildah(work: string, context: string, base: string): number {
     buildah("tag", id, "debian:bookworm");
     buildah("bud", "--quiet", "--pull-never", "--isolation", "chroot", "--signature-policy", policy, "-f", path.join(context, "Dockerfile"), context);
   };
-  once();
-  const times: number[] = [];
-  for (let i = 0; i < ROUNDS; i++) {
-    const start = process.hrtime.bigint();
-    once();
-    times.push(Number(process.hrtime.bigint() - start) / 1e6);
-  }
+  const time = await median(once);
   try {
     spawnSync("buildah", ["--root", path.join(root, "storage"), "--runroot", path.join(root, "run"), "--storage-driver", "overlay", "rm", "--all"]);
   } finally {
     rmSync(root, { recursive: true, force: true });
   }
-  return percentile(times.sort((a, b) => a - b), 50);
+  return time;
 }

@@ -1,19 +1,8 @@
 import { spawn } from "node:child_process";
 import { BwrapBackend } from "../src/sandbox/bwrap-backend.js";
-import { fmt, percentile, printTable, ratio } from "./support.js";
+import { fmt, percentile, printTable, ratio, timeRounds } from "./support.js";
 
 const ROUNDS = 40;
-
-async function timeRounds(once: () => Promise<void>): Promise<number[]> {
-  await once();
-  const times: number[] = [];
-  for (let i = 0; i < ROUNDS; i++) {
-    const start = process.hrtime.bigint();
-    await once();
-    times.push(Number(process.hrtime.bigint() - start) / 1e6);
-  }
-  return times.sort((a, b) => a - b);
-}
 
 /** The baseline: bubblewrap alone, with the same namespaces, starting `true` and exiting. */
 function bareBwrap(): Promise<void> {
@@ -24,16 +13,16 @@ function bareBwrap(): Promise<void> {
 /** Sandbox create + exec `true` + destroy vs a bare `bwrap … true`, p50 and p95 over the same number of rounds. */
 export async function sandboxBench(): Promise<void> {
   const backend = new BwrapBackend();
-  const full = await timeRounds(async () => {
+  const full = await timeRounds(ROUNDS, async () => {
     const s = await backend.create({ image: { kind: "host" } });
     await s.exec({ argv: ["true"] });
     await s.destroy();
   });
   const execOnly: number[] = [];
   const s = await backend.create({ image: { kind: "host" } });
-  execOnly.push(...(await timeRounds(async () => void (await s.exec({ argv: ["true"] })))));
+  execOnly.push(...(await timeRounds(ROUNDS, async () => void (await s.exec({ argv: ["true"] })))));
   await s.destroy();
-  const bare = await timeRounds(bareBwrap);
+  const bare = await timeRounds(ROUNDS, bareBwrap);
   printTable(`${ROUNDS} rounds each, after one warm-up (ms)`, ["what", "p50", "p95", "p50 ratio to bare bwrap"], [
     ["sandbox create + exec true + destroy", fmt(percentile(full, 50), 1), fmt(percentile(full, 95), 1), ratio(percentile(full, 50), percentile(bare, 50))],
     ["exec true in a running sandbox", fmt(percentile(execOnly, 50), 1), fmt(percentile(execOnly, 95), 1), ratio(percentile(execOnly, 50), percentile(bare, 50))],

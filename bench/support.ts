@@ -64,3 +64,15 @@ export function fmt(n: number, decimals = 0): string {
 export function ratio(measured: number, baseline: number): string {
   return baseline === 0 ? "n/a" : `${(measured / baseline).toFixed(2)}x`;
 }
+
+/** Wall times (ms, ascending) of `rounds` runs of `once`, after one warm-up run. */
+export async function timeRounds(rounds: number, once: () => unknown): Promise<number[]> {
+  await once();
+  const times: number[] = [];
+  for (let i = 0; i < rounds; i++) {
+    const start = process.hrtime.bigint();
+    await once();
+    times.push(Number(process.hrtime.bigint() - start) / 1e6);
+  }
+  return times.sort((a, b) => a - b);
+}

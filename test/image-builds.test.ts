@@ -11,7 +11,7 @@ import { ImageStore, inMemoryImageStore, type ResolvedImage } from "../src/image
 import type { Sandbox } from "../src/sandbox/backend.js";
 import { BwrapBackend } from "../src/sandbox/bwrap-backend.js";
 import { selectSteps } from "../src/pipeline/index.js";
-import { PipelineRunner } from "../src/runner/pipeline-runner.js";
+import { PipelineRunner, type RunEvent, type RunOptions, type RunResult } from "../src/runner/pipeline-runner.js";
 import { lines, validPipeline } from "./helpers/pipeline.js";
 import { startTestRegistry } from "./helpers/oci-registry.js";
 import { pushImage } from "../src/images/image-push.js";
@@ -276,6 +276,29 @@ describe("P10: the image cache of a project", () => {
   });
 });
 
+/** Runs a repository's pipeline for a branch with the real builder; its output, and each event to `seen`. */
+async function runPipeline(tree: Record<string, string>, options: Partial<RunOptions> & { branch?: string; seen?: (e: RunEvent) => void } = {}): Promise<{ result: RunResult; output: string }> {
+  const { branch = "main", seen, ...rest } = options;
+  const pipeline = validPipeline(tree);
+  let output = "";
+  const result = await new PipelineRunner({
+    backend: runBackend,
+    images: store,
+    builder,
+    pipeline,
+    nodes: selectSteps(pipeline, { branch }),
+    checkout: files(tree),
+    env: {},
+    secrets: [],
+    onEvent: (e) => {
+      if (e.type === "output") output += e.data.toString();
+      seen?.(e);
+    },
+    ...rest,
+  }).run();
+  return { result, output };
+}
+
 describe("built services in a pipeline", () => {
   it("a Codeship service with build: runs its steps in the image built from its Dockerfile, built once, with its secret args masked", async () => {
     const token = `tok-${randomBytes(10).toString("hex")}`;
@@ -284,24 +307,9 @@ describe("built services in a pipeline", () => {
       "codeship-steps.yml": lines("- type: parallel", "  service: app", "  steps:", "    - name: one", "      command: cat /flavour", "    - name: two", "      command: cat /flavour"),
       "app/Dockerfile.ci": lines("FROM debian:bookworm", "ARG FLAVOUR", "ARG TOKEN", 'RUN echo "$FLAVOUR" > /flavour && echo "token is $TOKEN"'),
     };
-    const pipeline = validPipeline(tree);
-    let output = "";
     let builds = 0;
     const counting = { build: (...args: Parameters<ImageBuilder["build"]>) => (builds++, builder.build(...args)) };
-    const result = await new PipelineRunner({
-      backend: runBackend,
-      images: store,
-      builder: counting,
-      buildArgs: { app: { TOKEN: token } },
-      pipeline,
-      nodes: selectSteps(pipeline, { branch: "main" }),
-      checkout: files(tree),
-      env: {},
-      secrets: [token],
-      onEvent: (e) => {
-        if (e.type === "output") output += e.data.toString();
-      },
-    }).run();
+    const { result, output } = await runPipeline(tree, { builder: counting, buildArgs: { app: { TOKEN: token } }, secrets: [token] });
     expect(result.steps.map((s) => [s.name, s.status, s.reason]).sort()).toEqual([
       ["one", "success", undefined],
       ["two", "success", undefined],
@@ -322,23 +330,8 @@ describe("built services in a pipeline", () => {
     };
     const inMemory = () => readdirSync("/dev/shm").filter((n) => n.startsWith("slipway-built-")).sort();
     const before = inMemory();
-    const pipeline = validPipeline(tree);
-    let output = "";
     let during: string[] = [];
-    const result = await new PipelineRunner({
-      backend: runBackend,
-      images: store,
-      builder,
-      pipeline,
-      nodes: selectSteps(pipeline, { branch: "main" }),
-      checkout: files(tree),
-      env: {},
-      secrets: [],
-      onEvent: (e) => {
-        if (e.type === "output") output += e.data.toString();
-        if (e.type === "step-end") during = inMemory();
-      },
-    }).run();
+    const { result, output } = await runPipeline(tree, { seen: (e) => e.type === "step-end" && (during = inMemory()) });
     expect(result.status, output).toBe("success");
     expect(output).toContain(`${marker}-source\n${marker}-generated`);
     expect(during.length).toBe(before.length + 1);
@@ -364,27 +357,10 @@ describe("built services in a pipeline", () => {
         ),
         Dockerfile: lines("FROM debian:bookworm", "RUN echo built-for-push > /built"),
       };
-      const pipeline = validPipeline(tree);
       const fields = { Branch: "feature/x", CommitID: "0123456789abcdef0123456789abcdef01234567", CommitMessage: "m", CommitDescription: "", CommitterName: "n", CommitterEmail: "e@x", CommitterUsername: "n", BuildID: "b1", BuildNumber: "1", RepoName: "app", ProjectID: "p1", Timestamp: "1764700000", Ref: "feature/x" };
       const dockercfg = (password: string) => JSON.stringify({ auths: { [registry.host]: { auth: Buffer.from(`ci:${password}`).toString("base64") } } });
-      const runWith = async (password: string) => {
-        let output = "";
-        const result = await new PipelineRunner({
-          backend: runBackend,
-          images: store,
-          builder,
-          pipeline,
-          nodes: selectSteps(pipeline, { branch: "feature/x" }),
-          checkout: files(tree),
-          env: {},
-          secrets: [dockercfg(password)],
-          publish: { fields, dockercfg: dockercfg(password), push: (layout, name, tag, cfg) => pushImage(layout, { imageName: name, tag, ...(cfg && { dockercfg: cfg }), certDir: registry.certDir }) },
-          onEvent: (e) => {
-            if (e.type === "output") output += e.data.toString();
-          },
-        }).run();
-        return { result, output };
-      };
+      const push = (layout: string, name: string, tag: string, cfg?: string) => pushImage(layout, { imageName: name, tag, ...(cfg && { dockercfg: cfg }), certDir: registry.certDir });
+      const runWith = (password: string) => runPipeline(tree, { branch: "feature/x", secrets: [dockercfg(password)], publish: { fields, dockercfg: dockercfg(password), push } });
       const ok = await runWith("s3cret-pass");
       expect(ok.result.steps.map((st) => st.status), ok.output).toEqual(["success", "success"]);
       expect(ok.output).toContain(`pushed ${registry.host}/acme/app:feature-x-0123456`);
@@ -406,8 +382,7 @@ describe("built services in a pipeline", () => {
       ".slipway.yml": lines("services:", "  app:", "    build: .", "steps:", "  - name: uses-app", "    service: app", "    command: exit 0"),
       Dockerfile: lines("FROM debian:bookworm", "RUN exit 7"),
     };
-    const pipeline = validPipeline(tree);
-    const result = await new PipelineRunner({ backend: runBackend, images: store, builder, pipeline, nodes: selectSteps(pipeline, { branch: "main" }), checkout: files(tree), env: {}, secrets: [], onEvent: () => undefined }).run();
+    const { result } = await runPipeline(tree);
     expect(result.steps).toMatchObject([{ name: "uses-app", status: "error", reason: expect.stringMatching(/^Dockerfile:2:1: .*exit status 7/) }]);
   });
 });

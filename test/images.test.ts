@@ -12,6 +12,7 @@ import { BwrapBackend } from "../src/sandbox/bwrap-backend.js";
 import { startTestRegistry, type TestRegistry } from "./helpers/oci-registry.js";
 import { lines, validPipeline } from "./helpers/pipeline.js";
 import { testImageLayout, testLayoutsDir } from "./helpers/test-image.js";
+import { sh } from "./helpers/sandbox-shell.js";
 
 let backend: BwrapBackend;
 let layouts: string;
@@ -43,11 +44,6 @@ async function sandboxOf(ref: string): Promise<Sandbox> {
   return s;
 }
 
-async function sh(s: Sandbox, script: string): Promise<{ code: number | null; out: string }> {
-  let out = "";
-  const status = await s.exec({ argv: ["/bin/sh", "-c", script] }, { stdout: (d) => (out += d), stderr: (d) => (out += d) });
-  return { code: status.code, out };
-}
 
 /** The manifest digest the layout's index gives for a tag, read independently of the store. */
 function indexDigest(layout: string, tag: string): string {
@@ -173,7 +169,7 @@ describe("a sandbox on an image", () => {
     const s = await sandboxOf("debian:bookworm");
     // The minimal image has no Node.js, which the host running this test has.
     expect(existsSync("/usr/bin/node")).toBe(true);
-    expect(await sh(s, "test -e /usr/bin/node && echo host || cat /etc/debian_version")).toEqual({ code: 0, out: expect.stringMatching(/^12\.\d+\n$/) });
+    expect(await sh(s, "test -e /usr/bin/node && echo host || cat /etc/debian_version")).toMatchObject({ code: 0, out: expect.stringMatching(/^12\.\d+\n$/) });
   });
 
   it("lets steps write to /usr; the writes stay in the sandbox's memory and vanish with it", async () => {
@@ -181,14 +177,14 @@ describe("a sandbox on an image", () => {
     const before = statSync(path.join(image.rootfs, "usr"));
     const s = await sandboxOf("debian:bookworm");
     const written = await sh(s, "echo marker > /usr/local/bin/written && echo more >> /etc/debian_version && cat /usr/local/bin/written && id -u");
-    expect(written).toEqual({ code: 0, out: "marker\n1000\n" });
+    expect(written).toMatchObject({ code: 0, out: "marker\n1000\n" });
     expect(existsSync(path.join(image.rootfs, "usr/local/bin/written"))).toBe(false);
     expect(readFileSync(path.join(image.rootfs, "etc/debian_version"), "utf8")).not.toContain("more");
     const after = statSync(path.join(image.rootfs, "usr"));
     expect([after.uid, after.mtimeMs]).toEqual([before.uid, before.mtimeMs]);
 
     const next = await sandboxOf("debian:bookworm");
-    expect(await sh(next, "test -e /usr/local/bin/written; echo $?")).toEqual({ code: 0, out: "1\n" });
+    expect(await sh(next, "test -e /usr/local/bin/written; echo $?")).toMatchObject({ code: 0, out: "1\n" });
   });
 
   it.runIf(process.getuid?.() === 0)("keeps no mount of the image that the sandbox could remount writable: only the overlay holds it", async () => {

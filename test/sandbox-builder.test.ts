@@ -5,6 +5,7 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Sandbox, SandboxSpec } from "../src/sandbox/backend.js";
 import { BUILDER_UID_BLOCKS, BwrapBackend } from "../src/sandbox/bwrap-backend.js";
+import { sh } from "./helpers/sandbox-shell.js";
 
 // The builder profile: what rootless buildah gets. CI runs as root, which the profile needs.
 let backend: BwrapBackend;
@@ -27,11 +28,6 @@ async function builder(spec: Partial<SandboxSpec> = {}): Promise<Sandbox> {
   return s;
 }
 
-async function sh(s: Sandbox, script: string): Promise<{ code: number | null; out: string }> {
-  let out = "";
-  const status = await s.exec({ argv: ["/bin/sh", "-c", script] }, { stdout: (d) => (out += d), stderr: (d) => (out += d) });
-  return { code: status.code, out };
-}
 
 const syscall = (s: Sandbox, args: string) => sh(s, `python3 -c 'import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\nprint(libc.syscall(${args}), ctypes.get_errno())'`);
 

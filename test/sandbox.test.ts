@@ -6,6 +6,7 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Sandbox, SandboxSpec } from "../src/sandbox/backend.js";
 import { BwrapBackend } from "../src/sandbox/bwrap-backend.js";
+import { sh } from "./helpers/sandbox-shell.js";
 
 // Real bubblewrap sandboxes on this machine; CI runs them as root, where each sandbox gets its own uid.
 let backend: BwrapBackend;
@@ -28,12 +29,6 @@ async function sandbox(spec: Partial<SandboxSpec> = {}): Promise<Sandbox> {
   return s;
 }
 
-/** Runs a shell script inside; returns exit code and combined output. */
-async function sh(s: Sandbox, script: string, timeoutMs?: number): Promise<{ code: number | null; out: string; signal: string | null }> {
-  let out = "";
-  const status = await s.exec({ argv: ["/bin/sh", "-c", script], timeoutMs }, { stdout: (d) => (out += d), stderr: (d) => (out += d) });
-  return { code: status.code, signal: status.signal, out };
-}
 
 const py = (s: Sandbox, code: string) => sh(s, `python3 -c '${code}'`);
 
