@@ -241,7 +241,7 @@ describe("P10: the image cache of a project", () => {
     expect(found.stdout).toBe("");
     // Control: the marker is in the image's own (unsealed) layers.
     expect(blobsOf(warm.image).some((b) => b.includes(marker))).toBe(true);
-  });
+  }, 300_000);
 
   it("P10: a pull request reads the cache but never writes it; another branch falls back to main; another project sees nothing", async () => {
     const before = entries();
@@ -260,7 +260,7 @@ describe("P10: the image cache of a project", () => {
     const count = entries().length;
     expect((await cachedBuild("four", { branch: "main", project: "project-b", key: randomBytes(32) })).hit).toBe(false);
     expect(entries()).toHaveLength(count + 1);
-  });
+  }, 300_000);
 
   it("P10: a damaged, moved or expired entry is a miss (and goes), never a wrong image", async () => {
     await cachedBuild("five");
@@ -273,7 +273,7 @@ describe("P10: the image cache of a project", () => {
     const old = new Date(Date.now() - 100 * 86_400_000);
     for (const f of entries()) utimesSync(f, old, old);
     expect((await cachedBuild("five")).hit).toBe(false);
-  });
+  }, 300_000);
 });
 
 /** Runs a repository's pipeline for a branch with the real builder; its output, and each event to `seen`. */

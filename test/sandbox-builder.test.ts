@@ -82,6 +82,14 @@ describe.runIf(process.getuid?.() === 0)("P26: an image builder holds no host pr
     expect(status).toMatch(/Uid:\s+0\s+0\s+0\s+0/);
     expect(status).toMatch(/Seccomp:\s+2/);
     expect(status).not.toMatch(/CapEff:\s+0+\n/);
+    // No process of it can regain a capability beyond the builder's set.
+    const bounding = BigInt(`0x${/CapBnd:\s+([0-9a-f]+)/.exec((await sh(s, "grep CapBnd /proc/self/status")).out)![1]}`);
+    const CAP_SYS_MODULE = 16n;
+    const CAP_NET_ADMIN = 12n;
+    const CAP_SYS_ADMIN = 21n;
+    expect(bounding & (1n << CAP_SYS_MODULE)).toBe(0n);
+    expect(bounding & (1n << CAP_NET_ADMIN)).toBe(0n);
+    expect(bounding & (1n << CAP_SYS_ADMIN)).not.toBe(0n);
     const map = /^\s*0\s+(\d+)\s+(\d+)\s*$/.exec((await sh(s, "cat /proc/self/uid_map")).out);
     expect(Number(map?.[1])).toBeGreaterThanOrEqual(BUILDER_UID_BLOCKS.first);
     expect(Number(map?.[2])).toBe(BUILDER_UID_BLOCKS.size);

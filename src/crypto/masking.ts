@@ -386,6 +386,12 @@ export class Masker {
   }
 }
 
+/** A whole text with every form of the secrets masked, for a message rather than a stream. */
+export function maskText(secrets: string[], text: string): string {
+  const masker = createMasker(secrets);
+  return Buffer.concat([masker.write(Buffer.from(text)), masker.end()]).toString("utf8");
+}
+
 export function createMasker(secrets: string[]): Masker {
   return new Masker(secrets);
 }

@@ -3,11 +3,12 @@ import { createHash } from "node:crypto";
 import { closeSync, mkdirSync, openSync, writeFileSync, writeSync } from "node:fs";
 import path from "node:path";
 import { z } from "zod";
-import { formatProblem, type Problem } from "../pipeline/problems.js";
-import { WORKSPACE, type Sandbox, type SandboxBackend, type SandboxSpec } from "../sandbox/backend.js";
+import { formatProblem, limits, type Problem } from "../pipeline/problems.js";
+import { defaultLimits, WORKSPACE, type Exec, type ExecIO, type ExitStatus, type Sandbox, type SandboxBackend, type SandboxSpec } from "../sandbox/backend.js";
 import { parseDockerfile, stagesFor, type Stage } from "./dockerfile.js";
 import type { ImageCache, ImageCacheAccess } from "./image-cache.js";
 import type { ImageStore, ResolvedImage } from "./image-store.js";
+import { parseImageReference } from "./reference.js";
 
 /** What to build: paths are inside the repository, as the config names them. */
 export interface ImageBuildSpec {
@@ -48,7 +49,8 @@ const MAX_OUTPUT_TAIL = 64 * 1024;
 const DEFAULT_TIMEOUT_MS = 60 * 60_000;
 const digestSchema = z.string().regex(/^sha256:[a-f0-9]{64}$/);
 const indexSchema = z.object({ manifests: z.array(z.object({ digest: digestSchema, annotations: z.record(z.string(), z.string()).optional() })) });
-const manifestSchema = z.object({ mediaType: z.literal("application/vnd.oci.image.manifest.v1+json"), config: z.object({ digest: digestSchema }), layers: z.array(z.object({ digest: digestSchema })) });
+const descriptorSchema = z.object({ digest: digestSchema, size: z.number().int().min(0) });
+const manifestSchema = z.object({ mediaType: z.literal("application/vnd.oci.image.manifest.v1+json"), config: descriptorSchema, layers: z.array(descriptorSchema).max(1000) });
 
 // Runs in the builder sandbox as root of its user namespace. Arguments: the number of base images
 // (each in $WORK/base-<i>, an OCI layout tagged `image`), their names as the Dockerfile writes
@@ -86,17 +88,27 @@ export class ImageBuilder {
 
   async build(spec: ImageBuildSpec, run: ImageBuildRun): Promise<ResolvedImage> {
     const secretArgs = spec.secretArgs ?? {};
+    const timeoutMs = run.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    // One deadline for everything the build runs in its sandbox: whatever the build's own code
+    // does to a later command (it owns the sandbox by then), nothing waits past it or a cancel.
+    const stop = new AbortController();
+    const timer = setTimeout(() => stop.abort(), timeoutMs);
+    const cancel = () => stop.abort();
+    run.signal?.addEventListener("abort", cancel);
+    if (run.signal?.aborted) cancel();
     const sandbox = await this.backend.create({
       image: { kind: "host" },
       profile: "builder",
       ...(run.network && { network: run.network }),
       ...(run.limits && { limits: run.limits }),
     });
+    const exec = (cmd: Exec, io?: ExecIO) => sandbox.exec({ ...cmd, signal: stop.signal }, io);
     try {
       await run.checkout(sandbox);
-      const { stages, text } = await this.read(sandbox, spec, secretArgs);
-      const bases = externalImages(stages);
-      const inputs = run.cache && (await this.inputsOf(sandbox, spec, text, bases));
+      const { stages, text } = await this.read(exec, spec, secretArgs);
+      // Each base is looked up once: the cache entry and the build both use the digest found now.
+      const bases = await Promise.all(externalImages(stages).map(async (ref) => ({ ref, digest: await this.images.currentDigest(ref) })));
+      const inputs = run.cache && (await this.inputsOf(exec, spec, text, bases));
       if (run.cache && inputs) {
         const cached = await run.cache.cache.restore(run.cache.access, inputs, run.into);
         if (cached) {
@@ -104,7 +116,7 @@ export class ImageBuilder {
           return cached;
         }
       }
-      for (const [i, ref] of bases.entries()) await this.sendBase(sandbox, ref, `${WORK}/base-${i}`, run);
+      for (const [i, base] of bases.entries()) await this.sendBase(exec, base, `${WORK}/base-${i}`, run);
       const secretIds = new Set(stages.flatMap((s) => s.instructions.flatMap((i) => (i.kind === "RUN" ? i.secrets.map((m) => m.id) : []))));
       for (const id of secretIds) if (id in secretArgs) await sandbox.writeFile(`${WORK}/secret-${id}`, secretArgs[id]!, 0o600);
       const bud = [
@@ -120,51 +132,60 @@ export class ImageBuilder {
         `${WORKSPACE}/${spec.context}`,
       ];
       const tail = new OutputTail();
-      const status = await sandbox.exec(
+      run.output(Buffer.from("slipway: building\n"));
+      const status = await exec(
         {
-          argv: ["/bin/sh", "-c", BUILD_SCRIPT, "build", String(bases.length), ...bases, ...bud],
+          argv: ["/bin/sh", "-c", BUILD_SCRIPT, "build", String(bases.length), ...bases.map((b) => b.ref), ...bud],
           env: { ...secretArgs, HOME: `${WORK}/tmp`, TMPDIR: `${WORK}/tmp`, _BUILDAH_STARTED_IN_USERNS: "1", BUILDAH_ISOLATION: "chroot" },
-          timeoutMs: run.timeoutMs ?? DEFAULT_TIMEOUT_MS,
-          ...(run.signal && { signal: run.signal }),
         },
         { stdout: (d) => (tail.add(d), run.output(d)), stderr: (d) => (tail.add(d), run.output(d)) },
       );
-      if (run.signal?.aborted) throw new ImageBuildError("the image build was cancelled");
-      if (status.timedOut) throw new ImageBuildError(`the image build took longer than ${Math.round((run.timeoutMs ?? DEFAULT_TIMEOUT_MS) / 60_000)} minutes and was stopped`);
+      if (stop.signal.aborted) throw this.stopped(run, timeoutMs);
       if (status.code !== 0) throw new ImageBuildError(failureOf(tail.text(), stages, spec.dockerfile, status.code));
-      const image = await run.into.importLayout((layout) => copyLayoutOut(sandbox, `${WORK}/out`, layout));
+      const image = await run.into.importLayout((layout) => copyLayoutOut(exec, `${WORK}/out`, layout, run.limits?.tmpfsBytes ?? defaultLimits.tmpfsBytes));
       if (run.cache && inputs && run.cache.access.write && image.layout) {
         // A cache that cannot be written costs the next build time, not this one its result.
         await run.cache.cache.save(run.cache.access, inputs, image.layout).catch((err: Error) => run.output(Buffer.from(`slipway: the image was not cached: ${err.message}\n`)));
       }
       return image;
+    } catch (err) {
+      throw stop.signal.aborted ? this.stopped(run, timeoutMs) : err;
     } finally {
+      clearTimeout(timer);
+      run.signal?.removeEventListener("abort", cancel);
       await sandbox.destroy();
     }
   }
 
+  private stopped(run: ImageBuildRun, timeoutMs: number): ImageBuildError {
+    return new ImageBuildError(run.signal?.aborted ? "the image build was cancelled" : `the image build took longer than ${Math.round(timeoutMs / 60_000)} minutes and was stopped`);
+  }
+
   /**
-   * What decides the image: the Dockerfile, every file of the context (names, modes, links and
-   * contents; the checkout's times do not count), the args, the secret args (hashed) and the
-   * digests the base images have now.
+   * What decides the image: the Dockerfile, every file of the context as buildah gets it (names,
+   * modes, links and contents; the checkout's times do not count), the args, the secret args
+   * (hashed) and the digests of the base images.
    */
-  private async inputsOf(sandbox: Sandbox, spec: ImageBuildSpec, dockerfile: string, bases: string[]): Promise<string> {
-    let out = "";
-    const tar = "cd \"$1\" && tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner --exclude=./.git -cf - . | sha256sum";
-    const status = await sandbox.exec({ argv: ["/bin/sh", "-c", tar, "context", `${WORKSPACE}/${spec.context}`] }, { stdout: (d) => (out += d) });
+  private async inputsOf(exec: ExecFn, spec: ImageBuildSpec, dockerfile: string, bases: Array<{ ref: string; digest: string }>): Promise<string> {
+    const context = createHash("sha256");
+    const tar = 'cd "$1" && exec tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -cf - .';
+    const status = await exec({ argv: ["/bin/sh", "-c", tar, "context", `${WORKSPACE}/${spec.context}`] }, { stdout: (d) => context.update(d) });
     if (status.code !== 0) throw new ImageBuildError(`could not read the build context ${spec.context}`);
     const sorted = (record: Record<string, string> = {}) => Object.entries(record).sort(([a], [b]) => a.localeCompare(b));
     const secrets = createHash("sha256").update(JSON.stringify(sorted(spec.secretArgs))).digest("hex");
-    const digests = await Promise.all(bases.map(async (ref) => [ref, await this.images.currentDigest(ref)]));
-    const inputs = { v: 1, dockerfile: spec.dockerfile, text: dockerfile, context: out.split(" ")[0], target: spec.target ?? null, args: sorted(spec.args), secrets, bases: digests };
+    const inputs = { v: 1, dockerfile: spec.dockerfile, text: dockerfile, context: context.digest("hex"), target: spec.target ?? null, args: sorted(spec.args), secrets, bases };
     return createHash("sha256").update(JSON.stringify(inputs)).digest("hex");
   }
 
   /** Reads and checks the Dockerfile as the checkout has it: its errors stop the build before buildah starts. */
-  private async read(sandbox: Sandbox, spec: ImageBuildSpec, secretArgs: Record<string, string>): Promise<{ stages: Stage[]; text: string }> {
-    const text = await sandbox.readFile(`${WORKSPACE}/${spec.dockerfile}`).catch(() => {
-      throw new ImageBuildError(`${spec.dockerfile}: the Dockerfile does not exist in this commit; check build.dockerfile and build.context`);
-    });
+  private async read(exec: ExecFn, spec: ImageBuildSpec, secretArgs: Record<string, string>): Promise<{ stages: Stage[]; text: string }> {
+    // A regular file of bounded size: a link to /dev/zero, a FIFO or a huge file is refused, not read.
+    const chunks: Buffer[] = [];
+    const read = 'test -f "$1" && exec head -c "$2" -- "$1"';
+    const status = await exec({ argv: ["/bin/sh", "-c", read, "read", `${WORKSPACE}/${spec.dockerfile}`, String(limits.fileBytes + 1)] }, { stdout: (d) => chunks.push(d) });
+    const text = Buffer.concat(chunks);
+    if (status.code !== 0) throw new ImageBuildError(`${spec.dockerfile}: the Dockerfile does not exist in this commit (or is not a file); check build.dockerfile and build.context`);
+    if (text.length > limits.fileBytes) throw new ImageBuildError(`${spec.dockerfile}: the Dockerfile is larger than ${limits.fileBytes / 1024} KiB`);
     const dockerfile = parseDockerfile(text.toString("utf8"), spec.dockerfile, { ...spec.args, ...secretArgs });
     const error = dockerfile.problems.find((p) => p.severity === "error");
     if (error) throw new ImageBuildError(formatProblem(error));
@@ -180,14 +201,22 @@ export class ImageBuilder {
     return { stages, text: text.toString("utf8") };
   }
 
-  /** Streams a base image's layout from the image store into the sandbox. */
-  private async sendBase(sandbox: Sandbox, ref: string, target: string, run: ImageBuildRun): Promise<void> {
-    const layout = await this.images.layoutOf(ref, (m) => run.output(Buffer.from(m)));
+  /** Streams a base image's layout (the digest found for it) from the image store into the sandbox. */
+  private async sendBase(exec: ExecFn, base: { ref: string; digest: string }, target: string, run: ImageBuildRun): Promise<void> {
+    const ref = parseImageReference(base.ref);
+    const layout = await this.images.layoutOf(`${ref.registry ? `${ref.registry}/` : ""}${ref.name}${ref.tag ? `:${ref.tag}` : ""}@${base.digest}`, (m) => run.output(Buffer.from(m)));
+    run.output(Buffer.from(`slipway: handing the base image ${base.ref} to the build\n`));
     const tar = spawn("tar", ["-C", layout, "-cf", "-", "."], { stdio: ["ignore", "pipe", "ignore"] });
-    const status = await sandbox.exec({ argv: ["/bin/sh", "-c", 'mkdir -p "$1" && tar -xf - -C "$1"', "receive", target] }, { stdin: tar.stdout });
-    if (status.code !== 0) throw new ImageBuildError(`could not hand the base image ${ref} to the build (tar exited with ${status.code}); the sandbox may be out of space: raise its tmpfs size`);
+    try {
+      const status = await exec({ argv: ["/bin/sh", "-c", 'mkdir -p "$1" && tar -xf - -C "$1"', "receive", target] }, { stdin: tar.stdout });
+      if (status.code !== 0) throw new ImageBuildError(`could not hand the base image ${base.ref} to the build (tar exited with ${status.code}); the sandbox may be out of space: raise its tmpfs size`);
+    } finally {
+      tar.kill();
+    }
   }
 }
+
+type ExecFn = (cmd: Exec, io?: ExecIO) => Promise<ExitStatus>;
 
 /** The images the stages start from or copy from (COPY --from=<image>) that are not stages of the Dockerfile. */
 function externalImages(stages: Stage[]): string[] {
@@ -238,42 +267,76 @@ export function failureOf(output: string, stages: Stage[], dockerfile: string, c
 
 /**
  * Copies the layout buildah wrote out of the sandbox: index, manifest, config and layers, each
- * by the digest that names it and checked against it, so nothing but the image (and no path of
- * the build's choosing) reaches the host.
+ * by the digest that names it, no larger than its descriptor says (and all within `maxBytes`),
+ * checked against its digest, so nothing but the image (and no path of the build's choosing)
+ * reaches the host. The build's code owns the sandbox by now: every read is bounded.
  */
-async function copyLayoutOut(sandbox: Sandbox, from: string, to: string): Promise<void> {
-  const indexText = await sandbox.readFile(`${from}/index.json`);
-  const index = indexSchema.safeParse(JSON.parse(indexText.toString("utf8")));
-  const entry = index.success ? index.data.manifests.find((m) => m.annotations?.["org.opencontainers.image.ref.name"] === "image") : undefined;
-  if (!entry) throw new ImageBuildError("the builder wrote no image");
+async function copyLayoutOut(exec: ExecFn, from: string, to: string, maxBytes: number): Promise<void> {
+  const budget = { left: maxBytes };
   const blobs = path.join(to, "blobs", "sha256");
   mkdirSync(blobs, { recursive: true, mode: 0o700 });
-  const manifestBlob = await copyBlob(sandbox, from, entry.digest, blobs);
-  const manifest = manifestSchema.parse(JSON.parse(manifestBlob.toString("utf8")));
-  for (const { digest } of [manifest.config, ...manifest.layers]) await copyBlob(sandbox, from, digest, blobs, false);
+  const indexText = await readBounded(exec, `${from}/index.json`, METADATA_BYTES);
+  const index = indexSchema.safeParse(parseJson(indexText.toString("utf8")));
+  const entry = index.success ? index.data.manifests.find((m) => m.annotations?.["org.opencontainers.image.ref.name"] === "image") : undefined;
+  if (!entry) throw new ImageBuildError("the builder wrote no image");
+  const manifestBlob = await copyBlob(exec, from, { digest: entry.digest, size: METADATA_BYTES }, blobs, budget, true);
+  const manifest = manifestSchema.safeParse(parseJson(manifestBlob.toString("utf8")));
+  if (!manifest.success) throw new ImageBuildError("the builder wrote an image manifest Slipway cannot read");
+  const copied = new Set([entry.digest]);
+  for (const blob of [manifest.data.config, ...manifest.data.layers]) {
+    if (copied.has(blob.digest)) continue;
+    copied.add(blob.digest);
+    await copyBlob(exec, from, blob, blobs, budget, false);
+  }
   writeFileSync(path.join(to, "oci-layout"), JSON.stringify({ imageLayoutVersion: "1.0.0" }));
-  const descriptor = { mediaType: manifest.mediaType, digest: entry.digest, size: manifestBlob.length, annotations: { "org.opencontainers.image.ref.name": "image" } };
+  const descriptor = { mediaType: manifest.data.mediaType, digest: entry.digest, size: manifestBlob.length, annotations: { "org.opencontainers.image.ref.name": "image" } };
   writeFileSync(path.join(to, "index.json"), JSON.stringify({ schemaVersion: 2, manifests: [descriptor] }));
 }
 
-/** Streams one blob to the host; returns it when `keep` (manifests are small). */
-async function copyBlob(sandbox: Sandbox, layout: string, digest: string, blobs: string, keep = true): Promise<Buffer> {
-  const hex = digest.slice("sha256:".length);
+const METADATA_BYTES = 4 * 1024 * 1024;
+
+const parseJson = (text: string): unknown => {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+};
+
+/** Up to `max` bytes of a regular file in the sandbox; more is an error. */
+async function readBounded(exec: ExecFn, file: string, max: number): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  const status = await exec({ argv: ["/bin/sh", "-c", 'test -f "$1" && exec head -c "$2" -- "$1"', "read", file, String(max + 1)] }, { stdout: (d) => (chunks.push(d), (size += d.length)) });
+  if (status.code !== 0) throw new ImageBuildError(`the builder's ${path.posix.basename(file)} is missing`);
+  if (size > max) throw new ImageBuildError(`the builder's ${path.posix.basename(file)} is too large`);
+  return Buffer.concat(chunks);
+}
+
+/** Streams one blob to the host, at most its descriptor's size; returns it when `keep` (manifests are small). */
+async function copyBlob(exec: ExecFn, layout: string, blob: { digest: string; size: number }, blobs: string, budget: { left: number }, keep: boolean): Promise<Buffer> {
+  const hex = blob.digest.slice("sha256:".length);
+  const max = Math.min(blob.size, budget.left);
   const hash = createHash("sha256");
   const kept: Buffer[] = [];
+  let size = 0;
   const fd = openSync(path.join(blobs, hex), "wx", 0o600);
   try {
-    const status = await sandbox.exec({ argv: ["cat", "--", `${layout}/blobs/sha256/${hex}`] }, {
+    const status = await exec({ argv: ["/bin/sh", "-c", 'test -f "$1" && exec head -c "$2" -- "$1"', "blob", `${layout}/blobs/sha256/${hex}`, String(max + 1)] }, {
       stdout: (d) => {
+        size += d.length;
+        if (size > max) return;
         hash.update(d);
         writeSync(fd, d);
         if (keep) kept.push(d);
       },
     });
-    if (status.code !== 0) throw new ImageBuildError(`the builder's image is missing the blob ${digest}`);
+    if (status.code !== 0) throw new ImageBuildError(`the builder's image is missing the blob ${blob.digest}`);
   } finally {
     closeSync(fd);
   }
-  if (`sha256:${hash.digest("hex")}` !== digest) throw new ImageBuildError(`the builder's blob ${digest} does not match its digest`);
+  if (size > max) throw new ImageBuildError(`the builder's blob ${blob.digest} is larger than its manifest says, or than the build's filesystem`);
+  budget.left -= size;
+  if (`sha256:${hash.digest("hex")}` !== blob.digest) throw new ImageBuildError(`the builder's blob ${blob.digest} does not match its digest`);
   return Buffer.concat(kept);
 }

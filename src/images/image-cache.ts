@@ -1,8 +1,10 @@
-import { createHash, createHmac } from "node:crypto";
+import { createHash, createHmac, hkdfSync } from "node:crypto";
 import { createReadStream, createWriteStream, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from "node:fs";
+import { open, type FileHandle } from "node:fs/promises";
 import path from "node:path";
 import { Readable, Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
+import { DecryptError } from "../crypto/aead.js";
 import { openStream, sealStream } from "../crypto/sealed-stream.js";
 import type { ImageStore, ResolvedImage } from "./image-store.js";
 
@@ -41,10 +43,10 @@ export class ImageCache {
       const file = this.entryFile(access, branch, inputs);
       if (!existsSync(file)) continue;
       try {
-        return await into.importLayout((layout) => pipeline(createReadStream(file), openStream(access.key, purposeOf(access, inputs)), unpackFiles(layout)));
-      } catch {
-        // A damaged entry is a miss, and goes.
-        rmSync(file, { force: true });
+        return await into.importLayout((layout) => pipeline(createReadStream(file), openStream(keysOf(access).seal, purposeOf(access, inputs)), unpackFiles(layout)));
+      } catch (err) {
+        // A damaged entry is a miss, and goes; any other failure (a full disk) is a miss that leaves it be.
+        if (err instanceof DecryptError) rmSync(file, { force: true });
       }
     }
     return undefined;
@@ -57,7 +59,7 @@ export class ImageCache {
     mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
     const partial = `${file}.partial-${process.pid}`;
     try {
-      await pipeline(Readable.from(packFiles(layout)), sealStream(access.key, purposeOf(access, inputs)), createWriteStream(partial, { mode: 0o600 }));
+      await pipeline(Readable.from(packFiles(layout)), sealStream(keysOf(access).seal, purposeOf(access, inputs)), createWriteStream(partial, { mode: 0o600 }));
       renameSync(partial, file);
     } finally {
       rmSync(partial, { force: true });
@@ -70,7 +72,7 @@ export class ImageCache {
   }
 
   private entryFile(access: ImageCacheAccess, branch: string, inputs: string): string {
-    const name = (what: string) => createHmac("sha256", access.key).update(what).digest("hex");
+    const name = (what: string) => createHmac("sha256", keysOf(access).name).update(what).digest("hex");
     return path.join(this.projectDir(access), name(`branch\0${branch}`).slice(0, 32), name(`inputs\0${inputs}`));
   }
 
@@ -81,7 +83,7 @@ export class ImageCache {
     for (const branch of readdirSync(dir)) {
       for (const entry of readdirSync(path.join(dir, branch))) {
         const file = path.join(dir, branch, entry);
-        if (Date.now() - statSync(file).mtimeMs > access.maxAgeMs) rmSync(file, { force: true });
+        if (Date.now() - (mtimeOf(file) ?? Date.now()) > access.maxAgeMs) rmSync(file, { force: true });
       }
     }
   }
@@ -89,10 +91,25 @@ export class ImageCache {
   private trim(branchDir: string): void {
     const entries = readdirSync(branchDir)
       .filter((e) => !e.includes(".partial-"))
-      .map((e) => ({ file: path.join(branchDir, e), at: statSync(path.join(branchDir, e)).mtimeMs }))
+      .map((e) => ({ file: path.join(branchDir, e), at: mtimeOf(path.join(branchDir, e)) ?? 0 }))
       .sort((a, b) => b.at - a.at);
     for (const old of entries.slice(KEEP_PER_BRANCH)) rmSync(old.file, { force: true });
   }
+}
+
+/** When a file was written; undefined once another build has removed it. */
+function mtimeOf(file: string): number | undefined {
+  try {
+    return statSync(file).mtimeMs;
+  } catch {
+    return undefined;
+  }
+}
+
+/** One key for naming entries, another for sealing them, both from the project's cache key. */
+function keysOf(access: ImageCacheAccess): { name: Buffer; seal: Buffer } {
+  const derive = (purpose: string) => Buffer.from(hkdfSync("sha256", access.key, Buffer.alloc(0), `slipway/image-cache/${purpose}`, 32));
+  return { name: derive("names"), seal: derive("entries") };
 }
 
 /** Binds an entry to its project and inputs: renamed or moved to other ones, it does not open. */
@@ -115,7 +132,12 @@ function* packFiles(layout: string): Generator<Buffer> {
 /** Writes the records back as files of `layout`, refusing any name a layout does not have. */
 function unpackFiles(layout: string): Writable {
   let pending = Buffer.alloc(0);
-  let current: { out: Writable; left: bigint } | undefined;
+  let current: { file: FileHandle; left: bigint } | undefined;
+  const closeCurrent = async () => {
+    const open = current;
+    current = undefined;
+    await open?.file.close();
+  };
   return new Writable({
     async write(chunk: Buffer, _encoding, callback) {
       try {
@@ -123,12 +145,11 @@ function unpackFiles(layout: string): Writable {
         for (;;) {
           if (current) {
             const take = Number(current.left < BigInt(pending.length) ? current.left : BigInt(pending.length));
-            if (take > 0 && !current.out.write(pending.subarray(0, take))) await new Promise((r) => current!.out.once("drain", r));
+            if (take > 0) await current.file.write(pending.subarray(0, take));
             pending = pending.subarray(take);
             current.left -= BigInt(take);
             if (current.left > 0n) break;
-            await closeFile(current.out);
-            current = undefined;
+            await closeCurrent();
           }
           if (pending.length < 2) break;
           const nameLength = pending.readUInt16BE(0);
@@ -139,23 +160,19 @@ function unpackFiles(layout: string): Writable {
           const size = pending.readBigUInt64BE(2 + nameLength);
           pending = pending.subarray(2 + nameLength + 8);
           mkdirSync(path.dirname(path.join(layout, name)), { recursive: true, mode: 0o700 });
-          current = { out: createWriteStream(path.join(layout, name), { flags: "wx", mode: 0o600 }), left: size };
+          current = { file: await open(path.join(layout, name), "wx", 0o600), left: size };
         }
         callback();
       } catch (err) {
+        await closeCurrent().catch(() => undefined);
         callback(err as Error);
       }
     },
-    async final(callback) {
-      if (current || pending.length > 0) return callback(new Error("truncated cache entry"));
-      callback();
+    final(callback) {
+      callback(current || pending.length > 0 ? new Error("truncated cache entry") : null);
     },
-  });
-}
-
-function closeFile(out: Writable): Promise<void> {
-  return new Promise((resolve, reject) => {
-    out.once("error", reject);
-    out.end(resolve);
+    destroy(err, callback) {
+      closeCurrent().then(() => callback(err), () => callback(err));
+    },
   });
 }

@@ -1,7 +1,8 @@
 import { execFile } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { writeFileSync } from "node:fs";
 import path from "node:path";
 import { z } from "zod";
+import { memoryDir, removeMemoryDir } from "./memory-dir.js";
 import { ImageError, parseImageReference } from "./reference.js";
 
 export interface PushTarget {
@@ -36,7 +37,7 @@ export async function pushImage(layout: string, target: PushTarget): Promise<str
       parsed = undefined;
     }
     if (!dockercfgSchema.safeParse(parsed).success) throw new ImageError('the project secret DOCKERCFG is not a docker config: it should be JSON like {"auths": {"registry.example.com": {"auth": "<base64 of user:password>"}}}');
-    auth = mkdtempSync(path.join("/dev/shm", "slipway-push-"));
+    auth = memoryDir("slipway-push");
     writeFileSync(path.join(auth, "auth.json"), target.dockercfg, { mode: 0o600 });
   }
   try {
@@ -50,7 +51,7 @@ export async function pushImage(layout: string, target: PushTarget): Promise<str
       });
     });
   } finally {
-    if (auth) rmSync(auth, { recursive: true, force: true });
+    if (auth) removeMemoryDir(auth);
   }
   return destination;
 }

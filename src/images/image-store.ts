@@ -1,11 +1,12 @@
-import { execFile } from "node:child_process";
+import { execFile, spawnSync } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
-import { chmodSync, closeSync, existsSync, fsyncSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statfsSync, statSync, writeSync } from "node:fs";
+import { chmodSync, closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeSync } from "node:fs";
 import { homedir } from "node:os";
 import path from "node:path";
 import { z } from "zod";
 import { ImageCache } from "./image-cache.js";
 import { pushImage } from "./image-push.js";
+import { memoryDir, removeMemoryDir } from "./memory-dir.js";
 import { ImageError, parseImageReference, registryLocation, type ImageReference } from "./reference.js";
 
 /** A root filesystem ready to be a sandbox's read-only lower layer. */
@@ -257,18 +258,21 @@ function run(tool: string, args: string[], image: string, timeout: number): Prom
   });
 }
 
-const TMPFS_MAGIC = 0x01021994;
-
 /**
- * A store for the images a run builds, in memory (/dev/shm): they hold the project's code, which
- * never reaches the runner's disk (P03). `dispose` removes it with everything in it.
+ * A store for the images a run builds, in memory: they hold the project's code, which never
+ * reaches the runner's disk (P03). A root runner gives it a tmpfs of its own of `maxBytes`, so a
+ * build's image cannot unpack into more memory than that. `dispose` removes it with everything in it.
  */
-export function inMemoryImageStore(): { store: ImageStore; dir: string; dispose(): void } {
-  const base = "/dev/shm";
-  if (!existsSync(base) || statfsSync(base).type !== TMPFS_MAGIC) throw new ImageError("built images are kept in memory, in /dev/shm, which is not a tmpfs on this machine: mount one there (as most Linux systems do)");
-  const dir = mkdtempSync(path.join(base, "slipway-built-"));
-  chmodSync(dir, 0o700);
-  return { store: new ImageStore({ cacheDir: dir }), dir, dispose: () => rmSync(dir, { recursive: true, force: true }) };
+export function inMemoryImageStore(maxBytes = 4 * 1024 ** 3): { store: ImageStore; dir: string; dispose(): void } {
+  const dir = memoryDir("slipway-built");
+  if (process.getuid?.() === 0) {
+    const mounted = spawnSync("mount", ["-t", "tmpfs", "-o", `size=${maxBytes},mode=0700,nodev,nosuid`, "slipway-built", dir], { encoding: "utf8" });
+    if (mounted.status !== 0) {
+      removeMemoryDir(dir);
+      throw new ImageError(`cannot mount a tmpfs for built images: ${mounted.stderr.trim()}`);
+    }
+  }
+  return { store: new ImageStore({ cacheDir: dir }), dir, dispose: () => removeMemoryDir(dir) };
 }
 
 /**

@@ -1,4 +1,4 @@
-import { createMasker, type Masker } from "../crypto/masking.js";
+import { createMasker, maskText, type Masker } from "../crypto/masking.js";
 import type { Command, Group, Pipeline, PipelineNode, Service, Step } from "../pipeline/model.js";
 import { flattenSteps } from "../pipeline/refs.js";
 import type { ImageBuildRun, ImageBuildSpec } from "../images/image-builder.js";
@@ -182,7 +182,9 @@ export class PipelineRunner {
     if (!built) {
       const builder = this.opts.builder;
       if (!builder || !service.build) return Promise.reject(new Error(`service ${name} is built from a Dockerfile, which this runner cannot do: it needs to run as root with buildah installed`));
-      const masker = createMasker(this.opts.secrets);
+      const secretArgs = this.opts.buildArgs?.[name] ?? {};
+      const secrets = [...this.opts.secrets, ...Object.values(secretArgs)];
+      const masker = createMasker(secrets);
       const spec = service.build;
       let into: ImageStore;
       try {
@@ -193,7 +195,7 @@ export class PipelineRunner {
       progress(`building the image of service ${name} from ${dockerfilePath(spec)}\n`);
       built = builder
         .build(
-          { dockerfile: dockerfilePath(spec), context: spec.context, args: spec.args, secretArgs: this.opts.buildArgs?.[name] ?? {}, ...(spec.target !== undefined && { target: spec.target }) },
+          { dockerfile: dockerfilePath(spec), context: spec.context, args: spec.args, secretArgs, ...(spec.target !== undefined && { target: spec.target }) },
           {
             into,
             checkout: (sandbox) => this.opts.checkout(sandbox),
@@ -204,6 +206,10 @@ export class PipelineRunner {
             ...(service.cached && this.opts.imageCache && { cache: { cache: this.opts.imageCache.cache, access: { ...this.opts.imageCache.access, fallbackBranch: service.defaultCacheBranch ?? "main" } } }),
           },
         )
+        // The failure quotes the build's output, so it is masked like the output.
+        .catch((err: Error) => {
+          throw new Error(maskText(secrets, err.message));
+        })
         .finally(() => {
           const rest = masker.end();
           if (rest.length > 0) progress(rest.toString());

@@ -1,6 +1,6 @@
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { isIP } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -11,6 +11,7 @@ import { createCgroup, detectCgroups, type CgroupMode, type SandboxCgroup } from
 import { deniedCidrs, egressRuleset, networkPolicySchema, parseCidr, resolveAllowlist, SLIRP } from "./network.js";
 import { seccompFilter } from "./seccomp.js";
 import { supervisorScript } from "./supervisor-script.js";
+import { isAlive } from "../processes.js";
 
 /** Host uids handed to sandboxes when the runner is root: far above ordinary users and subuid ranges. */
 export const UID_RANGE = { first: 1_900_000_000, count: 65_536 };
@@ -115,6 +116,7 @@ export class BwrapBackend implements SandboxBackend {
     const cgroup = this.cgroups === "none" ? undefined : createCgroup(this.cgroups, `sbx-${id}`, limits);
     const sandbox = new BwrapSandbox(id, uid, spec, limits, mountDir, cgroup, this.filters[profile], this.isRoot, outbound, () => {
       this.usedUids.delete(uid);
+      if (profile === "builder") rmSync(path.join(BLOCK_CLAIMS, String(uid)), { force: true });
     });
     try {
       await sandbox.start();
@@ -148,13 +150,14 @@ export class BwrapBackend implements SandboxBackend {
   /** The first uid of a free block. */
   private allocateBlock(): number {
     if ([...this.usedUids].filter((uid) => uid >= BUILDER_UID_BLOCKS.first).length >= BUILDER_UID_BLOCKS.count) throw new SandboxError("too many sandboxes at once on this runner");
-    return this.allocate(() => BUILDER_UID_BLOCKS.first + (randomBytes(4).readUInt32LE(0) % BUILDER_UID_BLOCKS.count) * BUILDER_UID_BLOCKS.size);
+    mkdirSync(BLOCK_CLAIMS, { recursive: true, mode: 0o700 });
+    return this.allocate(() => BUILDER_UID_BLOCKS.first + (randomBytes(4).readUInt32LE(0) % BUILDER_UID_BLOCKS.count) * BUILDER_UID_BLOCKS.size, claimBlock);
   }
 
-  private allocate(pick: () => number): number {
+  private allocate(pick: () => number, claim: (uid: number) => boolean = () => true): number {
     for (;;) {
       const uid = pick();
-      if (!this.usedUids.has(uid)) {
+      if (!this.usedUids.has(uid) && claim(uid)) {
         this.usedUids.add(uid);
         return uid;
       }
@@ -307,6 +310,8 @@ export class BwrapSandbox implements Sandbox {
    * supervisor's fresh user namespace. setgroups stays allowed there, as a step's user needs it.
    */
   private mapBlock(supervisor: number): void {
+    // The supervisor waits for this, so its pid is still its own; a process of another uid is not.
+    if (statSync(`/proc/${supervisor}`).uid !== this.hostUid) throw new SandboxError("the sandbox's supervisor is gone");
     const map = `0 ${this.hostUid} ${BUILDER_UID_BLOCKS.size}\n`;
     writeFileSync(`/proc/${supervisor}/uid_map`, map);
     writeFileSync(`/proc/${supervisor}/gid_map`, map);
@@ -428,7 +433,9 @@ export class BwrapSandbox implements Sandbox {
     const nsenter = ["nsenter", "--preserve-credentials", `--target=${this.supervisorPid}`, "--user", "--mount", ...(this.peer ? [] : ["--net"]), "--ipc", "--uts", "--pid", "--cgroup", "--"];
     // bwrap reads its options from a pipe: on its command line, which every local user can read
     // in /proc, the variables of --setenv (secrets among them) would be in plain sight.
-    const argv = [...(this.peer?.networkEntry() ?? []), ...this.identity(), ...nsenter, "bwrap", "--args", "4", "--", ...cmd.argv];
+    // A builder's processes may hold its capabilities but never regain others (the bounding set).
+    const bounded = this.builder ? ["setpriv", "--bounding-set", `-all,${BUILDER_CAPS.map((c) => `+${c.slice(4).toLowerCase()}`).join(",")}`, "--"] : [];
+    const argv = [...(this.peer?.networkEntry() ?? []), ...this.identity(), ...nsenter, "bwrap", "--args", "4", "--", ...bounded, ...cmd.argv];
     const child = this.spawnGated(argv, ["pipe", "pipe", "pipe", "pipe", "pipe"]);
     this.running.add(child);
     (child.stdio[3] as Writable).end(this.filter);
@@ -500,6 +507,25 @@ export class BwrapSandbox implements Sandbox {
     this.released();
   }
 }
+
+/** Claims of uid blocks, one file per block holding the claiming pid: shared by every runner process of this machine. */
+const BLOCK_CLAIMS = "/run/slipway/uid-blocks";
+
+/** Claims a block for this process, taking over the claim of a process that died. */
+function claimBlock(uid: number): boolean {
+  const file = path.join(BLOCK_CLAIMS, String(uid));
+  try {
+    writeFileSync(file, String(process.pid), { flag: "wx", mode: 0o600 });
+    return true;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
+    const owner = Number(readFileSync(file, "utf8"));
+    if (owner === process.pid || isAlive(owner)) return false;
+    rmSync(file, { force: true });
+    return claimBlock(uid);
+  }
+}
+
 
 /**
  * Creates the runtime dir (and missing parents) so that sandbox uids can pass through it to their
