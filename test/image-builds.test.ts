@@ -185,6 +185,11 @@ describe("image builds that fail", () => {
     expect(await buildFails({ "app/Dockerfile": "FROM debian:bookworm\n" }, { dockerfile: "Dockerfile" })).toMatch(/Dockerfile: the Dockerfile does not exist/);
   });
 
+  it("a Dockerfile that is a link to /dev/zero (or any other non-file) is refused at once, not read forever", async () => {
+    const message = await buildFails({}, {}, { checkout: async (sandbox) => void (await sandbox.exec({ argv: ["ln", "-s", "/dev/zero", "/workspace/Dockerfile"] })) });
+    expect(message).toMatch(/^Dockerfile: the Dockerfile does not exist in this commit \(or is not a file\)/);
+  });
+
   it("a link in the context that points outside it copies the link, never the host file", async () => {
     const { image } = await build({ Dockerfile: "FROM debian:bookworm\nCOPY . /ctx/\n" }, {}, {
       checkout: async (sandbox) => {
