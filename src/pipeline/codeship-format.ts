@@ -263,7 +263,9 @@ function readNode(value: unknown, path: Path, id: string, depth: number, inherit
       problems.push(problemAt(file.at([...path, "encrypted_dockercfg_path"], "key"), "unsupported_key", "Slipway cannot open files Codeship encrypted, and reads registry credentials from the project secret DOCKERCFG instead", "store the decrypted docker config JSON as the project's secret DOCKERCFG", "warning"));
     }
   } else {
-    for (const key of ["image_name", "image_tag", "registry", "encrypted_dockercfg_path"] as const) {
+    // Codeship also used it to pull private images, which Slipway does not do with it.
+    if (raw.encrypted_dockercfg_path !== undefined) problems.push(unsupported(file, [...path, "encrypted_dockercfg_path"], "encrypted_dockercfg_path"));
+    for (const key of ["image_name", "image_tag", "registry"] as const) {
       if (raw[key] !== undefined) problems.push(problemAt(file.at([...path, key], "key"), "invalid_value", `"${key}" belongs to a push step (type: push)`));
     }
   }
