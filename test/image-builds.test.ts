@@ -200,6 +200,11 @@ describe("image builds that fail", () => {
     expect(await sh(s, "readlink /ctx/shadow /ctx/up")).toBe("/etc/shadow\n../../../../etc/passwd\n");
   });
 
+  it("a build that exhausts its memory fails at its line with what happened", async () => {
+    const message = await buildFails({ Dockerfile: "FROM debian:bookworm\nRUN true\nRUN head -c 900M /dev/zero | tail -c 800M > /dev/null\n" }, {}, { limits: { memoryBytes: 512 * 1024 ** 2 } });
+    expect(message).toMatch(/^Dockerfile:3:1: exit status 137 \(killed: most likely out of memory\)/);
+  });
+
   it("a build that fills its filesystem fails with what to do, and leaves nothing behind", async () => {
     const before = cacheEntries();
     const message = await buildFails({ Dockerfile: "FROM debian:bookworm\nRUN head -c 400M /dev/zero > /big\n" }, {}, { limits: { tmpfsBytes: 600 * 1024 ** 2 } });
