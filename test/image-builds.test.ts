@@ -228,9 +228,9 @@ describe("P10: the image cache of a project", () => {
 
   const marker = `p10-${randomBytes(8).toString("hex")}`;
   const tree = (version: string) => ({ Dockerfile: lines("FROM debian:bookworm", "COPY code.txt /code.txt", `RUN sleep 1 && echo ${version} > /version`), "code.txt": `${marker}\n` });
-  const cachedBuild = async (version: string, over: Partial<ImageCacheAccess> = {}) => {
+  const cachedBuild = async (version: string, over: Partial<ImageCacheAccess> = {}, extra: Record<string, string> = {}) => {
     const started = Date.now();
-    const result = await build(tree(version), {}, { cache: { cache, access: access(over) } });
+    const result = await build({ ...tree(version), ...extra }, {}, { cache: { cache, access: access(over) } });
     return { ...result, ms: Date.now() - started, hit: result.output.includes("using the cached image") };
   };
   const entries = () => spawnSync("find", [cacheRoot, "-type", "f"], { encoding: "utf8" }).stdout.split("\n").filter(Boolean);
@@ -270,6 +270,13 @@ describe("P10: the image cache of a project", () => {
     const count = entries().length;
     expect((await cachedBuild("four", { branch: "main", project: "project-b", key: randomBytes(32) })).hit).toBe(false);
     expect(entries()).toHaveLength(count + 1);
+  }, 300_000);
+
+  it("P10: a file the Dockerfile does not copy does not count; a copied one, or .dockerignore, does", async () => {
+    expect((await cachedBuild("six", {}, { "README.md": "first" })).hit).toBe(false);
+    expect((await cachedBuild("six", {}, { "README.md": "second" })).hit).toBe(true);
+    expect((await cachedBuild("six", {}, { "README.md": "second", "code.txt": "changed" })).hit).toBe(false);
+    expect((await cachedBuild("six", {}, { "README.md": "second", "code.txt": "changed", ".dockerignore": "README.md" })).hit).toBe(false);
   }, 300_000);
 
   it("P10: a damaged, moved or expired entry is a miss (and goes), never a wrong image", async () => {

@@ -108,7 +108,7 @@ export class ImageBuilder {
       const { stages, text } = await this.read(exec, spec, secretArgs);
       // Each base is looked up once: the cache entry and the build both use the digest found now.
       const bases = await Promise.all(externalImages(stages).map(async (ref) => ({ ref, digest: await this.images.currentDigest(ref) })));
-      const inputs = run.cache && (await this.inputsOf(exec, spec, text, bases));
+      const inputs = run.cache && (await this.inputsOf(exec, spec, text, stages, bases));
       if (run.cache && inputs) {
         const cached = await run.cache.cache.restore(run.cache.access, inputs, run.into);
         if (cached) {
@@ -162,18 +162,25 @@ export class ImageBuilder {
   }
 
   /**
-   * What decides the image: the Dockerfile, every file of the context as buildah gets it (names,
-   * modes, links and contents; the checkout's times do not count), the args, the secret args
-   * (hashed) and the digests of the base images.
+   * What decides the image: the Dockerfile, the context files its COPY and ADD instructions read
+   * (names, modes, links and contents; the checkout's times do not count) and .dockerignore, the
+   * args, the secret args (hashed) and the digests of the base images. A Dockerfile that copies
+   * only its dependency manifests keeps its cached image while the code changes. Sources a shell
+   * could not name exactly (blanks, quotes) make the whole context count.
    */
-  private async inputsOf(exec: ExecFn, spec: ImageBuildSpec, dockerfile: string, bases: Array<{ ref: string; digest: string }>): Promise<string> {
+  private async inputsOf(exec: ExecFn, spec: ImageBuildSpec, dockerfile: string, stages: Stage[], bases: Array<{ ref: string; digest: string }>): Promise<string> {
+    const sources = stages.flatMap((stage) => stage.instructions.flatMap((i) => ((i.kind === "COPY" || i.kind === "ADD") && i.from === undefined ? i.sources : [])));
+    const local = sources.filter((src) => !/^https?:\/\//.test(src)).map((src) => src.replace(/^\/+/, "") || ".");
+    const exact = local.every((src) => /^[A-Za-z0-9_.\/*?[\]@+=,:%-]+$/.test(src) && !src.startsWith("-"));
+    const paths = exact ? [".dockerignore", ...local] : ["."];
     const context = createHash("sha256");
-    const tar = 'cd "$1" && exec tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -cf - .';
-    const status = await exec({ argv: ["/bin/sh", "-c", tar, "context", `${WORKSPACE}/${spec.context}`] }, { stdout: (d) => context.update(d) });
+    // Globs are expanded by the shell as buildah would; a name that matches nothing is skipped (buildah fails on it anyway).
+    const tar = 'cd "$1" && shift && set -- $@ && exec tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner --ignore-failed-read -cf - -- "$@" 2>/dev/null';
+    const status = await exec({ argv: ["/bin/sh", "-c", tar, "context", `${WORKSPACE}/${spec.context}`, ...paths] }, { stdout: (d) => context.update(d) });
     if (status.code !== 0) throw new ImageBuildError(`could not read the build context ${spec.context}`);
     const sorted = (record: Record<string, string> = {}) => Object.entries(record).sort(([a], [b]) => a.localeCompare(b));
     const secrets = createHash("sha256").update(JSON.stringify(sorted(spec.secretArgs))).digest("hex");
-    const inputs = { v: 1, dockerfile: spec.dockerfile, text: dockerfile, context: context.digest("hex"), target: spec.target ?? null, args: sorted(spec.args), secrets, bases };
+    const inputs = { v: 1, dockerfile: spec.dockerfile, text: dockerfile, paths, context: context.digest("hex"), target: spec.target ?? null, args: sorted(spec.args), secrets, bases };
     return createHash("sha256").update(JSON.stringify(inputs)).digest("hex");
   }
 
