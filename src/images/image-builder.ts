@@ -256,7 +256,7 @@ class OutputTail {
  * the steps of each stage it runs (`[2/3] STEP 4/5: …`, or `STEP 4/5: …` for one stage), FROM
  * being step 1 of its stage.
  */
-export function failureOf(output: string, stages: Stage[], dockerfile: string, code: number | null): string {
+function failureOf(output: string, stages: Stage[], dockerfile: string, code: number | null): string {
   const lines = output.split(/\r?\n/);
   const reason = lines.filter((l) => /^Error: /.test(l)).pop()?.replace(/^Error: (building at STEP ".*": )?/, "") ?? lines.filter((l) => l.trim()).pop() ?? `exit status ${code}`;
   const what = /(?:no space left on device)/i.test(output) ? `${reason} (the build's filesystem is full: raise its tmpfs size)` : /exit status 137|signal: killed/i.test(reason) ? `${reason} (killed: most likely out of memory)` : reason;
