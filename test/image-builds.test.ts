@@ -15,7 +15,7 @@ import { PipelineRunner, type RunEvent, type RunOptions, type RunResult } from "
 import { lines, validPipeline } from "./helpers/pipeline.js";
 import { startTestRegistry } from "./helpers/oci-registry.js";
 import { pushImage } from "../src/images/image-push.js";
-import { testLayoutsDir } from "./helpers/test-image.js";
+import { testImageLayout, testLayoutsDir } from "./helpers/test-image.js";
 
 // Real builds: rootless buildah in a builder sandbox, on top of the offline Debian test image.
 let backend: BwrapBackend;
@@ -162,6 +162,17 @@ describe("image builds", () => {
     // Control: the search reads the layers, as the marker of the secret mount's step is found.
     expect(blobs.some((b) => b.includes("mount-seen"))).toBe(true);
     expect(await sh(await sandboxOf(image), "cat /mount-seen; cat /run/secrets/TOKEN 2>&1")).toMatch(/^mount-seen\n.*No such file/);
+  });
+});
+
+describe("pinned base images", () => {
+  it("a FROM pinned by digest builds from exactly that image; another digest is refused, naming both", async () => {
+    const index = JSON.parse(readFileSync(path.join(testImageLayout(), "index.json"), "utf8")) as { manifests: Array<{ digest: string }> };
+    const digest = index.manifests[0]!.digest;
+    const { image } = await build({ Dockerfile: `FROM debian:bookworm@${digest}\nRUN echo pinned > /pinned\n` });
+    expect(await sh(await sandboxOf(image), "cat /pinned")).toBe("pinned\n");
+    const other = `sha256:${"0".repeat(64)}`;
+    await expect(build({ Dockerfile: `FROM debian:bookworm@${other}\n` })).rejects.toThrow(new RegExp(`found digest ${digest}, not the one the config pins`));
   });
 });
 

@@ -135,7 +135,8 @@ export class ImageBuilder {
       run.output(Buffer.from("slipway: building\n"));
       const status = await exec(
         {
-          argv: ["/bin/sh", "-c", BUILD_SCRIPT, "build", String(bases.length), ...bases.map((b) => b.ref), ...bud],
+          // buildah tags no digest; a FROM pinned by one finds the image by its digest instead.
+          argv: ["/bin/sh", "-c", BUILD_SCRIPT, "build", String(bases.length), ...bases.map((b) => b.ref.replace(/@sha256:[a-f0-9]{64}$/, "")), ...bud],
           env: { ...secretArgs, HOME: `${WORK}/tmp`, TMPDIR: `${WORK}/tmp`, _BUILDAH_STARTED_IN_USERNS: "1", BUILDAH_ISOLATION: "chroot" },
         },
         { stdout: (d) => (tail.add(d), run.output(d)), stderr: (d) => (tail.add(d), run.output(d)) },
