@@ -405,6 +405,21 @@ describe("built services in a pipeline", () => {
     }
   });
 
+  it("a Dockerfile can start from the image another service builds (its build.image), built first; services building from each other fail clearly", async () => {
+    const tree = {
+      "codeship-services.yml": lines("base:", "  build:", "    context: base", "    image: acme/base", "app:", "  build:", "    context: app", "    image: acme/app"),
+      "codeship-steps.yml": lines("- service: app", "  command: cat /from-base /from-app"),
+      "base/Dockerfile": lines("FROM debian:bookworm", "RUN echo from base > /from-base"),
+      "app/Dockerfile": lines("FROM acme/base:latest", "RUN echo from app > /from-app"),
+    };
+    const { result, output } = await runPipeline(tree);
+    expect(result.status, output).toBe("success");
+    expect(output).toContain("from base\nfrom app\n");
+    const cyclic = { ...tree, "base/Dockerfile": lines("FROM acme/app", "RUN true") };
+    const failed = await runPipeline(cyclic);
+    expect(failed.result.steps[0]).toMatchObject({ status: "error", reason: expect.stringMatching(/services app → base → app build from each other's images/) });
+  });
+
   it("a build that fails fails the steps that need it, at the Dockerfile's line", async () => {
     const tree = {
       ".slipway.yml": lines("services:", "  app:", "    build: .", "steps:", "  - name: uses-app", "    service: app", "    command: exit 0"),

@@ -39,6 +39,8 @@ export interface ImageBuildRun {
   signal?: AbortSignal;
   /** The project's image cache, for a service that opts in: a build with the same inputs is taken from it. */
   cache?: { cache: ImageCache; access: ImageCacheAccess };
+  /** An image built earlier in the run that a FROM names (Codeship's `build.image`), or undefined for one of a registry. */
+  builtImage?(ref: string): Promise<ResolvedImage> | undefined;
 }
 
 /** A build that failed: the message names the Dockerfile line when the failure belongs to one, and what to do. */
@@ -107,7 +109,7 @@ export class ImageBuilder {
       await run.checkout(sandbox);
       const { stages, text } = await this.read(exec, spec, secretArgs);
       // Each base is looked up once: the cache entry and the build both use the digest found now.
-      const bases = await Promise.all(externalImages(stages).map(async (ref) => ({ ref, digest: await this.images.currentDigest(ref) })));
+      const bases = await Promise.all(externalImages(stages).map((ref) => this.baseOf(ref, run)));
       const inputs = run.cache && (await this.inputsOf(exec, spec, text, stages, bases));
       if (run.cache && inputs) {
         const cached = await run.cache.cache.restore(run.cache.access, inputs, run.into);
@@ -169,7 +171,7 @@ export class ImageBuilder {
    * only its dependency manifests keeps its cached image while the code changes. Sources a shell
    * could not name exactly (blanks, quotes) make the whole context count.
    */
-  private async inputsOf(exec: ExecFn, spec: ImageBuildSpec, dockerfile: string, stages: Stage[], bases: Array<{ ref: string; digest: string }>): Promise<string> {
+  private async inputsOf(exec: ExecFn, spec: ImageBuildSpec, dockerfile: string, stages: Stage[], bases: Base[]): Promise<string> {
     const sources = stages.flatMap((stage) => stage.instructions.flatMap((i) => ((i.kind === "COPY" || i.kind === "ADD") && i.from === undefined ? i.sources : [])));
     const local = sources.filter((src) => !/^https?:\/\//.test(src)).map((src) => src.replace(/^\/+/, "") || ".");
     const exact = local.every((src) => /^[A-Za-z0-9_.\/*?[\]@+=,:%-]+$/.test(src) && !src.startsWith("-"));
@@ -181,7 +183,7 @@ export class ImageBuilder {
     if (status.code !== 0) throw new ImageBuildError(`could not read the build context ${spec.context}`);
     const sorted = (record: Record<string, string> = {}) => Object.entries(record).sort(([a], [b]) => a.localeCompare(b));
     const secrets = createHash("sha256").update(JSON.stringify(sorted(spec.secretArgs))).digest("hex");
-    const inputs = { v: 1, dockerfile: spec.dockerfile, text: dockerfile, paths, context: context.digest("hex"), target: spec.target ?? null, args: sorted(spec.args), secrets, bases };
+    const inputs = { v: 1, dockerfile: spec.dockerfile, text: dockerfile, paths, context: context.digest("hex"), target: spec.target ?? null, args: sorted(spec.args), secrets, bases: bases.map((b) => [b.ref, b.digest]) };
     return createHash("sha256").update(JSON.stringify(inputs)).digest("hex");
   }
 
@@ -209,10 +211,23 @@ export class ImageBuilder {
     return { stages, text: text.toString("utf8") };
   }
 
-  /** Streams a base image's layout (the digest found for it) from the image store into the sandbox. */
-  private async sendBase(exec: ExecFn, base: { ref: string; digest: string }, target: string, run: ImageBuildRun): Promise<void> {
-    const ref = parseImageReference(base.ref);
-    const layout = await this.images.layoutOf(`${ref.registry ? `${ref.registry}/` : ""}${ref.name}${ref.tag ? `:${ref.tag}` : ""}@${base.digest}`, (m) => run.output(Buffer.from(m)));
+  /** A base image: one built earlier in the run, or one of a registry at the digest its reference names now. */
+  private async baseOf(text: string, run: ImageBuildRun): Promise<Base> {
+    const built = run.builtImage?.(text);
+    if (built) {
+      const image = await built;
+      if (!image.layout) throw new ImageBuildError(`the image built for ${text} is not at hand to build on`);
+      return { ref: text, digest: image.digest, layout: async () => image.layout! };
+    }
+    const digest = await this.images.currentDigest(text);
+    const ref = parseImageReference(text);
+    const pinned = `${ref.registry ? `${ref.registry}/` : ""}${ref.name}${ref.tag ? `:${ref.tag}` : ""}@${digest}`;
+    return { ref: text, digest, layout: () => this.images.layoutOf(pinned, (m) => run.output(Buffer.from(m))) };
+  }
+
+  /** Streams a base image's layout into the sandbox. */
+  private async sendBase(exec: ExecFn, base: Base, target: string, run: ImageBuildRun): Promise<void> {
+    const layout = await base.layout();
     run.output(Buffer.from(`slipway: handing the base image ${base.ref} to the build\n`));
     const tar = spawn("tar", ["-C", layout, "-cf", "-", "."], { stdio: ["ignore", "pipe", "ignore"] });
     try {
@@ -225,6 +240,13 @@ export class ImageBuilder {
 }
 
 type ExecFn = (cmd: Exec, io?: ExecIO) => Promise<ExitStatus>;
+
+/** An image a stage starts from or copies from: the name the Dockerfile gives, its digest, and where its layout is. */
+interface Base {
+  ref: string;
+  digest: string;
+  layout(): Promise<string>;
+}
 
 /** The images the stages start from or copy from (COPY --from=<image>) that are not stages of the Dockerfile. */
 function externalImages(stages: Stage[]): string[] {

@@ -4,6 +4,7 @@ import { flattenSteps } from "../pipeline/refs.js";
 import type { ImageBuildRun, ImageBuildSpec } from "../images/image-builder.js";
 import type { ImageCache, ImageCacheAccess } from "../images/image-cache.js";
 import { inMemoryImageStore, type ImageStore, type ResolvedImage } from "../images/image-store.js";
+import { parseImageReference } from "../images/reference.js";
 import { dockerfilePath } from "../pipeline/image-builds.js";
 import { renderImageTag, type ImageTagField } from "../pipeline/image-tag.js";
 import type { Sandbox, SandboxBackend, SandboxSpec } from "../sandbox/backend.js";
@@ -175,9 +176,27 @@ export class PipelineRunner {
     return { image: { kind: "rootfs", path: resolved.rootfs }, env: resolved.env };
   }
 
-  /** The image of a service built from its Dockerfile; the build's output, masked, goes to whoever asked first. */
-  private build(name: string, progress: (message: string) => void): Promise<ResolvedImage> {
+  /** The service whose `build.image` is this reference (`:latest` when it names no tag). */
+  private serviceBuilding(ref: string): string | undefined {
+    const key = (text: string) => {
+      try {
+        const r = parseImageReference(text);
+        return `${r.registry ?? ""}/${r.name}:${r.tag ?? "latest"}`;
+      } catch {
+        return text;
+      }
+    };
+    return Object.values(this.opts.pipeline.services).find((s) => s.build?.image !== undefined && key(s.build.image) === key(ref))?.name;
+  }
+
+  /**
+   * The image of a service built from its Dockerfile; the build's output, masked, goes to whoever
+   * asked first. A Dockerfile whose FROM names the image another service builds (its
+   * `build.image`) has that one built first; `chain` holds the services waiting on this one.
+   */
+  private build(name: string, progress: (message: string) => void, chain: string[] = []): Promise<ResolvedImage> {
     const service = this.opts.pipeline.services[name]!;
+    if (chain.includes(name)) return Promise.reject(new Error(`services ${[...chain, name].join(" → ")} build from each other's images`));
     let built = this.built.get(name);
     if (!built) {
       const builder = this.opts.builder;
@@ -203,6 +222,10 @@ export class PipelineRunner {
             ...(this.opts.network && { network: this.opts.network }),
             ...(this.opts.limits && { limits: this.opts.limits }),
             ...(this.opts.signal && { signal: this.opts.signal }),
+            builtImage: (ref) => {
+              const from = this.serviceBuilding(ref);
+              return from === undefined ? undefined : this.build(from, progress, [...chain, name]);
+            },
             ...(service.cached && this.opts.imageCache && { cache: { cache: this.opts.imageCache.cache, access: { ...this.opts.imageCache.access, fallbackBranch: service.defaultCacheBranch ?? "main" } } }),
           },
         )
