@@ -4,7 +4,7 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, u
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { gunzipSync } from "node:zlib";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { ImageBuilder, ImageBuildError, type ImageBuildRun } from "../src/images/image-builder.js";
 import { ImageCache, type ImageCacheAccess } from "../src/images/image-cache.js";
 import { ImageStore, inMemoryImageStore, type ResolvedImage } from "../src/images/image-store.js";
@@ -37,12 +37,17 @@ beforeAll(() => {
   cacheDir = mkdtempSync(path.join(tmpdir(), "slipway-build-cache-"));
   store = new ImageStore({ cacheDir, layoutsDir: layouts });
   builder = new ImageBuilder(backend, store);
+});
+// Each test's built images in memory of their own, gone with the sandboxes that ran them.
+beforeEach(() => {
   built = inMemoryImageStore();
 });
-afterAll(async () => {
-  await Promise.all(open.map((s) => s.destroy()));
-  for (const dir of [layouts, cacheDir, runtimeDir]) rmSync(dir, { recursive: true, force: true });
+afterEach(async () => {
+  await Promise.all(open.splice(0).map((s) => s.destroy()));
   built.dispose();
+});
+afterAll(() => {
+  for (const dir of [layouts, cacheDir, runtimeDir]) rmSync(dir, { recursive: true, force: true });
 });
 
 /** A checkout that writes these files (path → content) into /workspace. */

@@ -252,6 +252,7 @@ function run(tool: string, args: string[], image: string, timeout: number): Prom
       const last = stderr.toString().trim().split("\n").pop() ?? "";
       const quoted = /msg="((?:[^"\\]|\\.)*)"/.exec(last)?.[1]?.replace(/\\(.)/g, "$1");
       const message = (quoted ?? last).replace(/^Error parsing image name "[^"]*": /, "") || err.message;
+      if (/no space left on device/i.test(message)) return reject(new ImageError(`image ${image} does not fit: no space left on device while unpacking it; free space where images are kept (or, for a built image, make it smaller)`));
       const missing = /manifest unknown|not found|no such|does not exist|unauthorized|name unknown/i.test(message);
       reject(new ImageError(`image ${image} ${missing ? "does not exist or is not accessible" : "could not be pulled"}: ${message}; check the name and that this runner can reach its registry`));
     });
