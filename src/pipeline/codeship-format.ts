@@ -154,7 +154,7 @@ function readService(name: string, raw: unknown, path: Path, file: ParsedFile, f
     const args = "args" in b && b.args !== undefined ? envFrom(b.args, file, [...bp, "args"], problems) : {};
     const encrypted = "encrypted_args_file" in b && b.encrypted_args_file !== undefined ? readRepoPath(b.encrypted_args_file, file, [...bp, "encrypted_args_file"], problems) : undefined;
     build = { context, dockerfile: "dockerfile" in b ? (b.dockerfile ?? b.dockerfile_path) : undefined, image: "image" in b ? b.image : undefined, args, encryptedArgsFile: encrypted ? [encrypted] : [] };
-    checkImageBuild(file.at(bp, "key"), name, build, files, problems);
+    checkImageBuild(file.at(bp, "key"), `service "${name}"`, build, files, problems);
   }
   const envFile = toList(s.env_file).flatMap((p, i) => {
     const at = typeof s.env_file === "string" ? [...path, "env_file"] : [...path, "env_file", i];

@@ -1,7 +1,9 @@
 import { describe, expect, it } from "vitest";
-import { findings, lines, readConfig, validPipeline } from "../../test/helpers/pipeline.js";
+import { lines, readConfig, validPipeline } from "../../test/helpers/pipeline.js";
 import { limits, problemSchema, type Problem } from "./index.js";
 import { mulberry32 as rng } from "../../test/helpers/prng.js";
+import { memoryFiles } from "./files.js";
+import { readWorkspaceConfig } from "./workspace-load.js";
 
 const codes = (problems: Problem[]) => problems.map((p) => p.code);
 const validSlipway = lines("image: alpine", "steps:", "  - name: one", "    command: echo one", "  - type: parallel", "    steps:", "      - name: two", "        command: [echo, two]", "      - name: three", "        command: echo three", "        branch: ^main$");
@@ -39,7 +41,7 @@ describe("hostile configs get an error, not a hang", () => {
   });
 });
 
-const pieces = ["steps", "services", "image", "command", "type", "parallel", "serial", "manual", "tag", "branch", "exclude", "service", "name", "depends_on", "env", "timeout", "on_fail", "build", "links", "encrypted_env_file", "^(", "$", "[", "]", "{", "}", "-", ":", "&a", "*a", "<<", "\n", "\n  ", "\n    - ", "'", '"', "\\0", "#", "!!binary", "!tag", "|", ">", "~", "null", "1e9", "0x1f", "..", "/", "\t", "\u0000", "\uFEFF", "?", ",", "%YAML 1.1\n---\n"];
+const pieces = ["steps", "services", "image", "command", "type", "parallel", "serial", "manual", "tag", "branch", "exclude", "service", "name", "depends_on", "env", "timeout", "on_fail", "build", "links", "encrypted_env_file", "^(", "$", "[", "]", "{", "}", "-", ":", "&a", "*a", "<<", "\n", "\n  ", "\n    - ", "'", '"', "\\0", "#", "!!binary", "!tag", "|", ">", "~", "null", "1e9", "0x1f", "..", "/", "\t", "\u0000", "\uFEFF", "?", ",", "%YAML 1.1\n---\n", "tasks", "ports", "port", "init", "before", "forwardPorts", "postCreateCommand", "//", "/*", "*/", "${containerEnv:A}", "3000-", "workspace"];
 
 function randomDocument(next: () => number): string {
   const n = 1 + Math.floor(next() * 60);
@@ -61,26 +63,61 @@ function mutate(text: string, next: () => number): string {
   return t;
 }
 
-describe("fuzz (seeded, bounded)", () => {
-  const kinds = [
-    (next: () => number) => ({ ".slipway.yml": randomDocument(next) }),
-    (next: () => number) => ({ ".slipway.yml": mutate(validSlipway, next) }),
-    (next: () => number) => ({ ...validCodeship, "codeship-steps.yml": mutate(validCodeship["codeship-steps.yml"], next) }),
-    (next: () => number) => ({ ...validCodeship, "codeship-services.json": JSON.stringify({ app: { image: "x" } }), "codeship-services.yml": mutate(validCodeship["codeship-services.yml"], next) }),
-  ];
+const validGitpod = lines("image: { file: .gitpod.Dockerfile }", "tasks:", "  - name: app", "    init: npm ci", "    command: npm start", "    env: { A: 1 }", "ports:", "  - port: 3000-3002", "    visibility: public", "gitConfig: { user.name: x }");
+const validDevcontainer = lines("// dev", "{", '  "build": { "dockerfile": "Dockerfile", "context": "..", },', '  "forwardPorts": [3000, "localhost:9000"],', '  "portsAttributes": { "3000": { "label": "web" } },', '  "containerEnv": { "A": "${containerWorkspaceFolder}/x" }, /* c */', '  "postCreateCommand": { "a": "make", "b": ["make", "b"] },', "}");
+const validSlipwayWorkspace = lines("workspace:", "  image: debian:12", "  tasks:", "    - { name: t, before: [make, x], command: make }", "  ports: [{ port: 80, on_open: ignore }]");
+const workspaceFiles = { ".gitpod.Dockerfile": "FROM debian:12\n", Dockerfile: "FROM debian:12\n" };
 
+/** A parser of a config family, and seeds for it; every outcome must be a list of problems, never a throw. */
+interface FuzzTarget {
+  read(files: Record<string, string>): { problems: Problem[]; result: unknown };
+  kinds: Array<(next: () => number) => Record<string, string>>;
+  /** Valid configs (positive control for the fuzz loop). */
+  seeds: Array<Record<string, string>>;
+}
+
+const targets: Record<string, FuzzTarget> = {
+  pipeline: {
+    read: (files) => {
+      const r = readConfig(files);
+      return { problems: r.problems, result: r.pipeline };
+    },
+    kinds: [
+      (next) => ({ ".slipway.yml": randomDocument(next) }),
+      (next) => ({ ".slipway.yml": mutate(validSlipway, next) }),
+      (next) => ({ ...validCodeship, "codeship-steps.yml": mutate(validCodeship["codeship-steps.yml"], next) }),
+      (next) => ({ ...validCodeship, "codeship-services.json": JSON.stringify({ app: { image: "x" } }), "codeship-services.yml": mutate(validCodeship["codeship-services.yml"], next) }),
+    ],
+    seeds: [{ ".slipway.yml": validSlipway }, validCodeship],
+  },
+  workspace: {
+    read: (files) => {
+      const r = readWorkspaceConfig(memoryFiles(files));
+      return { problems: r.problems, result: r.config };
+    },
+    kinds: [
+      (next) => ({ ...workspaceFiles, ".gitpod.yml": randomDocument(next) }),
+      (next) => ({ ...workspaceFiles, ".gitpod.yml": mutate(validGitpod, next) }),
+      (next) => ({ ...workspaceFiles, ".devcontainer/devcontainer.json": mutate(validDevcontainer, next) }),
+      (next) => ({ ...workspaceFiles, ".slipway.yml": mutate(validSlipwayWorkspace, next) }),
+    ],
+    seeds: ([[".gitpod.yml", validGitpod], [".devcontainer/devcontainer.json", validDevcontainer], [".slipway.yml", validSlipwayWorkspace]] as const).map(([name, text]) => ({ ...workspaceFiles, [name]: text })),
+  },
+};
+
+describe.each(Object.entries(targets))("fuzz the %s config (seeded, bounded)", (_, target) => {
   it("2000 random and mutated configs: every outcome is a valid problem list, never a throw", () => {
     const next = rng(20250611);
     let withErrors = 0;
     for (let i = 0; i < 2000; i++) {
-      const files = kinds[i % kinds.length]!(next);
-      const r = readConfig(files);
+      const files = target.kinds[i % target.kinds.length]!(next);
+      const r = target.read(files);
       for (const p of r.problems) expect(problemSchema.parse(p)).toEqual(p);
       // internal_error is the catch-all for a bug of ours: it must never show up.
       expect(codes(r.problems), JSON.stringify(files)).not.toContain("internal_error");
-      // A pipeline is returned exactly when there is no error.
+      // A result is returned exactly when there is no error.
       const errors = r.problems.filter((p) => p.severity === "error").length;
-      expect(r.pipeline === undefined, JSON.stringify(files)).toBe(errors > 0);
+      expect(r.result === undefined, JSON.stringify(files)).toBe(errors > 0);
       if (errors > 0) withErrors++;
     }
     // The generators must reach both outcomes, or the loop proved little.
@@ -89,7 +126,6 @@ describe("fuzz (seeded, bounded)", () => {
   });
 
   it("the unmutated seeds are valid (positive control for the fuzz loop)", () => {
-    validPipeline({ ".slipway.yml": validSlipway });
-    expect(findings(readConfig(validCodeship))).toEqual([]);
+    for (const seed of target.seeds) expect(target.read(seed).problems.filter((p) => p.severity === "error")).toEqual([]);
   });
 });

@@ -80,7 +80,7 @@ function readFrom(files: FileSource, problems: Problem[], read: string[]): LoadR
 }
 
 /** The first of `names` that exists; the others that also exist are reported as ignored. */
-function pick(files: FileSource, names: readonly string[], problems: Problem[]): { name: string; text: string } | undefined {
+export function pick(files: FileSource, names: readonly string[], problems: Problem[]): { name: string; text: string } | undefined {
   let chosen: { name: string; text: string } | undefined;
   for (const name of names) {
     const r = files.read(name);

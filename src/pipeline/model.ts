@@ -50,6 +50,7 @@ export const imageBuildSchema = z.object({
   /** The Dockerfile stage to build; the last one when unset. */
   target: z.string().optional(),
 });
+export type ImageBuild = z.infer<typeof imageBuildSchema>;
 
 export const serviceSchema = z.object({
   name: z.string(),

@@ -21,6 +21,8 @@ const topSchema = z.strictObject({
   secrets: z.array(envNameSchema).optional(),
   services: z.record(serviceName, z.unknown()).optional(),
   steps: z.array(z.unknown()).min(1, { error: "add at least one step" }),
+  /** Read by the workspace loader (slipway-workspace-format). */
+  workspace: z.unknown().optional(),
 });
 
 const serviceRawSchema = z.strictObject({
@@ -106,7 +108,7 @@ function readService(name: string, raw: unknown, path: Path, file: ParsedFile, f
       encryptedArgsFile: encrypted ? [encrypted] : [],
       ...("target" in b && b.target !== undefined && { target: b.target }),
     };
-    checkImageBuild(file.at([...path, "build"], "key"), name, build, files, problems);
+    checkImageBuild(file.at([...path, "build"], "key"), `service "${name}"`, build, files, problems);
   }
   let healthcheck: Healthcheck | undefined;
   if (s.healthcheck) {
