@@ -35,6 +35,20 @@ describe("slipway validate [DIR]", () => {
     expect(r.code).toBe(0);
   });
 
+  it("checks the workspace config too: .gitpod.yml alone is a valid repository, a mistake in it exits 2", () => {
+    const ok = validate(repo({ ".gitpod.yml": "tasks:\n  - command: npm start\nports:\n  - port: 3000\n" }));
+    expect(ok.out).toBe(".gitpod.yml: valid workspace (0 errors, 0 warnings)\n");
+    expect(ok.code).toBe(0);
+    const both = validate(repo({ ".slipway.yml": "image: node:20\nsteps:\n  - command: npm test\n", ".devcontainer/devcontainer.json": '{\n  // dev\n  "forwardPorts": [99999],\n}' }));
+    expect(both.out.split("\n")).toEqual([
+      ".slipway.yml: valid, 1 step (0 errors, 0 warnings)",
+      '.devcontainer/devcontainer.json:3:20: error: 99999 is not a port (1-65535) or a range of ports like "3000-3010"',
+      ".devcontainer/devcontainer.json: invalid workspace (1 error, 0 warnings)",
+      "",
+    ]);
+    expect(both.code).toBe(2);
+  });
+
   it("exits 0 with a warning naming each recognised but unsupported Codeship key and its place", () => {
     const dir = repo({
       "codeship-services.yaml": "app:\n  image: ruby:3.3\n  add_docker: true\n  volumes_from: [data]\ndata:\n  image: busybox\n",

@@ -33,7 +33,7 @@ Usage:
   slipway admin audit verify
   slipway admin create-runner --name NAME                  # prints the runner's token once
   slipway runner --server https://ci.example.com [--concurrency 2]   # token in SLIPWAY_RUNNER_TOKEN
-  slipway validate [DIR]                                  # check .slipway.yml or codeship-*.yml (default: .)
+  slipway validate [DIR]                                  # check the pipeline and workspace configs (default: .)
   slipway run [STEP…] [--secret NAME=VALUE]… [--env-file FILE] [--branch B]
   slipway secrets encrypt|decrypt …                       # encrypted env files (see slipway secrets --help)
   slipway --version
