@@ -4,7 +4,7 @@ import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, rmSync, stat
 import { isIP } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { Readable, type Writable } from "node:stream";
+import { Readable, Writable } from "node:stream";
 import { defaultLimits, HOME, HOST_NAME, SANDBOX_UID, SandboxError, WORKSPACE, type Exec, type ExecIO, type ExitStatus, type Sandbox, type SandboxBackend, type SandboxLimits, type SandboxProfile, type SandboxSpec } from "./backend.js";
 import { attachIdmappedImage } from "./idmap-mount.js";
 import { createCgroup, detectCgroups, type CgroupMode, type SandboxCgroup } from "./cgroups.js";
@@ -12,6 +12,9 @@ import { deniedCidrs, egressRuleset, networkPolicySchema, parseCidr, resolveAllo
 import { seccompFilter } from "./seccomp.js";
 import { supervisorScript } from "./supervisor-script.js";
 import { isAlive } from "../processes.js";
+
+/** A root runner's own folder of this machine: sandbox mount points and claims of uid blocks. */
+const RUN_DIR = "/run/slipway";
 
 /** Host uids handed to sandboxes when the runner is root: far above ordinary users and subuid ranges. */
 export const UID_RANGE = { first: 1_900_000_000, count: 65_536 };
@@ -78,7 +81,8 @@ interface OutboundPlan {
 export class BwrapBackend implements SandboxBackend {
   private readonly cgroups: CgroupMode;
   private readonly runtimeDir: string;
-  private readonly usedUids = new Set<number>();
+  /** Shared by every backend of this process (the embedded runner's, the workspaces'): a uid is one sandbox's. */
+  private readonly usedUids = usedUids;
   private readonly filters: Record<SandboxProfile, Buffer> = { step: seccompFilter(), builder: seccompFilter(process.arch, "builder") };
   private slirpFlags?: string[];
   readonly isRoot = process.getuid?.() === 0;
@@ -92,8 +96,10 @@ export class BwrapBackend implements SandboxBackend {
     if (this.cgroups === "none") {
       opts.onWarning?.("cgroups are not writable here: sandboxes get a process limit from rlimits but no memory or CPU limit");
     }
-    this.runtimeDir = opts.runtimeDir ?? (this.isRoot ? "/run/slipway/sandboxes" : path.join(process.env.XDG_RUNTIME_DIR ?? tmpdir(), `slipway-sandboxes-${process.getuid?.()}`));
+    this.runtimeDir = opts.runtimeDir ?? (this.isRoot ? path.join(RUN_DIR, "sandboxes") : path.join(process.env.XDG_RUNTIME_DIR ?? tmpdir(), `slipway-sandboxes-${process.getuid?.()}`));
     makeTraversable(this.runtimeDir);
+    // Sandbox uids pass through Slipway's own folder to their mount points, whoever made it first.
+    if (this.isRoot && this.runtimeDir.startsWith(`${RUN_DIR}/`)) chmodSync(RUN_DIR, 0o711);
   }
 
   get cgroupMode(): CgroupMode {
@@ -150,6 +156,7 @@ export class BwrapBackend implements SandboxBackend {
   /** The first uid of a free block. */
   private allocateBlock(): number {
     if ([...this.usedUids].filter((uid) => uid >= BUILDER_UID_BLOCKS.first).length >= BUILDER_UID_BLOCKS.count) throw new SandboxError("too many sandboxes at once on this runner");
+    makeTraversable(RUN_DIR);
     mkdirSync(BLOCK_CLAIMS, { recursive: true, mode: 0o700 });
     return this.allocate(() => BUILDER_UID_BLOCKS.first + (randomBytes(4).readUInt32LE(0) % BUILDER_UID_BLOCKS.count) * BUILDER_UID_BLOCKS.size, claimBlock);
   }
@@ -440,7 +447,9 @@ export class BwrapSandbox implements Sandbox {
     this.running.add(child);
     (child.stdio[3] as Writable).end(this.filter);
     (child.stdio[4] as Writable).end(Buffer.from(this.bwrapArgs(cmd).map((a) => `${a}\0`).join("")));
-    child.stdout!.on("data", (d: Buffer) => io.stdout?.(d));
+    const stdout = io.stdout;
+    if (stdout instanceof Writable) child.stdout!.pipe(stdout);
+    else child.stdout!.on("data", (d: Buffer) => stdout?.(d));
     child.stderr!.on("data", (d: Buffer) => io.stderr?.(d));
     if (io.stdin instanceof Readable) io.stdin.pipe(child.stdin!);
     else child.stdin!.end(io.stdin);
@@ -508,8 +517,10 @@ export class BwrapSandbox implements Sandbox {
   }
 }
 
+const usedUids = new Set<number>();
+
 /** Claims of uid blocks, one file per block holding the claiming pid: shared by every runner process of this machine. */
-const BLOCK_CLAIMS = "/run/slipway/uid-blocks";
+const BLOCK_CLAIMS = path.join(RUN_DIR, "uid-blocks");
 
 /** Claims a block for this process, taking over the claim of a process that died. */
 function claimBlock(uid: number): boolean {
