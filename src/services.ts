@@ -1,4 +1,5 @@
 import { mkdirSync, statSync } from "node:fs";
+import path from "node:path";
 import type { Logger } from "pino";
 import { AuditLog } from "./audit/audit-log.js";
 import { ApiTokens } from "./auth/api-tokens.js";
@@ -31,6 +32,11 @@ import { ScmConnections } from "./scm/connections.js";
 import { ScmRegistry } from "./scm/registry.js";
 import { RepositoryLinks } from "./scm/repository-links.js";
 import { RepositoryPolls } from "./scm/repository-polls.js";
+import { serverImageStore, type ImageStore } from "./images/image-store.js";
+import { BwrapBackend } from "./sandbox/bwrap-backend.js";
+import { LocalArchiveStorage } from "./workspaces/archive-storage.js";
+import { WorkspaceHost } from "./workspaces/workspace-host.js";
+import { Workspaces } from "./workspaces/workspaces.js";
 
 export interface Services {
   settings: Settings;
@@ -58,6 +64,11 @@ export interface Services {
   logs: JobLogs;
   runners: Runners;
   scm: { registry: ScmRegistry; connections: ScmConnections; links: RepositoryLinks; statuses: CommitStatuses; polls: RepositoryPolls };
+  /** Images for the embedded runner and for workspaces. */
+  images: ImageStore;
+  workspaces: Workspaces;
+  /** Runs workspaces on this machine (sandboxes made on first use). */
+  workspaceHost: WorkspaceHost;
   masterKeyCreated: boolean;
   /** The URL users reach the server at, for links in mail; known only once it listens. */
   publicUrl(): string;
@@ -110,6 +121,24 @@ export async function createServices(settings: Settings, log: Logger, opts: { se
       requires2fa: async (orgId) => (await orgs.get(orgId)).require2fa,
       projectOrg: async (projectId) => (await projects.find(store.db, projectId))?.orgId,
       isAssigned: (projectId, userId) => projects.isAssigned(store.db, projectId, userId),
+      workspace: (workspaceId) => workspaces.ownership(workspaceId),
+    });
+    const images = serverImageStore(settings);
+    const workspaces = new Workspaces(store, box, audit);
+    let backend: BwrapBackend | undefined;
+    const workspaceHost = new WorkspaceHost(workspaces, {
+      backend: () => (backend ??= new BwrapBackend({ onWarning: (m) => log.warn(m) })),
+      images,
+      storage: new LocalArchiveStorage(settings.workspaceArchiveDir ?? path.join(settings.dataDir, "workspaces")),
+      network: { mode: "outbound" },
+      idleMs: settings.workspaceIdleMinutes * 60_000,
+      maxLifetimeMs: settings.workspaceMaxHours * 3_600_000,
+      access: (ws) => ({
+        // P01: the project's deploy key, as a build's clone gets it; the host removes it after the clone.
+        credentials: async () => ({ privateKey: (await deployKeys.revealDeployKey(ws.projectId)).privateKey, knownHosts: (await projects.get(ws.projectId)).knownHosts }),
+        pinHostKeys: async (knownHosts) => void (await projects.pinFirstSeenHostKeys(ws.projectId, `workspace ${ws.id}`, knownHosts)),
+      }),
+      log,
     });
     return {
       settings,
@@ -152,6 +181,9 @@ export async function createServices(settings: Settings, log: Logger, opts: { se
       logs,
       runners: new Runners(store, audit),
       scm: { registry, connections, links, statuses, polls },
+      images,
+      workspaces,
+      workspaceHost,
       masterKeyCreated: created,
       publicUrl,
       setPublicUrl: (u) => {
@@ -160,6 +192,7 @@ export async function createServices(settings: Settings, log: Logger, opts: { se
       close: async () => {
         // Posts still retrying against a failing provider are given a moment, not the whole backoff.
         await Promise.race([statuses.settled(), new Promise((resolve) => setTimeout(resolve, 5_000).unref())]);
+        await workspaceHost.close();
         await store.close();
       },
     };

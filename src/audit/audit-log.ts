@@ -49,6 +49,10 @@ export const auditActions = [
   "secret.set",
   "secret.deleted",
   "crypto.master_key_rotated",
+  "workspace.opened",
+  "workspace.started",
+  "workspace.stopped",
+  "workspace.deleted",
 ] as const;
 export type AuditAction = (typeof auditActions)[number];
 

@@ -8,6 +8,7 @@ export interface AccessFacts {
   projectOrg(projectId: string): Promise<string | undefined>;
   isAssigned(projectId: string, userId: string): Promise<boolean>;
   buildProject(buildId: string): Promise<string | undefined>;
+  workspace(workspaceId: string): Promise<{ ownerId: string; projectId: string } | undefined>;
 }
 
 export const unauthenticated = () => new AppError(401, "unauthenticated", "sign in (POST /api/v1/session) or send an API token as 'Authorization: Bearer <token>'");
@@ -41,6 +42,13 @@ export class Authorizer {
         const projectId = await this.facts.buildProject(requireParam(params, "buildId"));
         if (!projectId) throw notFound("build");
         return this.projectAction(principal, access.action, projectId);
+      }
+      case "workspace": {
+        const ws = await this.facts.workspace(requireParam(params, "workspaceId"));
+        if (!ws || ws.ownerId !== principal.userId) throw notFound("workspace");
+        if (!hasScope(principal, access.scope)) throw insufficientScope(access.scope);
+        if (!access.ownerOnly) await this.projectAction(principal, "project.workspaces.open", ws.projectId);
+        return;
       }
     }
   }

@@ -14,6 +14,8 @@ export const scopes = [
   "audit:read",
   "builds:read",
   "builds:write",
+  "workspaces:read",
+  "workspaces:write",
 ] as const;
 export type Scope = (typeof scopes)[number];
 export const scopeSchema = z.enum(scopes);
@@ -49,6 +51,8 @@ export const permissionTable = {
   "project.builds.write": { scope: "builds:write", roles: builders },
   // A manual step is a gate (a deploy, say): those who merely build may not open it.
   "project.builds.approve": { scope: "builds:write", roles: managers },
+  // A workspace holds the repository's code: who may build may open one (P18).
+  "project.workspaces.open": { scope: "workspaces:write", roles: builders },
 } as const satisfies Record<string, { scope: Scope; roles: readonly Role[] }>;
 
 export type Action = keyof typeof permissionTable;
@@ -80,6 +84,11 @@ export type Access =
   | { kind: "org"; action: OrgAction }
   | { kind: "project"; action: ProjectAction }
   | { kind: "build"; action: ProjectAction }
+  /**
+   * A workspace: its owner alone, while they may still open workspaces of its project (P18);
+   * `delete` needs the ownership only, so that one can always clean up after oneself.
+   */
+  | { kind: "workspace"; scope: Scope; ownerOnly?: boolean }
   /** The instance itself (runners): instance administrators, signed in with a browser session. */
   | { kind: "admin" }
   | { kind: "runner" };

@@ -13,7 +13,7 @@ import { startServer } from "../http/server.js";
 import { startEmbeddedRunner } from "../runner/embedded.js";
 import { Runner } from "../runner/runner.js";
 import { ImageBuilder } from "../images/image-builder.js";
-import { ImageStore, imageStoreFromEnv } from "../images/image-store.js";
+import { imageStoreFromEnv } from "../images/image-store.js";
 import { BwrapBackend } from "../sandbox/bwrap-backend.js";
 import { createServices, type Services } from "../services.js";
 import { isPostgresUrl } from "../store/database.js";
@@ -132,7 +132,7 @@ async function serve(settings: Settings): Promise<number> {
     if (server.tls?.selfSigned) log.info({ fingerprint: server.tls.fingerprint }, "serving a self-signed certificate; check this SHA-256 fingerprint when your browser asks");
     if (server.services.masterKeyCreated) log.warn({ file: path.join(settings.dataDir, "master.key") }, "created a new master key: back it up; without it the secrets in the database cannot be read");
     log.info(`mail goes to the ${server.services.mailer.describe()}`);
-    const stopRunner = settings.embeddedRunner ? await startEmbeddedRunner(server.app, server.services.runners, embeddedImageStore(settings), log) : undefined;
+    const stopRunner = settings.embeddedRunner ? await startEmbeddedRunner(server.app, server.services.runners, server.services.images, log) : undefined;
     if (!(await server.services.users.any())) log.info(`no users yet: create the first admin with: ${invokedAs()} admin create-user --email you@example.com --admin --org my-team`);
     await new Promise<void>((resolve) => {
       for (const signal of ["SIGINT", "SIGTERM"] as const) process.once(signal, () => resolve());
@@ -150,11 +150,6 @@ async function serve(settings: Settings): Promise<number> {
 function invokedAs(): string {
   const script = process.argv[1] ?? "slipway";
   return path.basename(script) === "slipway" ? "slipway" : `node ${path.relative(process.cwd(), script) || script}`;
-}
-
-function embeddedImageStore(settings: Settings): ImageStore {
-  const { imageCacheDir, imageLayoutsDir, imageRegistryCertDir } = settings;
-  return new ImageStore({ cacheDir: imageCacheDir ?? path.join(settings.dataDir, "images"), ...(imageLayoutsDir && { layoutsDir: imageLayoutsDir }), ...(imageRegistryCertDir && { registryCertDir: imageRegistryCertDir }) });
 }
 
 function claimExclusively(dataDir: string, purpose: LockPurpose): () => void {

@@ -46,6 +46,12 @@ export const settingsSchema = z
     imageRegistryCertDir: z.string().min(1).optional(),
     /** Entries of a project's image cache (services with `cached: true`) older than this are removed. */
     imageCacheMaxDays: positiveInt.default(90),
+    /** Where stopped workspaces' encrypted archives are kept; default <dataDir>/workspaces. */
+    workspaceArchiveDir: z.string().min(1).optional(),
+    /** A workspace nobody used for this long is stopped (its work archived). */
+    workspaceIdleMinutes: positiveInt.default(30),
+    /** A workspace is stopped this long after it started, used or not. */
+    workspaceMaxHours: positiveInt.default(24),
     /** Output of one job beyond this many bytes is not stored; the log says so at its end. */
     maxJobLogBytes: positiveInt.default(64 * 1024 ** 2),
     /** OAuth app of GitHub (github.com, or a GitHub Enterprise Server by its https:// address): sign-in, linking, webhooks, statuses. Unset = not offered. */
@@ -110,6 +116,9 @@ const envNames: Record<keyof Settings, string> = {
   imageLayoutsDir: "SLIPWAY_IMAGE_LAYOUTS",
   imageRegistryCertDir: "SLIPWAY_REGISTRY_CERTS",
   imageCacheMaxDays: "SLIPWAY_IMAGE_CACHE_MAX_DAYS",
+  workspaceArchiveDir: "SLIPWAY_WORKSPACE_ARCHIVE_DIR",
+  workspaceIdleMinutes: "SLIPWAY_WORKSPACE_IDLE_MINUTES",
+  workspaceMaxHours: "SLIPWAY_WORKSPACE_MAX_HOURS",
   maxJobLogBytes: "SLIPWAY_MAX_JOB_LOG_BYTES",
   githubClientId: "SLIPWAY_GITHUB_CLIENT_ID",
   githubClientSecret: "SLIPWAY_GITHUB_CLIENT_SECRET",

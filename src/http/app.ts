@@ -24,6 +24,7 @@ import { sessionRoutes } from "./routes/session.js";
 import { scmRoutes } from "./routes/scm.js";
 import { systemRoutes } from "./routes/system.js";
 import { webRoutes } from "./routes/web.js";
+import { workspaceRoutes } from "./routes/workspaces.js";
 
 export const BODY_LIMIT = 256 * 1024;
 
@@ -62,7 +63,7 @@ export async function buildApp(services: Services, opts: { tls?: { cert: string;
 
   await app.register(systemRoutes, { services });
   await app.register(badgeRoutes, { services });
-  for (const routes of [sessionRoutes, accountRoutes, organizationRoutes, projectRoutes, projectCredentialRoutes, envFileKeyRoutes, hookRoutes, scmRoutes, buildRoutes, runnerApiRoutes, runnerAdminRoutes]) {
+  for (const routes of [sessionRoutes, accountRoutes, organizationRoutes, projectRoutes, projectCredentialRoutes, envFileKeyRoutes, hookRoutes, scmRoutes, buildRoutes, runnerApiRoutes, runnerAdminRoutes, workspaceRoutes]) {
     await app.register(routes, { prefix: "/api/v1", services, tls });
   }
   await app.register(webRoutes);

@@ -20,6 +20,7 @@ export interface RunningServer {
 export async function startServer(settings: Settings, log: Logger): Promise<RunningServer> {
   const services = await createServices(settings, log);
   try {
+    await services.workspaceHost.recover();
     const needsTls = !isLoopbackHost(settings.host) || Boolean(settings.tlsCertFile);
     const tls = needsTls
       ? await loadTls({ certFile: settings.tlsCertFile, keyFile: settings.tlsKeyFile, host: settings.host, slot: services.secrets.systemSlot("tls") })
@@ -36,6 +37,10 @@ export async function startServer(settings: Settings, log: Logger): Promise<Runn
       services.builds.expireLeases().catch((err: unknown) => log.error({ err }, "expiring job leases failed"));
     }, 5_000);
     sweeper.unref();
+    const workspaceSweeper = setInterval(() => {
+      services.workspaceHost.stopExpired().catch((err: unknown) => log.error({ err }, "stopping idle workspaces failed"));
+    }, 30_000);
+    workspaceSweeper.unref();
     return {
       app,
       services,
@@ -43,6 +48,7 @@ export async function startServer(settings: Settings, log: Logger): Promise<Runn
       tls,
       async close() {
         clearInterval(sweeper);
+        clearInterval(workspaceSweeper);
         await app.close();
         await services.close();
       },

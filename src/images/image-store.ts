@@ -7,6 +7,7 @@ import { z } from "zod";
 import { ImageCache } from "./image-cache.js";
 import { pushImage } from "./image-push.js";
 import { memoryDir, removeMemoryDir } from "./memory-dir.js";
+import type { Settings } from "../config/settings.js";
 import { ImageError, parseImageReference, registryLocation, type ImageReference } from "./reference.js";
 
 /** A root filesystem ready to be a sandbox's read-only lower layer. */
@@ -281,6 +282,12 @@ export function inMemoryImageStore(maxBytes = 4 * 1024 ** 3): { store: ImageStor
  * images in SLIPWAY_IMAGE_CACHE (default ~/.cache/slipway/images), local layouts in
  * SLIPWAY_IMAGE_LAYOUTS and registry CA certificates in SLIPWAY_REGISTRY_CERTS when set.
  */
+/** The image store of `slipway serve` (its embedded runner and its workspaces), as the settings place it. */
+export function serverImageStore(settings: Pick<Settings, "dataDir" | "imageCacheDir" | "imageLayoutsDir" | "imageRegistryCertDir">): ImageStore {
+  const { imageCacheDir, imageLayoutsDir, imageRegistryCertDir } = settings;
+  return new ImageStore({ cacheDir: imageCacheDir ?? path.join(settings.dataDir, "images"), ...(imageLayoutsDir && { layoutsDir: imageLayoutsDir }), ...(imageRegistryCertDir && { registryCertDir: imageRegistryCertDir }) });
+}
+
 export function imageStoreFromEnv(env: NodeJS.ProcessEnv = process.env): ImageStore {
   const cache = env.SLIPWAY_IMAGE_CACHE || path.join(env.XDG_CACHE_HOME || path.join(homedir(), ".cache"), "slipway", "images");
   return new ImageStore({ cacheDir: cache, ...(env.SLIPWAY_IMAGE_LAYOUTS && { layoutsDir: env.SLIPWAY_IMAGE_LAYOUTS }), ...(env.SLIPWAY_REGISTRY_CERTS && { registryCertDir: env.SLIPWAY_REGISTRY_CERTS }) });

@@ -114,6 +114,11 @@ export function readCommand(value: string | string[], file: ParsedFile, path: Pa
   return { kind: "argv", argv };
 }
 
+const shellQuote = (word: string): string => (/^[A-Za-z0-9_@%+=:,./-]+$/.test(word) ? word : `'${word.replace(/'/g, "'\\''")}'`);
+
+/** A command as a line of shell script: a script as it is, a list of arguments quoted. */
+export const commandScript = (command: Command): string => (command.kind === "shell" ? command.script : command.argv.map(shellQuote).join(" "));
+
 export const toList = (v: string | string[] | undefined): string[] => (v === undefined ? [] : typeof v === "string" ? [v] : v);
 
 /**

@@ -1,6 +1,6 @@
 import { posix } from "node:path";
 import { z } from "zod";
-import { envMapSchema, envNameSchema, imageSchema, readEnvMap } from "./common.js";
+import { commandScript, envMapSchema, envNameSchema, imageSchema, readEnvMap } from "./common.js";
 import type { FileSource } from "./files.js";
 import type { Command } from "./model.js";
 import { problemAt, type Problem } from "./problems.js";
@@ -162,7 +162,7 @@ function lifecycleTask(top: z.infer<typeof topSchema>, file: ParsedFile, problem
   const asScript = (value: string | string[], path: Path): string | undefined => {
     const command = readTaskCommand(typeof value === "string" ? vars(value) : value.map(vars), file, path, problems);
     if (!command) return undefined;
-    return command.kind === "shell" ? command.script : command.argv.map(shellQuote).join(" ");
+    return commandScript(command);
   };
   const init = script(CREATE);
   const command = script(START);
@@ -170,8 +170,6 @@ function lifecycleTask(top: z.infer<typeof topSchema>, file: ParsedFile, problem
   if (!first) return undefined;
   return { name: top.name ?? "devcontainer", init, command, env: {}, source: file.at([first], "key") };
 }
-
-const shellQuote = (word: string): string => (/^[A-Za-z0-9_@%+=:,./-]+$/.test(word) ? word : `'${word.replace(/'/g, "'\\''")}'`);
 
 const ON_AUTO_FORWARD: Record<string, WorkspacePort["onOpen"]> = { notify: "notify", openBrowser: "open-browser", openBrowserOnce: "open-browser", openPreview: "open-preview", silent: "ignore", ignore: "ignore" };
 

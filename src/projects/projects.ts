@@ -2,11 +2,11 @@ import { z } from "zod";
 import { actorOf, type AuditLog } from "../audit/audit-log.js";
 import type { RequestContext } from "../auth/permissions.js";
 import type { SecretBox } from "../crypto/secret-box.js";
-import { badRequest, conflict, notFound } from "../errors.js";
+import { AppError, badRequest, conflict, notFound } from "../errors.js";
 import type { Organizations } from "../orgs/organizations.js";
 import type { SecretVariables } from "../secrets/secret-variables.js";
 import type { DeployKeys } from "./deploy-keys.js";
-import { fingerprints, normalizeKnownHosts } from "./known-hosts.js";
+import { fingerprints, knownHostsName, normalizeKnownHosts, parseKnownHosts } from "./known-hosts.js";
 import type { Webhooks } from "./webhooks.js";
 import type { Executor, Store, Tx } from "../store/database.js";
 import { newId, now } from "../store/ids.js";
@@ -161,6 +161,10 @@ export class Projects {
     return this.store.db.transaction().execute(async (tx) => {
       const p = await this.find(tx, projectId);
       if (!p) throw notFound("project");
+      // Only entries naming the repository's own host are taken.
+      const host = knownHostsName(p.repositoryUrl ?? "");
+      const strangers = parseKnownHosts(knownHosts).entries.filter((e) => !host || !e.hosts.includes(host));
+      if (strangers.length) throw new AppError(400, "wrong_host", `line ${strangers[0]!.line}: the entry does not name the repository's host ${host ?? "(the project has no SSH repository URL)"}`);
       // Conditional, so that of two clones reporting at once only the first pins.
       const res = await tx.updateTable("projects").set({ known_hosts: text, known_hosts_confirmed: 0 }).where("id", "=", projectId).where("known_hosts", "is", null).executeTakeFirst();
       if (Number(res.numUpdatedRows) !== 1) return false;

@@ -27,12 +27,24 @@ export const HARDENED_GIT_CONFIG = ["core.hooksPath=/dev/null", "protocol.file.a
 
 export const hardenedGit = (...args: string[]): string[] => ["git", ...HARDENED_GIT_CONFIG.flatMap((c) => ["-c", c]), ...args];
 
-/** The clone of a job's branch or tag into /workspace; submodules only on request (not yet offered). */
-export function cloneArgv(job: Pick<LeasedJob, "repositoryUrl" | "branch" | "tag">): string[] {
+/** What to clone: a repository and a branch or tag (the default branch without either), at a commit if given. */
+export type CloneRef = Pick<LeasedJob, "repositoryUrl" | "branch" | "tag"> & { commit?: string | null };
+
+/**
+ * The clone of a branch or tag into /workspace, shallow unless `depth` is "full" (a developer's
+ * workspace wants the history); submodules only on request (not yet offered).
+ */
+export function cloneArgv(job: CloneRef, depth: number | "full" = CLONE_DEPTH): string[] {
   if (!job.repositoryUrl) throw new CheckoutError("the project has no repository URL to clone; set one in the project's settings");
   const ref = job.branch ?? job.tag;
   // `--` keeps a URL from ever being read as an option, whatever the validation upstream let through.
-  return hardenedGit("clone", "--no-recurse-submodules", "--depth", String(CLONE_DEPTH), ...(ref ? ["--branch", ref] : []), "--", job.repositoryUrl, WORKSPACE);
+  return hardenedGit("clone", "--no-recurse-submodules", ...(depth === "full" ? [] : ["--depth", String(depth)]), ...(ref ? ["--branch", ref] : []), "--", job.repositoryUrl, WORKSPACE);
+}
+
+/** How a clone gets at the repository: the project's deploy key and pinned host keys, and where to report keys seen first. */
+export interface RepositoryAccess {
+  credentials(): Promise<CheckoutCredentials>;
+  pinHostKeys(knownHosts: string): Promise<void>;
 }
 
 /**
@@ -71,6 +83,7 @@ export class CheckoutError extends Error {}
 export interface GitCheckoutOptions {
   /** Limit for each git command (default 10 minutes). */
   timeoutMs?: number;
+  depth?: number | "full";
   /** The job's cancel: kills the git command running in the sandbox. */
   signal?: AbortSignal;
 }
@@ -82,18 +95,19 @@ export interface GitCheckoutOptions {
  * The git host must show its pinned key; when none is pinned, the key this clone saw is reported
  * to be pinned (trust on first use).
  */
-export async function gitCheckout(call: RunnerCall, job: LeasedJob, sandbox: Sandbox, opts: GitCheckoutOptions = {}): Promise<void> {
-  const argv = cloneArgv(job);
+export async function gitCheckout(access: RepositoryAccess, job: CloneRef, sandbox: Sandbox, opts: GitCheckoutOptions = {}): Promise<string> {
+  const argv = cloneArgv(job, opts.depth);
   const url = job.repositoryUrl!;
   const ssh = usesSsh(url);
-  const credentials = ssh ? await call<CheckoutCredentials>(`/runner/jobs/${job.jobId}/checkout`, {}) : undefined;
+  const credentials = ssh ? await access.credentials() : undefined;
   const git = new SandboxGit(sandbox, url, credentials, opts);
   let failure: unknown;
   try {
     if (credentials) await git.installKey();
     await git.run(argv);
     if (job.commit) await git.detachAt(job.commit);
-    if (credentials?.knownHosts === null) await call(`/runner/jobs/${job.jobId}/known-hosts`, { knownHosts: await git.seenHostKeys() });
+    if (credentials?.knownHosts === null) await access.pinHostKeys(await git.seenHostKeys());
+    return (await git.run(["git", "-C", WORKSPACE, "rev-parse", "HEAD"])).trim();
   } catch (err) {
     failure = err;
     throw err;
@@ -156,8 +170,13 @@ export function parseLsRemote(out: string): Record<string, string> {
 /** The Runner's `checkout` for cloning with deploy keys through its own API client. */
 export const gitCheckoutFor =
   (runner: { call<T>(path: string, body: unknown): Promise<T> }, opts: GitCheckoutOptions = {}) =>
-  (job: LeasedJob, sandbox: Sandbox, signal?: AbortSignal): Promise<void> =>
-    gitCheckout((path, body) => runner.call(path, body), job, sandbox, { ...opts, signal: signal ?? opts.signal });
+  async (job: LeasedJob, sandbox: Sandbox, signal?: AbortSignal): Promise<void> => {
+    const access: RepositoryAccess = {
+      credentials: () => runner.call<CheckoutCredentials>(`/runner/jobs/${job.jobId}/checkout`, {}),
+      pinHostKeys: (knownHosts) => runner.call(`/runner/jobs/${job.jobId}/known-hosts`, { knownHosts }),
+    };
+    await gitCheckout(access, job, sandbox, { ...opts, signal: signal ?? opts.signal });
+  };
 
 class SandboxGit {
   private readonly env: Record<string, string>;

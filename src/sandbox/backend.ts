@@ -1,4 +1,4 @@
-import type { Readable } from "node:stream";
+import type { Readable, Writable } from "node:stream";
 import type { NetworkPolicy } from "./network.js";
 
 /**
@@ -77,7 +77,8 @@ export interface Exec {
 export interface ExecIO {
   /** A stream is piped in (and should end); a buffer or string is written whole. */
   stdin?: Buffer | string | Readable;
-  stdout?(chunk: Buffer): void;
+  /** Each chunk as it comes; or a stream it is piped into (with backpressure), which is ended after the last. */
+  stdout?: ((chunk: Buffer) => void) | Writable;
   stderr?(chunk: Buffer): void;
 }
 

@@ -20,6 +20,7 @@ import * as m013 from "./migrations/013_scm_connections.js";
 import * as m014 from "./migrations/014_repository_polls.js";
 import * as m015 from "./migrations/015_project_host_key_confirmation.js";
 import * as m016 from "./migrations/016_project_badges.js";
+import * as m017 from "./migrations/017_workspaces.js";
 
 export type Db = Kysely<Database>;
 export type Tx = Transaction<Database>;
@@ -44,6 +45,7 @@ const migrations: Record<string, Migration> = {
   "014_repository_polls": m014,
   "015_project_host_key_confirmation": m015,
   "016_project_badges": m016,
+  "017_workspaces": m017,
 };
 
 export interface Store {

@@ -306,6 +306,37 @@ export interface RunnersTable {
   last_seen_at: string | null;
 }
 
+export interface WorkspacesTable {
+  id: string;
+  owner_id: string;
+  project_id: string;
+  repository_url: string;
+  ref: string | null;
+  commit_sha: string | null;
+  state: string;
+  reason: string | null;
+  /** The WorkspaceConfig it was opened with (JSON), once read from the clone. */
+  config: string | null;
+  /** The config's findings (JSON list of problems). */
+  problems: string;
+  initialized: number;
+  /** The storage name of its encrypted /workspace archive, once stopped. */
+  archive: string | null;
+  archive_bytes: number | null;
+  created_at: string;
+  started_at: string | null;
+  stopped_at: string | null;
+  last_activity_at: string;
+}
+
+export interface WorkspaceTransitionsTable {
+  workspace_id: string;
+  seq: number;
+  state: string;
+  reason: string | null;
+  at: string;
+}
+
 export interface Database {
   users: UsersTable;
   recovery_codes: RecoveryCodesTable;
@@ -335,4 +366,6 @@ export interface Database {
   scm_sign_ins: ScmSignInsTable;
   repository_links: RepositoryLinksTable;
   repository_polls: RepositoryPollsTable;
+  workspaces: WorkspacesTable;
+  workspace_transitions: WorkspaceTransitionsTable;
 }

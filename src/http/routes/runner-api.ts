@@ -6,7 +6,7 @@ import { commitIdSchema } from "../../builds/events.js";
 import { LogGapError } from "../../builds/job-logs.js";
 import { stepReportSchema } from "../../builds/job-steps.js";
 import { AppError } from "../../errors.js";
-import { knownHostsName, knownHostsSchema, parseKnownHosts } from "../../projects/known-hosts.js";
+import { knownHostsSchema } from "../../projects/known-hosts.js";
 import { usesSsh } from "../../runner/git-checkout.js";
 import { POLL_REPORT_BODY_LIMIT, pollReportSchema } from "../../scm/poll-report.js";
 import { secretNameSchema } from "../../secrets/secret-variables.js";
@@ -190,17 +190,10 @@ export const runnerApiRoutes: FastifyPluginAsyncZod<{ services: Services }> = as
     },
     async (request) => {
       const { projectId } = await builds.leasedJob(runnerId(request), request.params.jobId);
-      return { pinned: await pinFirstSeen(projectId, runnerId(request), request.body.knownHosts) };
+      return { pinned: await services.projects.pinFirstSeenHostKeys(projectId, runnerId(request), request.body.knownHosts) };
     },
   );
 
-  /** Trust on first use, for a clone or a poll: only entries naming the repository's own host. */
-  async function pinFirstSeen(projectId: string, runner: string, knownHosts: string): Promise<boolean> {
-    const host = knownHostsName((await services.projects.get(projectId)).repositoryUrl ?? "");
-    const strangers = parseKnownHosts(knownHosts).entries.filter((e) => !host || !e.hosts.includes(host));
-    if (strangers.length) throw new AppError(400, "wrong_host", `line ${strangers[0]!.line}: the entry does not name the repository's host ${host ?? "(the project has no SSH repository URL)"}`);
-    return services.projects.pinFirstSeenHostKeys(projectId, runner, knownHosts);
-  }
 
   app.post(
     "/runner/polls/lease",
@@ -240,7 +233,7 @@ export const runnerApiRoutes: FastifyPluginAsyncZod<{ services: Services }> = as
       const { projectId } = request.params;
       await services.scm.polls.assertHeld(runnerId(request), projectId);
       const body = request.body;
-      if ("refs" in body && body.knownHosts !== undefined) await pinFirstSeen(projectId, runnerId(request), body.knownHosts);
+      if ("refs" in body && body.knownHosts !== undefined) await services.projects.pinFirstSeenHostKeys(projectId, runnerId(request), body.knownHosts);
       return services.scm.polls.report(runnerId(request), projectId, "refs" in body ? { refs: body.refs } : body);
     },
   );

@@ -1,0 +1,279 @@
+import { PassThrough } from "node:stream";
+import type { Logger } from "pino";
+import { maskText } from "../crypto/masking.js";
+import type { ImageStore } from "../images/image-store.js";
+import { memoryFiles } from "../pipeline/files.js";
+import { limits as configLimits } from "../pipeline/problems.js";
+import { dockerfilePath } from "../pipeline/image-builds.js";
+import { configFileNames } from "../pipeline/load.js";
+import { readWorkspaceConfig, workspaceConfigFileNames } from "../pipeline/workspace-load.js";
+import type { WorkspaceConfig, WorkspaceImage } from "../pipeline/workspace-model.js";
+import { WORKSPACE, type Sandbox, type SandboxBackend, type SandboxLimits, type SandboxSpec } from "../sandbox/backend.js";
+import type { NetworkPolicy } from "../sandbox/network.js";
+import { gitCheckout, hardenedGit, type RepositoryAccess } from "../runner/git-checkout.js";
+import { archiveName, restoreWorkspace, saveWorkspace } from "./archive.js";
+import type { ArchiveStorage } from "./archive-storage.js";
+import { taskScript, TaskRun, type TaskStatus } from "./tasks.js";
+import { LIVE_STATES, type Workspace, type Workspaces } from "./workspaces.js";
+
+export interface WorkspaceHostOptions {
+  /** The sandbox backend, made on first use: a machine that cannot run sandboxes fails the start, not the server. */
+  backend(): SandboxBackend;
+  images?: ImageStore;
+  storage: ArchiveStorage;
+  network: NetworkPolicy;
+  limits?: Partial<SandboxLimits>;
+  /** The deploy key and pinned host keys of a workspace's project. */
+  access(ws: Workspace): RepositoryAccess;
+  /** Variables the workspace's tasks and terminals get (user and project variables), and which of them are secret. */
+  variables?(ws: Workspace): Promise<{ env: Record<string, string>; secrets: string[] }>;
+  /** A running workspace unused this long is stopped. */
+  idleMs: number;
+  /** A running workspace is stopped this long after it started. */
+  maxLifetimeMs: number;
+  log: Logger;
+}
+
+interface Live {
+  /** Replaced once, when a clone moves into the workspace's image. */
+  sandbox: Sandbox;
+  tasks: TaskRun[];
+  secrets: string[];
+}
+
+/** Time a workspace's git commands and archive steps may take, each. */
+const GIT_TIMEOUT_MS = 10 * 60_000;
+
+/**
+ * Runs workspaces on this machine: a long-lived sandbox each, its /workspace cloned on the first
+ * start and restored from its encrypted archive on the next, its tasks started; on stop,
+ * /workspace archived, encrypted, stored, and the sandbox destroyed. Every step shows in the
+ * workspace's state.
+ */
+export class WorkspaceHost {
+  private readonly live = new Map<string, Live>();
+  private readonly starting = new Map<string, Promise<void>>();
+  private readonly stopping = new Map<string, Promise<void>>();
+
+  constructor(
+    private readonly workspaces: Workspaces,
+    private readonly opts: WorkspaceHostOptions,
+  ) {}
+
+  /**
+   * A server that starts finds no sandbox of an earlier run alive: workspaces it left running
+   * failed, with what was archived at their last stop kept for the next start.
+   */
+  async recover(): Promise<void> {
+    for (const ws of await this.workspaces.listIn(LIVE_STATES)) {
+      const reason = `the server stopped while the workspace was ${ws.state}; changes since its last stop are lost. Start it again to resume${ws.archiveBytes === null ? " (it will be cloned afresh)" : " from its last stop"}`;
+      await this.workspaces.transition(ws.id, LIVE_STATES, "failed", { reason }).catch(() => undefined);
+    }
+  }
+
+  /** Starts a pending workspace in the background; its state says how it goes. */
+  start(id: string): void {
+    const run = this.run(id)
+      .catch((err: Error) => this.fail(id, err))
+      .finally(() => this.starting.delete(id));
+    this.starting.set(id, run);
+  }
+
+  /** Waits for the start under way, if any (tests, shutdown). */
+  async settled(id: string): Promise<void> {
+    await this.starting.get(id);
+    await this.stopping.get(id);
+  }
+
+  tasks(id: string): TaskStatus[] {
+    return this.live.get(id)?.tasks.map((t) => t.status()) ?? [];
+  }
+
+  /** The sandbox of a running workspace, for its terminals. */
+  sandboxOf(id: string): Sandbox | undefined {
+    return this.live.get(id)?.sandbox;
+  }
+
+  private async run(id: string): Promise<void> {
+    let ws = await this.workspaces.transition(id, ["pending"], "creating");
+    const vars = (await this.opts.variables?.(ws)) ?? { env: {}, secrets: [] };
+    const archive = await this.workspaces.archiveOf(id);
+    // A clone is made on the host image, where git is, and then moved into the workspace's image.
+    let sandbox = await this.sandbox(archive ? ws.config!.image : { kind: "image", ref: "host" });
+    const live: Live = { sandbox, tasks: [], secrets: vars.secrets };
+    this.live.set(id, live);
+    ws = await this.workspaces.transition(id, ["creating"], "initializing");
+    let config = ws.config;
+    let facts: Parameters<Workspaces["transition"]>[3] = {};
+    if (archive) {
+      await restoreWorkspace(sandbox, await this.workspaces.key(id, "archive"), this.opts.storage, archive);
+    } else {
+      const commit = await gitCheckout(this.opts.access(ws), { repositoryUrl: ws.repositoryUrl, branch: ws.ref, tag: null }, sandbox, { depth: "full", timeoutMs: GIT_TIMEOUT_MS });
+      facts = { commit };
+      if (!config) {
+        const read = await readConfigIn(sandbox);
+        if (!read.config) throw new Error(`the workspace config has errors: ${read.problems.filter((p) => p.severity === "error").map((p) => `${p.file}:${p.line}:${p.col}: ${p.message}`).join("; ")}`);
+        config = read.config;
+        facts = { ...facts, config, problems: read.problems };
+      }
+      if (!isHost(config.image)) live.sandbox = sandbox = await this.moveTo(sandbox, config.image);
+    }
+    await this.prepare(sandbox, config!);
+    const env = { ...config!.env, ...vars.env };
+    const cwd = config!.location ? `${WORKSPACE}/${config!.location}` : WORKSPACE;
+    for (const task of config!.tasks) {
+      const script = taskScript(task, !ws.initialized);
+      if (script) live.tasks.push(new TaskRun(task.name, sandbox, script, { ...env, ...task.env }, cwd, (t) => maskText(live.secrets, t)));
+    }
+    await this.workspaces.transition(id, ["initializing"], "running", { ...facts, initialized: true });
+  }
+
+  private async fail(id: string, err: Error): Promise<void> {
+    const live = this.live.get(id);
+    this.live.delete(id);
+    await live?.sandbox.destroy();
+    this.opts.log.warn({ err, workspace: id }, "workspace failed to start");
+    const reason = maskText(live?.secrets ?? [], err.message);
+    await this.workspaces.transition(id, ["pending", ...LIVE_STATES], "failed", { reason }).catch(() => undefined);
+  }
+
+  /**
+   * Stops a workspace: its /workspace is archived and stored, then its sandbox is destroyed. If
+   * the archive cannot be written, the workspace keeps running (nothing is lost) and this fails.
+   */
+  stop(id: string, reason: string | null = null): Promise<void> {
+    let stopping = this.stopping.get(id);
+    if (!stopping) {
+      stopping = this.archiveAndStop(id, reason).finally(() => this.stopping.delete(id));
+      this.stopping.set(id, stopping);
+    }
+    return stopping;
+  }
+
+  private async archiveAndStop(id: string, reason: string | null): Promise<void> {
+    // A stop during the start waits for it: then there is a whole workspace to archive, or none.
+    await this.starting.get(id);
+    const before = await this.workspaces.transition(id, ["running"], "stopping", { reason });
+    const live = this.live.get(id);
+    if (!live) {
+      await this.workspaces.transition(id, ["stopping"], "stopped", { reason });
+      return;
+    }
+    const name = archiveName(id);
+    try {
+      const bytes = await saveWorkspace(live.sandbox, await this.workspaces.key(id, "archive"), this.opts.storage, name);
+      const previous = await this.workspaces.archiveOf(id);
+      await this.workspaces.transition(id, ["stopping"], "stopped", { reason, archive: { name, bytes } });
+      if (previous) await this.opts.storage.delete(previous);
+    } catch (err) {
+      await this.workspaces.transition(id, ["stopping"], "running", { reason: `could not stop: ${(err as Error).message}; the workspace keeps running`, initialized: before.initialized });
+      throw err;
+    }
+    this.live.delete(id);
+    await live.sandbox.destroy();
+  }
+
+  /** Destroys a workspace's sandbox without saving anything (the workspace is being deleted). */
+  async discard(id: string): Promise<void> {
+    await this.starting.get(id);
+    const live = this.live.get(id);
+    this.live.delete(id);
+    await live?.sandbox.destroy();
+  }
+
+  /**
+   * Stops the running workspaces that were not used for the idle time, or ran for the longest
+   * time allowed (the server calls this every little while). Returns those it stopped.
+   */
+  async stopExpired(now = Date.now()): Promise<string[]> {
+    const stopped: string[] = [];
+    for (const id of [...this.live.keys()]) {
+      const ws = await this.workspaces.get(id).catch(() => undefined);
+      if (ws?.state !== "running") continue;
+      const idle = now - Date.parse(ws.lastActivityAt) >= this.opts.idleMs;
+      const old = ws.startedAt !== null && now - Date.parse(ws.startedAt) >= this.opts.maxLifetimeMs;
+      if (!idle && !old) continue;
+      const reason = idle ? `stopped after ${Math.round(this.opts.idleMs / 60_000)} minutes without use` : `stopped after running for ${Math.round(this.opts.maxLifetimeMs / 3_600_000)} hours, the longest a workspace may run at once`;
+      await this.stop(id, reason).then(
+        () => stopped.push(id),
+        (err: Error) => this.opts.log.error({ err, workspace: id }, "stopping an expired workspace failed"),
+      );
+    }
+    return stopped;
+  }
+
+  /** Removes a stored archive (of a workspace being deleted, whose key is gone already). */
+  removeArchive(name: string): Promise<void> {
+    return this.opts.storage.delete(name);
+  }
+
+  /** Stops every running workspace, archiving each (server shutdown). */
+  async close(): Promise<void> {
+    await Promise.allSettled([...this.starting.values()]);
+    await Promise.allSettled([...this.live.keys()].map((id) => this.stop(id, "the server shut down")));
+  }
+
+  private async sandbox(image: WorkspaceImage): Promise<Sandbox> {
+    const spec: SandboxSpec = { image: { kind: "host" }, network: this.opts.network, limits: this.opts.limits, hostname: "workspace" };
+    if (!isHost(image)) {
+      if (image.kind === "build") throw new Error("building the workspace image from a Dockerfile is not supported yet; name an image instead");
+      if (!this.opts.images) throw new Error(`image ${image.ref}: this server has no image store; use image: host`);
+      const resolved = await this.opts.images.resolve(image.ref);
+      spec.image = { kind: "rootfs", path: resolved.rootfs };
+      spec.env = resolved.env;
+    }
+    return this.opts.backend().create(spec);
+  }
+
+  /** A sandbox of the config's image holding the clone made in `from`, which goes. */
+  private async moveTo(from: Sandbox, image: WorkspaceImage): Promise<Sandbox> {
+    const to = await this.sandbox(image);
+    try {
+      const pipe = new PassThrough();
+      const [packed, unpacked] = await Promise.all([
+        from.exec({ argv: ["tar", "-C", WORKSPACE, "-cf", "-", "."], timeoutMs: GIT_TIMEOUT_MS }, { stdout: pipe }),
+        to.exec({ argv: ["tar", "--no-same-owner", "-C", WORKSPACE, "-xpf", "-"], timeoutMs: GIT_TIMEOUT_MS }, { stdin: pipe }),
+      ]);
+      if (packed.code !== 0 || unpacked.code !== 0) throw new Error(`the clone could not be moved into the workspace image (tar exit ${packed.code}/${unpacked.code}); the image needs tar`);
+      await from.destroy();
+      return to;
+    } catch (err) {
+      await to.destroy();
+      throw err;
+    }
+  }
+
+  /** Git settings the config asks for (Gitpod's gitConfig), as the workspace user's own. */
+  private async prepare(sandbox: Sandbox, config: WorkspaceConfig): Promise<void> {
+    for (const [key, value] of Object.entries(config.gitConfig)) {
+      const status = await sandbox.exec({ argv: hardenedGit("config", "--global", "--", key, value), timeoutMs: 30_000 });
+      if (status.code !== 0) throw new Error(`git config ${key} failed (exit ${status.code}); is git in the workspace image?`);
+    }
+  }
+}
+
+const isHost = (image: WorkspaceImage): boolean => image.kind === "image" && image.ref === "host";
+
+/** The candidates for a workspace config, read from the clone; a link out of /workspace is not followed. */
+async function readConfigIn(sandbox: Sandbox): Promise<ReturnType<typeof readWorkspaceConfig>> {
+  const names = [...configFileNames.slipway, ...workspaceConfigFileNames.gitpod, ...workspaceConfigFileNames.devcontainer];
+  const files: Record<string, string> = {};
+  for (const name of names) {
+    const text = await readRepoFile(sandbox, name);
+    if (text !== undefined) files[name] = text;
+  }
+  const first = readWorkspaceConfig(memoryFiles(files));
+  const image = first.config?.image;
+  if (image?.kind !== "build") return first;
+  const dockerfile = dockerfilePath(image.build);
+  const text = await readRepoFile(sandbox, dockerfile);
+  return text === undefined ? first : readWorkspaceConfig(memoryFiles({ ...files, [dockerfile]: text }));
+}
+
+/** A file of the clone, up to one byte past the config size limit (the reader then says it is too large). */
+async function readRepoFile(sandbox: Sandbox, name: string): Promise<string | undefined> {
+  const script = 'f=$(realpath -e -- "$1" 2>/dev/null) || exit 3; case "$f" in /workspace/*) [ -f "$f" ] && exec head -c "$2" -- "$f" ;; esac; exit 3';
+  const out: Buffer[] = [];
+  const status = await sandbox.exec({ argv: ["/bin/sh", "-c", script, "read", name, String(configLimits.fileBytes + 1)], cwd: WORKSPACE, timeoutMs: 30_000 }, { stdout: (d) => out.push(d) });
+  return status.code === 0 ? Buffer.concat(out).toString("utf8") : undefined;
+}

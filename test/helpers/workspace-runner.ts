@@ -1,0 +1,219 @@
+import { createHash, randomBytes } from "node:crypto";
+import { lstatSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import type { Sandbox } from "../../src/sandbox/backend.js";
+import type { BwrapSandbox } from "../../src/sandbox/bwrap-backend.js";
+import { projectAtGitServer } from "./clone-runner.js";
+import { createUser, signIn, startHarness, type Client, type Harness } from "./harness.js";
+import { sh } from "./sandbox-network.js";
+
+// The entry point of a process run inside the test's "runner" network namespace (see
+// runModuleInNetns): a real Slipway server whose workspaces clone over SSH from the git server
+// in the "services" namespace, driven through its API, and looked at from inside and outside.
+
+export interface WorkspaceRunInput {
+  repositoryUrl: string;
+  authorizedKeys: string;
+  layoutsDir: string;
+}
+
+export interface Seen {
+  state: string;
+  reason: string | null;
+  commit: string | null;
+  archiveBytes: number | null;
+  transitions: string[];
+  tasks: Array<{ name: string; state: string; output: string }>;
+  configFormat: string | null;
+  problems: string[];
+}
+
+export interface WorkspaceRunOutput {
+  commits: { opened: string | null };
+  opened: Seen;
+  inside: { hello: string; initRuns: number; osRelease: string; key: string; whoami: string };
+  p26: { status: string; hostUids: number[]; hostUid: number };
+  stopped: Seen;
+  /** Files of the data dir holding any of the plaintext markers. */
+  plaintextIn: string[];
+  /** The same search with a marker written in the clear, as the control. */
+  controlFoundIn: string[];
+  resumed: Seen;
+  afterResume: { markerIntact: boolean; initRuns: number; hello: string };
+  tampered: Seen;
+  retried: Seen;
+  retriedMarkerIntact: boolean;
+  others: { get: number; stop: number; events: number; delete: number; list: number; open: number; openCode: string };
+  p19: { otherSeesProcess: string; otherSeesFile: string; otherReachesPort: string; ownReachesPort: string; uids: [number, number] };
+  deleted: { status: number; get: number; archiveFilesLeft: number };
+}
+
+async function until(client: Client, id: string, states: string[], timeoutMs = 120_000): Promise<Seen> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const res = await client.get(`/api/v1/workspaces/${id}`);
+    const ws = res.json();
+    if (states.includes(ws.state)) {
+      return {
+        state: ws.state,
+        reason: ws.reason,
+        commit: ws.commit,
+        archiveBytes: ws.archiveBytes,
+        transitions: ws.transitions.map((t: { state: string }) => t.state),
+        tasks: ws.tasks.map((t: { name: string; state: string; output: string }) => ({ name: t.name, state: t.state, output: t.output })),
+        configFormat: ws.config?.format ?? null,
+        problems: ws.problems.map((p: { file: string; line: number; col: number; message: string }) => `${p.file}:${p.line}:${p.col}: ${p.message}`),
+      };
+    }
+    if (Date.now() > deadline) throw new Error(`workspace ${id} stayed ${ws.state} (${ws.reason ?? ""})`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** Files under `dir` whose bytes contain any of `needles`. */
+function filesContaining(dir: string, needles: Buffer[]): string[] {
+  const found: string[] = [];
+  const walk = (d: string) => {
+    for (const entry of readdirSync(d)) {
+      const p = path.join(d, entry);
+      const st = lstatSync(p);
+      if (st.isDirectory()) walk(p);
+      else if (st.isFile()) {
+        const bytes = readFileSync(p);
+        if (needles.some((n) => bytes.includes(n))) found.push(path.relative(dir, p));
+      }
+    }
+  };
+  walk(dir);
+  return found;
+}
+
+const archiveDir = (h: Harness) => path.join(h.dataDir, "workspaces");
+const archiveFiles = (h: Harness) => readdirSync(archiveDir(h));
+const sandboxOf = (h: Harness, id: string): Sandbox => {
+  const s = h.services.workspaceHost.sandboxOf(id);
+  if (!s) throw new Error(`workspace ${id} has no sandbox`);
+  return s;
+};
+const out = async (s: Sandbox, script: string) => (await sh(s, script)).out.trim();
+
+export async function main(input: WorkspaceRunInput): Promise<WorkspaceRunOutput> {
+  const h = await startHarness({ imageLayoutsDir: input.layoutsDir });
+  try {
+    await createUser(h, "owner@example.com");
+    await createUser(h, "other@example.com");
+    const owner = await signIn(h, "owner@example.com");
+    const other = await signIn(h, "other@example.com");
+    const project = await projectAtGitServer(owner, "app", input.repositoryUrl, input.authorizedKeys);
+
+    const created = await owner.post("/api/v1/workspaces", { repository: input.repositoryUrl.replace(/\.git$/, "") + ".git", ref: "main" });
+    if (created.statusCode !== 201) throw new Error(`open: ${created.statusCode} ${created.body}`);
+    const id = created.json().id as string;
+    const opened = await until(owner, id, ["running", "failed"]);
+    if (opened.state !== "running") throw new Error(`the workspace failed: ${opened.reason}`);
+    let s = sandboxOf(h, id);
+    // The task's command keeps running; its file shows that before and command ran, in one shell.
+    for (let i = 0; i < 100 && (await sh(s, "test -s /workspace/hello.txt")).code !== 0; i++) await new Promise((r) => setTimeout(r, 50));
+    const inside = {
+      hello: await out(s, "cat /workspace/hello.txt"),
+      initRuns: Number(await out(s, "grep -c init-ran /workspace/init.log")),
+      osRelease: await out(s, ". /etc/os-release && echo $ID-$VERSION_CODENAME"),
+      key: await out(s, "ls -A /home/build/.ssh 2>/dev/null | wc -l"),
+      whoami: await out(s, "id -u"),
+    };
+    const marker = `${"sleep"}\0${40 + (randomBytes(2).readUInt16BE(0) % 1000)}`;
+    const sleeping = sh(s, `exec sleep ${marker.split("\0")[1]}`, 60_000).catch(() => undefined);
+    await new Promise((r) => setTimeout(r, 300));
+    const pids = readdirSync("/proc").filter((p) => /^\d+$/.test(p) && (() => { try { return readFileSync(`/proc/${p}/cmdline`, "utf8").startsWith(marker); } catch { return false; } })());
+    const hostUids = pids.map((p) => Number(readFileSync(`/proc/${p}/status`, "utf8").split("\n").find((l) => l.startsWith("Uid:"))!.split(/\s+/)[1]));
+    const p26 = { status: await out(s, "grep -E '^(CapEff|NoNewPrivs|Seccomp):' /proc/self/status"), hostUids, hostUid: (s as BwrapSandbox).hostUid };
+
+    // P16 markers: random bytes no compressor can shrink away, and an environment-looking line.
+    const secretFile = randomBytes(96 * 1024).toString("base64");
+    await s.writeFile("/workspace/secret.txt", secretFile);
+    const digest = createHash("sha256").update(secretFile).digest("hex");
+    const needles = [secretFile.slice(1000, 1064), secretFile.slice(50_000, 50_064)].map((n) => Buffer.from(n));
+
+    // Others: a user with no part in the project sees nothing of the workspace and cannot open one.
+    const others = {
+      get: (await other.get(`/api/v1/workspaces/${id}`)).statusCode,
+      stop: (await other.post(`/api/v1/workspaces/${id}/stop`)).statusCode,
+      events: (await other.get(`/api/v1/workspaces/${id}/events`)).statusCode,
+      delete: (await other.delete(`/api/v1/workspaces/${id}`)).statusCode,
+      list: (await other.get("/api/v1/workspaces")).json().workspaces.length,
+      open: 0,
+      openCode: "",
+    };
+    const refused = await other.post("/api/v1/workspaces", { repository: project });
+    others.open = refused.statusCode;
+    others.openCode = refused.json().error?.code;
+
+    // P19: the other user's own workspace of their own project on the same repository.
+    await other.post("/api/v1/orgs", { name: "others" });
+    const otherProject = await projectAtGitServer(other, "theirs", input.repositoryUrl, input.authorizedKeys);
+    const otherId = (await other.post("/api/v1/workspaces", { repository: otherProject })).json().id as string;
+    const otherSeen = await until(other, otherId, ["running", "failed"]);
+    if (otherSeen.state !== "running") throw new Error(`the other workspace failed: ${otherSeen.reason}`);
+    const t = sandboxOf(h, otherId);
+    // The workspace image is Debian's minbase: perl-base is what it has for sockets.
+    const serving = sh(s, `exec perl -MIO::Socket::INET -e '$s = IO::Socket::INET->new(LocalAddr => "0.0.0.0", LocalPort => 8765, Listen => 5, ReuseAddr => 1) or die; while ($c = $s->accept) { print $c "hi\\n"; close $c }'`, 60_000).catch(() => undefined);
+    const probe = (x: Sandbox) => out(x, `perl -MIO::Socket::INET -e '$c = IO::Socket::INET->new(PeerAddr => "127.0.0.1", PeerPort => 8765, Timeout => 2); print $c ? "reached" : "refused"'`);
+    let ownReachesPort = "";
+    for (let i = 0; i < 50 && ownReachesPort !== "reached"; i++) {
+      ownReachesPort = await probe(s);
+      if (ownReachesPort !== "reached") await new Promise((r) => setTimeout(r, 100));
+    }
+    const p19 = {
+      otherSeesProcess: await out(t, "grep -l 'Local[P]ort' /proc/[0-9]*/cmdline 2>/dev/null | wc -l"),
+      otherSeesFile: await out(t, "test -e /workspace/secret.txt && echo visible || echo absent"),
+      otherReachesPort: await probe(t),
+      ownReachesPort,
+      uids: [(s as BwrapSandbox).hostUid, (t as BwrapSandbox).hostUid] as [number, number],
+    };
+
+    const stopRes = await owner.post(`/api/v1/workspaces/${id}/stop`);
+    if (stopRes.statusCode !== 200) throw new Error(`stop: ${stopRes.statusCode} ${stopRes.body}`);
+    await Promise.all([sleeping, serving]);
+    const stopped = await until(owner, id, ["stopped"]);
+    const plaintextIn = filesContaining(h.dataDir, needles);
+    writeFileSync(path.join(h.dataDir, "control.txt"), secretFile);
+    const controlFoundIn = filesContaining(h.dataDir, needles);
+
+    await owner.post(`/api/v1/workspaces/${id}/start`);
+    const resumed = await until(owner, id, ["running", "failed"]);
+    s = sandboxOf(h, id);
+    for (let i = 0; i < 100 && (await sh(s, "test -s /workspace/hello.txt")).code !== 0; i++) await new Promise((r) => setTimeout(r, 50));
+    const afterResume = {
+      markerIntact: (await out(s, "sha256sum /workspace/secret.txt | cut -d' ' -f1")) === digest,
+      initRuns: Number(await out(s, "grep -c init-ran /workspace/init.log")),
+      hello: await out(s, "cat /workspace/hello.txt"),
+    };
+
+    // A flipped byte in the stored archive: the start fails loudly, and the workspace stays for a retry.
+    await owner.post(`/api/v1/workspaces/${id}/stop`);
+    await until(owner, id, ["stopped"]);
+    const [archive] = archiveFiles(h);
+    const file = path.join(archiveDir(h), archive!);
+    const bytes = readFileSync(file);
+    const at = Math.floor(bytes.length / 2);
+    bytes[at] = bytes[at]! ^ 0x01;
+    writeFileSync(file, bytes);
+    await owner.post(`/api/v1/workspaces/${id}/start`);
+    const tampered = await until(owner, id, ["running", "failed"]);
+    bytes[at] = bytes[at]! ^ 0x01;
+    writeFileSync(file, bytes);
+    await owner.post(`/api/v1/workspaces/${id}/start`);
+    const retried = await until(owner, id, ["running", "failed"]);
+    const retriedMarkerIntact = retried.state === "running" && (await out(sandboxOf(h, id), "sha256sum /workspace/secret.txt | cut -d' ' -f1")) === digest;
+
+    await owner.post(`/api/v1/workspaces/${id}/stop`);
+    await until(owner, id, ["stopped"]);
+    const del = await owner.delete(`/api/v1/workspaces/${id}`);
+    const deleted = { status: del.statusCode, get: (await owner.get(`/api/v1/workspaces/${id}`)).statusCode, archiveFilesLeft: archiveFiles(h).length };
+    await other.delete(`/api/v1/workspaces/${otherId}`);
+
+    return { commits: { opened: opened.commit }, opened: { ...opened }, inside, p26, stopped, plaintextIn, controlFoundIn, resumed, afterResume, tampered, retried, retriedMarkerIntact, others, p19, deleted };
+  } finally {
+    await h.close();
+  }
+}

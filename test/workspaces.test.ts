@@ -1,0 +1,96 @@
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startGitLab, type GitLab } from "./helpers/git-lab.js";
+import { runModuleInNetns } from "./helpers/sandbox-network.js";
+import { testLayoutsDir } from "./helpers/test-image.js";
+import type { WorkspaceRunInput, WorkspaceRunOutput } from "./helpers/workspace-runner.js";
+
+// Workspaces end to end: a real server in the test's network namespace opens workspaces of a
+// repository served over SSH by a real sshd, in real sandboxes of the Debian test image; stops
+// them into encrypted archives and resumes them. No packet leaves loopback and the test's namespaces.
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const isRoot = process.getuid?.() === 0;
+
+const CONFIG = `image: host
+steps:
+  - command: "true"
+workspace:
+  image: debian:bookworm
+  env: { GREETING: hello }
+  tasks:
+    - name: app
+      before: export WHO=world
+      init: echo init-ran >> /workspace/init.log
+      command: echo "$GREETING $WHO" > /workspace/hello.txt && exec sleep infinity
+  ports:
+    - port: 8765
+`;
+
+describe.runIf(isRoot)("workspaces from a repository", () => {
+  let git: GitLab;
+  let out: WorkspaceRunOutput;
+
+  beforeAll(async () => {
+    git = await startGitLab(CONFIG, "workspaces");
+    const input: WorkspaceRunInput = { repositoryUrl: git.urlOf(git.repos.app), authorizedKeys: git.authorizedKeys, layoutsDir: testLayoutsDir() };
+    out = await runModuleInNetns<WorkspaceRunInput, WorkspaceRunOutput>(git.lab.runner, path.join(here, "helpers", "workspace-runner.ts"), input, { timeoutMs: 400_000 });
+  }, 450_000);
+
+  afterAll(() => git?.close());
+
+  it("opens: clones the branch with the project's deploy key, reads the workspace config, runs the tasks in the config's image", () => {
+    expect(out.opened.transitions).toEqual(["pending", "creating", "initializing", "running"]);
+    expect(out.opened.commit).toBe(git.repos.commits.main);
+    expect(out.opened.configFormat).toBe("slipway");
+    expect(out.opened.tasks.map((t) => [t.name, t.state])).toEqual([["app", "running"]]);
+    expect(out.inside).toEqual({ hello: "hello world", initRuns: 1, osRelease: "debian-bookworm", key: "0", whoami: "1000" });
+  });
+
+  it("P26: a workspace's processes run as an unprivileged host uid of its own, with no capabilities, no new privileges and a seccomp filter", () => {
+    expect(out.p26.hostUids.length).toBeGreaterThan(0);
+    expect(new Set(out.p26.hostUids)).toEqual(new Set([out.p26.hostUid]));
+    expect(out.p26.hostUid).toBeGreaterThan(65535);
+    expect(out.p26.status).toMatch(/CapEff:\s+0000000000000000/);
+    expect(out.p26.status).toMatch(/NoNewPrivs:\s+1/);
+    expect(out.p26.status).toMatch(/Seccomp:\s+2/);
+  });
+
+  it("P19: two users' workspaces see none of each other's processes, files or ports, and run as different uids", () => {
+    // Control first: the listener is there for its own workspace.
+    expect(out.p19.ownReachesPort).toBe("reached");
+    expect(out.p19.otherReachesPort).toBe("refused");
+    expect(out.p19.otherSeesProcess).toBe("0");
+    expect(out.p19.otherSeesFile).toBe("absent");
+    expect(out.p19.uids[0]).not.toBe(out.p19.uids[1]);
+  });
+
+  it("P18: a user without access to the project neither sees the workspace nor opens one of the project", () => {
+    expect(out.others).toEqual({ get: 404, stop: 404, events: 404, delete: 404, list: 0, open: 404, openCode: "not_found" });
+  });
+
+  it("P16: stopping stores /workspace encrypted: no plaintext in the data dir (the same search finds it written in the clear)", () => {
+    expect(out.stopped.state).toBe("stopped");
+    expect(out.stopped.archiveBytes).toBeGreaterThan(96 * 1024);
+    expect(out.plaintextIn).toEqual([]);
+    expect(out.controlFoundIn).toEqual(["control.txt"]);
+  });
+
+  it("resumes with /workspace as it was left; init does not run again, before and command do", () => {
+    expect(out.resumed.state).toBe("running");
+    expect(out.afterResume).toEqual({ markerIntact: true, initRuns: 1, hello: "hello world" });
+    expect(out.resumed.transitions.slice(-4)).toEqual(["pending", "creating", "initializing", "running"]);
+  });
+
+  it("P16: a flipped byte in the archive makes the start fail loudly; the workspace is kept and starts once the archive is whole", () => {
+    expect(out.tampered.state).toBe("failed");
+    expect(out.tampered.reason).toMatch(/archive cannot be restored/);
+    expect(out.retried.state).toBe("running");
+    expect(out.retriedMarkerIntact).toBe(true);
+  });
+
+  it("deleting a workspace removes it and its archive", () => {
+    expect(out.deleted).toEqual({ status: 204, get: 404, archiveFilesLeft: 0 });
+  });
+});
