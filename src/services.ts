@@ -130,7 +130,7 @@ export async function createServices(settings: Settings, log: Logger, opts: { se
       backend: () => (backend ??= new BwrapBackend({ onWarning: (m) => log.warn(m) })),
       images,
       storage: new LocalArchiveStorage(settings.workspaceArchiveDir ?? path.join(settings.dataDir, "workspaces")),
-      network: { mode: "outbound" },
+      network: { mode: settings.workspaceNetwork },
       idleMs: settings.workspaceIdleMinutes * 60_000,
       maxLifetimeMs: settings.workspaceMaxHours * 3_600_000,
       access: (ws) => ({

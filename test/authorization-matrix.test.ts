@@ -129,6 +129,16 @@ const expected: Record<string, Expected> = {
   "POST /api/v1/builds/:buildId/approvals":           row([401, 404, 200, 200, 403, 403, 403, 404]),
   "GET /api/v1/builds/:buildId/jobs/:jobId/log":      row([401, 404, 200, 200, 200, 200, 403, 404]),
 
+  // Workspaces: each caller's own, and only while they may still open workspaces of its project (P18);
+  // anyone may delete their own. (Others' workspaces are 404 to everyone: test/workspaces.test.ts.)
+  "GET /api/v1/workspaces":                           row([401, 200, 200, 200, 200, 200, 200]),
+  "POST /api/v1/workspaces":                          row([401, 404, 201, 201, 201, 201, 403, 404]),
+  "GET /api/v1/workspaces/:workspaceId":              row([401, 404, 200, 200, 200, 200, 403, 404]),
+  "GET /api/v1/workspaces/:workspaceId/events":       row([401, 404, 200, 200, 200, 200, 403, 404]),
+  "POST /api/v1/workspaces/:workspaceId/stop":        row([401, 404, 200, 200, 200, 200, 403, 404]),
+  "POST /api/v1/workspaces/:workspaceId/start":       row([401, 404, 202, 202, 202, 202, 403, 404]),
+  "DELETE /api/v1/workspaces/:workspaceId":           row([401, 204, 204, 204, 204, 204, 204, 204]),
+
   // The instance's runners: instance administrators only (none of these callers is one; see test/runners-api.test.ts).
   "GET /api/v1/runners":                              row([401, 403, 403, 403, 403, 403, 403]),
   "POST /api/v1/runners":                             row([401, 403, 403, 403, 403, 403, 403]),
@@ -298,6 +308,20 @@ async function newMember(role: Role): Promise<User> {
   const u = await createUser(h, `target-${rand()}@example.com`);
   await join(u, orgId, role);
   return u;
+}
+
+const REPOSITORY = "ssh://git@git.example.com/app.git";
+
+/** A workspace of the caller's own (the owner's for anonymous) of the column's project, brought to `state` as the host would. */
+async function workspaceOf(s: Subject, state: "running" | "stopped" | "failed"): Promise<Call> {
+  const ws = await h.services.workspaces.create(ctxOf(s.user ?? users.owner), { id: s.projectId, orgId, repositoryUrl: REPOSITORY }, null);
+  const path = { running: ["creating", "initializing", "running"], stopped: ["creating", "initializing", "running", "stopping", "stopped"], failed: ["failed"] }[state];
+  let from = "pending";
+  for (const to of path) {
+    await h.services.workspaces.transition(ws.id, [from as "pending"], to as "running");
+    from = to;
+  }
+  return { params: { workspaceId: ws.id } };
 }
 
 const calls: Record<string, (s: Subject) => Promise<Call>> = {
@@ -499,6 +523,17 @@ const calls: Record<string, (s: Subject) => Promise<Call>> = {
     return { body: {} };
   },
   "POST /api/v1/runner/polls/:projectId/result": async () => ({ params: { projectId: assignedProject }, body: { refs: { "refs/heads/main": "a".repeat(40) } } }),
+  "GET /api/v1/workspaces": none,
+  "POST /api/v1/workspaces": async (s) => {
+    // The workspace starts in the background, with no network here: its clone fails, as it may.
+    await h.services.store.db.updateTable("projects").set({ repository_url: REPOSITORY }).where("id", "=", s.projectId).execute();
+    return { body: { repository: s.projectId } };
+  },
+  "GET /api/v1/workspaces/:workspaceId": (s) => workspaceOf(s, "running"),
+  "GET /api/v1/workspaces/:workspaceId/events": (s) => workspaceOf(s, "stopped"),
+  "POST /api/v1/workspaces/:workspaceId/stop": (s) => workspaceOf(s, "running"),
+  "POST /api/v1/workspaces/:workspaceId/start": (s) => workspaceOf(s, "failed"),
+  "DELETE /api/v1/workspaces/:workspaceId": (s) => workspaceOf(s, "stopped"),
 };
 
 function subject(column: Column): Subject {
@@ -578,9 +613,9 @@ describe("P11: authorization matrix", () => {
     expect(served.sort()).toEqual(Object.keys(expected).sort());
     // HEAD exists only as Fastify's shadow of a GET route, which the matrix also runs.
     for (const r of routes.filter((r) => r.startsWith("HEAD "))) expect(expected[r.replace(/^HEAD/, "GET")], r).toBeDefined();
-    // Project (and build) routes also need the unassigned-contractor column, all other routes only the actors.
+    // Project (build, workspace) routes also need the unassigned-contractor column, all other routes only the actors.
     for (const [key, row] of Object.entries(expected)) {
-      expect(Object.keys(row).length, key).toBe(/:projectId|:buildId/.test(key) ? 8 : 7);
+      expect(Object.keys(row).length, key).toBe(/:projectId|:buildId|POST \/api\/v1\/workspaces$|:workspaceId/.test(key) ? 8 : 7);
       expect(calls[key], `no request recipe for ${key}`).toBeDefined();
     }
   });

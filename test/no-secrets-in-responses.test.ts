@@ -99,7 +99,7 @@ let simDir: string;
 const emails = { owner: `olivia-${rand(3)}@example.com`, member: `mo-${rand(3)}@example.com`, support: `sam-${rand(3)}@example.com` };
 type Person = keyof typeof emails;
 const passwords: Record<Person, string> = { owner: `pw-${rand()}`, member: `pw-${rand()}`, support: `pw-${rand()}` };
-const ids = { orgId: "", projectId: "", buildId: "", jobId: "", provider: "github", file: webAsset(), errorId: "unknown" };
+const ids = { orgId: "", projectId: "", buildId: "", jobId: "", workspaceId: "", provider: "github", file: webAsset(), errorId: "unknown" };
 /** Query strings for GET routes whose default answer never ends: a job's log is read as text, not followed live. */
 const queries: Record<string, string> = { "/api/v1/builds/:buildId/jobs/:jobId/log": "?format=text" };
 let ownerMembersView: Seen;
@@ -167,6 +167,9 @@ beforeAll(async () => {
   ids.projectId = okStatus(await owner.post("/api/v1/projects", { name: "web", organization: ids.orgId, repositoryUrl: "https://git.example.com/web.git" })).json().id;
   const member = await invite(owner, "member", "member");
   const support = await invite(owner, "support", "support");
+  // A workspace of the project; with no network here its clone fails, and it rests there.
+  ids.workspaceId = okStatus(await owner.post("/api/v1/workspaces", { repository: ids.projectId })).json().id;
+  await h.services.workspaceHost.settled(ids.workspaceId);
 
   const projectSecret = (name: string) => `/api/v1/projects/${ids.projectId}/secrets/${name}`;
   await setSecret(owner, projectSecret("DATABASE_URL"), "project secret", `postgres://app:${rand()}@db/app`);

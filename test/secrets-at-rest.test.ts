@@ -55,6 +55,10 @@ const columns: Record<string, Record<string, Kind>> = {
   // Refs and commit ids of the polled repository, and the runner's words when a poll failed.
   repository_polls: plainColumns("project_id", "interval_s", "refs", "next_at", "runner_id", "lease_expires_at", "polled_at", "problem"),
   repository_links: plainColumns("project_id", "provider", "repo", "provider_repo_id", "connection_id", "deploy_key_id", "webhook_id", "problem", "linked_at"),
+  // A workspace's config is what its repository's files say, public to whoever reads the repository;
+  // variables it gets from users and projects stay sealed in `secrets`, and /workspace in sealed archives.
+  workspaces: plainColumns("id", "owner_id", "project_id", "repository_url", "ref", "commit_sha", "state", "reason", "config", "problems", "initialized", "archive", "archive_bytes", "created_at", "started_at", "stopped_at", "last_activity_at"),
+  workspace_transitions: plainColumns("workspace_id", "seq", "state", "reason", "at"),
   kysely_migration: { name: "plain", timestamp: "plain" },
   kysely_migration_lock: { id: "plain", is_locked: "plain" },
 };

@@ -50,8 +50,6 @@ export const auditActions = [
   "secret.deleted",
   "crypto.master_key_rotated",
   "workspace.opened",
-  "workspace.started",
-  "workspace.stopped",
   "workspace.deleted",
 ] as const;
 export type AuditAction = (typeof auditActions)[number];

@@ -48,6 +48,8 @@ export const settingsSchema = z
     imageCacheMaxDays: positiveInt.default(90),
     /** Where stopped workspaces' encrypted archives are kept; default <dataDir>/workspaces. */
     workspaceArchiveDir: z.string().min(1).optional(),
+    /** `outbound`: workspaces reach the internet (never this machine or its networks); `none`: loopback only. */
+    workspaceNetwork: z.enum(["outbound", "none"]).default("outbound"),
     /** A workspace nobody used for this long is stopped (its work archived). */
     workspaceIdleMinutes: positiveInt.default(30),
     /** A workspace is stopped this long after it started, used or not. */
@@ -117,6 +119,7 @@ const envNames: Record<keyof Settings, string> = {
   imageRegistryCertDir: "SLIPWAY_REGISTRY_CERTS",
   imageCacheMaxDays: "SLIPWAY_IMAGE_CACHE_MAX_DAYS",
   workspaceArchiveDir: "SLIPWAY_WORKSPACE_ARCHIVE_DIR",
+  workspaceNetwork: "SLIPWAY_WORKSPACE_NETWORK",
   workspaceIdleMinutes: "SLIPWAY_WORKSPACE_IDLE_MINUTES",
   workspaceMaxHours: "SLIPWAY_WORKSPACE_MAX_HOURS",
   maxJobLogBytes: "SLIPWAY_MAX_JOB_LOG_BYTES",

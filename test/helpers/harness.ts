@@ -17,11 +17,12 @@ export interface Harness {
 
 /**
  * A real Slipway app (real database, secret box, routes and hooks) in a fresh temp data dir,
- * driven with Fastify's inject. `databaseUrl` runs it on PostgreSQL instead of SQLite.
+ * driven with Fastify's inject. `databaseUrl` runs it on PostgreSQL instead of SQLite. Its
+ * workspaces have no network unless the test says so (then it runs in a test namespace).
  */
 export async function startHarness(settings: SettingsInput = {}): Promise<Harness> {
   const dataDir = mkdtempSync(path.join(tmpdir(), "slipway-test-"));
-  const s = loadSettings({ dataDir, logLevel: "silent", ...settings }, {});
+  const s = loadSettings({ dataDir, logLevel: "silent", workspaceNetwork: "none", ...settings }, {});
   const services = await createServices(s, pino({ level: "silent" }));
   const app = await buildApp(services, { logger: false });
   await app.ready();

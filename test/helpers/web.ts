@@ -130,7 +130,7 @@ export interface World {
 }
 
 /** The scopes of the world's API token: every resource it may act on. */
-export const WORLD_TOKEN_SCOPES = ["projects:read", "projects:write", "secrets:read", "secrets:write", "orgs:read", "orgs:write", "audit:read", "builds:read", "builds:write"];
+export const WORLD_TOKEN_SCOPES = ["projects:read", "projects:write", "secrets:read", "secrets:write", "orgs:read", "orgs:write", "audit:read", "builds:read", "builds:write", "workspaces:read", "workspaces:write"];
 
 export async function setUpWorld(h: Harness): Promise<World> {
   const ownerUser = await createUser(h, "owner@example.com", { admin: true });
@@ -153,13 +153,16 @@ export async function setUpWorld(h: Harness): Promise<World> {
   const { id: spareRunnerId } = await h.services.runners.register("spare");
   const ended = await endedBuild(owner, projectId);
   const heldJobId = await heldJob(h, runnerId, projectId);
+  // A workspace at rest (failed before it ran): its events stream answers and ends.
+  const workspace = await h.services.workspaces.create({ principal, ip: "127.0.0.1" }, { id: projectId, orgId, repositoryUrl: "https://git.example.com/web.git" }, null);
+  await h.services.workspaces.transition(workspace.id, ["pending"], "failed", { reason: "a test workspace" });
   return {
     owner,
     bearer: new Client(h.app, { bearer: bearerToken }),
     runner: new Client(h.app, { bearer: runnerToken }),
     runnerId,
     heldJobId,
-    params: { projectId, orgId, userId: memberUser.id, tokenId, name: "API_KEY", provider: "github", file: webAsset(), errorId: "unknown", runnerId: spareRunnerId, ...ended },
+    params: { projectId, orgId, userId: memberUser.id, tokenId, name: "API_KEY", provider: "github", file: webAsset(), errorId: "unknown", runnerId: spareRunnerId, workspaceId: workspace.id, ...ended },
   };
 }
 
@@ -320,5 +323,7 @@ export const sampleBodies = (p: Record<string, string>): Record<string, unknown>
   "POST /api/v1/session/scm": { ticket: "t".repeat(43), totp: "123456" },
   // Valid in shape; no account is connected in these tests, so the server answers 404 not_connected.
   "PUT /api/v1/projects/:projectId/repository-link": { provider: "github", repo: "octocat/Hello-World" },
+  // Valid in shape; the world's project has no repository URL, so the server answers 400 no_repository.
+  "POST /api/v1/workspaces": { repository: p.projectId, ref: "main" },
 });
 

@@ -98,7 +98,7 @@ const sandboxOf = (h: Harness, id: string): Sandbox => {
 const out = async (s: Sandbox, script: string) => (await sh(s, script)).out.trim();
 
 export async function main(input: WorkspaceRunInput): Promise<WorkspaceRunOutput> {
-  const h = await startHarness({ imageLayoutsDir: input.layoutsDir });
+  const h = await startHarness({ imageLayoutsDir: input.layoutsDir, workspaceNetwork: "outbound" });
   try {
     await createUser(h, "owner@example.com");
     await createUser(h, "other@example.com");

@@ -9,6 +9,9 @@ import { transitionSchema, workspaceSchema, type Workspace } from "../../workspa
 import { contextOf } from "../plugins/access.js";
 import { refPart } from "../schemas.js";
 
+/** States a workspace stays in until someone acts: its events stream ends there. */
+const RESTING: readonly string[] = ["stopped", "failed"];
+
 const workspaceParams = z.object({ workspaceId: z.string().min(1).max(64) });
 const workspaceViewSchema = workspaceSchema.extend({ tasks: z.array(taskStatusSchema).describe("The tasks of a running workspace, with the last of their output") });
 
@@ -85,7 +88,7 @@ export const workspaceRoutes: FastifyPluginAsyncZod<{ services: Services }> = as
       config: { access: { kind: "workspace", scope: "workspaces:read" } },
       schema: {
         summary: "A workspace's state, live",
-        description: "Server-Sent Events: a `workspace` event with the whole workspace now, then one on every change of state.",
+        description: "Server-Sent Events: a `workspace` event with the whole workspace now, then one on every change of state; the stream ends once the workspace is stopped or failed.",
         params: workspaceParams,
       },
     },
@@ -94,14 +97,20 @@ export const workspaceRoutes: FastifyPluginAsyncZod<{ services: Services }> = as
       reply.hijack();
       const res = reply.raw;
       res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-store", connection: "keep-alive", "x-accel-buffering": "no" });
-      const send = (ws: Workspace) => res.write(`event: workspace\ndata: ${JSON.stringify(view(ws))}\n\n`);
-      const unfollow = workspaces.onChange((ws) => ws.id === id && send(ws));
+      const send = (ws: Workspace) => {
+        const event = `event: workspace\ndata: ${JSON.stringify(view(ws))}\n\n`;
+        if (RESTING.includes(ws.state)) res.end(event);
+        else res.write(event);
+      };
+      const unfollow = workspaces.onChange((ws) => ws.id === id && !res.writableEnded && send(ws));
       // Comments keep proxies from closing a stream that is quiet for a while.
       const keepAlive = setInterval(() => res.write(": alive\n\n"), 25_000);
-      request.raw.on("close", () => {
+      const done = () => {
         unfollow();
         clearInterval(keepAlive);
-      });
+      };
+      request.raw.on("close", done);
+      res.on("finish", done);
       send(await workspaces.get(id));
     },
   );

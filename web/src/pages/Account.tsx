@@ -28,6 +28,8 @@ const scopeWords: Record<Scope, string> = {
   "orgs:read": "see organizations and their members",
   "orgs:write": "manage organizations and their members",
   "audit:read": "read organizations' audit logs",
+  "workspaces:read": "see your workspaces",
+  "workspaces:write": "open, stop, start and delete your workspaces",
 };
 const allScopes = Object.keys(scopeWords) as Scope[];
 

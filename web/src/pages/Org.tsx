@@ -28,7 +28,7 @@ const ORG_ACTIONS = Object.keys({
   "project.deploy_key_regenerated": true, "project.known_hosts_changed": true, "project.known_hosts_pinned": true, "project.known_hosts_confirmed": true,
   "project.badge_regenerated": true, "project.env_file_decrypted": true, "project.webhook_secret_regenerated": true, "project.repository_linked": true,
   "project.repository_unlinked": true, "project.polling_changed": true, "webhook.accepted": true, "webhook.rejected": true, "build.step_approved": true,
-  "secret.set": true, "secret.deleted": true,
+  "secret.set": true, "secret.deleted": true, "workspace.opened": true, "workspace.deleted": true,
 } satisfies Record<OrgAuditAction, true>).sort();
 
 const AUDIT_PAGE = 50;
