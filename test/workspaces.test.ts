@@ -48,6 +48,26 @@ describe.runIf(isRoot)("workspaces from a repository", () => {
     expect(out.inside).toEqual({ hello: "hello world", initRuns: 1, osRelease: "debian-bookworm", key: "0", whoami: "1000" });
   });
 
+  it("terminals: a shell over a WebSocket runs commands, resizes, sees the tasks, keeps its output for the next attach; use counts as activity", () => {
+    expect(out.terminal).toEqual({
+      listed: [
+        { kind: "task", name: "app", state: "running" },
+        { kind: "shell", name: "shell", state: "running" },
+      ],
+      arithmetic: true,
+      size: "40 100",
+      seesTask: true,
+      backlogOnReattach: true,
+      badOrigin: expect.stringMatching(/403/),
+      usedAfter: true,
+      closed: 204,
+    });
+  });
+
+  it("a workspace unused for the idle time is stopped, with the reason", () => {
+    expect(out.idle).toEqual({ stopped: ["mine", "theirs"], reason: "stopped after 30 minutes without use", state: "stopped" });
+  });
+
   it("P26: a workspace's processes run as an unprivileged host uid of its own, with no capabilities, no new privileges and a seccomp filter", () => {
     expect(out.p26.hostUids.length).toBeGreaterThan(0);
     expect(new Set(out.p26.hostUids)).toEqual(new Set([out.p26.hostUid]));

@@ -25,6 +25,8 @@ import { scmRoutes } from "./routes/scm.js";
 import { systemRoutes } from "./routes/system.js";
 import { webRoutes } from "./routes/web.js";
 import { workspaceRoutes } from "./routes/workspaces.js";
+import { MAX_TERMINAL_FRAME, workspaceTerminalRoutes } from "./routes/workspace-terminals.js";
+import websocket from "@fastify/websocket";
 
 export const BODY_LIMIT = 256 * 1024;
 
@@ -59,11 +61,12 @@ export async function buildApp(services: Services, opts: { tls?: { cert: string;
     },
     transform: jsonSchemaTransform,
   });
+  await app.register(websocket, { options: { maxPayload: MAX_TERMINAL_FRAME } });
   await app.register(accessPlugin, { services });
 
   await app.register(systemRoutes, { services });
   await app.register(badgeRoutes, { services });
-  for (const routes of [sessionRoutes, accountRoutes, organizationRoutes, projectRoutes, projectCredentialRoutes, envFileKeyRoutes, hookRoutes, scmRoutes, buildRoutes, runnerApiRoutes, runnerAdminRoutes, workspaceRoutes]) {
+  for (const routes of [sessionRoutes, accountRoutes, organizationRoutes, projectRoutes, projectCredentialRoutes, envFileKeyRoutes, hookRoutes, scmRoutes, buildRoutes, runnerApiRoutes, runnerAdminRoutes, workspaceRoutes, workspaceTerminalRoutes]) {
     await app.register(routes, { prefix: "/api/v1", services, tls });
   }
   await app.register(webRoutes);

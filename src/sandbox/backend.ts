@@ -25,8 +25,8 @@ export interface Sandbox {
   destroy(): Promise<void>;
 }
 
-/** What the processes of a sandbox may do: run steps (the default), or build images (see SandboxSpec.profile). */
-export type SandboxProfile = "step" | "builder";
+/** What the processes of a sandbox may do: run steps (the default), build images, or be a workspace (see SandboxSpec.profile). */
+export type SandboxProfile = "step" | "builder" | "workspace";
 
 export type SandboxImage = { kind: "host" } | { kind: "rootfs"; path: string };
 
@@ -59,7 +59,9 @@ export interface SandboxSpec {
    * 65536 unprivileged host uids, with the capabilities an image builder needs inside it (mount,
    * chroot, set*id, chown) and a filter that still refuses a nested user namespace: what rootless
    * buildah needs to run a Dockerfile's steps as their own users. It needs a root runner and the
-   * host image. Default "step".
+   * host image. "workspace" is a step sandbox whose execs share one process namespace and one
+   * set of terminals, as a developer's machine does (`ps` in a terminal shows the tasks; a
+   * terminal is resized from outside it). Default "step".
    */
   profile?: SandboxProfile;
 }

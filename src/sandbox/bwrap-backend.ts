@@ -83,7 +83,7 @@ export class BwrapBackend implements SandboxBackend {
   private readonly runtimeDir: string;
   /** Shared by every backend of this process (the embedded runner's, the workspaces'): a uid is one sandbox's. */
   private readonly usedUids = usedUids;
-  private readonly filters: Record<SandboxProfile, Buffer> = { step: seccompFilter(), builder: seccompFilter(process.arch, "builder") };
+  private readonly filters: Record<SandboxProfile, Buffer> = { step: seccompFilter(), builder: seccompFilter(process.arch, "builder"), workspace: seccompFilter() };
   private slirpFlags?: string[];
   readonly isRoot = process.getuid?.() === 0;
 
@@ -261,6 +261,7 @@ export class BwrapSandbox implements Sandbox {
       this.resolvesNames ? SLIRP.dns : "",
       this.peer ? "shared" : "own",
       this.builder ? "wait" : "mapped",
+      this.workspace ? "shared" : "own",
     ];
     const child = this.spawnGated(argv, ["pipe", "pipe", "pipe"]);
     this.supervisor = child;
@@ -310,6 +311,10 @@ export class BwrapSandbox implements Sandbox {
 
   private get builder(): boolean {
     return this.spec.profile === "builder";
+  }
+
+  private get workspace(): boolean {
+    return this.spec.profile === "workspace";
   }
 
   /**
@@ -405,7 +410,8 @@ export class BwrapSandbox implements Sandbox {
   private bwrapArgs(cmd: Exec): string[] {
     const m = this.mountDir;
     const host = this.spec.image.kind === "host";
-    const args = ["--unshare-pid", "--unshare-uts", "--hostname", this.spec.hostname ?? "sandbox", "--die-with-parent", "--new-session", "--cap-drop", "ALL", "--seccomp", "3"];
+    // A workspace's execs live in the supervisor's process namespace, together.
+    const args = [...(this.workspace ? [] : ["--unshare-pid"]), "--unshare-uts", "--hostname", this.spec.hostname ?? "sandbox", "--die-with-parent", "--new-session", "--cap-drop", "ALL", "--seccomp", "3"];
     // A builder stays root of the sandbox's own user namespace; a step is its unprivileged user in a nested one.
     if (this.builder) for (const cap of BUILDER_CAPS) args.push("--cap-add", cap);
     else args.push("--unshare-user", "--uid", String(SANDBOX_UID), "--gid", String(SANDBOX_UID));
@@ -420,7 +426,10 @@ export class BwrapSandbox implements Sandbox {
       for (const f of ["hosts", "passwd", "group", "nsswitch.conf", ...(this.resolvesNames ? ["resolv.conf"] : [])]) args.push("--ro-bind", `${m}/etc/${f}`, `/etc/${f}`);
     }
     // bwrap leaves /proc/sys of a new procfs writable; cover it with a read-only view.
-    args.push("--proc", "/proc", "--ro-bind", "/proc/sys", "/proc/sys", "--dev", "/dev", "--tmpfs", "/sys", "--remount-ro", "/sys");
+    // A new procfs may be mounted only for a process namespace of bwrap's own: a workspace's execs see the supervisor's.
+    args.push(...(this.workspace ? ["--bind", "/proc", "/proc"] : ["--proc", "/proc"]), "--ro-bind", "/proc/sys", "/proc/sys", "--dev", "/dev", "--tmpfs", "/sys", "--remount-ro", "/sys");
+    // Its own instance of devpts, which holds pseudo-terminals and nothing else (bwrap would mount it nodev).
+    if (this.workspace) args.push("--dev-bind", `${m}/pts`, "/dev/pts");
     args.push("--bind", `${m}/workspace`, WORKSPACE, "--bind", `${m}/home`, HOME);
     for (const bind of this.spec.readOnlyBinds ?? []) args.push("--ro-bind", bind.hostPath, bind.path);
     const env = { PATH: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", HOME, USER: "build", LANG: "C.UTF-8", ...this.spec.env, ...cmd.env };

@@ -8,14 +8,15 @@
  * ("" when the sandbox has no network), network ("own", or "shared" when it joined another
  * sandbox's namespace, which is that sandbox's to configure), ids ("mapped" when `unshare` mapped
  * the user namespace, "wait" to say so on stdout and wait until the runner has written the
- * namespace's id maps).
+ * namespace's id maps), terminals ("shared" to mount one instance of devpts that every exec uses).
  */
 export const supervisorScript = String.raw`
 set -eu
-m="$1"; size="$2"; lower="$3"; resolver="$4"; net="$5"; ids="$6"
+m="$1"; size="$2"; lower="$3"; resolver="$4"; net="$5"; ids="$6"; terminals="$7"
 if [ "$ids" = wait ]; then echo idmap; read -r mapped; fi
 mount -t tmpfs -o "size=$size,mode=0755,nosuid,nodev" slipway "$m"
-mkdir -p "$m/upper" "$m/work" "$m/root" "$m/workspace" "$m/home" "$m/tmp" "$m/etc" "$m/lower"
+mkdir -p "$m/upper" "$m/work" "$m/root" "$m/workspace" "$m/home" "$m/tmp" "$m/etc" "$m/lower" "$m/pts"
+if [ "$terminals" = shared ]; then mount -t devpts -o newinstance,ptmxmode=0666,mode=0620 slipway-pts "$m/pts"; fi
 case "$lower" in
   "") lower=/usr ;;
   attach) echo attach; read -r attached; lower="$m/lower" ;;

@@ -1,6 +1,6 @@
 import { PassThrough } from "node:stream";
 import type { Logger } from "pino";
-import { maskText } from "../crypto/masking.js";
+import { createMasker, maskText, secretValueProblem } from "../crypto/masking.js";
 import type { ImageStore } from "../images/image-store.js";
 import { memoryFiles } from "../pipeline/files.js";
 import { limits as configLimits } from "../pipeline/problems.js";
@@ -13,7 +13,8 @@ import type { NetworkPolicy } from "../sandbox/network.js";
 import { gitCheckout, hardenedGit, type RepositoryAccess } from "../runner/git-checkout.js";
 import { archiveName, restoreWorkspace, saveWorkspace } from "./archive.js";
 import type { ArchiveStorage } from "./archive-storage.js";
-import { taskScript, TaskRun, type TaskStatus } from "./tasks.js";
+import { taskScript, type TaskStatus } from "./tasks.js";
+import { Terminal, type TerminalInfo, type TerminalSize } from "./terminal.js";
 import { LIVE_STATES, type Workspace, type Workspaces } from "./workspaces.js";
 
 export interface WorkspaceHostOptions {
@@ -37,9 +38,18 @@ export interface WorkspaceHostOptions {
 interface Live {
   /** Replaced once, when a clone moves into the workspace's image. */
   sandbox: Sandbox;
-  tasks: TaskRun[];
+  /** Every terminal, the tasks' first. */
+  terminals: Map<string, Terminal>;
+  env: Record<string, string>;
+  cwd: string;
   secrets: string[];
 }
+
+/** What a task's status shows of its output; its terminal keeps more. */
+const TASK_OUTPUT_CHARS = 64 * 1024;
+const DEFAULT_SIZE: TerminalSize = { cols: 120, rows: 32 };
+/** Use of a workspace is written down at most this often. */
+const USE_WRITE_MS = 5_000;
 
 /** Time a workspace's git commands and archive steps may take, each. */
 const GIT_TIMEOUT_MS = 10 * 60_000;
@@ -54,6 +64,7 @@ export class WorkspaceHost {
   private readonly live = new Map<string, Live>();
   private readonly starting = new Map<string, Promise<void>>();
   private readonly stopping = new Map<string, Promise<void>>();
+  private readonly lastUse = new Map<string, number>();
 
   constructor(
     private readonly workspaces: Workspaces,
@@ -86,7 +97,49 @@ export class WorkspaceHost {
   }
 
   tasks(id: string): TaskStatus[] {
-    return this.live.get(id)?.tasks.map((t) => t.status()) ?? [];
+    return [...(this.live.get(id)?.terminals.values() ?? [])]
+      .filter((t) => t.info.kind === "task")
+      .map((t) => {
+        const { name, state, exitCode, id: terminal } = t.info;
+        return { name, state: state === "running" ? "running" : exitCode === 0 ? "succeeded" : "failed", exitCode, output: t.output.toString("utf8").slice(-TASK_OUTPUT_CHARS), terminal };
+      });
+  }
+
+  /**
+   * Someone used the workspace (typed in a terminal, an SSH session, a request through the port
+   * proxy): the idle timeout counts from now. Written at most every few seconds.
+   */
+  used(id: string): void {
+    const now = Date.now();
+    if (now - (this.lastUse.get(id) ?? 0) < USE_WRITE_MS) return;
+    this.lastUse.set(id, now);
+    this.workspaces.touch(id).catch((err: unknown) => this.opts.log.warn({ err, workspace: id }, "recording workspace use failed"));
+  }
+
+  terminals(id: string): TerminalInfo[] {
+    return [...(this.live.get(id)?.terminals.values() ?? [])].map((t) => t.info);
+  }
+
+  terminal(id: string, terminalId: string): Terminal | undefined {
+    return this.live.get(id)?.terminals.get(terminalId);
+  }
+
+  /** A new shell in a running workspace, in its folder, with its variables. */
+  openTerminal(id: string, size: TerminalSize = DEFAULT_SIZE): Terminal | undefined {
+    const live = this.live.get(id);
+    if (!live) return undefined;
+    const terminal = new Terminal(live.sandbox, { name: "shell", kind: "shell", env: live.env, cwd: live.cwd, size });
+    live.terminals.set(terminal.id, terminal);
+    return terminal;
+  }
+
+  /** Ends a terminal and forgets it. */
+  async closeTerminal(id: string, terminalId: string): Promise<boolean> {
+    const terminal = this.terminal(id, terminalId);
+    if (!terminal) return false;
+    this.live.get(id)?.terminals.delete(terminalId);
+    await terminal.close();
+    return true;
   }
 
   /** The sandbox of a running workspace, for its terminals. */
@@ -100,7 +153,7 @@ export class WorkspaceHost {
     const archive = await this.workspaces.archiveOf(id);
     // A clone is made on the host image, where git is, and then moved into the workspace's image.
     let sandbox = await this.sandbox(archive ? ws.config!.image : { kind: "image", ref: "host" });
-    const live: Live = { sandbox, tasks: [], secrets: vars.secrets };
+    const live: Live = { sandbox, terminals: new Map(), env: {}, cwd: WORKSPACE, secrets: vars.secrets };
     this.live.set(id, live);
     ws = await this.workspaces.transition(id, ["creating"], "initializing");
     let config = ws.config;
@@ -119,11 +172,15 @@ export class WorkspaceHost {
       if (!isHost(config.image)) live.sandbox = sandbox = await this.moveTo(sandbox, config.image);
     }
     await this.prepare(sandbox, config!);
-    const env = { ...config!.env, ...vars.env };
-    const cwd = config!.location ? `${WORKSPACE}/${config!.location}` : WORKSPACE;
+    live.env = { ...config!.env, ...vars.env };
+    live.cwd = config!.location ? `${WORKSPACE}/${config!.location}` : WORKSPACE;
+    // Values too short to mask safely are not masked (secret values are refused that short).
+    const maskable = live.secrets.filter((v) => secretValueProblem(v) === undefined);
     for (const task of config!.tasks) {
       const script = taskScript(task, !ws.initialized);
-      if (script) live.tasks.push(new TaskRun(task.name, sandbox, script, { ...env, ...task.env }, cwd, (t) => maskText(live.secrets, t)));
+      if (!script) continue;
+      const terminal = new Terminal(sandbox, { name: task.name, kind: "task", script, env: { ...live.env, ...task.env }, cwd: live.cwd, size: DEFAULT_SIZE, masker: createMasker(maskable) });
+      live.terminals.set(terminal.id, terminal);
     }
     await this.workspaces.transition(id, ["initializing"], "running", { ...facts, initialized: true });
   }
@@ -214,7 +271,7 @@ export class WorkspaceHost {
   }
 
   private async sandbox(image: WorkspaceImage): Promise<Sandbox> {
-    const spec: SandboxSpec = { image: { kind: "host" }, network: this.opts.network, limits: this.opts.limits, hostname: "workspace" };
+    const spec: SandboxSpec = { image: { kind: "host" }, network: this.opts.network, limits: this.opts.limits, hostname: "workspace", profile: "workspace" };
     if (!isHost(image)) {
       if (image.kind === "build") throw new Error("building the workspace image from a Dockerfile is not supported yet; name an image instead");
       if (!this.opts.images) throw new Error(`image ${image.ref}: this server has no image store; use image: host`);

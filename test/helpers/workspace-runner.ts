@@ -1,6 +1,8 @@
 import { createHash, randomBytes } from "node:crypto";
 import { lstatSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import type { AddressInfo } from "node:net";
 import path from "node:path";
+import WebSocket from "ws";
 import type { Sandbox } from "../../src/sandbox/backend.js";
 import type { BwrapSandbox } from "../../src/sandbox/bwrap-backend.js";
 import { projectAtGitServer } from "./clone-runner.js";
@@ -28,7 +30,20 @@ export interface Seen {
   problems: string[];
 }
 
+export interface TerminalSeen {
+  listed: Array<{ kind: string; name: string; state: string }>;
+  arithmetic: boolean;
+  size: string;
+  seesTask: boolean;
+  backlogOnReattach: boolean;
+  badOrigin: string;
+  usedAfter: boolean;
+  closed: number;
+}
+
 export interface WorkspaceRunOutput {
+  terminal: TerminalSeen;
+  idle: { stopped: string[]; reason: string | null; state: string };
   commits: { opened: string | null };
   opened: Seen;
   inside: { hello: string; initRuns: number; osRelease: string; key: string; whoami: string };
@@ -97,9 +112,61 @@ const sandboxOf = (h: Harness, id: string): Sandbox => {
 };
 const out = async (s: Sandbox, script: string) => (await sh(s, script)).out.trim();
 
+/** A WebSocket to a terminal, as a page of the server opens it (its Origin, the session cookie); collects what it prints. */
+async function attach(h: Harness, client: Client, id: string, terminal: string, origin = h.services.publicUrl()) {
+  let text = "";
+  const ws = new WebSocket(`${h.services.publicUrl().replace(/^http/, "ws")}/api/v1/workspaces/${id}/terminals/${terminal}/attach`, { headers: { cookie: client.auth.cookie!, origin } });
+  ws.on("message", (data: Buffer, binary: boolean) => {
+    if (binary) text += data.toString("utf8");
+  });
+  await new Promise<void>((resolve, reject) => {
+    ws.once("open", () => resolve());
+    ws.once("error", reject);
+  });
+  const waitFor = async (pattern: RegExp) => {
+    for (let i = 0; i < 200 && !pattern.test(text); i++) await new Promise((r) => setTimeout(r, 50));
+    return pattern.test(text);
+  };
+  return { ws, waitFor, text: () => text, type: (keys: string) => ws.send(Buffer.from(keys)) };
+}
+
+async function useTerminal(h: Harness, owner: Client, id: string): Promise<TerminalSeen> {
+  const before = (await owner.get(`/api/v1/workspaces/${id}`)).json().lastActivityAt as string;
+  const opened = await owner.post(`/api/v1/workspaces/${id}/terminals`, { cols: 80, rows: 24 });
+  if (opened.statusCode !== 201) throw new Error(`terminal: ${opened.statusCode} ${opened.body}`);
+  const terminalId = opened.json().id as string;
+  const listed = (await owner.get(`/api/v1/workspaces/${id}/terminals`)).json().terminals.map((t: { kind: string; name: string; state: string }) => ({ kind: t.kind, name: t.name, state: t.state }));
+  const first = await attach(h, owner, id, terminalId);
+  await new Promise((r) => setTimeout(r, 20));
+  first.type("echo $((6*7))x\r");
+  const arithmetic = await first.waitFor(/42x/);
+  first.ws.send(JSON.stringify({ type: "resize", cols: 100, rows: 40 }));
+  await new Promise((r) => setTimeout(r, 300));
+  first.type("stty size\r");
+  await first.waitFor(/\r40 100\r?\n/);
+  const size = /[\r\n](\d+ \d+)\r?\n/.exec(first.text())?.[1] ?? "";
+  // The task's processes, started before this shell, are in its process list.
+  first.type("cat /proc/[0-9]*/cmdline | tr '\\0' ' ' | grep -c 'hello.tx[t]' | sed 's/^/tasks=/'\r");
+  const seesTask = await first.waitFor(/tasks=[1-9]/);
+  first.ws.close();
+  const again = await attach(h, owner, id, terminalId);
+  const backlogOnReattach = await again.waitFor(/42x/);
+  again.ws.close();
+  const badOrigin = await attach(h, owner, id, terminalId, "https://evil.example.com").then(
+    () => "opened",
+    (err: Error) => err.message,
+  );
+  const after = (await owner.get(`/api/v1/workspaces/${id}`)).json().lastActivityAt as string;
+  const closed = (await owner.delete(`/api/v1/workspaces/${id}/terminals/${terminalId}`)).statusCode;
+  return { listed, arithmetic, size, seesTask, backlogOnReattach, badOrigin, usedAfter: after > before, closed };
+}
+
 export async function main(input: WorkspaceRunInput): Promise<WorkspaceRunOutput> {
   const h = await startHarness({ imageLayoutsDir: input.layoutsDir, workspaceNetwork: "outbound" });
   try {
+    // Listening, so that terminals are reached with WebSockets as a browser does.
+    await h.app.listen({ host: "127.0.0.1", port: 0 });
+    h.services.setPublicUrl(`http://127.0.0.1:${(h.app.server.address() as AddressInfo).port}`);
     await createUser(h, "owner@example.com");
     await createUser(h, "other@example.com");
     const owner = await signIn(h, "owner@example.com");
@@ -127,6 +194,8 @@ export async function main(input: WorkspaceRunInput): Promise<WorkspaceRunOutput
     const pids = readdirSync("/proc").filter((p) => /^\d+$/.test(p) && (() => { try { return readFileSync(`/proc/${p}/cmdline`, "utf8").startsWith(marker); } catch { return false; } })());
     const hostUids = pids.map((p) => Number(readFileSync(`/proc/${p}/status`, "utf8").split("\n").find((l) => l.startsWith("Uid:"))!.split(/\s+/)[1]));
     const p26 = { status: await out(s, "grep -E '^(CapEff|NoNewPrivs|Seccomp):' /proc/self/status"), hostUids, hostUid: (s as BwrapSandbox).hostUid };
+
+    const terminal = await useTerminal(h, owner, id);
 
     // P16 markers: random bytes no compressor can shrink away, and an environment-looking line.
     const secretFile = randomBytes(96 * 1024).toString("base64");
@@ -206,13 +275,15 @@ export async function main(input: WorkspaceRunInput): Promise<WorkspaceRunOutput
     const retried = await until(owner, id, ["running", "failed"]);
     const retriedMarkerIntact = retried.state === "running" && (await out(sandboxOf(h, id), "sha256sum /workspace/secret.txt | cut -d' ' -f1")) === digest;
 
-    await owner.post(`/api/v1/workspaces/${id}/stop`);
-    await until(owner, id, ["stopped"]);
+    // Nobody used either workspace for longer than the idle time: both stop, saying why.
+    const stoppedIds = await h.services.workspaceHost.stopExpired(Date.now() + 31 * 60_000);
+    const idleSeen = await until(owner, id, ["stopped"]);
+    const idle = { stopped: stoppedIds, reason: idleSeen.reason, state: idleSeen.state };
     const del = await owner.delete(`/api/v1/workspaces/${id}`);
-    const deleted = { status: del.statusCode, get: (await owner.get(`/api/v1/workspaces/${id}`)).statusCode, archiveFilesLeft: archiveFiles(h).length };
+    const deleted = { status: del.statusCode, get: (await owner.get(`/api/v1/workspaces/${id}`)).statusCode, archiveFilesLeft: archiveFiles(h).filter((f) => f.startsWith(id)).length };
     await other.delete(`/api/v1/workspaces/${otherId}`);
 
-    return { commits: { opened: opened.commit }, opened: { ...opened }, inside, p26, stopped, plaintextIn, controlFoundIn, resumed, afterResume, tampered, retried, retriedMarkerIntact, others, p19, deleted };
+    return { terminal, idle: { ...idle, stopped: idle.stopped.map((x) => (x === id ? "mine" : x === otherId ? "theirs" : x)).sort() }, commits: { opened: opened.commit }, opened: { ...opened }, inside, p26, stopped, plaintextIn, controlFoundIn, resumed, afterResume, tampered, retried, retriedMarkerIntact, others, p19, deleted };
   } finally {
     await h.close();
   }

@@ -56,6 +56,15 @@ export const accessPlugin = fp(async (app: FastifyInstance, opts: { services: Se
     }
   });
 
+  // A browser sends the session cookie with a WebSocket any page's script opens, and CSRF tokens
+  // do not apply to it: only pages of this server may open one with a session (the Origin check).
+  app.addHook("onRequest", async (request) => {
+    if (request.principal?.via !== "session" || request.headers.upgrade?.toLowerCase() !== "websocket") return;
+    const own = new URL(opts.services.publicUrl()).origin;
+    const origin = request.headers.origin;
+    if (origin !== own) throw new AppError(403, "bad_origin", `a WebSocket with a session opens only from pages of ${own}; this one came from ${origin ?? "no page (no Origin header)"}`);
+  });
+
   app.addHook("onRequest", (request, reply, done) => {
     const access = request.routeOptions.config.access;
     if (request.principal?.via === "session" && !SAFE_METHODS.has(request.method) && access && access.kind !== "public") {
