@@ -122,6 +122,7 @@ export async function createServices(settings: Settings, log: Logger, opts: { se
       projectOrg: async (projectId) => (await projects.find(store.db, projectId))?.orgId,
       isAssigned: (projectId, userId) => projects.isAssigned(store.db, projectId, userId),
       workspace: (workspaceId) => workspaces.ownership(workspaceId),
+      portVisibility: (workspaceId, port) => workspaceHost.visibility(workspaceId, port),
     });
     const images = serverImageStore(settings);
     const workspaces = new Workspaces(store, box, audit);

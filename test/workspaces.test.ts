@@ -64,6 +64,26 @@ describe.runIf(isRoot)("workspaces from a repository", () => {
     });
   });
 
+  it("P18: the port proxy serves a private port to its owner alone, a public one to anyone, a change at once; Slipway's cookies never reach the workspace", () => {
+    expect(out.ports).toEqual({
+      listed: [{ port: 8765, visibility: "private", listening: true }],
+      anonymousPrivate: 401,
+      ownerPrivate: {
+        status: 200,
+        requestLine: "GET /hello?x=1 HTTP/1.1",
+        slipwayCookie: false,
+        ownCookie: true,
+        csp: expect.stringMatching(/^sandbox allow-scripts/),
+        prefix: expect.stringMatching(/^\/w\/ws_[^/]+\/p\/8765$/),
+      },
+      otherPrivate: 404,
+      anonymousPublic: 200,
+      anonymousAfterPrivate: 401,
+      closedPort: "502 port_closed",
+      noSlash: "308 /w/ID/p/8765/?a=b",
+    });
+  });
+
   it("a workspace unused for the idle time is stopped, with the reason", () => {
     expect(out.idle).toEqual({ stopped: ["mine", "theirs"], reason: "stopped after 30 minutes without use", state: "stopped" });
   });

@@ -9,6 +9,8 @@ export interface AccessFacts {
   isAssigned(projectId: string, userId: string): Promise<boolean>;
   buildProject(buildId: string): Promise<string | undefined>;
   workspace(workspaceId: string): Promise<{ ownerId: string; projectId: string } | undefined>;
+  /** Who may reach a port of a running workspace; undefined when the workspace does not run. */
+  portVisibility(workspaceId: string, port: number): "public" | "private" | undefined;
 }
 
 export const unauthenticated = () => new AppError(401, "unauthenticated", "sign in (POST /api/v1/session) or send an API token as 'Authorization: Bearer <token>'");
@@ -23,6 +25,13 @@ export class Authorizer {
   async check(principal: Principal | undefined, access: Access, params: Record<string, string | undefined>): Promise<void> {
     // Runner routes authenticate the runner token in the HTTP layer; users never reach them.
     if (access.kind === "public" || access.kind === "runner") return;
+    if (access.kind === "workspacePort") {
+      const workspaceId = requireParam(params, "workspaceId");
+      const visibility = this.facts.portVisibility(workspaceId, Number(requireParam(params, "port")));
+      if (!visibility) throw new AppError(404, "not_found", "no such running workspace; start it, then open its port again");
+      if (visibility === "public") return;
+      return this.check(principal, { kind: "workspace", scope: "workspaces:read" }, params);
+    }
     if (!principal) throw unauthenticated();
     switch (access.kind) {
       case "account":

@@ -89,6 +89,8 @@ export type Access =
    * `delete` needs the ownership only, so that one can always clean up after oneself.
    */
   | { kind: "workspace"; scope: Scope; ownerOnly?: boolean }
+  /** A port of a running workspace through the proxy: anyone when it is public, else as `workspace` (read). */
+  | { kind: "workspacePort" }
   /** The instance itself (runners): instance administrators, signed in with a browser session. */
   | { kind: "admin" }
   | { kind: "runner" };

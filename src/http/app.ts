@@ -26,6 +26,7 @@ import { systemRoutes } from "./routes/system.js";
 import { webRoutes } from "./routes/web.js";
 import { workspaceRoutes } from "./routes/workspaces.js";
 import { MAX_TERMINAL_FRAME, workspaceTerminalRoutes } from "./routes/workspace-terminals.js";
+import { workspacePortRoutes } from "./routes/workspace-ports.js";
 import websocket from "@fastify/websocket";
 
 export const BODY_LIMIT = 256 * 1024;
@@ -69,6 +70,7 @@ export async function buildApp(services: Services, opts: { tls?: { cert: string;
   for (const routes of [sessionRoutes, accountRoutes, organizationRoutes, projectRoutes, projectCredentialRoutes, envFileKeyRoutes, hookRoutes, scmRoutes, buildRoutes, runnerApiRoutes, runnerAdminRoutes, workspaceRoutes, workspaceTerminalRoutes]) {
     await app.register(routes, { prefix: "/api/v1", services, tls });
   }
+  await app.register(workspacePortRoutes, { services });
   await app.register(webRoutes);
   return app;
 }

@@ -1,4 +1,4 @@
-import type { Readable, Writable } from "node:stream";
+import type { Duplex, Readable, Writable } from "node:stream";
 import type { NetworkPolicy } from "./network.js";
 
 /**
@@ -19,6 +19,11 @@ export interface Sandbox {
   /** Writes a file inside the sandbox, resolved within its own root (no shell, no host path). */
   writeFile(path: string, data: Buffer | string, mode?: number): Promise<void>;
   readFile(path: string): Promise<Buffer>;
+  /**
+   * A TCP connection to `port` on the sandbox's own loopback, where its processes listen (the
+   * workspace port proxy, `ssh -L`). Fails with SandboxError when nothing listens there.
+   */
+  connect(port: number): Promise<Duplex>;
   /** Adds /etc/hosts entries (name → IP address) that every later exec sees: how a job names its services. */
   addHosts(hosts: Record<string, string>): Promise<void>;
   /** Kills every process of the sandbox and releases everything it held; safe to call twice. */

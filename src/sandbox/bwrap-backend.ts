@@ -4,7 +4,7 @@ import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, rmSync, stat
 import { isIP } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { Readable, Writable } from "node:stream";
+import { Duplex, Readable, Writable } from "node:stream";
 import { defaultLimits, HOME, HOST_NAME, SANDBOX_UID, SandboxError, WORKSPACE, type Exec, type ExecIO, type ExitStatus, type Sandbox, type SandboxBackend, type SandboxLimits, type SandboxProfile, type SandboxSpec } from "./backend.js";
 import { attachIdmappedImage } from "./idmap-mount.js";
 import { createCgroup, detectCgroups, type CgroupMode, type SandboxCgroup } from "./cgroups.js";
@@ -33,6 +33,17 @@ const BUILDER_CAPS = ["CAP_SYS_ADMIN", "CAP_AUDIT_WRITE", "CAP_CHOWN", "CAP_DAC_
 const GATE = ["/bin/sh", "-c", 'if [ -n "$1" ]; then ulimit -u "$1" 2>/dev/null || ulimit -p "$1" || exit 126; fi; shift; read -r go && exec "$@"', "gate"];
 
 const TOOL_PATH = "/usr/sbin:/usr/bin:/sbin:/bin";
+
+// Connects to 127.0.0.1:<port>, says "+", then carries bytes both ways; a half-close passes through.
+const RELAY = `
+const s = require("node:net").connect(Number(process.argv[1]), "127.0.0.1", () => {
+  process.stdout.write("+");
+  process.stdin.pipe(s);
+  s.pipe(process.stdout);
+});
+s.on("error", () => process.exit(1));
+s.on("close", () => process.exit(0));
+`;
 
 // Run as root in a mount namespace of its own: gives the sandbox's uid a /dev/net/tun it may open
 // (the host's may be root-only), so that slirp4netns itself never runs as root.
@@ -493,6 +504,31 @@ export class BwrapSandbox implements Sandbox {
     const status = await this.exec({ argv: ["cat", "--", file] }, { stdout: (d) => out.push(d), stderr: (d) => err.push(d) });
     if (status.code !== 0) throw new SandboxError(`cannot read ${file} in the sandbox: ${Buffer.concat(err).toString().trim()}`);
     return Buffer.concat(out);
+  }
+
+  async connect(port: number): Promise<Duplex> {
+    if (!Number.isInteger(port) || port < 1 || port > 65535) throw new SandboxError(`not a port: ${port}`);
+    if (this.destroyed || this.supervisorPid === undefined) throw new SandboxError("the sandbox is gone");
+    // A relay in the sandbox's network namespace, as its uid (it never sees the sandbox's files):
+    // the host's own node, so that any image will do. It says "+" once connected.
+    const enter = this.asRoot
+      ? ["nsenter", `--target=${this.supervisorPid}`, "--net", "--", ...this.identity()]
+      : ["nsenter", "--preserve-credentials", `--target=${this.supervisorPid}`, "--user", "--net", "--"];
+    const relay = spawn(enter[0]!, [...enter.slice(1), process.execPath, "-e", RELAY, String(port)], { stdio: ["pipe", "pipe", "ignore"], env: { PATH: TOOL_PATH } });
+    this.running.add(relay);
+    relay.once("close", () => this.running.delete(relay));
+    relay.stdin.on("error", () => undefined);
+    const stdout = relay.stdout;
+    await new Promise<void>((resolve, reject) => {
+      const fail = () => reject(new SandboxError(`nothing listens on port ${port} in the sandbox`));
+      relay.once("close", fail);
+      stdout.once("readable", () => {
+        relay.off("close", fail);
+        if (stdout.read(1)?.toString() === "+") resolve();
+        else fail();
+      });
+    });
+    return Duplex.from({ readable: stdout, writable: relay.stdin });
   }
 
   async addHosts(hosts: Record<string, string>): Promise<void> {

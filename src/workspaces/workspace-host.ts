@@ -1,4 +1,5 @@
 import { PassThrough } from "node:stream";
+import { z } from "zod";
 import type { Logger } from "pino";
 import { createMasker, maskText, secretValueProblem } from "../crypto/masking.js";
 import type { ImageStore } from "../images/image-store.js";
@@ -7,7 +8,7 @@ import { limits as configLimits } from "../pipeline/problems.js";
 import { dockerfilePath } from "../pipeline/image-builds.js";
 import { configFileNames } from "../pipeline/load.js";
 import { readWorkspaceConfig, workspaceConfigFileNames } from "../pipeline/workspace-load.js";
-import type { WorkspaceConfig, WorkspaceImage } from "../pipeline/workspace-model.js";
+import { defaultWorkspaceConfig, portVisibilitySchema, type PortVisibility, type WorkspaceConfig, type WorkspaceImage } from "../pipeline/workspace-model.js";
 import { WORKSPACE, type Sandbox, type SandboxBackend, type SandboxLimits, type SandboxSpec } from "../sandbox/backend.js";
 import type { NetworkPolicy } from "../sandbox/network.js";
 import { gitCheckout, hardenedGit, type RepositoryAccess } from "../runner/git-checkout.js";
@@ -38,6 +39,9 @@ export interface WorkspaceHostOptions {
 interface Live {
   /** Replaced once, when a clone moves into the workspace's image. */
   sandbox: Sandbox;
+  /** Ports given a visibility here, over the config's. */
+  visibility: Map<number, PortVisibility>;
+  config: WorkspaceConfig;
   /** Every terminal, the tasks' first. */
   terminals: Map<string, Terminal>;
   env: Record<string, string>;
@@ -124,6 +128,37 @@ export class WorkspaceHost {
     return this.live.get(id)?.terminals.get(terminalId);
   }
 
+  /**
+   * The ports of a running workspace: those its config names and those something listens on now,
+   * each with its visibility (private unless the config or its owner made it public).
+   */
+  async ports(id: string): Promise<WorkspacePortStatus[] | undefined> {
+    const live = this.live.get(id);
+    if (!live) return undefined;
+    const listening = await listeningPorts(live.sandbox);
+    const named = live.config.ports.flatMap((p) => (p.from === p.to ? [p.from] : [...listening].filter((n) => n >= p.from && n <= p.to)));
+    return [...new Set([...named, ...listening])]
+      .sort((a, b) => a - b)
+      .map((port) => {
+        const configured = live.config.ports.find((p) => p.from <= port && port <= p.to);
+        return { port, name: configured?.name ?? null, visibility: this.visibility(id, port)!, listening: listening.has(port), onOpen: configured?.onOpen ?? "notify" };
+      });
+  }
+
+  /** Who may reach a port of a running workspace through the proxy; undefined when it is not running. */
+  visibility(id: string, port: number): PortVisibility | undefined {
+    const live = this.live.get(id);
+    if (!live) return undefined;
+    return live.visibility.get(port) ?? live.config.ports.find((p) => p.from <= port && port <= p.to)?.visibility ?? "private";
+  }
+
+  /** Makes a port public or private, for every request from now on (until the workspace stops). */
+  setVisibility(id: string, port: number, visibility: PortVisibility): boolean {
+    const live = this.live.get(id);
+    live?.visibility.set(port, visibility);
+    return Boolean(live);
+  }
+
   /** A new shell in a running workspace, in its folder, with its variables. */
   openTerminal(id: string, size: TerminalSize = DEFAULT_SIZE): Terminal | undefined {
     const live = this.live.get(id);
@@ -153,7 +188,7 @@ export class WorkspaceHost {
     const archive = await this.workspaces.archiveOf(id);
     // A clone is made on the host image, where git is, and then moved into the workspace's image.
     let sandbox = await this.sandbox(archive ? ws.config!.image : { kind: "image", ref: "host" });
-    const live: Live = { sandbox, terminals: new Map(), env: {}, cwd: WORKSPACE, secrets: vars.secrets };
+    const live: Live = { sandbox, visibility: new Map(), config: defaultWorkspaceConfig(), terminals: new Map(), env: {}, cwd: WORKSPACE, secrets: vars.secrets };
     this.live.set(id, live);
     ws = await this.workspaces.transition(id, ["creating"], "initializing");
     let config = ws.config;
@@ -172,6 +207,7 @@ export class WorkspaceHost {
       if (!isHost(config.image)) live.sandbox = sandbox = await this.moveTo(sandbox, config.image);
     }
     await this.prepare(sandbox, config!);
+    live.config = config!;
     live.env = { ...config!.env, ...vars.env };
     live.cwd = config!.location ? `${WORKSPACE}/${config!.location}` : WORKSPACE;
     // Values too short to mask safely are not masked (secret values are refused that short).
@@ -307,6 +343,28 @@ export class WorkspaceHost {
       if (status.code !== 0) throw new Error(`git config ${key} failed (exit ${status.code}); is git in the workspace image?`);
     }
   }
+}
+
+export const portStatusSchema = z.object({
+  port: z.number(),
+  name: z.string().nullable(),
+  visibility: portVisibilitySchema,
+  listening: z.boolean().describe("Whether something listens on it now"),
+  onOpen: z.string().describe("What the config asks the UI to do when it opens"),
+});
+export type WorkspacePortStatus = z.infer<typeof portStatusSchema>;
+
+/** The TCP ports something listens on in the sandbox's network namespace, from the kernel's tables. */
+async function listeningPorts(sandbox: Sandbox): Promise<Set<number>> {
+  let text = "";
+  await sandbox.exec({ argv: ["cat", "/proc/net/tcp", "/proc/net/tcp6"], timeoutMs: 10_000 }, { stdout: (d) => (text += d.toString()) });
+  const ports = new Set<number>();
+  for (const line of text.split("\n")) {
+    // sl local_address rem_address st …: state 0A is LISTEN.
+    const [, local, , state] = line.trim().split(/\s+/);
+    if (state === "0A" && local?.includes(":")) ports.add(parseInt(local.split(":").at(-1)!, 16));
+  }
+  return ports;
 }
 
 const isHost = (image: WorkspaceImage): boolean => image.kind === "image" && image.ref === "host";

@@ -41,7 +41,19 @@ export interface TerminalSeen {
   closed: number;
 }
 
+export interface PortsSeen {
+  listed: Array<{ port: number; visibility: string; listening: boolean }>;
+  anonymousPrivate: number;
+  ownerPrivate: { status: number; requestLine: string; slipwayCookie: boolean; ownCookie: boolean; csp: string | null; prefix: string };
+  otherPrivate: number;
+  anonymousPublic: number;
+  anonymousAfterPrivate: number;
+  closedPort: string;
+  noSlash: string;
+}
+
 export interface WorkspaceRunOutput {
+  ports: PortsSeen;
   terminal: TerminalSeen;
   idle: { stopped: string[]; reason: string | null; state: string };
   commits: { opened: string | null };
@@ -128,6 +140,44 @@ async function attach(h: Harness, client: Client, id: string, terminal: string, 
     return pattern.test(text);
   };
   return { ws, waitFor, text: () => text, type: (keys: string) => ws.send(Buffer.from(keys)) };
+}
+
+async function usePorts(h: Harness, owner: Client, other: Client, id: string): Promise<PortsSeen> {
+  const base = `${h.services.publicUrl()}/w/${id}/p`;
+  const get = (url: string, cookie?: string) => fetch(url, { headers: cookie ? { cookie } : {}, redirect: "manual" });
+  let listed: PortsSeen["listed"] = [];
+  for (let i = 0; i < 50 && !listed.some((p) => p.port === 8765 && p.listening); i++) {
+    listed = (await owner.get(`/api/v1/workspaces/${id}/ports`)).json().ports.map((p: PortsSeen["listed"][number]) => ({ port: p.port, visibility: p.visibility, listening: p.listening }));
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  const mine = await get(`${base}/8765/hello?x=1`, `${owner.auth.cookie}; theirs=kept`);
+  const body = await mine.text();
+  const ownerPrivate = {
+    status: mine.status,
+    requestLine: body.split("\r\n")[0]!,
+    slipwayCookie: body.includes("slipway_"),
+    ownCookie: body.includes("theirs=kept"),
+    csp: mine.headers.get("content-security-policy"),
+    prefix: /x-forwarded-prefix: (\S+)/i.exec(body)?.[1] ?? "",
+  };
+  const anonymousPrivate = (await get(`${base}/8765/`)).status;
+  const otherPrivate = (await get(`${base}/8765/`, other.auth.cookie)).status;
+  await owner.put(`/api/v1/workspaces/${id}/ports/8765`, { visibility: "public" });
+  const anonymousPublic = (await get(`${base}/8765/`)).status;
+  await owner.put(`/api/v1/workspaces/${id}/ports/8765`, { visibility: "private" });
+  const anonymousAfterPrivate = (await get(`${base}/8765/`)).status;
+  const closed = await get(`${base}/8766/`, owner.auth.cookie);
+  const noSlash = await get(`${base}/8765?a=b`, owner.auth.cookie);
+  return {
+    listed: listed.filter((p) => p.port === 8765),
+    anonymousPrivate,
+    ownerPrivate,
+    otherPrivate,
+    anonymousPublic,
+    anonymousAfterPrivate,
+    closedPort: `${closed.status} ${((await closed.json()) as { error: { code: string } }).error.code}`,
+    noSlash: `${noSlash.status} ${noSlash.headers.get("location")?.replace(id, "ID")}`,
+  };
 }
 
 async function useTerminal(h: Harness, owner: Client, id: string): Promise<TerminalSeen> {
@@ -225,13 +275,15 @@ export async function main(input: WorkspaceRunInput): Promise<WorkspaceRunOutput
     if (otherSeen.state !== "running") throw new Error(`the other workspace failed: ${otherSeen.reason}`);
     const t = sandboxOf(h, otherId);
     // The workspace image is Debian's minbase: perl-base is what it has for sockets.
-    const serving = sh(s, `exec perl -MIO::Socket::INET -e '$s = IO::Socket::INET->new(LocalAddr => "0.0.0.0", LocalPort => 8765, Listen => 5, ReuseAddr => 1) or die; while ($c = $s->accept) { print $c "hi\\n"; close $c }'`, 60_000).catch(() => undefined);
+    // An HTTP server that answers with the request it got (perl-base is what minbase has for sockets).
+    const serving = sh(s, `exec perl -MIO::Socket::INET -e '$s = IO::Socket::INET->new(LocalAddr => "0.0.0.0", LocalPort => 8765, Listen => 5, ReuseAddr => 1) or die; while ($c = $s->accept) { $h = ""; while (defined($l = <$c>)) { last if $l =~ /^\\r?\\n$/; $h .= $l } print $c "HTTP/1.1 200 OK\\r\\nContent-Type: text/plain\\r\\nContent-Length: " . length($h) . "\\r\\nConnection: close\\r\\n\\r\\n$h"; close $c }'`, 60_000).catch(() => undefined);
     const probe = (x: Sandbox) => out(x, `perl -MIO::Socket::INET -e '$c = IO::Socket::INET->new(PeerAddr => "127.0.0.1", PeerPort => 8765, Timeout => 2); print $c ? "reached" : "refused"'`);
     let ownReachesPort = "";
     for (let i = 0; i < 50 && ownReachesPort !== "reached"; i++) {
       ownReachesPort = await probe(s);
       if (ownReachesPort !== "reached") await new Promise((r) => setTimeout(r, 100));
     }
+    const ports = await usePorts(h, owner, other, id);
     const p19 = {
       otherSeesProcess: await out(t, "grep -l 'Local[P]ort' /proc/[0-9]*/cmdline 2>/dev/null | wc -l"),
       otherSeesFile: await out(t, "test -e /workspace/secret.txt && echo visible || echo absent"),
@@ -283,7 +335,7 @@ export async function main(input: WorkspaceRunInput): Promise<WorkspaceRunOutput
     const deleted = { status: del.statusCode, get: (await owner.get(`/api/v1/workspaces/${id}`)).statusCode, archiveFilesLeft: archiveFiles(h).filter((f) => f.startsWith(id)).length };
     await other.delete(`/api/v1/workspaces/${otherId}`);
 
-    return { terminal, idle: { ...idle, stopped: idle.stopped.map((x) => (x === id ? "mine" : x === otherId ? "theirs" : x)).sort() }, commits: { opened: opened.commit }, opened: { ...opened }, inside, p26, stopped, plaintextIn, controlFoundIn, resumed, afterResume, tampered, retried, retriedMarkerIntact, others, p19, deleted };
+    return { ports, terminal, idle: { ...idle, stopped: idle.stopped.map((x) => (x === id ? "mine" : x === otherId ? "theirs" : x)).sort() }, commits: { opened: opened.commit }, opened: { ...opened }, inside, p26, stopped, plaintextIn, controlFoundIn, resumed, afterResume, tampered, retried, retriedMarkerIntact, others, p19, deleted };
   } finally {
     await h.close();
   }

@@ -76,7 +76,8 @@ export const accessPlugin = fp(async (app: FastifyInstance, opts: { services: Se
     const access = request.routeOptions.config.access;
     if (!access) throw new AppError(404, "not_found", "no such route");
     // The router matches "/projects/" to "/projects/:projectId" with an empty id: no such route.
-    if (Object.values((request.params ?? {}) as Record<string, string>).includes("")) {
+    // (A wildcard may be empty: "/w/<id>/p/<port>/" is the root of a workspace's page.)
+    if (Object.entries((request.params ?? {}) as Record<string, string>).some(([name, value]) => value === "" && name !== "*")) {
       throw new AppError(404, "not_found", `no route ${request.method} ${request.url.split("?")[0]}; see /api/v1/openapi.json`);
     }
     await authorizer.check(request.principal, access, request.params as Record<string, string | undefined>);
