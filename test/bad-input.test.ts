@@ -117,7 +117,8 @@ describe("every route is covered", () => {
 });
 
 describe("malformed bodies", () => {
-  const bodyRoutes = () => routes.filter((r) => BODY_METHODS.includes(r.method));
+  // The port proxy passes bodies to the workspace's own server as they come, whatever they are.
+  const bodyRoutes = () => routes.filter((r) => BODY_METHODS.includes(r.method) && !r.url.startsWith("/w/"));
 
   it("invalid JSON is 400 invalid_json, at every route that takes a body", async () => {
     const payloads = ["{bad", '{"a":', "[1,]", "{'single':'quotes'}", "\u0000", '{"a":1}{"b":2}', "NaN"];

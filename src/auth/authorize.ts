@@ -10,7 +10,7 @@ export interface AccessFacts {
   buildProject(buildId: string): Promise<string | undefined>;
   workspace(workspaceId: string): Promise<{ ownerId: string; projectId: string } | undefined>;
   /** Who may reach a port of a running workspace; undefined when the workspace does not run. */
-  portVisibility(workspaceId: string, port: number): "public" | "private" | undefined;
+  portVisibility(workspaceId: string, port: number): Promise<"public" | "private" | undefined>;
 }
 
 export const unauthenticated = () => new AppError(401, "unauthenticated", "sign in (POST /api/v1/session) or send an API token as 'Authorization: Bearer <token>'");
@@ -27,7 +27,7 @@ export class Authorizer {
     if (access.kind === "public" || access.kind === "runner") return;
     if (access.kind === "workspacePort") {
       const workspaceId = requireParam(params, "workspaceId");
-      const visibility = this.facts.portVisibility(workspaceId, Number(requireParam(params, "port")));
+      const visibility = await this.facts.portVisibility(workspaceId, Number(requireParam(params, "port")));
       if (!visibility) throw new AppError(404, "not_found", "no such running workspace; start it, then open its port again");
       if (visibility === "public") return;
       return this.check(principal, { kind: "workspace", scope: "workspaces:read" }, params);

@@ -21,6 +21,7 @@ import * as m014 from "./migrations/014_repository_polls.js";
 import * as m015 from "./migrations/015_project_host_key_confirmation.js";
 import * as m016 from "./migrations/016_project_badges.js";
 import * as m017 from "./migrations/017_workspaces.js";
+import * as m018 from "./migrations/018_workspace_ports.js";
 
 export type Db = Kysely<Database>;
 export type Tx = Transaction<Database>;
@@ -46,6 +47,7 @@ const migrations: Record<string, Migration> = {
   "015_project_host_key_confirmation": m015,
   "016_project_badges": m016,
   "017_workspaces": m017,
+  "018_workspace_ports": m018,
 };
 
 export interface Store {

@@ -337,6 +337,12 @@ export interface WorkspaceTransitionsTable {
   at: string;
 }
 
+export interface WorkspacePortsTable {
+  workspace_id: string;
+  port: number;
+  visibility: string;
+}
+
 export interface Database {
   users: UsersTable;
   recovery_codes: RecoveryCodesTable;
@@ -368,4 +374,5 @@ export interface Database {
   repository_polls: RepositoryPollsTable;
   workspaces: WorkspacesTable;
   workspace_transitions: WorkspaceTransitionsTable;
+  workspace_ports: WorkspacePortsTable;
 }

@@ -39,8 +39,6 @@ export interface WorkspaceHostOptions {
 interface Live {
   /** Replaced once, when a clone moves into the workspace's image. */
   sandbox: Sandbox;
-  /** Ports given a visibility here, over the config's. */
-  visibility: Map<number, PortVisibility>;
   config: WorkspaceConfig;
   /** Every terminal, the tasks' first. */
   terminals: Map<string, Terminal>;
@@ -132,31 +130,24 @@ export class WorkspaceHost {
    * The ports of a running workspace: those its config names and those something listens on now,
    * each with its visibility (private unless the config or its owner made it public).
    */
-  async ports(id: string): Promise<WorkspacePortStatus[] | undefined> {
+  async ports(id: string): Promise<WorkspacePortStatus[]> {
     const live = this.live.get(id);
-    if (!live) return undefined;
-    const listening = await listeningPorts(live.sandbox);
+    if (!live) return [];
+    const [listening, set] = await Promise.all([listeningPorts(live.sandbox), this.workspaces.portVisibilities(id)]);
     const named = live.config.ports.flatMap((p) => (p.from === p.to ? [p.from] : [...listening].filter((n) => n >= p.from && n <= p.to)));
     return [...new Set([...named, ...listening])]
       .sort((a, b) => a - b)
       .map((port) => {
-        const configured = live.config.ports.find((p) => p.from <= port && port <= p.to);
-        return { port, name: configured?.name ?? null, visibility: this.visibility(id, port)!, listening: listening.has(port), onOpen: configured?.onOpen ?? "notify" };
+        const configured = configuredPort(live.config, port);
+        return { port, name: configured?.name ?? null, visibility: set.get(port) ?? configured?.visibility ?? "private", listening: listening.has(port), onOpen: configured?.onOpen ?? "notify" };
       });
   }
 
-  /** Who may reach a port of a running workspace through the proxy; undefined when it is not running. */
-  visibility(id: string, port: number): PortVisibility | undefined {
+  /** Who may reach a port of a running workspace through the proxy; undefined when it does not run. */
+  async visibility(id: string, port: number): Promise<PortVisibility | undefined> {
     const live = this.live.get(id);
     if (!live) return undefined;
-    return live.visibility.get(port) ?? live.config.ports.find((p) => p.from <= port && port <= p.to)?.visibility ?? "private";
-  }
-
-  /** Makes a port public or private, for every request from now on (until the workspace stops). */
-  setVisibility(id: string, port: number, visibility: PortVisibility): boolean {
-    const live = this.live.get(id);
-    live?.visibility.set(port, visibility);
-    return Boolean(live);
+    return (await this.workspaces.portVisibilities(id)).get(port) ?? configuredPort(live.config, port)?.visibility ?? "private";
   }
 
   /** A new shell in a running workspace, in its folder, with its variables. */
@@ -188,7 +179,7 @@ export class WorkspaceHost {
     const archive = await this.workspaces.archiveOf(id);
     // A clone is made on the host image, where git is, and then moved into the workspace's image.
     let sandbox = await this.sandbox(archive ? ws.config!.image : { kind: "image", ref: "host" });
-    const live: Live = { sandbox, visibility: new Map(), config: defaultWorkspaceConfig(), terminals: new Map(), env: {}, cwd: WORKSPACE, secrets: vars.secrets };
+    const live: Live = { sandbox, config: defaultWorkspaceConfig(), terminals: new Map(), env: {}, cwd: WORKSPACE, secrets: vars.secrets };
     this.live.set(id, live);
     ws = await this.workspaces.transition(id, ["creating"], "initializing");
     let config = ws.config;
@@ -366,6 +357,8 @@ async function listeningPorts(sandbox: Sandbox): Promise<Set<number>> {
   }
   return ports;
 }
+
+const configuredPort = (config: WorkspaceConfig, port: number) => config.ports.find((p) => p.from <= port && port <= p.to);
 
 const isHost = (image: WorkspaceImage): boolean => image.kind === "image" && image.ref === "host";
 

@@ -5,7 +5,7 @@ import type { RequestContext } from "../auth/permissions.js";
 import type { SecretBox } from "../crypto/secret-box.js";
 import { conflict, notFound } from "../errors.js";
 import { problemSchema, type Problem } from "../pipeline/problems.js";
-import { workspaceConfigSchema, type WorkspaceConfig } from "../pipeline/workspace-model.js";
+import { workspaceConfigSchema, type PortVisibility, type WorkspaceConfig } from "../pipeline/workspace-model.js";
 import type { Executor, Store } from "../store/database.js";
 import { newId, now } from "../store/ids.js";
 import type { WorkspacesTable } from "../store/schema.js";
@@ -195,6 +195,20 @@ export class Workspaces {
     }
     this.changed.emit("change", updated);
     return updated;
+  }
+
+  /** The visibilities its owner gave its ports. */
+  async portVisibilities(id: string): Promise<Map<number, PortVisibility>> {
+    const rows = await this.store.db.selectFrom("workspace_ports").select(["port", "visibility"]).where("workspace_id", "=", id).execute();
+    return new Map(rows.map((r) => [r.port, r.visibility as PortVisibility]));
+  }
+
+  async setPortVisibility(id: string, port: number, visibility: PortVisibility): Promise<void> {
+    await this.store.db
+      .insertInto("workspace_ports")
+      .values({ workspace_id: id, port, visibility })
+      .onConflict((oc) => oc.columns(["workspace_id", "port"]).doUpdateSet({ visibility }))
+      .execute();
   }
 
   /** Marks use (terminal input, SSH, the port proxy): what the inactivity timeout counts from. */

@@ -16,7 +16,7 @@ export interface Route {
 export const webAsset = () => /src="\/assets\/([^"]+)"/.exec(readFileSync(path.join(WEB_ROOT, "index.html"), "utf8"))![1]!;
 
 /** Routes deliberately left out of the OpenAPI document (schema.hide). */
-export const HIDDEN_ROUTES = ["/healthz", "/readyz", "/metrics", "/.well-known/security.txt", "/api/v1/openapi.json", "/", "/*", "/assets/:file"];
+export const HIDDEN_ROUTES = ["/healthz", "/readyz", "/metrics", "/.well-known/security.txt", "/api/v1/openapi.json", "/", "/*", "/assets/:file", "/w/:workspaceId/p/:port", "/w/:workspaceId/p/:port/*"];
 
 /**
  * Every route the app registered, read back from Fastify's own route tree so that a route added
@@ -33,7 +33,8 @@ export function listRoutes(app: FastifyInstance): Route[] {
     const url = (depth > 0 ? prefixes[depth - 1]! : "") + m[2]!;
     prefixes[depth] = url;
     prefixes.length = depth + 1;
-    for (const method of m[3]?.split(", ") ?? []) if (method !== "HEAD") routes.push({ method, url });
+    // The tree prints a wildcard after a parameter without the slash between them.
+    for (const method of m[3]?.split(", ") ?? []) if (method !== "HEAD") routes.push({ method, url: url.replace(/(:\w+)\*$/, "$1/*") });
   }
   return routes;
 }
@@ -162,7 +163,7 @@ export async function setUpWorld(h: Harness): Promise<World> {
     runner: new Client(h.app, { bearer: runnerToken }),
     runnerId,
     heldJobId,
-    params: { projectId, orgId, userId: memberUser.id, tokenId, name: "API_KEY", provider: "github", file: webAsset(), errorId: "unknown", runnerId: spareRunnerId, workspaceId: workspace.id, ...ended },
+    params: { projectId, orgId, userId: memberUser.id, tokenId, name: "API_KEY", provider: "github", file: webAsset(), errorId: "unknown", runnerId: spareRunnerId, workspaceId: workspace.id, terminalId: "term_none", port: "8080", ...ended },
   };
 }
 
@@ -325,5 +326,8 @@ export const sampleBodies = (p: Record<string, string>): Record<string, unknown>
   "PUT /api/v1/projects/:projectId/repository-link": { provider: "github", repo: "octocat/Hello-World" },
   // Valid in shape; the world's project has no repository URL, so the server answers 400 no_repository.
   "POST /api/v1/workspaces": { repository: p.projectId, ref: "main" },
+  // Valid in shape; the world's workspace is not running, so the server answers 409.
+  "POST /api/v1/workspaces/:workspaceId/terminals": { cols: 80, rows: 24 },
+  "PUT /api/v1/workspaces/:workspaceId/ports/:port": { visibility: "private" },
 });
 

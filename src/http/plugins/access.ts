@@ -39,8 +39,9 @@ export const accessPlugin = fp(async (app: FastifyInstance, opts: { services: Se
       request.runnerId = runnerId;
       return;
     }
-    // Public routes ignore the header: probes and proxies may send credentials of their own.
-    if (header !== undefined && access && access.kind !== "public") {
+    // Public routes ignore the header: probes and proxies may send credentials of their own. So
+    // does the port proxy: the header belongs to the workspace's own server (private ports take a session).
+    if (header !== undefined && access && access.kind !== "public" && access.kind !== "workspacePort") {
       const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
       const found = match ? await tokens.resolve(match[1]!) : undefined;
       if (!found) throw new AppError(401, "invalid_token", "the API token is malformed, unknown, expired or revoked; create a new one");

@@ -3,7 +3,6 @@ import type { FastifyReply, FastifyRequest } from "fastify";
 import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
 import WebSocket from "ws";
 import { z } from "zod";
-import { conflict } from "../../errors.js";
 import { portVisibilitySchema } from "../../pipeline/workspace-model.js";
 import type { Services } from "../../services.js";
 import { portStatusSchema } from "../../workspaces/workspace-host.js";
@@ -54,7 +53,7 @@ export const workspacePortRoutes: FastifyPluginAsyncZod<{ services: Services }> 
       config: { access: { kind: "workspace", scope: "workspaces:read" } },
       schema: {
         summary: "A running workspace's ports",
-        description: "Those its config names and those something listens on now, each served at `url` to its owner (private) or to anyone with the link (public).",
+        description: "Those its config names and those something listens on now, each served at `url` to its owner (private) or to anyone with the link (public). None while it is not running.",
         params: workspaceParams,
         response: { 200: z.object({ ports: z.array(portStatusSchema.extend({ url: z.string() })) }) },
       },
@@ -62,7 +61,6 @@ export const workspacePortRoutes: FastifyPluginAsyncZod<{ services: Services }> 
     async (request) => {
       const id = request.params.workspaceId;
       const ports = await host.ports(id);
-      if (!ports) throw conflict("the workspace is not running; start it first");
       return { ports: ports.map((p) => ({ ...p, url: `${services.publicUrl()}/w/${id}/p/${p.port}/` })) };
     },
   );
@@ -73,7 +71,7 @@ export const workspacePortRoutes: FastifyPluginAsyncZod<{ services: Services }> 
       config: { access: { kind: "workspace", scope: "workspaces:write" } },
       schema: {
         summary: "Make a port public or private",
-        description: "P18: takes effect with the next request; a public port is open to anyone with its URL until it is made private or the workspace stops.",
+        description: "P18: takes effect with the next request, and holds when the workspace runs again; a public port is open to anyone with its URL while the workspace runs.",
         params: portParams,
         body: z.object({ visibility: portVisibilitySchema }).strict(),
         response: { 200: z.object({ port: z.number(), visibility: portVisibilitySchema }) },
@@ -81,7 +79,7 @@ export const workspacePortRoutes: FastifyPluginAsyncZod<{ services: Services }> 
     },
     async (request) => {
       const { workspaceId, port } = request.params;
-      if (!host.setVisibility(workspaceId, port, request.body.visibility)) throw conflict("the workspace is not running; start it first");
+      await services.workspaces.setPortVisibility(workspaceId, port, request.body.visibility);
       return { port, visibility: request.body.visibility };
     },
   );

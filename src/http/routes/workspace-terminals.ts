@@ -1,6 +1,6 @@
 import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
 import { z } from "zod";
-import { conflict, notFound } from "../../errors.js";
+import { AppError, conflict } from "../../errors.js";
 import type { Services } from "../../services.js";
 import { terminalSchema, terminalSizeSchema } from "../../workspaces/terminal.js";
 
@@ -34,13 +34,12 @@ export const workspaceTerminalRoutes: FastifyPluginAsyncZod<{ services: Services
         summary: "Open a shell in a running workspace",
         description: "A login shell in the workspace's folder, with its variables. Attach to it with the WebSocket at …/terminals/{terminalId}/attach.",
         params: workspaceParams,
-        body: terminalSizeSchema.partial().strict().optional(),
+        body: z.object({ cols: terminalSizeSchema.shape.cols.default(120), rows: terminalSizeSchema.shape.rows.default(32) }).strict().optional(),
         response: { 201: terminalSchema },
       },
     },
     async (request, reply) => {
-      const size = request.body?.cols && request.body.rows ? { cols: request.body.cols, rows: request.body.rows } : undefined;
-      const terminal = host.openTerminal(request.params.workspaceId, size);
+      const terminal = host.openTerminal(request.params.workspaceId, request.body);
       if (!terminal) throw conflict("the workspace is not running; start it first");
       return reply.code(201).send(terminal.info);
     },
@@ -53,7 +52,7 @@ export const workspaceTerminalRoutes: FastifyPluginAsyncZod<{ services: Services
       schema: { summary: "Close a terminal and end what runs in it", params: terminalParams },
     },
     async (request, reply) => {
-      if (!(await host.closeTerminal(request.params.workspaceId, request.params.terminalId))) throw notFound("terminal");
+      if (!(await host.closeTerminal(request.params.workspaceId, request.params.terminalId))) throw new AppError(404, "no_terminal", "no such terminal in the running workspace; list them with GET …/terminals");
       return reply.code(204).send();
     },
   );
