@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -86,7 +86,7 @@ describe("connecting a GitHub account", () => {
     const row = await h.services.store.db.selectFrom("scm_connections").selectAll().executeTakeFirstOrThrow();
     expect(row.access_token).toMatch(/^sb1:/);
     const issued = sim.lastToken();
-    for (const file of readdirSync(h.dataDir)) {
+    for (const file of readdirSync(h.dataDir, { recursive: true, encoding: "utf8" }).filter((f) => statSync(path.join(h.dataDir, f)).isFile())) {
       const content = readFileSync(path.join(h.dataDir, file));
       expect(content.includes(issued), file).toBe(false);
     }
