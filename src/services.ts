@@ -3,6 +3,7 @@ import path from "node:path";
 import type { Logger } from "pino";
 import { AuditLog } from "./audit/audit-log.js";
 import { ApiTokens } from "./auth/api-tokens.js";
+import { SshKeys } from "./auth/ssh-keys.js";
 import { Authorizer } from "./auth/authorize.js";
 import { Sessions } from "./auth/sessions.js";
 import { SignInThrottle } from "./auth/sign-in-throttle.js";
@@ -47,6 +48,7 @@ export interface Services {
   users: Users;
   sessions: Sessions;
   tokens: ApiTokens;
+  sshKeys: SshKeys;
   twoFactor: TwoFactor;
   signIn: SignIn;
   throttle: SignInThrottle;
@@ -73,6 +75,9 @@ export interface Services {
   /** The URL users reach the server at, for links in mail; known only once it listens. */
   publicUrl(): string;
   setPublicUrl(url: string): void;
+  /** The SSH gateway's port, once it listens (null without one). */
+  sshPort(): number | null;
+  setSshPort(port: number | null): void;
   close(): Promise<void>;
 }
 
@@ -80,6 +85,7 @@ export interface Services {
 export async function createServices(settings: Settings, log: Logger, opts: { settleRotation: boolean } = { settleRotation: true }): Promise<Services> {
   let url = settings.publicUrl ?? `http://${settings.host}:${settings.port}`;
   const publicUrl = () => url;
+  let sshPort: number | null = null;
   mkdirSync(settings.dataDir, { recursive: true, mode: 0o700 });
   if (statSync(settings.dataDir).mode & 0o077) {
     log.warn({ dataDir: settings.dataDir }, `other users can open the data dir; run: chmod 700 ${settings.dataDir}`);
@@ -150,6 +156,7 @@ export async function createServices(settings: Settings, log: Logger, opts: { se
       users,
       sessions,
       tokens: new ApiTokens(store, audit),
+      sshKeys: new SshKeys(store, audit),
       twoFactor,
       signIn: new SignIn(store, users, sessions, twoFactor, throttle, audit),
       throttle,
@@ -187,6 +194,10 @@ export async function createServices(settings: Settings, log: Logger, opts: { se
       workspaceHost,
       masterKeyCreated: created,
       publicUrl,
+      sshPort: () => sshPort,
+      setSshPort: (port) => {
+        sshPort = port;
+      },
       setPublicUrl: (u) => {
         url = settings.publicUrl ?? u;
       },

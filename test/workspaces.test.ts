@@ -84,6 +84,22 @@ describe.runIf(isRoot)("workspaces from a repository", () => {
     });
   });
 
+  it("SSH: the owner's registered key gets a shell, commands, scp both ways and -L forwarding; other keys are refused; sessions are audited; the host key stays", () => {
+    expect(out.ssh).toEqual({
+      command: "ssh-ok 1000\nhello world",
+      exitCode: 3,
+      pty: true,
+      uploaded: "sent over scp",
+      downloaded: "hello world",
+      forwarded: "GET /through-ssh HTTP/1.1",
+      otherUser: "255 Permission denied",
+      unregistered: "255 Permission denied",
+      audited: expect.any(Number),
+      sameHostKeyAfterRestart: true,
+    });
+    expect(out.ssh.audited).toBeGreaterThanOrEqual(5);
+  });
+
   it("a workspace unused for the idle time is stopped, with the reason", () => {
     expect(out.idle).toEqual({ stopped: ["mine", "theirs"], reason: "stopped after 30 minutes without use", state: "stopped" });
   });

@@ -49,7 +49,10 @@ export const auditActions = [
   "secret.set",
   "secret.deleted",
   "crypto.master_key_rotated",
+  "auth.ssh_key_added",
+  "auth.ssh_key_removed",
   "workspace.opened",
+  "workspace.ssh_session",
   "workspace.deleted",
 ] as const;
 export type AuditAction = (typeof auditActions)[number];

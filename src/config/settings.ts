@@ -50,6 +50,12 @@ export const settingsSchema = z
     workspaceArchiveDir: z.string().min(1).optional(),
     /** `outbound`: workspaces reach the internet (never this machine or its networks); `none`: loopback only. */
     workspaceNetwork: z.enum(["outbound", "none"]).default("outbound"),
+    /** The SSH gateway to workspaces: on by default, on its own port (0 picks a free one). */
+    sshGateway: bool.default(true),
+    /** 2222 unless set; a server on a free port (`--port 0`) takes a free one for SSH too. */
+    sshPort: z.coerce.number().int().min(0).max(65535).optional(),
+    /** The address it listens on; the server's host when unset. */
+    sshHost: z.string().min(1).optional(),
     /** A workspace nobody used for this long is stopped (its work archived). */
     workspaceIdleMinutes: positiveInt.default(30),
     /** A workspace is stopped this long after it started, used or not. */
@@ -120,6 +126,9 @@ const envNames: Record<keyof Settings, string> = {
   imageCacheMaxDays: "SLIPWAY_IMAGE_CACHE_MAX_DAYS",
   workspaceArchiveDir: "SLIPWAY_WORKSPACE_ARCHIVE_DIR",
   workspaceNetwork: "SLIPWAY_WORKSPACE_NETWORK",
+  sshGateway: "SLIPWAY_SSH_GATEWAY",
+  sshPort: "SLIPWAY_SSH_PORT",
+  sshHost: "SLIPWAY_SSH_HOST",
   workspaceIdleMinutes: "SLIPWAY_WORKSPACE_IDLE_MINUTES",
   workspaceMaxHours: "SLIPWAY_WORKSPACE_MAX_HOURS",
   maxJobLogBytes: "SLIPWAY_MAX_JOB_LOG_BYTES",

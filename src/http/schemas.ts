@@ -37,7 +37,7 @@ export const twoFactorSetupSchema = z.object({ otpauthUri: z.string(), secret: z
 export const recoveryCodesSchema = z.object({ recoveryCodes: z.array(z.string()) });
 export const newTokenSchema = z.object({ name: z.string().trim().min(1).max(100), scopes: z.array(scopeSchema).min(1).max(20), expiresAt: z.string().datetime().optional() }).strict();
 export const createdTokenSchema = z.object({ id: z.string(), token: z.string() });
-export const metaSchema = z.object({ version: z.string(), signup: z.boolean(), egressAddresses: z.array(z.string()) });
+export const metaSchema = z.object({ version: z.string(), signup: z.boolean(), egressAddresses: z.array(z.string()), sshPort: z.number().nullable().describe("The SSH gateway's port: `ssh <workspace id>@<this host> -p <sshPort>`") });
 
 export const secretNameListSchema = z.object({ secrets: z.array(z.object({ name: z.string(), updatedAt: z.string() })) });
 

@@ -1,6 +1,7 @@
 import type { FastifyInstance } from "fastify";
 import type { Logger } from "pino";
 import { isLoopbackHost, type Settings } from "../config/settings.js";
+import { startSshGateway } from "../gateway/start.js";
 import { createServices, type Services } from "../services.js";
 import { buildApp } from "./app.js";
 import { loadTls, type TlsMaterial } from "./tls.js";
@@ -32,6 +33,8 @@ export async function startServer(settings: Settings, log: Logger): Promise<Runn
     const shownHost = settings.host.includes(":") ? `[${settings.host}]` : settings.host === "0.0.0.0" ? "localhost" : settings.host;
     const url = `${tls ? "https" : "http"}://${shownHost}:${port}`;
     services.setPublicUrl(url);
+    const ssh = settings.sshGateway ? await startSshGateway(services, settings.sshPort ?? (settings.port === 0 ? 0 : 2222), settings.sshHost ?? settings.host, log) : undefined;
+    if (ssh) log.info({ port: ssh.address.port }, `SSH gateway to workspaces on ${ssh.address.address}:${ssh.address.port}`);
     // Jobs whose runner went silent are retried or failed; nothing waits forever.
     const sweeper = setInterval(() => {
       services.builds.expireLeases().catch((err: unknown) => log.error({ err }, "expiring job leases failed"));
@@ -49,6 +52,7 @@ export async function startServer(settings: Settings, log: Logger): Promise<Runn
       async close() {
         clearInterval(sweeper);
         clearInterval(workspaceSweeper);
+        await ssh?.gateway.close();
         await app.close();
         await services.close();
       },

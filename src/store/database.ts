@@ -22,6 +22,7 @@ import * as m015 from "./migrations/015_project_host_key_confirmation.js";
 import * as m016 from "./migrations/016_project_badges.js";
 import * as m017 from "./migrations/017_workspaces.js";
 import * as m018 from "./migrations/018_workspace_ports.js";
+import * as m019 from "./migrations/019_user_ssh_keys.js";
 
 export type Db = Kysely<Database>;
 export type Tx = Transaction<Database>;
@@ -48,6 +49,7 @@ const migrations: Record<string, Migration> = {
   "016_project_badges": m016,
   "017_workspaces": m017,
   "018_workspace_ports": m018,
+  "019_user_ssh_keys": m019,
 };
 
 export interface Store {

@@ -343,6 +343,17 @@ export interface WorkspacePortsTable {
   visibility: string;
 }
 
+export interface UserSshKeysTable {
+  id: string;
+  user_id: string;
+  name: string;
+  /** `type base64`, as the user gave it, without its comment. */
+  public_key: string;
+  fingerprint: string;
+  created_at: string;
+  last_used_at: string | null;
+}
+
 export interface Database {
   users: UsersTable;
   recovery_codes: RecoveryCodesTable;
@@ -375,4 +386,5 @@ export interface Database {
   workspaces: WorkspacesTable;
   workspace_transitions: WorkspaceTransitionsTable;
   workspace_ports: WorkspacePortsTable;
+  user_ssh_keys: UserSshKeysTable;
 }

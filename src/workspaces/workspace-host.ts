@@ -1,3 +1,4 @@
+import { existsSync } from "node:fs";
 import { PassThrough } from "node:stream";
 import { z } from "zod";
 import type { Logger } from "pino";
@@ -52,6 +53,10 @@ const TASK_OUTPUT_CHARS = 64 * 1024;
 const DEFAULT_SIZE: TerminalSize = { cols: 120, rows: 32 };
 /** Use of a workspace is written down at most this often. */
 const USE_WRITE_MS = 5_000;
+
+/** Where a workspace's SSH sessions find the SFTP server: the host's, bound in. */
+export const SFTP_SERVER = "/.slipway/sftp-server";
+const HOST_SFTP_SERVER = "/usr/lib/openssh/sftp-server";
 
 /** Time a workspace's git commands and archive steps may take, each. */
 const GIT_TIMEOUT_MS = 10 * 60_000;
@@ -150,11 +155,17 @@ export class WorkspaceHost {
     return (await this.workspaces.portVisibilities(id)).get(port) ?? configuredPort(live.config, port)?.visibility ?? "private";
   }
 
-  /** A new shell in a running workspace, in its folder, with its variables. */
-  openTerminal(id: string, size: TerminalSize = DEFAULT_SIZE): Terminal | undefined {
+  /** What a command run in a running workspace gets: its sandbox, folder and variables. */
+  shellOf(id: string): { sandbox: Sandbox; env: Record<string, string>; cwd: string } | undefined {
+    const live = this.live.get(id);
+    return live && { sandbox: live.sandbox, env: live.env, cwd: live.cwd };
+  }
+
+  /** A new terminal in a running workspace, in its folder, with its variables: a login shell, or `script`. */
+  openTerminal(id: string, opts: { size?: TerminalSize; script?: string; name?: string } = {}): Terminal | undefined {
     const live = this.live.get(id);
     if (!live) return undefined;
-    const terminal = new Terminal(live.sandbox, { name: "shell", kind: "shell", env: live.env, cwd: live.cwd, size });
+    const terminal = new Terminal(live.sandbox, { name: opts.name ?? "shell", kind: "shell", script: opts.script, env: live.env, cwd: live.cwd, size: opts.size ?? DEFAULT_SIZE });
     live.terminals.set(terminal.id, terminal);
     return terminal;
   }
@@ -298,7 +309,9 @@ export class WorkspaceHost {
   }
 
   private async sandbox(image: WorkspaceImage): Promise<Sandbox> {
-    const spec: SandboxSpec = { image: { kind: "host" }, network: this.opts.network, limits: this.opts.limits, hostname: "workspace", profile: "workspace" };
+    // The host's SFTP server, for scp and editors over SSH whatever the image holds (it needs only libc).
+    const sftp = existsSync(HOST_SFTP_SERVER) ? [{ hostPath: HOST_SFTP_SERVER, path: SFTP_SERVER }] : [];
+    const spec: SandboxSpec = { image: { kind: "host" }, network: this.opts.network, limits: this.opts.limits, hostname: "workspace", profile: "workspace", readOnlyBinds: sftp };
     if (!isHost(image)) {
       if (image.kind === "build") throw new Error("building the workspace image from a Dockerfile is not supported yet; name an image instead");
       if (!this.opts.images) throw new Error(`image ${image.ref}: this server has no image store; use image: host`);

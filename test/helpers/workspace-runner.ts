@@ -1,8 +1,12 @@
 import { createHash, randomBytes } from "node:crypto";
-import { lstatSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { execFileSync, spawn } from "node:child_process";
+import { lstatSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import type { AddressInfo } from "node:net";
 import path from "node:path";
+import { pino } from "pino";
 import WebSocket from "ws";
+import { startSshGateway } from "../../src/gateway/start.js";
 import type { Sandbox } from "../../src/sandbox/backend.js";
 import type { BwrapSandbox } from "../../src/sandbox/bwrap-backend.js";
 import { projectAtGitServer } from "./clone-runner.js";
@@ -52,7 +56,21 @@ export interface PortsSeen {
   noSlash: string;
 }
 
+export interface SshSeen {
+  command: string;
+  exitCode: number | null;
+  pty: boolean;
+  uploaded: string;
+  downloaded: string;
+  forwarded: string;
+  otherUser: string;
+  unregistered: string;
+  audited: number;
+  sameHostKeyAfterRestart: boolean;
+}
+
 export interface WorkspaceRunOutput {
+  ssh: SshSeen;
   ports: PortsSeen;
   terminal: TerminalSeen;
   idle: { stopped: string[]; reason: string | null; state: string };
@@ -140,6 +158,85 @@ async function attach(h: Harness, client: Client, id: string, terminal: string, 
     return pattern.test(text);
   };
   return { ws, waitFor, text: () => text, type: (keys: string) => ws.send(Buffer.from(keys)) };
+}
+
+/** The OpenSSH client, as a developer runs it; resolves to its exit code and output. */
+function openssh(tool: "ssh" | "scp", args: string[], input = "", timeoutMs = 30_000): Promise<{ code: number | null; out: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(tool, args, { stdio: ["pipe", "pipe", "pipe"] });
+    let out = "";
+    child.stdout.on("data", (d: Buffer) => (out += d.toString()));
+    child.stderr.on("data", (d: Buffer) => (out += d.toString()));
+    const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
+    child.on("close", (code) => {
+      clearTimeout(timer);
+      resolve({ code, out });
+    });
+    child.stdin.end(input);
+  });
+}
+
+async function useSsh(h: Harness, owner: Client, other: Client, id: string): Promise<SshSeen> {
+  const dir = mkdtempSync(path.join(tmpdir(), "slipway-ssh-client-"));
+  const log = pino({ level: "silent" });
+  let started = await startSshGateway(h.services, 0, "127.0.0.1", log);
+  try {
+    const key = (name: string) => {
+      execFileSync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", name, "-f", path.join(dir, name)]);
+      return readFileSync(path.join(dir, `${name}.pub`), "utf8");
+    };
+    const ownerKey = key("owner");
+    const otherKey = key("other");
+    key("stranger");
+    const added = await owner.post("/api/v1/me/ssh-keys", { name: "laptop", publicKey: ownerKey });
+    if (added.statusCode !== 201) throw new Error(`ssh key: ${added.statusCode} ${added.body}`);
+    await other.post("/api/v1/me/ssh-keys", { name: "theirs", publicKey: otherKey });
+    // Host keys are remembered under one name, whatever port the gateway is on.
+    const opts = (identity: string, strict = "accept-new") => ["-i", path.join(dir, identity), "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes", "-o", `StrictHostKeyChecking=${strict}`, "-o", `UserKnownHostsFile=${path.join(dir, "known_hosts")}`, "-o", "HostKeyAlias=slipway-gateway", "-o", "LogLevel=ERROR"];
+    const sshTo = (identity: string, ...rest: string[]) => ["-p", String(started.address.port), ...opts(identity), `${id}@127.0.0.1`, ...rest];
+
+    const command = await openssh("ssh", sshTo("owner", "echo ssh-ok $(id -u); cat /workspace/hello.txt; exit 3"));
+    const pty = await openssh("ssh", ["-tt", ...sshTo("owner")], "echo $((7*6))y; exit\n");
+    writeFileSync(path.join(dir, "upload.txt"), "sent over scp\n");
+    await openssh("scp", ["-P", String(started.address.port), ...opts("owner"), path.join(dir, "upload.txt"), `${id}@127.0.0.1:/workspace/uploaded.txt`]);
+    const uploaded = (await sh(sandboxOf(h, id), "cat /workspace/uploaded.txt")).out.trim();
+    await openssh("scp", ["-P", String(started.address.port), ...opts("owner"), `${id}@127.0.0.1:/workspace/hello.txt`, path.join(dir, "downloaded.txt")]);
+    const downloaded = readFileSync(path.join(dir, "downloaded.txt"), "utf8").trim();
+
+    // ssh -L: a local port leads to the workspace's own loopback.
+    const local = 40000 + (randomBytes(2).readUInt16BE(0) % 20000);
+    const tunnel = spawn("ssh", ["-N", "-L", `${local}:localhost:8765`, ...sshTo("owner")], { stdio: "ignore" });
+    let forwarded = "";
+    for (let i = 0; i < 100 && !forwarded; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      forwarded = await fetch(`http://127.0.0.1:${local}/through-ssh`).then((r) => r.text(), () => "");
+    }
+    tunnel.kill();
+
+    const otherUser = await openssh("ssh", sshTo("other", "true"));
+    const unregistered = await openssh("ssh", sshTo("stranger", "true"));
+    const audited = (await h.services.store.db.selectFrom("audit_log").select("action").where("action", "=", "workspace.ssh_session").execute()).length;
+
+    // A restarted gateway shows the same host key: known_hosts, now strict, still matches.
+    await started.gateway.close();
+    started = await startSshGateway(h.services, 0, "127.0.0.1", log);
+    const again = await openssh("ssh", ["-p", String(started.address.port), ...opts("owner", "yes"), `${id}@127.0.0.1`, "true"]);
+    return {
+      command: command.out.trim(),
+      exitCode: command.code,
+      pty: /42y/.test(pty.out),
+      uploaded,
+      downloaded,
+      forwarded: forwarded.split("\r\n")[0]!,
+      otherUser: `${otherUser.code} ${/Permission denied/.test(otherUser.out) ? "Permission denied" : otherUser.out}`,
+      unregistered: `${unregistered.code} ${/Permission denied/.test(unregistered.out) ? "Permission denied" : unregistered.out}`,
+      audited,
+      sameHostKeyAfterRestart: again.code === 0,
+    };
+  } finally {
+    await started.gateway.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 async function usePorts(h: Harness, owner: Client, other: Client, id: string): Promise<PortsSeen> {
@@ -284,6 +381,7 @@ export async function main(input: WorkspaceRunInput): Promise<WorkspaceRunOutput
       if (ownReachesPort !== "reached") await new Promise((r) => setTimeout(r, 100));
     }
     const ports = await usePorts(h, owner, other, id);
+    const ssh = await useSsh(h, owner, other, id);
     const p19 = {
       otherSeesProcess: await out(t, "grep -l 'Local[P]ort' /proc/[0-9]*/cmdline 2>/dev/null | wc -l"),
       otherSeesFile: await out(t, "test -e /workspace/secret.txt && echo visible || echo absent"),
@@ -335,7 +433,7 @@ export async function main(input: WorkspaceRunInput): Promise<WorkspaceRunOutput
     const deleted = { status: del.statusCode, get: (await owner.get(`/api/v1/workspaces/${id}`)).statusCode, archiveFilesLeft: archiveFiles(h).filter((f) => f.startsWith(id)).length };
     await other.delete(`/api/v1/workspaces/${otherId}`);
 
-    return { ports, terminal, idle: { ...idle, stopped: idle.stopped.map((x) => (x === id ? "mine" : x === otherId ? "theirs" : x)).sort() }, commits: { opened: opened.commit }, opened: { ...opened }, inside, p26, stopped, plaintextIn, controlFoundIn, resumed, afterResume, tampered, retried, retriedMarkerIntact, others, p19, deleted };
+    return { ssh, ports, terminal, idle: { ...idle, stopped: idle.stopped.map((x) => (x === id ? "mine" : x === otherId ? "theirs" : x)).sort() }, commits: { opened: opened.commit }, opened: { ...opened }, inside, p26, stopped, plaintextIn, controlFoundIn, resumed, afterResume, tampered, retried, retriedMarkerIntact, others, p19, deleted };
   } finally {
     await h.close();
   }

@@ -1,6 +1,7 @@
 import type { FastifyRequest } from "fastify";
 import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
 import { z } from "zod";
+import { newSshKeySchema, sshKeySchema } from "../../auth/ssh-keys.js";
 import { passwordSchema } from "../../auth/passwords.js";
 import { displayNameSchema } from "../../auth/users.js";
 import { secretNameSchema, secretValueSchema } from "../../secrets/secret-variables.js";
@@ -104,6 +105,29 @@ export const accountRoutes: FastifyPluginAsyncZod<{ services: Services }> = asyn
 
   app.delete("/tokens/:tokenId", { config: sessionOnly, schema: { summary: "Revoke an API token", params: z.object({ tokenId: z.string().min(1).max(64) }) } }, async (request, reply) => {
     await services.tokens.revoke(contextOf(request), request.params.tokenId);
+    return reply.code(204).send();
+  });
+
+  app.get("/me/ssh-keys", { config: sessionOnly, schema: { summary: "Your SSH public keys", response: { 200: z.object({ keys: z.array(sshKeySchema) }) } } }, async (request) => ({
+    keys: await services.sshKeys.list(contextOf(request).principal.userId),
+  }));
+
+  app.post(
+    "/me/ssh-keys",
+    {
+      config: sessionOnly,
+      schema: {
+        summary: "Register an SSH public key",
+        description: "One line of your .pub file (ssh-ed25519, ecdsa, or RSA of 2048 bits or more). It lets you into your workspaces: `ssh <workspace id>@<host> -p <ssh port>`.",
+        body: newSshKeySchema,
+        response: { 201: sshKeySchema },
+      },
+    },
+    async (request, reply) => reply.code(201).send(await services.sshKeys.add(contextOf(request), request.body.name, request.body.publicKey)),
+  );
+
+  app.delete("/me/ssh-keys/:keyId", { config: sessionOnly, schema: { summary: "Remove an SSH public key", params: z.object({ keyId: z.string().min(1).max(64) }) } }, async (request, reply) => {
+    await services.sshKeys.remove(contextOf(request), request.params.keyId);
     return reply.code(204).send();
   });
 

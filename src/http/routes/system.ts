@@ -49,7 +49,7 @@ export const systemRoutes: FastifyPluginAsyncZod<{ services: Services }> = async
         response: { 200: metaSchema },
       },
     },
-    async () => ({ version, signup: settings.signup, egressAddresses: settings.egressAddresses }),
+    async () => ({ version, signup: settings.signup, egressAddresses: settings.egressAddresses, sshPort: services.sshPort() }),
   );
 
   app.get("/api/v1/openapi.json", { config: publicAccess, schema: { hide: true } }, async () => app.swagger());

@@ -39,7 +39,7 @@ export const workspaceTerminalRoutes: FastifyPluginAsyncZod<{ services: Services
       },
     },
     async (request, reply) => {
-      const terminal = host.openTerminal(request.params.workspaceId, request.body);
+      const terminal = host.openTerminal(request.params.workspaceId, { size: request.body });
       if (!terminal) throw conflict("the workspace is not running; start it first");
       return reply.code(201).send(terminal.info);
     },

@@ -1,0 +1,184 @@
+import type { AddressInfo } from "node:net";
+import type { Logger } from "pino";
+import ssh2, { type Connection, type PublicKeyAuthContext, type ServerChannel, type Session } from "ssh2";
+
+// ssh2 is CommonJS: its parts are properties of the default export.
+const { Server, utils } = ssh2;
+import type { AuditLog } from "../audit/audit-log.js";
+import type { SshKeys } from "../auth/ssh-keys.js";
+import type { TerminalSize } from "../workspaces/terminal.js";
+import { SFTP_SERVER, type WorkspaceHost } from "../workspaces/workspace-host.js";
+import type { Workspaces } from "../workspaces/workspaces.js";
+
+export interface SshGatewayOptions {
+  workspaces: Workspaces;
+  host: WorkspaceHost;
+  keys: SshKeys;
+  audit: AuditLog;
+  /** Whether the user may still open workspaces of the project (P18): access is decided again at each login. */
+  mayUse(userId: string, projectId: string): Promise<boolean>;
+  /** The organisation of a project, for the audit log. */
+  orgOf(projectId: string): Promise<string | null>;
+  /** The gateway's host key (an OpenSSH private key), made once and kept in the secret box. */
+  hostKey: string;
+  log: Logger;
+}
+
+/** Who a connection was let in as. */
+interface Login {
+  workspaceId: string;
+  projectId: string;
+  userId: string;
+  fingerprint: string;
+}
+
+const LOOPBACK = new Set(["localhost", "127.0.0.1", "::1"]);
+const DEFAULT_SIZE: TerminalSize = { cols: 80, rows: 24 };
+
+/**
+ * The SSH gateway: `ssh <workspace id>@<host> -p <port>` with a key registered in the account
+ * of the workspace's owner gives a shell in it (a terminal like the browser's), runs commands,
+ * serves SFTP (scp, editors' Remote-SSH) and forwards ports to the workspace's loopback (-L).
+ * Every session is audited.
+ */
+export class SshGateway {
+  private readonly server: InstanceType<typeof Server>;
+
+  constructor(private readonly opts: SshGatewayOptions) {
+    this.server = new Server({ hostKeys: [opts.hostKey], ident: "Slipway" }, (client, info) => this.serve(client, info.ip));
+  }
+
+  listen(port: number, host: string): Promise<AddressInfo> {
+    return new Promise((resolve, reject) => {
+      this.server.once("error", reject);
+      this.server.listen(port, host, () => resolve(this.server.address() as AddressInfo));
+    });
+  }
+
+  close(): Promise<void> {
+    return new Promise((resolve) => this.server.close(() => resolve()));
+  }
+
+  private serve(client: Connection, ip: string): void {
+    let login: Login | undefined;
+    client.on("error", () => undefined);
+    client.on("authentication", (ctx) => {
+      if (ctx.method !== "publickey") return ctx.reject(["publickey"]);
+      this.authenticate(ctx).then(
+        (who) => {
+          if (!who) return ctx.reject(["publickey"]);
+          // Without a signature the client only asks whether the key would do.
+          if (!ctx.signature) return ctx.accept();
+          login = who;
+          ctx.accept();
+        },
+        (err: Error) => {
+          this.opts.log.warn({ err }, "ssh authentication failed");
+          ctx.reject(["publickey"]);
+        },
+      );
+    });
+    client.on("ready", () => {
+      const who = login!;
+      void this.opts.orgOf(who.projectId).then((orgId) =>
+        this.opts.audit.record({ action: "workspace.ssh_session", actorId: who.userId, actor: `ssh ${who.fingerprint}`, orgId, target: who.workspaceId, ip, details: { fingerprint: who.fingerprint } }),
+      );
+      client.on("session", (accept) => this.session(accept(), who.workspaceId));
+      client.on("tcpip", (accept, reject, info) => {
+        const sandbox = this.opts.host.sandboxOf(who.workspaceId);
+        if (!sandbox || !LOOPBACK.has(info.destIP)) return reject();
+        sandbox.connect(info.destPort).then(
+          (socket) => {
+            const channel = accept();
+            this.opts.host.used(who.workspaceId);
+            channel.pipe(socket).pipe(channel);
+            socket.on("error", () => channel.destroy());
+            channel.on("error", () => socket.destroy());
+          },
+          () => reject(),
+        );
+      });
+    });
+  }
+
+  /** The owner of the workspace named as the user, by one of their registered keys, with a valid signature. */
+  private async authenticate(ctx: PublicKeyAuthContext): Promise<Login | undefined> {
+    const ws = await this.opts.workspaces.ownership(ctx.username);
+    if (!ws || !this.opts.host.sandboxOf(ctx.username)) return undefined;
+    const key = await this.opts.keys.match(ws.ownerId, ctx.key.data);
+    if (!key || !(await this.opts.mayUse(ws.ownerId, ws.projectId))) return undefined;
+    if (ctx.signature) {
+      const parsed = utils.parseKey(ctx.key.data);
+      if (parsed instanceof Error || !parsed.verify(ctx.blob!, ctx.signature, ctx.hashAlgo)) return undefined;
+    }
+    return { workspaceId: ctx.username, projectId: ws.projectId, userId: ws.ownerId, fingerprint: key.fingerprint };
+  }
+
+  private session(session: Session, workspaceId: string): void {
+    const host = this.opts.host;
+    let size: TerminalSize | undefined;
+    let terminalId: string | undefined;
+    session.on("pty", (accept, _reject, info) => {
+      size = { cols: Math.max(2, Math.min(1000, info.cols || DEFAULT_SIZE.cols)), rows: Math.max(1, Math.min(1000, info.rows || DEFAULT_SIZE.rows)) };
+      accept?.();
+    });
+    session.on("window-change", (accept, _reject, info) => {
+      accept?.();
+      const terminal = terminalId && host.terminal(workspaceId, terminalId);
+      if (terminal) void terminal.resize({ cols: Math.max(2, Math.min(1000, info.cols)), rows: Math.max(1, Math.min(1000, info.rows)) }).catch(() => undefined);
+    });
+    session.on("env", (accept) => accept?.());
+    const inTerminal = (channel: ServerChannel, script?: string) => {
+      const terminal = host.openTerminal(workspaceId, { size: size ?? DEFAULT_SIZE, script, name: script ? "ssh command" : "ssh" });
+      if (!terminal) return channel.end("the workspace is not running\r\n");
+      terminalId = terminal.id;
+      const attached = terminal.attach(
+        (data) => channel.write(data),
+        (status) => {
+          channel.exit(status.code ?? 255);
+          channel.end();
+        },
+      );
+      channel.write(attached.backlog);
+      channel.on("data", (data: Buffer) => {
+        host.used(workspaceId);
+        terminal.write(data);
+      });
+      channel.on("close", () => {
+        attached.detach();
+        void host.closeTerminal(workspaceId, terminal.id);
+      });
+    };
+    session.on("shell", (accept) => inTerminal(accept()));
+    session.on("exec", (accept, _reject, info) => {
+      const channel = accept();
+      if (size) return inTerminal(channel, info.command);
+      this.run(channel, workspaceId, ["/bin/sh", "-c", info.command]);
+    });
+    session.on("subsystem", (accept, reject, info) => {
+      if (info.name !== "sftp") return reject();
+      this.run(accept(), workspaceId, [SFTP_SERVER]);
+    });
+  }
+
+  /** A command without a terminal: its output and exit status go back over the channel as they are. */
+  private run(channel: ServerChannel, workspaceId: string, argv: string[]): void {
+    const shell = this.opts.host.shellOf(workspaceId);
+    if (!shell) {
+      channel.stderr.write("the workspace is not running\n");
+      channel.exit(255);
+      return void channel.end();
+    }
+    this.opts.host.used(workspaceId);
+    shell.sandbox
+      .exec({ argv, env: shell.env, cwd: shell.cwd }, { stdin: channel, stdout: (d) => channel.write(d), stderr: (d) => channel.stderr.write(d) })
+      .then(
+        (status) => channel.exit(status.code ?? 255),
+        (err: Error) => {
+          channel.stderr.write(`${err.message}\n`);
+          channel.exit(255);
+        },
+      )
+      .finally(() => channel.end());
+  }
+}
