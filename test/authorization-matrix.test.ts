@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { scopes, type RequestContext, type Role } from "../src/auth/permissions.js";
 import type { User } from "../src/auth/users.js";
 import { tokenHash } from "../src/crypto/secret-box.js";
+import { generateEd25519KeyPair } from "../src/crypto/ssh-keys.js";
 import { signBody } from "../src/projects/webhooks.js";
 import { encryptEnvText, parsePublicKey } from "../src/secrets/env-file-format.js";
 import { Client, PASSWORD, cookieHeader, createUser, startHarness, totpCode, type Harness } from "./helpers/harness.js";
@@ -132,6 +133,9 @@ const expected: Record<string, Expected> = {
 
   // Workspaces: each caller's own, and only while they may still open workspaces of its project (P18);
   // anyone may delete their own. (Others' workspaces are 404 to everyone: test/workspaces.test.ts.)
+  "GET /api/v1/me/ssh-keys":                          row([401, 200, 200, 200, 200, 200, 200]),
+  "POST /api/v1/me/ssh-keys":                         row([401, 201, 201, 201, 201, 201, 201]),
+  "DELETE /api/v1/me/ssh-keys/:keyId":                row([401, 204, 204, 204, 204, 204, 204]),
   "GET /api/v1/workspaces":                           row([401, 200, 200, 200, 200, 200, 200]),
   "POST /api/v1/workspaces":                          row([401, 404, 201, 201, 201, 201, 403, 404]),
   "GET /api/v1/workspaces/:workspaceId":              row([401, 404, 200, 200, 200, 200, 403, 404]),
@@ -178,6 +182,9 @@ const runnerOnly = new Set(Object.keys(expected).filter((k) => k.startsWith("POS
 
 /** Routes an API token may never use, whatever its scopes: they manage the account's own credentials. */
 const sessionOnly = new Set([
+  "GET /api/v1/me/ssh-keys",
+  "POST /api/v1/me/ssh-keys",
+  "DELETE /api/v1/me/ssh-keys/:keyId",
   "GET /api/v1/session",
   "DELETE /api/v1/session",
   "POST /api/v1/me/password",
@@ -538,6 +545,11 @@ const calls: Record<string, (s: Subject) => Promise<Call>> = {
     return { body: {} };
   },
   "POST /api/v1/runner/polls/:projectId/result": async () => ({ params: { projectId: assignedProject }, body: { refs: { "refs/heads/main": "a".repeat(40) } } }),
+  "GET /api/v1/me/ssh-keys": none,
+  "POST /api/v1/me/ssh-keys": async () => ({ body: { name: "laptop", publicKey: generateEd25519KeyPair("matrix").publicKey } }),
+  "DELETE /api/v1/me/ssh-keys/:keyId": async ({ user }) => ({
+    params: { keyId: user ? (await h.services.sshKeys.add(ctxOf(user), "doomed", generateEd25519KeyPair("doomed").publicKey)).id : "key_unknown" },
+  }),
   "GET /api/v1/workspaces": none,
   "POST /api/v1/workspaces": async (s) => {
     // The workspace starts in the background, with no network here: its clone fails, as it may.

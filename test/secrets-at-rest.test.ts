@@ -59,6 +59,9 @@ const columns: Record<string, Record<string, Kind>> = {
   // variables it gets from users and projects stay sealed in `secrets`, and /workspace in sealed archives.
   workspaces: plainColumns("id", "owner_id", "project_id", "repository_url", "ref", "commit_sha", "state", "reason", "config", "problems", "initialized", "archive", "archive_bytes", "created_at", "started_at", "stopped_at", "last_activity_at"),
   workspace_transitions: plainColumns("workspace_id", "seq", "state", "reason", "at"),
+  workspace_ports: plainColumns("workspace_id", "port", "visibility"),
+  // Public keys: what a user shows anyone they want to be let in by.
+  user_ssh_keys: plainColumns("id", "user_id", "name", "public_key", "fingerprint", "created_at", "last_used_at"),
   kysely_migration: { name: "plain", timestamp: "plain" },
   kysely_migration_lock: { id: "plain", is_locked: "plain" },
 };

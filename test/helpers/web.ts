@@ -16,6 +16,9 @@ export interface Route {
 export const webAsset = () => /src="\/assets\/([^"]+)"/.exec(readFileSync(path.join(WEB_ROOT, "index.html"), "utf8"))![1]!;
 
 /** Routes deliberately left out of the OpenAPI document (schema.hide). */
+/** A user's SSH public key (ed25519), as `ssh-keygen` writes it to a .pub file. */
+export const SAMPLE_USER_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl ada@laptop";
+
 export const HIDDEN_ROUTES = ["/healthz", "/readyz", "/metrics", "/.well-known/security.txt", "/api/v1/openapi.json", "/", "/*", "/assets/:file", "/w/:workspaceId/p/:port", "/w/:workspaceId/p/:port/*"];
 
 /**
@@ -163,7 +166,7 @@ export async function setUpWorld(h: Harness): Promise<World> {
     runner: new Client(h.app, { bearer: runnerToken }),
     runnerId,
     heldJobId,
-    params: { projectId, orgId, userId: memberUser.id, tokenId, name: "API_KEY", provider: "github", file: webAsset(), errorId: "unknown", runnerId: spareRunnerId, workspaceId: workspace.id, terminalId: "term_none", port: "8080", ...ended },
+    params: { projectId, orgId, userId: memberUser.id, tokenId, name: "API_KEY", provider: "github", file: webAsset(), errorId: "unknown", runnerId: spareRunnerId, workspaceId: workspace.id, terminalId: "term_none", port: "8080", keyId: "key_none", ...ended },
   };
 }
 
@@ -326,6 +329,7 @@ export const sampleBodies = (p: Record<string, string>): Record<string, unknown>
   "PUT /api/v1/projects/:projectId/repository-link": { provider: "github", repo: "octocat/Hello-World" },
   // Valid in shape; the world's project has no repository URL, so the server answers 400 no_repository.
   "POST /api/v1/workspaces": { repository: p.projectId, ref: "main" },
+  "POST /api/v1/me/ssh-keys": { name: "laptop", publicKey: SAMPLE_USER_KEY },
   // Valid in shape; the world's workspace is not running, so the server answers 409.
   "POST /api/v1/workspaces/:workspaceId/terminals": { cols: 80, rows: 24 },
   "PUT /api/v1/workspaces/:workspaceId/ports/:port": { visibility: "private" },
