@@ -37,6 +37,8 @@ import { serverImageStore, type ImageStore } from "./images/image-store.js";
 import { BwrapBackend } from "./sandbox/bwrap-backend.js";
 import { LocalArchiveStorage } from "./workspaces/archive-storage.js";
 import { WorkspaceHost } from "./workspaces/workspace-host.js";
+import { Sharing } from "./workspaces/sharing.js";
+import { Snapshots } from "./workspaces/snapshots.js";
 import { Workspaces } from "./workspaces/workspaces.js";
 
 export interface Services {
@@ -71,6 +73,8 @@ export interface Services {
   workspaces: Workspaces;
   /** Runs workspaces on this machine (sandboxes made on first use). */
   workspaceHost: WorkspaceHost;
+  snapshots: Snapshots;
+  sharing: Sharing;
   masterKeyCreated: boolean;
   /** The URL users reach the server at, for links in mail; known only once it listens. */
   publicUrl(): string;
@@ -129,14 +133,19 @@ export async function createServices(settings: Settings, log: Logger, opts: { se
       isAssigned: (projectId, userId) => projects.isAssigned(store.db, projectId, userId),
       workspace: (workspaceId) => workspaces.ownership(workspaceId),
       portVisibility: (workspaceId, port) => workspaceHost.visibility(workspaceId, port),
+      isGuest: (workspaceId, userId) => sharing.isGuest(workspaceId, userId),
     });
     const images = serverImageStore(settings);
     const workspaces = new Workspaces(store, box, audit);
     let backend: BwrapBackend | undefined;
-    const workspaceHost = new WorkspaceHost(workspaces, {
+    const sharing = new Sharing(store, audit);
+    const archives = new LocalArchiveStorage(settings.workspaceArchiveDir ?? path.join(settings.dataDir, "workspaces"));
+    const workspaceHost: WorkspaceHost = new WorkspaceHost(workspaces, {
       backend: () => (backend ??= new BwrapBackend({ onWarning: (m) => log.warn(m) })),
       images,
-      storage: new LocalArchiveStorage(settings.workspaceArchiveDir ?? path.join(settings.dataDir, "workspaces")),
+      storage: archives,
+      // A workspace that stops is shared no more: guests need a new approval next time.
+      stopped: (id) => sharing.end(id),
       network: { mode: settings.workspaceNetwork },
       idleMs: settings.workspaceIdleMinutes * 60_000,
       maxLifetimeMs: settings.workspaceMaxHours * 3_600_000,
@@ -147,6 +156,7 @@ export async function createServices(settings: Settings, log: Logger, opts: { se
       }),
       log,
     });
+    const snapshots = new Snapshots(store, workspaces, workspaceHost, archives, audit, settings.workspaceMaxSnapshots);
     return {
       settings,
       store,
@@ -192,6 +202,8 @@ export async function createServices(settings: Settings, log: Logger, opts: { se
       images,
       workspaces,
       workspaceHost,
+      snapshots,
+      sharing,
       masterKeyCreated: created,
       publicUrl,
       sshPort: () => sshPort,

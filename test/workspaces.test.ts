@@ -100,6 +100,25 @@ describe.runIf(isRoot)("workspaces from a repository", () => {
     expect(out.ssh.audited).toBeGreaterThanOrEqual(5);
   });
 
+  it("P18: a snapshot opens as a new workspace only for someone who may open workspaces of its project; deleting it revokes the link", () => {
+    expect(out.shared.snapshot).toEqual({ outsiderGet: 404, outsiderOpen: 404, memberGet: 200, memberOpen: 201, openedState: "running", openedOwnerIsMember: true, contentIntact: true, initRuns: 1, afterRevoke: 404 });
+  });
+
+  it("P18: a running workspace is reached by others only while shared, each guest approved by the owner; all of it audited", () => {
+    expect(out.shared.join).toEqual({
+      beforeSharing: 404,
+      request: "pending",
+      beforeApproval: [404, 404],
+      guests: ["other@example.com pending"],
+      afterApproval: [200, 201],
+      privatePort: 200,
+      afterUnshare: [404, 404, 404],
+      forbidden: "403 sharing_forbidden",
+      denied: 404,
+    });
+    expect(out.shared.audited).toEqual(expect.arrayContaining(["workspace.guest_approved", "workspace.guest_denied", "workspace.join_requested", "workspace.opened", "workspace.sharing_changed", "workspace.snapshot_created", "workspace.snapshot_deleted", "workspace.ssh_session"]));
+  });
+
   it("a workspace unused for the idle time is stopped, with the reason", () => {
     expect(out.idle).toEqual({ stopped: ["mine", "theirs"], reason: "stopped after 30 minutes without use", state: "stopped" });
   });

@@ -53,6 +53,12 @@ export const auditActions = [
   "auth.ssh_key_removed",
   "workspace.opened",
   "workspace.ssh_session",
+  "workspace.snapshot_created",
+  "workspace.snapshot_deleted",
+  "workspace.sharing_changed",
+  "workspace.join_requested",
+  "workspace.guest_approved",
+  "workspace.guest_denied",
   "workspace.deleted",
 ] as const;
 export type AuditAction = (typeof auditActions)[number];

@@ -11,6 +11,7 @@ export interface AccessFacts {
   workspace(workspaceId: string): Promise<{ ownerId: string; projectId: string } | undefined>;
   /** Who may reach a port of a running workspace; undefined when the workspace does not run. */
   portVisibility(workspaceId: string, port: number): Promise<"public" | "private" | undefined>;
+  isGuest(workspaceId: string, userId: string): Promise<boolean>;
 }
 
 export const unauthenticated = () => new AppError(401, "unauthenticated", "sign in (POST /api/v1/session) or send an API token as 'Authorization: Bearer <token>'");
@@ -30,7 +31,7 @@ export class Authorizer {
       const visibility = await this.facts.portVisibility(workspaceId, Number(requireParam(params, "port")));
       if (!visibility) throw new AppError(404, "not_found", "no such running workspace; start it, then open its port again");
       if (visibility === "public") return;
-      return this.check(principal, { kind: "workspace", scope: "workspaces:read" }, params);
+      return this.check(principal, { kind: "workspace", scope: "workspaces:read", guests: true }, params);
     }
     if (!principal) throw unauthenticated();
     switch (access.kind) {
@@ -53,9 +54,12 @@ export class Authorizer {
         return this.projectAction(principal, access.action, projectId);
       }
       case "workspace": {
-        const ws = await this.facts.workspace(requireParam(params, "workspaceId"));
-        if (!ws || ws.ownerId !== principal.userId) throw notFound("workspace");
+        const workspaceId = requireParam(params, "workspaceId");
+        const ws = await this.facts.workspace(workspaceId);
+        const guest = ws && ws.ownerId !== principal.userId && access.guests === true && (await this.facts.isGuest(workspaceId, principal.userId));
+        if (!ws || (ws.ownerId !== principal.userId && !guest)) throw notFound("workspace");
         if (!hasScope(principal, access.scope)) throw insufficientScope(access.scope);
+        if (guest) return;
         if (!access.ownerOnly) await this.projectAction(principal, "project.workspaces.open", ws.projectId);
         return;
       }

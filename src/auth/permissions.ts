@@ -86,9 +86,10 @@ export type Access =
   | { kind: "build"; action: ProjectAction }
   /**
    * A workspace: its owner alone, while they may still open workspaces of its project (P18);
-   * `delete` needs the ownership only, so that one can always clean up after oneself.
+   * `ownerOnly` needs the ownership alone (one can always clean up after oneself); `guests` lets
+   * in the guests its owner approved while sharing it (P18).
    */
-  | { kind: "workspace"; scope: Scope; ownerOnly?: boolean }
+  | { kind: "workspace"; scope: Scope; ownerOnly?: boolean; guests?: boolean }
   /** A port of a running workspace through the proxy: anyone when it is public, else as `workspace` (read). */
   | { kind: "workspacePort" }
   /** The instance itself (runners): instance administrators, signed in with a browser session. */

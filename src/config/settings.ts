@@ -58,6 +58,8 @@ export const settingsSchema = z
     sshHost: z.string().min(1).optional(),
     /** A workspace nobody used for this long is stopped (its work archived). */
     workspaceIdleMinutes: positiveInt.default(30),
+    /** Snapshots one workspace may keep. */
+    workspaceMaxSnapshots: positiveInt.default(5),
     /** A workspace is stopped this long after it started, used or not. */
     workspaceMaxHours: positiveInt.default(24),
     /** Output of one job beyond this many bytes is not stored; the log says so at its end. */
@@ -131,6 +133,7 @@ const envNames: Record<keyof Settings, string> = {
   sshHost: "SLIPWAY_SSH_HOST",
   workspaceIdleMinutes: "SLIPWAY_WORKSPACE_IDLE_MINUTES",
   workspaceMaxHours: "SLIPWAY_WORKSPACE_MAX_HOURS",
+  workspaceMaxSnapshots: "SLIPWAY_WORKSPACE_MAX_SNAPSHOTS",
   maxJobLogBytes: "SLIPWAY_MAX_JOB_LOG_BYTES",
   githubClientId: "SLIPWAY_GITHUB_CLIENT_ID",
   githubClientSecret: "SLIPWAY_GITHUB_CLIENT_SECRET",

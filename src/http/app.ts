@@ -27,6 +27,7 @@ import { webRoutes } from "./routes/web.js";
 import { workspaceRoutes } from "./routes/workspaces.js";
 import { MAX_TERMINAL_FRAME, workspaceTerminalRoutes } from "./routes/workspace-terminals.js";
 import { workspacePortRoutes } from "./routes/workspace-ports.js";
+import { workspaceSharingRoutes } from "./routes/workspace-sharing.js";
 import websocket from "@fastify/websocket";
 
 export const BODY_LIMIT = 256 * 1024;
@@ -67,7 +68,7 @@ export async function buildApp(services: Services, opts: { tls?: { cert: string;
 
   await app.register(systemRoutes, { services });
   await app.register(badgeRoutes, { services });
-  for (const routes of [sessionRoutes, accountRoutes, organizationRoutes, projectRoutes, projectCredentialRoutes, envFileKeyRoutes, hookRoutes, scmRoutes, buildRoutes, runnerApiRoutes, runnerAdminRoutes, workspaceRoutes, workspaceTerminalRoutes]) {
+  for (const routes of [sessionRoutes, accountRoutes, organizationRoutes, projectRoutes, projectCredentialRoutes, envFileKeyRoutes, hookRoutes, scmRoutes, buildRoutes, runnerApiRoutes, runnerAdminRoutes, workspaceRoutes, workspaceTerminalRoutes, workspaceSharingRoutes]) {
     await app.register(routes, { prefix: "/api/v1", services, tls });
   }
   await app.register(workspacePortRoutes, { services });

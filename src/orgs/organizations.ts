@@ -6,7 +6,13 @@ import { AppError, conflict, forbidden, notFound } from "../errors.js";
 import type { Executor, Store } from "../store/database.js";
 import { inFuture, newId, now, randomToken } from "../store/ids.js";
 
-export const orgSchema = z.object({ id: z.string(), name: z.string(), require2fa: z.boolean(), createdAt: z.string() });
+export const orgSchema = z.object({
+  id: z.string(),
+  name: z.string(),
+  require2fa: z.boolean(),
+  createdAt: z.string(),
+  workspaceSharing: z.boolean().describe("Whether members may share their running workspaces with others (each guest approved by the owner)"),
+});
 export type Organization = z.infer<typeof orgSchema>;
 
 export interface Member {
@@ -17,11 +23,12 @@ export interface Member {
 
 const INVITATION_TTL_MS = 7 * 24 * 3600 * 1000;
 
-const toOrg = (r: { id: string; name: string; require_2fa: number; created_at: string }): Organization => ({
+const toOrg = (r: { id: string; name: string; require_2fa: number; created_at: string; workspace_sharing: number }): Organization => ({
   id: r.id,
   name: r.name,
   require2fa: Number(r.require_2fa) === 1,
   createdAt: r.created_at,
+  workspaceSharing: Number(r.workspace_sharing) === 1,
 });
 
 /** Organisations, their members and roles, and invitations to join. */
@@ -34,7 +41,7 @@ export class Organizations {
   ) {}
 
   async create(ctx: RequestContext, name: string): Promise<Organization> {
-    const org = { id: newId("org"), name, require_2fa: 0, created_at: now() };
+    const org = { id: newId("org"), name, require_2fa: 0, created_at: now(), workspace_sharing: 1 };
     await this.store.db.transaction().execute(async (tx) => {
       await tx.insertInto("organizations").values(org).execute();
       await tx.insertInto("memberships").values({ org_id: org.id, user_id: ctx.principal.userId, role: "owner", created_at: org.created_at }).execute();
@@ -53,14 +60,14 @@ export class Organizations {
     const rows = await this.store.db
       .selectFrom("organizations")
       .innerJoin("memberships", "memberships.org_id", "organizations.id")
-      .select(["organizations.id", "organizations.name", "organizations.require_2fa", "organizations.created_at", "memberships.role"])
+      .select(["organizations.id", "organizations.name", "organizations.require_2fa", "organizations.created_at", "organizations.workspace_sharing", "memberships.role"])
       .where("memberships.user_id", "=", userId)
       .orderBy("organizations.created_at")
       .execute();
     return rows.map((r) => ({ ...toOrg(r), role: r.role as Role }));
   }
 
-  async update(ctx: RequestContext, id: string, patch: { name?: string; require2fa?: boolean }): Promise<Organization> {
+  async update(ctx: RequestContext, id: string, patch: { name?: string; require2fa?: boolean; workspaceSharing?: boolean }): Promise<Organization> {
     if (patch.require2fa && !ctx.principal.twoFactor) {
       throw new AppError(409, "2fa_required", "turn on two-factor authentication for your own account first, or requiring it would lock you out");
     }
@@ -70,6 +77,7 @@ export class Organizations {
         .set({
           ...(patch.name !== undefined && { name: patch.name }),
           ...(patch.require2fa !== undefined && { require_2fa: patch.require2fa ? 1 : 0 }),
+          ...(patch.workspaceSharing !== undefined && { workspace_sharing: patch.workspaceSharing ? 1 : 0 }),
         })
         .where("id", "=", id)
         .execute();

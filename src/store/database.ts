@@ -23,6 +23,7 @@ import * as m016 from "./migrations/016_project_badges.js";
 import * as m017 from "./migrations/017_workspaces.js";
 import * as m018 from "./migrations/018_workspace_ports.js";
 import * as m019 from "./migrations/019_user_ssh_keys.js";
+import * as m020 from "./migrations/020_workspace_snapshots_and_guests.js";
 
 export type Db = Kysely<Database>;
 export type Tx = Transaction<Database>;
@@ -50,6 +51,7 @@ const migrations: Record<string, Migration> = {
   "017_workspaces": m017,
   "018_workspace_ports": m018,
   "019_user_ssh_keys": m019,
+  "020_workspace_snapshots_and_guests": m020,
 };
 
 export interface Store {

@@ -63,6 +63,8 @@ export interface OrganizationsTable {
   name: string;
   require_2fa: number;
   created_at: string;
+  /** 0 when the organisation forbids sharing running workspaces. */
+  workspace_sharing: number;
 }
 
 export interface MembershipsTable {
@@ -327,6 +329,8 @@ export interface WorkspacesTable {
   started_at: string | null;
   stopped_at: string | null;
   last_activity_at: string;
+  /** 1 while its owner shares it: others may ask to join. */
+  shared: number;
 }
 
 export interface WorkspaceTransitionsTable {
@@ -352,6 +356,25 @@ export interface UserSshKeysTable {
   fingerprint: string;
   created_at: string;
   last_used_at: string | null;
+}
+
+export interface WorkspaceSnapshotsTable {
+  id: string;
+  workspace_id: string;
+  name: string;
+  /** The storage name of its sealed archive. */
+  object: string;
+  bytes: number;
+  created_at: string;
+}
+
+export interface WorkspaceGuestsTable {
+  workspace_id: string;
+  user_id: string;
+  /** pending, approved or denied. */
+  state: string;
+  requested_at: string;
+  decided_at: string | null;
 }
 
 export interface Database {
@@ -387,4 +410,6 @@ export interface Database {
   workspace_transitions: WorkspaceTransitionsTable;
   workspace_ports: WorkspacePortsTable;
   user_ssh_keys: UserSshKeysTable;
+  workspace_snapshots: WorkspaceSnapshotsTable;
+  workspace_guests: WorkspaceGuestsTable;
 }

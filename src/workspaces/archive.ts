@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
+import { PassThrough } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { openStream, sealStream } from "../crypto/sealed-stream.js";
 import { WORKSPACE, type Sandbox } from "../sandbox/backend.js";
@@ -60,6 +61,24 @@ export async function restoreWorkspace(sandbox: Sandbox, key: Buffer, storage: A
     zstd.kill("SIGKILL");
     await unpacked.catch(() => undefined);
     throw err instanceof ArchiveError ? err : new ArchiveError(`the workspace archive cannot be restored: ${(err as Error).message}`);
+  }
+}
+
+/**
+ * Copies a stored archive under a new name and key (a snapshot of a stopped workspace, a snapshot
+ * opened as a new workspace): opened and sealed again chunk by chunk, in memory. Resolves to its size.
+ */
+export async function resealArchive(storage: ArchiveStorage, from: { key: Buffer; name: string }, to: { key: Buffer; name: string }): Promise<number> {
+  try {
+    // A damaged source fails the copy (pipe alone would leave the rest waiting).
+    const out = new PassThrough();
+    const copied = pipeline(storage.get(from.name), openStream(from.key, purpose(from.name)), sealStream(to.key, purpose(to.name)), out);
+    copied.catch((err: Error) => out.destroy(err));
+    const [size] = await Promise.all([storage.put(to.name, out), copied]);
+    return size;
+  } catch (err) {
+    await storage.delete(to.name);
+    throw new ArchiveError(`the archive could not be copied: ${(err as Error).message}`);
   }
 }
 

@@ -30,6 +30,8 @@ export interface WorkspaceHostOptions {
   access(ws: Workspace): RepositoryAccess;
   /** Variables the workspace's tasks and terminals get (user and project variables), and which of them are secret. */
   variables?(ws: Workspace): Promise<{ env: Record<string, string>; secrets: string[] }>;
+  /** Called when a workspace stopped or failed: what held only while it ran ends. */
+  stopped?(id: string): Promise<void>;
   /** A running workspace unused this long is stopped. */
   idleMs: number;
   /** A running workspace is stopped this long after it started. */
@@ -86,6 +88,7 @@ export class WorkspaceHost {
     for (const ws of await this.workspaces.listIn(LIVE_STATES)) {
       const reason = `the server stopped while the workspace was ${ws.state}; changes since its last stop are lost. Start it again to resume${ws.archiveBytes === null ? " (it will be cloned afresh)" : " from its last stop"}`;
       await this.workspaces.transition(ws.id, LIVE_STATES, "failed", { reason }).catch(() => undefined);
+      await this.opts.stopped?.(ws.id);
     }
   }
 
@@ -230,6 +233,7 @@ export class WorkspaceHost {
     this.opts.log.warn({ err, workspace: id }, "workspace failed to start");
     const reason = maskText(live?.secrets ?? [], err.message);
     await this.workspaces.transition(id, ["pending", ...LIVE_STATES], "failed", { reason }).catch(() => undefined);
+    await this.opts.stopped?.(id);
   }
 
   /**
@@ -252,6 +256,7 @@ export class WorkspaceHost {
     const live = this.live.get(id);
     if (!live) {
       await this.workspaces.transition(id, ["stopping"], "stopped", { reason });
+      await this.opts.stopped?.(id);
       return;
     }
     const name = archiveName(id);
@@ -259,6 +264,7 @@ export class WorkspaceHost {
       const bytes = await saveWorkspace(live.sandbox, await this.workspaces.key(id, "archive"), this.opts.storage, name);
       const previous = await this.workspaces.archiveOf(id);
       await this.workspaces.transition(id, ["stopping"], "stopped", { reason, archive: { name, bytes } });
+      await this.opts.stopped?.(id);
       if (previous) await this.opts.storage.delete(previous);
     } catch (err) {
       await this.workspaces.transition(id, ["stopping"], "running", { reason: `could not stop: ${(err as Error).message}; the workspace keeps running`, initialized: before.initialized });

@@ -45,6 +45,7 @@ export const workspaceSchema = z.object({
   startedAt: z.string().nullable(),
   stoppedAt: z.string().nullable(),
   lastActivityAt: z.string(),
+  shared: z.boolean().describe("Whether its owner shares it: others may ask to join while it runs"),
 });
 export type Workspace = z.infer<typeof workspaceSchema>;
 
@@ -78,6 +79,7 @@ const toWorkspace = (r: WorkspacesTable): Workspace => ({
   startedAt: r.started_at,
   stoppedAt: r.stopped_at,
   lastActivityAt: r.last_activity_at,
+  shared: r.shared === 1,
 });
 
 /**
@@ -95,8 +97,16 @@ export class Workspaces {
     this.changed.setMaxListeners(0);
   }
 
-  /** A new workspace of a project's repository, pending, with its own data key. */
-  async create(ctx: RequestContext, project: { id: string; orgId: string; repositoryUrl: string }, ref: string | null): Promise<Workspace> {
+  /**
+   * A new workspace of a project's repository, pending, with its own data key; `from` gives it
+   * the config and the (already sealed with `seal`) archive of a snapshot to start from.
+   */
+  async create(
+    ctx: RequestContext,
+    project: { id: string; orgId: string; repositoryUrl: string },
+    ref: string | null,
+    from?: { config: WorkspaceConfig | null; commit: string | null; snapshot: string; seal: (key: Buffer, workspaceId: string) => Promise<{ name: string; bytes: number }> },
+  ): Promise<Workspace> {
     const at = now();
     const row: WorkspacesTable = {
       id: newId("ws"),
@@ -104,25 +114,40 @@ export class Workspaces {
       project_id: project.id,
       repository_url: project.repositoryUrl,
       ref,
-      commit_sha: null,
+      commit_sha: from?.commit ?? null,
       state: "pending",
       reason: null,
-      config: null,
+      config: from?.config ? JSON.stringify(from.config) : null,
       problems: "[]",
-      initialized: 0,
+      initialized: from ? 1 : 0,
       archive: null,
       archive_bytes: null,
       created_at: at,
       started_at: null,
       stopped_at: null,
       last_activity_at: at,
+      shared: 0,
     };
     await this.store.db.transaction().execute(async (tx) => {
       await tx.insertInto("workspaces").values(row).execute();
       await tx.insertInto("workspace_transitions").values({ workspace_id: row.id, seq: 1, state: "pending", reason: null, at }).execute();
       await this.box.createDataKey(tx, { kind: "workspace", id: row.id });
-      await this.audit.record({ action: "workspace.opened", ...actorOf(ctx), orgId: project.orgId, target: row.id, details: { project: project.id, ref } }, tx);
+      await this.audit.record({ action: "workspace.opened", ...actorOf(ctx), orgId: project.orgId, target: row.id, details: { project: project.id, ref, ...(from && { snapshot: from.snapshot }) } }, tx);
     });
+    if (from) {
+      // The snapshot's content, sealed anew with this workspace's own key, is what its first start restores.
+      try {
+        const archive = await from.seal(await this.key(row.id, "archive"), row.id);
+        await this.store.db.updateTable("workspaces").set({ archive: archive.name, archive_bytes: archive.bytes }).where("id", "=", row.id).execute();
+        return { ...toWorkspace(row), archiveBytes: archive.bytes };
+      } catch (err) {
+        await this.store.db.transaction().execute(async (tx) => {
+          await tx.deleteFrom("workspaces").where("id", "=", row.id).execute();
+          await this.box.destroyDataKey(tx, { kind: "workspace", id: row.id });
+        });
+        throw err;
+      }
+    }
     return toWorkspace(row);
   }
 

@@ -69,7 +69,14 @@ export interface SshSeen {
   sameHostKeyAfterRestart: boolean;
 }
 
+export interface SharingSeen {
+  snapshot: { outsiderGet: number; outsiderOpen: number; memberGet: number; memberOpen: number; openedState: string; openedOwnerIsMember: boolean; contentIntact: boolean; initRuns: number; afterRevoke: number };
+  join: { beforeSharing: number; request: string; beforeApproval: number[]; guests: string[]; afterApproval: number[]; privatePort: number; afterUnshare: number[]; forbidden: string; denied: number };
+  audited: string[];
+}
+
 export interface WorkspaceRunOutput {
+  shared: SharingSeen;
   ssh: SshSeen;
   ports: PortsSeen;
   terminal: TerminalSeen;
@@ -158,6 +165,63 @@ async function attach(h: Harness, client: Client, id: string, terminal: string, 
     return pattern.test(text);
   };
   return { ws, waitFor, text: () => text, type: (keys: string) => ws.send(Buffer.from(keys)) };
+}
+
+const userIdOf = async (client: Client) => (await client.get("/api/v1/me")).json().user.id as string;
+
+async function useSnapshotsAndSharing(h: Harness, owner: Client, other: Client, id: string, project: string, digest: string): Promise<SharingSeen> {
+  // A member of the owner's organisation, who may open workspaces of the project.
+  await createUser(h, "member@example.com");
+  const orgId = (await owner.get(`/api/v1/projects/${project}`)).json().organization as string;
+  const { token } = await h.services.orgs.invite({ principal: { userId: await userIdOf(owner), email: "owner@example.com", isAdmin: false, twoFactor: false, via: "session", scopes: "all" }, ip: null }, orgId, "member@example.com", "member");
+  const member = await signIn(h, "member@example.com");
+  await member.post("/api/v1/invitations/accept", { token });
+
+  const taken = await owner.post(`/api/v1/workspaces/${id}/snapshots`, { name: "before lunch" });
+  if (taken.statusCode !== 201) throw new Error(`snapshot: ${taken.statusCode} ${taken.body}`);
+  const snap = taken.json().id as string;
+  const outsiderGet = (await other.get(`/api/v1/snapshots/${snap}`)).statusCode;
+  const outsiderOpen = (await other.post(`/api/v1/snapshots/${snap}/open`)).statusCode;
+  const memberGet = (await member.get(`/api/v1/snapshots/${snap}`)).statusCode;
+  const openedRes = await member.post(`/api/v1/snapshots/${snap}/open`);
+  const openedId = openedRes.json().id as string;
+  const opened = await until(member, openedId, ["running", "failed"]);
+  const memberId = await userIdOf(member);
+  const copy = opened.state === "running" ? sandboxOf(h, openedId) : undefined;
+  const contentIntact = copy ? (await out(copy, "sha256sum /workspace/secret.txt | cut -d' ' -f1")) === digest : false;
+  const initRuns = copy ? Number(await out(copy, "grep -c init-ran /workspace/init.log")) : -1;
+  await member.delete(`/api/v1/workspaces/${openedId}`);
+  await owner.delete(`/api/v1/workspaces/${id}/snapshots/${snap}`);
+  const afterRevoke = (await member.get(`/api/v1/snapshots/${snap}`)).statusCode;
+  // One more, kept: the at-rest search after the stop looks at it too.
+  await owner.post(`/api/v1/workspaces/${id}/snapshots`, {});
+
+  const reach = async (who: Client) => [(await who.get(`/api/v1/workspaces/${id}`)).statusCode, (await who.post(`/api/v1/workspaces/${id}/terminals`, { cols: 80, rows: 24 })).statusCode];
+  const beforeSharing = (await other.post(`/api/v1/workspaces/${id}/join`)).statusCode;
+  await owner.put(`/api/v1/workspaces/${id}/sharing`, { shared: true });
+  const request = (await other.post(`/api/v1/workspaces/${id}/join`)).json().state as string;
+  const beforeApproval = await reach(other);
+  const guests = (await owner.get(`/api/v1/workspaces/${id}/guests`)).json().guests.map((g: { email: string; state: string }) => `${g.email} ${g.state}`);
+  await owner.put(`/api/v1/workspaces/${id}/guests/${await userIdOf(other)}`, { approve: true });
+  const afterApproval = await reach(other);
+  const privatePort = (await fetch(`${h.services.publicUrl()}/w/${id}/p/8765/`, { headers: { cookie: other.auth.cookie! } })).status;
+  await owner.put(`/api/v1/workspaces/${id}/sharing`, { shared: false });
+  const afterUnshare = [...(await reach(other)), (await fetch(`${h.services.publicUrl()}/w/${id}/p/8765/`, { headers: { cookie: other.auth.cookie! } })).status];
+  await owner.patch(`/api/v1/orgs/${orgId}`, { workspaceSharing: false });
+  const refused = await owner.put(`/api/v1/workspaces/${id}/sharing`, { shared: true });
+  const forbidden = `${refused.statusCode} ${refused.json().error?.code}`;
+  await owner.patch(`/api/v1/orgs/${orgId}`, { workspaceSharing: true });
+  await owner.put(`/api/v1/workspaces/${id}/sharing`, { shared: true });
+  await member.post(`/api/v1/workspaces/${id}/join`);
+  await owner.put(`/api/v1/workspaces/${id}/guests/${memberId}`, { approve: false });
+  const denied = (await member.get(`/api/v1/workspaces/${id}`)).statusCode;
+  await owner.put(`/api/v1/workspaces/${id}/sharing`, { shared: false });
+  const audited = [...new Set((await h.services.store.db.selectFrom("audit_log").select("action").where("action", "like", "workspace.%").execute()).map((r) => r.action))].sort();
+  return {
+    snapshot: { outsiderGet, outsiderOpen, memberGet, memberOpen: openedRes.statusCode, openedState: opened.state, openedOwnerIsMember: openedRes.json().ownerId === memberId, contentIntact, initRuns, afterRevoke },
+    join: { beforeSharing, request, beforeApproval, guests, afterApproval, privatePort, afterUnshare, forbidden, denied },
+    audited,
+  };
 }
 
 /** The OpenSSH client, as a developer runs it; resolves to its exit code and output. */
@@ -382,6 +446,7 @@ export async function main(input: WorkspaceRunInput): Promise<WorkspaceRunOutput
     }
     const ports = await usePorts(h, owner, other, id);
     const ssh = await useSsh(h, owner, other, id);
+    const shared = await useSnapshotsAndSharing(h, owner, other, id, project, digest);
     const p19 = {
       otherSeesProcess: await out(t, "grep -l 'Local[P]ort' /proc/[0-9]*/cmdline 2>/dev/null | wc -l"),
       otherSeesFile: await out(t, "test -e /workspace/secret.txt && echo visible || echo absent"),
@@ -411,8 +476,7 @@ export async function main(input: WorkspaceRunInput): Promise<WorkspaceRunOutput
     // A flipped byte in the stored archive: the start fails loudly, and the workspace stays for a retry.
     await owner.post(`/api/v1/workspaces/${id}/stop`);
     await until(owner, id, ["stopped"]);
-    const [archive] = archiveFiles(h);
-    const file = path.join(archiveDir(h), archive!);
+    const file = path.join(archiveDir(h), (await h.services.workspaces.archiveOf(id))!);
     const bytes = readFileSync(file);
     const at = Math.floor(bytes.length / 2);
     bytes[at] = bytes[at]! ^ 0x01;
@@ -433,7 +497,7 @@ export async function main(input: WorkspaceRunInput): Promise<WorkspaceRunOutput
     const deleted = { status: del.statusCode, get: (await owner.get(`/api/v1/workspaces/${id}`)).statusCode, archiveFilesLeft: archiveFiles(h).filter((f) => f.startsWith(id)).length };
     await other.delete(`/api/v1/workspaces/${otherId}`);
 
-    return { ssh, ports, terminal, idle: { ...idle, stopped: idle.stopped.map((x) => (x === id ? "mine" : x === otherId ? "theirs" : x)).sort() }, commits: { opened: opened.commit }, opened: { ...opened }, inside, p26, stopped, plaintextIn, controlFoundIn, resumed, afterResume, tampered, retried, retriedMarkerIntact, others, p19, deleted };
+    return { shared, ssh, ports, terminal, idle: { ...idle, stopped: idle.stopped.map((x) => (x === id ? "mine" : x === otherId ? "theirs" : x)).sort() }, commits: { opened: opened.commit }, opened: { ...opened }, inside, p26, stopped, plaintextIn, controlFoundIn, resumed, afterResume, tampered, retried, retriedMarkerIntact, others, p19, deleted };
   } finally {
     await h.close();
   }

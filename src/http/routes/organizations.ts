@@ -35,7 +35,7 @@ export const organizationRoutes: FastifyPluginAsyncZod<{ services: Services }> =
     "/orgs/:orgId",
     {
       config: { access: { kind: "org", action: "org.update" } },
-      schema: { summary: "Rename, or require two-factor authentication of every member", params: orgParams, body: z.object({ name: orgName.optional(), require2fa: z.boolean().optional() }).strict().refine(...someField), response: { 200: orgSchema } },
+      schema: { summary: "Rename, require two-factor authentication of every member, or allow or forbid sharing workspaces", params: orgParams, body: z.object({ name: orgName.optional(), require2fa: z.boolean().optional(), workspaceSharing: z.boolean().optional() }).strict().refine(...someField), response: { 200: orgSchema } },
     },
     async (request) => orgs.update(contextOf(request), request.params.orgId, request.body),
   );

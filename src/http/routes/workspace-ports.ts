@@ -50,7 +50,7 @@ export const workspacePortRoutes: FastifyPluginAsyncZod<{ services: Services }> 
   app.get(
     "/api/v1/workspaces/:workspaceId/ports",
     {
-      config: { access: { kind: "workspace", scope: "workspaces:read" } },
+      config: { access: { kind: "workspace", scope: "workspaces:read", guests: true } },
       schema: {
         summary: "A running workspace's ports",
         description: "Those its config names and those something listens on now, each served at `url` to its owner (private) or to anyone with the link (public). None while it is not running.",

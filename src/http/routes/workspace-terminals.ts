@@ -20,7 +20,7 @@ export const workspaceTerminalRoutes: FastifyPluginAsyncZod<{ services: Services
   app.get(
     "/workspaces/:workspaceId/terminals",
     {
-      config: { access: { kind: "workspace", scope: "workspaces:read" } },
+      config: { access: { kind: "workspace", scope: "workspaces:read", guests: true } },
       schema: { summary: "A running workspace's terminals: its tasks' and the shells opened in it", params: workspaceParams, response: { 200: z.object({ terminals: z.array(terminalSchema) }) } },
     },
     async (request) => ({ terminals: host.terminals(request.params.workspaceId) }),
@@ -29,7 +29,7 @@ export const workspaceTerminalRoutes: FastifyPluginAsyncZod<{ services: Services
   app.post(
     "/workspaces/:workspaceId/terminals",
     {
-      config: { access: { kind: "workspace", scope: "workspaces:write" } },
+      config: { access: { kind: "workspace", scope: "workspaces:write", guests: true } },
       schema: {
         summary: "Open a shell in a running workspace",
         description: "A login shell in the workspace's folder, with its variables. Attach to it with the WebSocket at …/terminals/{terminalId}/attach.",
@@ -48,7 +48,7 @@ export const workspaceTerminalRoutes: FastifyPluginAsyncZod<{ services: Services
   app.delete(
     "/workspaces/:workspaceId/terminals/:terminalId",
     {
-      config: { access: { kind: "workspace", scope: "workspaces:write" } },
+      config: { access: { kind: "workspace", scope: "workspaces:write", guests: true } },
       schema: { summary: "Close a terminal and end what runs in it", params: terminalParams },
     },
     async (request, reply) => {
@@ -60,7 +60,7 @@ export const workspaceTerminalRoutes: FastifyPluginAsyncZod<{ services: Services
   app.route({
     method: "GET",
     url: "/workspaces/:workspaceId/terminals/:terminalId/attach",
-    config: { access: { kind: "workspace", scope: "workspaces:write" } },
+    config: { access: { kind: "workspace", scope: "workspaces:write", guests: true } },
     schema: {
       summary: "Attach to a terminal (WebSocket)",
       description:

@@ -73,7 +73,7 @@ export const workspaceRoutes: FastifyPluginAsyncZod<{ services: Services }> = as
   app.get(
     "/workspaces/:workspaceId",
     {
-      config: { access: { kind: "workspace", scope: "workspaces:read" } },
+      config: { access: { kind: "workspace", scope: "workspaces:read", guests: true } },
       schema: { summary: "A workspace, with its tasks and every state it went through", params: workspaceParams, response: { 200: workspaceViewSchema.extend({ transitions: z.array(transitionSchema) }) } },
     },
     async (request) => {
@@ -85,7 +85,7 @@ export const workspaceRoutes: FastifyPluginAsyncZod<{ services: Services }> = as
   app.get(
     "/workspaces/:workspaceId/events",
     {
-      config: { access: { kind: "workspace", scope: "workspaces:read" } },
+      config: { access: { kind: "workspace", scope: "workspaces:read", guests: true } },
       schema: {
         summary: "A workspace's state, live",
         description: "Server-Sent Events: a `workspace` event with the whole workspace now, then one on every change of state; the stream ends once the workspace is stopped or failed.",
@@ -159,7 +159,7 @@ export const workspaceRoutes: FastifyPluginAsyncZod<{ services: Services }> = as
       config: { access: { kind: "workspace", scope: "workspaces:write", ownerOnly: true } },
       schema: {
         summary: "Delete a workspace",
-        description: "Its sandbox goes without saving, and its data key is destroyed: its archive can never be read again, and is removed.",
+        description: "Its sandbox goes without saving, and its data key is destroyed: its archive and snapshots can never be read again, and are removed.",
         params: workspaceParams,
       },
     },
@@ -168,9 +168,9 @@ export const workspaceRoutes: FastifyPluginAsyncZod<{ services: Services }> = as
       const ws = await workspaces.get(id);
       const project = await projects.find(services.store.db, ws.projectId);
       await host.discard(id);
-      const archive = await workspaces.archiveOf(id);
+      const objects = [await workspaces.archiveOf(id), ...(await services.snapshots.objectsOf(id))].filter((o): o is string => o !== null);
       await workspaces.delete(contextOf(request), id, project?.orgId ?? null);
-      if (archive) await host.removeArchive(archive);
+      for (const object of objects) await host.removeArchive(object);
       return reply.code(204).send();
     },
   );
