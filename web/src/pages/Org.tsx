@@ -29,6 +29,8 @@ const ORG_ACTIONS = Object.keys({
   "project.badge_regenerated": true, "project.env_file_decrypted": true, "project.webhook_secret_regenerated": true, "project.repository_linked": true,
   "project.repository_unlinked": true, "project.polling_changed": true, "webhook.accepted": true, "webhook.rejected": true, "build.step_approved": true,
   "secret.set": true, "secret.deleted": true, "workspace.opened": true, "workspace.deleted": true,
+  "workspace.ssh_session": true, "workspace.snapshot_created": true, "workspace.snapshot_deleted": true, "workspace.sharing_changed": true, "workspace.join_requested": true,
+  "workspace.guest_approved": true, "workspace.guest_denied": true,
 } satisfies Record<OrgAuditAction, true>).sort();
 
 const AUDIT_PAGE = 50;
