@@ -150,6 +150,17 @@ const expected: Record<string, Expected> = {
   "GET /api/v1/workspaces/:workspaceId/terminals/:terminalId/attach": row([401, 404, "426 upgrade_required", "426 upgrade_required", "426 upgrade_required", "426 upgrade_required", 403, 404]),
   "GET /api/v1/workspaces/:workspaceId/ports":        row([401, 404, 200, 200, 200, 200, 403, 404]),
   "PUT /api/v1/workspaces/:workspaceId/ports/:port":  row([401, 404, 200, 200, 200, 200, 403, 404]),
+  // Snapshots: each caller's own workspace's; one is read and opened by whoever may open workspaces of its project (P18).
+  "GET /api/v1/workspaces/:workspaceId/snapshots":    row([401, 404, 200, 200, 200, 200, 403, 404]),
+  "POST /api/v1/workspaces/:workspaceId/snapshots":   row([401, 404, "409 conflict", "409 conflict", "409 conflict", "409 conflict", 403, 404]),
+  "DELETE /api/v1/workspaces/:workspaceId/snapshots/:snapshotId": row([401, 404, 204, 204, 204, 204, 403, 404]),
+  "GET /api/v1/snapshots/:snapshotId":                row([401, 404, 200, 200, 200, 200, 404, 404]),
+  "POST /api/v1/snapshots/:snapshotId/open":          row([401, 404, "410 snapshot_missing", "410 snapshot_missing", "410 snapshot_missing", "410 snapshot_missing", 404, 404]),
+  // Sharing: the owner shares and decides; anyone signed in may ask to join someone else's shared workspace.
+  "PUT /api/v1/workspaces/:workspaceId/sharing":      row([401, 404, 200, 200, 200, 200, 403, 404]),
+  "POST /api/v1/workspaces/:workspaceId/join":        row([401, 202, "409 conflict", 202, 202, 202, 202, 202]),
+  "GET /api/v1/workspaces/:workspaceId/guests":       row([401, 404, 200, 200, 200, 200, 403, 404]),
+  "PUT /api/v1/workspaces/:workspaceId/guests/:userId": row([401, 404, 200, 200, 200, 200, 403, 404]),
   // The port proxy: a workspace that does not run has no ports, for anyone (test/workspaces.test.ts runs one).
   ...Object.fromEntries(
     ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"].flatMap((method) =>
@@ -344,6 +355,13 @@ async function workspaceOf(s: Subject, state: "running" | "stopped" | "failed"):
     from = to;
   }
   return { params: { workspaceId: ws.id } };
+}
+
+/** A snapshot row of the workspace, whose stored copy was never written (what opening it says so). */
+async function snapshotRow(workspaceId: string): Promise<string> {
+  const id = `snap_${rand()}`;
+  await h.services.store.db.insertInto("workspace_snapshots").values({ id, workspace_id: workspaceId, name: "matrix", object: `${workspaceId}-gone.tar.zst.sls`, bytes: 0, created_at: new Date().toISOString() }).execute();
+  return id;
 }
 
 const calls: Record<string, (s: Subject) => Promise<Call>> = {
@@ -566,6 +584,28 @@ const calls: Record<string, (s: Subject) => Promise<Call>> = {
   "DELETE /api/v1/workspaces/:workspaceId/terminals/:terminalId": async (s) => ({ params: { ...(await workspaceOf(s, "running")).params, terminalId: "term_none" } }),
   "GET /api/v1/workspaces/:workspaceId/terminals/:terminalId/attach": async (s) => ({ params: { ...(await workspaceOf(s, "running")).params, terminalId: "term_none" } }),
   "GET /api/v1/workspaces/:workspaceId/ports": (s) => workspaceOf(s, "running"),
+  "GET /api/v1/workspaces/:workspaceId/snapshots": (s) => workspaceOf(s, "stopped"),
+  "POST /api/v1/workspaces/:workspaceId/snapshots": async (s) => ({ ...(await workspaceOf(s, "stopped")), body: { name: "matrix" } }),
+  "DELETE /api/v1/workspaces/:workspaceId/snapshots/:snapshotId": async (s) => {
+    const { params } = await workspaceOf(s, "stopped");
+    return { params: { ...params, snapshotId: await snapshotRow(params!.workspaceId!) } };
+  },
+  "GET /api/v1/snapshots/:snapshotId": async (s) => ({ params: { snapshotId: await snapshotRow((await workspaceOf({ ...s, user: users.owner }, "stopped")).params!.workspaceId!) } }),
+  "POST /api/v1/snapshots/:snapshotId/open": async (s) => ({ params: { snapshotId: await snapshotRow((await workspaceOf({ ...s, user: users.owner }, "stopped")).params!.workspaceId!) } }),
+  "PUT /api/v1/workspaces/:workspaceId/sharing": async (s) => ({ ...(await workspaceOf(s, "running")), body: { shared: true } }),
+  "POST /api/v1/workspaces/:workspaceId/join": async (s) => {
+    const { params } = await workspaceOf({ ...s, user: users.owner }, "running");
+    await h.services.sharing.setShared(ctxOf(users.owner), { id: params!.workspaceId!, orgId }, true);
+    return { params };
+  },
+  "GET /api/v1/workspaces/:workspaceId/guests": (s) => workspaceOf(s, "running"),
+  "PUT /api/v1/workspaces/:workspaceId/guests/:userId": async (s) => {
+    const { params } = await workspaceOf(s, "running");
+    const ws = await h.services.workspaces.get(params!.workspaceId!);
+    await h.services.store.db.updateTable("workspaces").set({ shared: 1 }).where("id", "=", ws.id).execute();
+    await h.services.sharing.requestJoin(ctxOf(users.host), { ...ws, shared: true, orgId });
+    return { params: { ...params, userId: users.host.id }, body: { approve: true } };
+  },
   "PUT /api/v1/workspaces/:workspaceId/ports/:port": async (s) => ({ params: { ...(await workspaceOf(s, "running")).params, port: "8080" }, body: { visibility: "public" } }),
   ...Object.fromEntries(
     ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"].flatMap((method) =>
@@ -654,7 +694,7 @@ describe("P11: authorization matrix", () => {
     for (const r of routes.filter((r) => r.startsWith("HEAD "))) expect(expected[r.replace(/^HEAD/, "GET")], r).toBeDefined();
     // Project (build, workspace) routes also need the unassigned-contractor column, all other routes only the actors.
     for (const [key, row] of Object.entries(expected)) {
-      expect(Object.keys(row).length, key).toBe(/:projectId|:buildId|POST \/api\/v1\/workspaces$|:workspaceId/.test(key) ? 8 : 7);
+      expect(Object.keys(row).length, key).toBe(/:projectId|:buildId|POST \/api\/v1\/workspaces$|:workspaceId|:snapshotId/.test(key) ? 8 : 7);
       expect(calls[key], `no request recipe for ${key}`).toBeDefined();
     }
   });

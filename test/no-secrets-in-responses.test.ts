@@ -99,7 +99,7 @@ let simDir: string;
 const emails = { owner: `olivia-${rand(3)}@example.com`, member: `mo-${rand(3)}@example.com`, support: `sam-${rand(3)}@example.com` };
 type Person = keyof typeof emails;
 const passwords: Record<Person, string> = { owner: `pw-${rand()}`, member: `pw-${rand()}`, support: `pw-${rand()}` };
-const ids = { orgId: "", projectId: "", buildId: "", jobId: "", workspaceId: "", terminalId: "term_none", port: "8080", keyId: "key_none", provider: "github", file: webAsset(), errorId: "unknown" };
+const ids = { orgId: "", projectId: "", buildId: "", jobId: "", workspaceId: "", terminalId: "term_none", port: "8080", keyId: "key_none", snapshotId: "snap_none", provider: "github", file: webAsset(), errorId: "unknown" };
 /** Query strings for GET routes whose default answer never ends: a job's log is read as text, not followed live. */
 const queries: Record<string, string> = { "/api/v1/builds/:buildId/jobs/:jobId/log": "?format=text" };
 let ownerMembersView: Seen;

@@ -1,7 +1,7 @@
 import { z } from "zod";
 import { actorOf, type AuditLog } from "../audit/audit-log.js";
 import type { RequestContext } from "../auth/permissions.js";
-import { conflict, notFound } from "../errors.js";
+import { AppError, conflict, notFound } from "../errors.js";
 import type { Store } from "../store/database.js";
 import { newId, now } from "../store/ids.js";
 import { archiveName, resealArchive, saveWorkspace } from "./archive.js";
@@ -60,8 +60,8 @@ export class Snapshots {
     let bytes: number;
     if (sandbox) bytes = await saveWorkspace(sandbox, key, this.storage, object);
     else if (ws.state === "stopped" && archive) bytes = await resealArchive(this.storage, { key, name: archive }, { key, name: object });
-    else throw conflict(`the workspace is ${ws.state}; a snapshot is taken of a running or stopped workspace`);
-    const row = { id: newId("snap"), workspace_id: workspaceId, name: name ?? `snapshot ${taken + 1}`, object, bytes, created_at: now() };
+    else throw conflict(`the workspace is ${ws.state}${ws.state === "running" ? " elsewhere" : ""}; a snapshot is taken of a workspace running here, or stopped`);
+    const row = { id: newId("snap"), workspace_id: workspaceId, name: !name || name === "snapshot" ? `snapshot ${taken + 1}` : name, object, bytes, created_at: now() };
     await this.store.db.transaction().execute(async (tx) => {
       await tx.insertInto("workspace_snapshots").values(row).execute();
       await this.audit.record({ action: "workspace.snapshot_created", ...actorOf(ctx), orgId, target: workspaceId, details: { snapshot: row.id, bytes } }, tx);
@@ -98,7 +98,10 @@ export class Snapshots {
       snapshot: id,
       seal: async (key, newId) => {
         const name = archiveName(newId);
-        return { name, bytes: await resealArchive(this.storage, { key: sourceKey, name: object }, { key, name }) };
+        const bytes = await resealArchive(this.storage, { key: sourceKey, name: object }, { key, name }).catch((err: Error) => {
+          throw /ENOENT/.test(err.message) ? new AppError(410, "snapshot_missing", "the snapshot's stored copy is gone (its storage was cleared); take a new snapshot") : err;
+        });
+        return { name, bytes };
       },
     });
   }

@@ -166,7 +166,7 @@ export async function setUpWorld(h: Harness): Promise<World> {
     runner: new Client(h.app, { bearer: runnerToken }),
     runnerId,
     heldJobId,
-    params: { projectId, orgId, userId: memberUser.id, tokenId, name: "API_KEY", provider: "github", file: webAsset(), errorId: "unknown", runnerId: spareRunnerId, workspaceId: workspace.id, terminalId: "term_none", port: "8080", keyId: "key_none", ...ended },
+    params: { projectId, orgId, userId: memberUser.id, tokenId, name: "API_KEY", provider: "github", file: webAsset(), errorId: "unknown", runnerId: spareRunnerId, workspaceId: workspace.id, terminalId: "term_none", port: "8080", keyId: "key_none", snapshotId: "snap_none", ...ended },
   };
 }
 
@@ -330,6 +330,11 @@ export const sampleBodies = (p: Record<string, string>): Record<string, unknown>
   // Valid in shape; the world's project has no repository URL, so the server answers 400 no_repository.
   "POST /api/v1/workspaces": { repository: p.projectId, ref: "main" },
   "POST /api/v1/me/ssh-keys": { name: "laptop", publicKey: SAMPLE_USER_KEY },
+  // Valid in shape; the world's workspace failed before it ran, so there is nothing to snapshot (409).
+  "POST /api/v1/workspaces/:workspaceId/snapshots": { name: "before lunch" },
+  "PUT /api/v1/workspaces/:workspaceId/sharing": { shared: false },
+  // Valid in shape; nobody asked to join, so the server answers 404.
+  "PUT /api/v1/workspaces/:workspaceId/guests/:userId": { approve: false },
   // Valid in shape; the world's workspace is not running, so the server answers 409.
   "POST /api/v1/workspaces/:workspaceId/terminals": { cols: 80, rows: 24 },
   "PUT /api/v1/workspaces/:workspaceId/ports/:port": { visibility: "private" },

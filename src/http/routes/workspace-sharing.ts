@@ -30,7 +30,7 @@ export const workspaceSharingRoutes: FastifyPluginAsyncZod<{ services: Services 
         summary: "Take a snapshot",
         description: "P16: an immutable copy of /workspace (of a running workspace as it is now, of a stopped one as it was left), sealed with the workspace's key. Its id is its link: whoever may open workspaces of the project can open it as a workspace of their own (POST /snapshots/{id}/open).",
         params: workspaceParams,
-        body: z.object({ name: z.string().trim().min(1).max(100).optional() }).strict().optional(),
+        body: z.object({ name: z.string().trim().min(1).max(100).default("snapshot") }).strict().optional(),
         response: { 201: snapshotSchema },
       },
     },
