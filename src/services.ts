@@ -39,6 +39,7 @@ import { LocalArchiveStorage } from "./workspaces/archive-storage.js";
 import { WorkspaceHost } from "./workspaces/workspace-host.js";
 import { Sharing } from "./workspaces/sharing.js";
 import { Snapshots } from "./workspaces/snapshots.js";
+import { WorkspaceVariables } from "./workspaces/variables.js";
 import { Workspaces } from "./workspaces/workspaces.js";
 
 export interface Services {
@@ -74,6 +75,7 @@ export interface Services {
   /** Runs workspaces on this machine (sandboxes made on first use). */
   workspaceHost: WorkspaceHost;
   snapshots: Snapshots;
+  workspaceVariables: WorkspaceVariables;
   sharing: Sharing;
   masterKeyCreated: boolean;
   /** The URL users reach the server at, for links in mail; known only once it listens. */
@@ -139,6 +141,7 @@ export async function createServices(settings: Settings, log: Logger, opts: { se
     const workspaces = new Workspaces(store, box, audit);
     let backend: BwrapBackend | undefined;
     const sharing = new Sharing(store, audit);
+    const workspaceVariables = new WorkspaceVariables(store, box, audit);
     const archives = new LocalArchiveStorage(settings.workspaceArchiveDir ?? path.join(settings.dataDir, "workspaces"));
     const workspaceHost: WorkspaceHost = new WorkspaceHost(workspaces, {
       backend: () => (backend ??= new BwrapBackend({ onWarning: (m) => log.warn(m) })),
@@ -149,6 +152,13 @@ export async function createServices(settings: Settings, log: Logger, opts: { se
       network: { mode: settings.workspaceNetwork },
       idleMs: settings.workspaceIdleMinutes * 60_000,
       maxLifetimeMs: settings.workspaceMaxHours * 3_600_000,
+      // The project's variables, then the owner's own for this repository (the most specific scope): theirs win.
+      variables: async (ws) => {
+        const project = Object.fromEntries(await secrets.reveal(store.db, { kind: "project", id: ws.projectId }));
+        const own = await workspaceVariables.forRepository(ws.ownerId, ws.repositoryUrl);
+        const env = { ...project, ...own };
+        return { env, secrets: [...new Set([...Object.values(project), ...Object.values(own)])] };
+      },
       access: (ws) => ({
         // P01: the project's deploy key, as a build's clone gets it; the host removes it after the clone.
         credentials: async () => ({ privateKey: (await deployKeys.revealDeployKey(ws.projectId)).privateKey, knownHosts: (await projects.get(ws.projectId)).knownHosts }),
@@ -204,6 +214,7 @@ export async function createServices(settings: Settings, log: Logger, opts: { se
       workspaceHost,
       snapshots,
       sharing,
+      workspaceVariables,
       masterKeyCreated: created,
       publicUrl,
       sshPort: () => sshPort,

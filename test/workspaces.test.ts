@@ -21,7 +21,7 @@ workspace:
   env: { GREETING: hello }
   tasks:
     - name: app
-      before: export WHO=world
+      before: export WHO=world; echo "token is $TOKEN_A"
       init: echo init-ran >> /workspace/init.log
       command: echo "$GREETING $WHO" > /workspace/hello.txt && exec sleep infinity
   ports:
@@ -46,6 +46,12 @@ describe.runIf(isRoot)("workspaces from a repository", () => {
     expect(out.opened.configFormat).toBe("slipway");
     expect(out.opened.tasks.map((t) => [t.name, t.state])).toEqual([["app", "running"]]);
     expect(out.inside).toEqual({ hello: "hello world", initRuns: 1, osRelease: "debian-bookworm", key: "0", whoami: "1000" });
+  });
+
+  it("P17: variables: the project's, then the owner's for this repository, the most specific scope winning; masked in task output", () => {
+    expect(out.variables).toBe("vars=this-repo-value-2,owner-wide-value-3,project-value-5,unset");
+    expect(out.taskOutput).toContain("token is ***");
+    expect(out.taskOutput).not.toContain("this-repo-value-2");
   });
 
   it("terminals: a shell over a WebSocket runs commands, resizes, sees the tasks, keeps its output for the next attach; use counts as activity", () => {

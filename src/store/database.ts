@@ -24,6 +24,7 @@ import * as m017 from "./migrations/017_workspaces.js";
 import * as m018 from "./migrations/018_workspace_ports.js";
 import * as m019 from "./migrations/019_user_ssh_keys.js";
 import * as m020 from "./migrations/020_workspace_snapshots_and_guests.js";
+import * as m021 from "./migrations/021_workspace_variables.js";
 
 export type Db = Kysely<Database>;
 export type Tx = Transaction<Database>;
@@ -52,6 +53,7 @@ const migrations: Record<string, Migration> = {
   "018_workspace_ports": m018,
   "019_user_ssh_keys": m019,
   "020_workspace_snapshots_and_guests": m020,
+  "021_workspace_variables": m021,
 };
 
 export interface Store {

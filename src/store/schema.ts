@@ -377,6 +377,16 @@ export interface WorkspaceGuestsTable {
   decided_at: string | null;
 }
 
+export interface WorkspaceVariablesTable {
+  user_id: string;
+  name: string;
+  /** owner/repo, an owner with any repository, or any repository: those whose workspaces get it. */
+  scope: string;
+  /** Sealed with the user's data key. */
+  value: string;
+  updated_at: string;
+}
+
 export interface Database {
   users: UsersTable;
   recovery_codes: RecoveryCodesTable;
@@ -412,4 +422,5 @@ export interface Database {
   user_ssh_keys: UserSshKeysTable;
   workspace_snapshots: WorkspaceSnapshotsTable;
   workspace_guests: WorkspaceGuestsTable;
+  workspace_variables: WorkspaceVariablesTable;
 }

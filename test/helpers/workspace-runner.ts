@@ -7,6 +7,7 @@ import path from "node:path";
 import { pino } from "pino";
 import WebSocket from "ws";
 import { startSshGateway } from "../../src/gateway/start.js";
+import { repositoryName } from "../../src/workspaces/variables.js";
 import type { Sandbox } from "../../src/sandbox/backend.js";
 import type { BwrapSandbox } from "../../src/sandbox/bwrap-backend.js";
 import { projectAtGitServer } from "./clone-runner.js";
@@ -76,6 +77,8 @@ export interface SharingSeen {
 }
 
 export interface WorkspaceRunOutput {
+  taskOutput: string;
+  variables: string;
   shared: SharingSeen;
   ssh: SshSeen;
   ports: PortsSeen;
@@ -165,6 +168,14 @@ async function attach(h: Harness, client: Client, id: string, terminal: string, 
     return pattern.test(text);
   };
   return { ws, waitFor, text: () => text, type: (keys: string) => ws.send(Buffer.from(keys)) };
+}
+
+/** What a command prints in the workspace with its variables, as an SSH command or a terminal gets them. */
+async function shellOutput(h: Harness, id: string, script: string): Promise<string> {
+  const shell = h.services.workspaceHost.shellOf(id)!;
+  let text = "";
+  await shell.sandbox.exec({ argv: ["/bin/sh", "-c", script], env: shell.env, cwd: shell.cwd }, { stdout: (d) => (text += d.toString()) });
+  return text.trim();
 }
 
 const userIdOf = async (client: Client) => (await client.get("/api/v1/me")).json().user.id as string;
@@ -384,6 +395,14 @@ export async function main(input: WorkspaceRunInput): Promise<WorkspaceRunOutput
     const other = await signIn(h, "other@example.com");
     const project = await projectAtGitServer(owner, "app", input.repositoryUrl, input.authorizedKeys);
 
+    // Variables: the owner's for any repository, this owner's, this one, and another; the project's.
+    const repo = repositoryName(input.repositoryUrl);
+    for (const [name, value, scope] of [["TOKEN_A", "any-repo-value-1", "*/*"], ["TOKEN_A", "this-repo-value-2", repo], ["TOKEN_B", "owner-wide-value-3", `${repo.split("/")[0]}/*`], ["OTHER_REPO", "not-for-this-4", "elsewhere/thing"]]) {
+      const res = await owner.put(`/api/v1/me/workspace-variables/${name}`, { value, scope });
+      if (res.statusCode !== 204) throw new Error(`variable: ${res.statusCode} ${res.body}`);
+    }
+    await owner.put(`/api/v1/projects/${project}/secrets/PROJ_VAR`, { value: "project-value-5" });
+    await owner.put(`/api/v1/projects/${project}/secrets/TOKEN_B`, { value: "project-b-value-6" });
     const created = await owner.post("/api/v1/workspaces", { repository: input.repositoryUrl.replace(/\.git$/, "") + ".git", ref: "main" });
     if (created.statusCode !== 201) throw new Error(`open: ${created.statusCode} ${created.body}`);
     const id = created.json().id as string;
@@ -392,6 +411,7 @@ export async function main(input: WorkspaceRunInput): Promise<WorkspaceRunOutput
     let s = sandboxOf(h, id);
     // The task's command keeps running; its file shows that before and command ran, in one shell.
     for (let i = 0; i < 100 && (await sh(s, "test -s /workspace/hello.txt")).code !== 0; i++) await new Promise((r) => setTimeout(r, 50));
+    const taskOutput = ((await owner.get(`/api/v1/workspaces/${id}`)).json().tasks as Array<{ output: string }>)[0]!.output;
     const inside = {
       hello: await out(s, "cat /workspace/hello.txt"),
       initRuns: Number(await out(s, "grep -c init-ran /workspace/init.log")),
@@ -446,6 +466,7 @@ export async function main(input: WorkspaceRunInput): Promise<WorkspaceRunOutput
     }
     const ports = await usePorts(h, owner, other, id);
     const ssh = await useSsh(h, owner, other, id);
+    const variables = await shellOutput(h, id, 'echo "vars=$TOKEN_A,$TOKEN_B,$PROJ_VAR,${OTHER_REPO:-unset}"');
     const shared = await useSnapshotsAndSharing(h, owner, other, id, project, digest);
     const p19 = {
       otherSeesProcess: await out(t, "grep -l 'Local[P]ort' /proc/[0-9]*/cmdline 2>/dev/null | wc -l"),
@@ -497,7 +518,7 @@ export async function main(input: WorkspaceRunInput): Promise<WorkspaceRunOutput
     const deleted = { status: del.statusCode, get: (await owner.get(`/api/v1/workspaces/${id}`)).statusCode, archiveFilesLeft: archiveFiles(h).filter((f) => f.startsWith(id)).length };
     await other.delete(`/api/v1/workspaces/${otherId}`);
 
-    return { shared, ssh, ports, terminal, idle: { ...idle, stopped: idle.stopped.map((x) => (x === id ? "mine" : x === otherId ? "theirs" : x)).sort() }, commits: { opened: opened.commit }, opened: { ...opened }, inside, p26, stopped, plaintextIn, controlFoundIn, resumed, afterResume, tampered, retried, retriedMarkerIntact, others, p19, deleted };
+    return { taskOutput, variables, shared, ssh, ports, terminal, idle: { ...idle, stopped: idle.stopped.map((x) => (x === id ? "mine" : x === otherId ? "theirs" : x)).sort() }, commits: { opened: opened.commit }, opened: { ...opened }, inside, p26, stopped, plaintextIn, controlFoundIn, resumed, afterResume, tampered, retried, retriedMarkerIntact, others, p19, deleted };
   } finally {
     await h.close();
   }

@@ -2,6 +2,7 @@ import type { FastifyRequest } from "fastify";
 import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
 import { z } from "zod";
 import { newSshKeySchema, sshKeySchema } from "../../auth/ssh-keys.js";
+import { variableScopeSchema, workspaceVariableSchema } from "../../workspaces/variables.js";
 import { passwordSchema } from "../../auth/passwords.js";
 import { displayNameSchema } from "../../auth/users.js";
 import { secretNameSchema, secretValueSchema } from "../../secrets/secret-variables.js";
@@ -130,6 +131,42 @@ export const accountRoutes: FastifyPluginAsyncZod<{ services: Services }> = asyn
     await services.sshKeys.remove(contextOf(request), request.params.keyId);
     return reply.code(204).send();
   });
+
+  app.get(
+    "/me/workspace-variables",
+    { config: { access: { kind: "account", scope: "secrets:read" } }, schema: { summary: "Your workspace variables: names and scopes, never values", response: { 200: z.object({ variables: z.array(workspaceVariableSchema) }) } } },
+    async (request) => ({ variables: await services.workspaceVariables.list(contextOf(request).principal.userId) }),
+  );
+
+  app.put(
+    "/me/workspace-variables/:name",
+    {
+      config: { access: { kind: "account", scope: "secrets:write" } },
+      schema: {
+        summary: "Set a variable for your workspaces (write-only)",
+        description:
+          "P17: sealed with your key, masked in task output. `scope` names the repositories whose workspaces get it: `owner/repo`, `owner/*` or `*/*` (the default). A workspace's variables, later winning: its config's `env`, the project's secrets, then yours (`*/*`, then `owner/*`, then `owner/repo`).",
+        params: z.object({ name: secretNameSchema }),
+        body: z.object({ value: secretValueSchema, scope: variableScopeSchema.default("*/*") }).strict(),
+      },
+    },
+    async (request, reply) => {
+      await services.workspaceVariables.set(contextOf(request), request.params.name, request.body.scope, request.body.value);
+      return reply.code(204).send();
+    },
+  );
+
+  app.delete(
+    "/me/workspace-variables/:name",
+    {
+      config: { access: { kind: "account", scope: "secrets:write" } },
+      schema: { summary: "Delete a workspace variable", params: z.object({ name: secretNameSchema }), querystring: z.object({ scope: variableScopeSchema.default("*/*") }).strict() },
+    },
+    async (request, reply) => {
+      await services.workspaceVariables.delete(contextOf(request), request.params.name, request.query.scope);
+      return reply.code(204).send();
+    },
+  );
 
   const self = (userId: string) => ({ kind: "user", id: userId }) as const;
 
