@@ -134,6 +134,9 @@ const expected: Record<string, Expected> = {
   // Workspaces: each caller's own, and only while they may still open workspaces of its project (P18);
   // anyone may delete their own. (Others' workspaces are 404 to everyone: test/workspaces.test.ts.)
   "GET /api/v1/me/ssh-keys":                          row([401, 200, 200, 200, 200, 200, 200]),
+  "GET /api/v1/me/workspace-variables":               row([401, 200, 200, 200, 200, 200, 200]),
+  "PUT /api/v1/me/workspace-variables/:name":         row([401, 204, 204, 204, 204, 204, 204]),
+  "DELETE /api/v1/me/workspace-variables/:name":      row([401, 204, 204, 204, 204, 204, 204]),
   "POST /api/v1/me/ssh-keys":                         row([401, 201, 201, 201, 201, 201, 201]),
   "DELETE /api/v1/me/ssh-keys/:keyId":                row([401, 204, 204, 204, 204, 204, 204]),
   "GET /api/v1/workspaces":                           row([401, 200, 200, 200, 200, 200, 200]),
@@ -564,6 +567,13 @@ const calls: Record<string, (s: Subject) => Promise<Call>> = {
   },
   "POST /api/v1/runner/polls/:projectId/result": async () => ({ params: { projectId: assignedProject }, body: { refs: { "refs/heads/main": "a".repeat(40) } } }),
   "GET /api/v1/me/ssh-keys": none,
+  "GET /api/v1/me/workspace-variables": none,
+  "PUT /api/v1/me/workspace-variables/:name": async () => ({ params: { name: `V_${rand()}` }, body: { value: "value", scope: "acme/*" } }),
+  "DELETE /api/v1/me/workspace-variables/:name": async ({ user }) => {
+    const name = `V_${rand()}`;
+    if (user) await h.services.workspaceVariables.set(ctxOf(user), name, "*/*", "v");
+    return { params: { name } };
+  },
   "POST /api/v1/me/ssh-keys": async () => ({ body: { name: "laptop", publicKey: generateEd25519KeyPair("matrix").publicKey } }),
   "DELETE /api/v1/me/ssh-keys/:keyId": async ({ user }) => ({
     params: { keyId: user ? (await h.services.sshKeys.add(ctxOf(user), "doomed", generateEd25519KeyPair("doomed").publicKey)).id : "key_unknown" },

@@ -60,6 +60,8 @@ const columns: Record<string, Record<string, Kind>> = {
   workspaces: plainColumns("id", "owner_id", "project_id", "repository_url", "ref", "commit_sha", "state", "reason", "config", "problems", "initialized", "archive", "archive_bytes", "created_at", "started_at", "stopped_at", "last_activity_at", "shared"),
   // Names and places of sealed copies; their content is in storage, sealed with the workspace's key.
   workspace_snapshots: plainColumns("id", "workspace_id", "name", "object", "bytes", "created_at"),
+  // A user's workspace variables: the value sealed with the user's key.
+  workspace_variables: { user_id: "plain", name: "plain", scope: "plain", value: "sealed", updated_at: "plain" },
   workspace_guests: plainColumns("workspace_id", "user_id", "state", "requested_at", "decided_at"),
   workspace_transitions: plainColumns("workspace_id", "seq", "state", "reason", "at"),
   workspace_ports: plainColumns("workspace_id", "port", "visibility"),
@@ -139,6 +141,8 @@ beforeAll(async () => {
   for (const encoding of ["base64", "base64url", "hex"] as const) plain[`env-file private key (${encoding})`] = envFileKey.toString(encoding);
   plain["personal secret"] = `atrest-${rand()}`;
   expect((await browser.put("/api/v1/me/secrets/HOME_TOKEN", { value: plain["personal secret"] })).statusCode).toBe(201);
+  plain["workspace variable"] = `atrest-${rand()}`;
+  expect((await browser.put("/api/v1/me/workspace-variables/NPM_TOKEN", { value: plain["workspace variable"], scope: "acme/*" })).statusCode).toBe(204);
 
   const setup = await browser.post("/api/v1/me/2fa", { password });
   plain["TOTP secret"] = setup.json().secret;

@@ -193,7 +193,8 @@ export class WorkspaceHost {
     const archive = await this.workspaces.archiveOf(id);
     // A clone is made on the host image, where git is, and then moved into the workspace's image.
     let sandbox = await this.sandbox(archive ? ws.config!.image : { kind: "image", ref: "host" });
-    const live: Live = { sandbox, config: defaultWorkspaceConfig(), terminals: new Map(), env: {}, cwd: WORKSPACE, secrets: vars.secrets };
+    // Values too short to mask safely are not masked (secret values are refused that short).
+    const live: Live = { sandbox, config: defaultWorkspaceConfig(), terminals: new Map(), env: {}, cwd: WORKSPACE, secrets: vars.secrets.filter((v) => secretValueProblem(v) === undefined) };
     this.live.set(id, live);
     ws = await this.workspaces.transition(id, ["creating"], "initializing");
     let config = ws.config;
@@ -215,12 +216,10 @@ export class WorkspaceHost {
     live.config = config!;
     live.env = { ...config!.env, ...vars.env };
     live.cwd = config!.location ? `${WORKSPACE}/${config!.location}` : WORKSPACE;
-    // Values too short to mask safely are not masked (secret values are refused that short).
-    const maskable = live.secrets.filter((v) => secretValueProblem(v) === undefined);
     for (const task of config!.tasks) {
       const script = taskScript(task, !ws.initialized);
       if (!script) continue;
-      const terminal = new Terminal(sandbox, { name: task.name, kind: "task", script, env: { ...live.env, ...task.env }, cwd: live.cwd, size: DEFAULT_SIZE, masker: createMasker(maskable) });
+      const terminal = new Terminal(sandbox, { name: task.name, kind: "task", script, env: { ...live.env, ...task.env }, cwd: live.cwd, size: DEFAULT_SIZE, masker: createMasker(live.secrets) });
       live.terminals.set(terminal.id, terminal);
     }
     await this.workspaces.transition(id, ["initializing"], "running", { ...facts, initialized: true });

@@ -330,6 +330,7 @@ export const sampleBodies = (p: Record<string, string>): Record<string, unknown>
   // Valid in shape; the world's project has no repository URL, so the server answers 400 no_repository.
   "POST /api/v1/workspaces": { repository: p.projectId, ref: "main" },
   "POST /api/v1/me/ssh-keys": { name: "laptop", publicKey: SAMPLE_USER_KEY },
+  "PUT /api/v1/me/workspace-variables/:name": { value: "value", scope: "acme/app" },
   // Valid in shape; the world's workspace failed before it ran, so there is nothing to snapshot (409).
   "POST /api/v1/workspaces/:workspaceId/snapshots": { name: "before lunch" },
   "PUT /api/v1/workspaces/:workspaceId/sharing": { shared: false },
