@@ -102,6 +102,7 @@ describe.runIf(isRoot)("workspaces from a repository", () => {
       unregistered: "255 Permission denied",
       audited: expect.any(Number),
       sameHostKeyAfterRestart: true,
+      cli: expect.any(Object),
     });
     expect(out.ssh.audited).toBeGreaterThanOrEqual(5);
   });
@@ -123,6 +124,19 @@ describe.runIf(isRoot)("workspaces from a repository", () => {
       denied: 404,
     });
     expect(out.shared.audited).toEqual(expect.arrayContaining(["workspace.guest_approved", "workspace.guest_denied", "workspace.join_requested", "workspace.opened", "workspace.sharing_changed", "workspace.snapshot_created", "workspace.snapshot_deleted", "workspace.ssh_session"]));
+  });
+
+  it("the CLI lists, snapshots, reaches over ssh, opens (with progress) and stops workspaces", () => {
+    expect(out.ssh.cli).toEqual({
+      list: expect.stringMatching(/^ID\trunning\tssh:\/\/.*app\.git@main\tlast used T$/),
+      ssh: "cli-ok",
+      snapshot: "snap_…",
+      opened: {
+        code: 0,
+        progress: ["NEW: pending", "NEW: creating", "NEW: initializing", "NEW: running", expect.stringMatching(/^running\. Shell: ssh -p PORT NEW@127\.0\.0\.1 \(or: slipway ws ssh NEW\)$/)],
+        stop: "0 NEW: stopped",
+      },
+    });
   });
 
   it("a workspace unused for the idle time is stopped, with the reason", () => {

@@ -21,7 +21,9 @@ import { version } from "../version.js";
 import { claimDataDir, DataDirBusyError, describe, lockHolder, type LockPurpose } from "./server-lock.js";
 import { readSecretLine } from "./stdin.js";
 import { runCommand, RunUsageError } from "./run.js";
-import { secretsCommand, secretsHelp, SecretsUsageError } from "./secrets.js";
+import { secretsCommand, secretsHelp } from "./secrets.js";
+import { wsCommand, wsHelp, wsSsh } from "./ws.js";
+import { CliUsageError } from "./api-client.js";
 import { validateCommand } from "./validate.js";
 
 const help = `slipway ${version} — self-hosted CI/CD and development workspaces
@@ -36,6 +38,7 @@ Usage:
   slipway validate [DIR]                                  # check the pipeline and workspace configs (default: .)
   slipway run [STEP…] [--secret NAME=VALUE]… [--env-file FILE] [--branch B]
   slipway secrets encrypt|decrypt …                       # encrypted env files (see slipway secrets --help)
+  slipway ws open|list|stop|start|ssh|snapshot|share …    # workspaces on a server (see slipway ws --help)
   slipway --version
 
 Examples:
@@ -60,6 +63,11 @@ Exit codes: 0 ok, 1 the work failed, 2 bad usage or bad settings.`;
 class UsageError extends Error {}
 
 async function main(argv: string[]): Promise<number> {
+  // ssh's own options follow the workspace id: they are ssh's to read, not ours.
+  if (argv[0] === "ws" && argv[1] === "ssh") {
+    const args = argv.slice(2);
+    return args[0] === "--server" ? wsSsh(args.slice(2), args[1]) : wsSsh(args, undefined);
+  }
   const { values, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,
@@ -79,17 +87,24 @@ async function main(argv: string[]): Promise<number> {
       project: { type: "string" },
       "public-key": { type: "string" },
       token: { type: "string" },
+      ref: { type: "string" },
+      off: { type: "boolean" },
+      approve: { type: "string" },
+      deny: { type: "string" },
       help: { type: "boolean", short: "h" },
       version: { type: "boolean" },
     },
   });
   if (values.version) return out(version);
   if (positionals[0] === "secrets" && (values.help || positionals.length === 1)) return out(secretsHelp);
+  if (positionals[0] === "ws" && (values.help || positionals.length === 1)) return out(wsHelp);
   if (values.help || positionals.length === 0) return out(help);
   const flags: SettingsInput = { host: values.host, port: values.port as unknown as number, dataDir: values["data-dir"] };
   const settings = loadSettings(flags);
   const command = positionals.join(" ");
-  switch (["validate", "run", "secrets"].includes(positionals[0]!) ? positionals[0] : command) {
+  switch (["validate", "run", "secrets", "ws"].includes(positionals[0]!) ? positionals[0] : command) {
+    case "ws":
+      return wsCommand(positionals.slice(1), { server: values.server, ref: values.ref, name: values.name, off: values.off, approve: values.approve, deny: values.deny });
     case "validate":
       return validate(positionals.slice(1));
     case "run":
@@ -284,7 +299,7 @@ process.umask(0o077);
 main(process.argv.slice(2)).then(
   (code) => process.exit(code),
   (err: unknown) => {
-    const usage = err instanceof UsageError || err instanceof RunUsageError || err instanceof SecretsUsageError || err instanceof SettingsError || (err as { code?: string }).code?.startsWith("ERR_PARSE_ARGS");
+    const usage = err instanceof UsageError || err instanceof RunUsageError || err instanceof CliUsageError || err instanceof SettingsError || (err as { code?: string }).code?.startsWith("ERR_PARSE_ARGS");
     const message = err instanceof AppError || err instanceof Error ? err.message : String(err);
     process.stderr.write(`slipway: ${message}\n`);
     process.exit(usage || err instanceof MasterKeyError ? 2 : 1);

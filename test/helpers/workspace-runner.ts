@@ -68,6 +68,14 @@ export interface SshSeen {
   unregistered: string;
   audited: number;
   sameHostKeyAfterRestart: boolean;
+  cli: CliSeen;
+}
+
+export interface CliSeen {
+  list: string;
+  ssh: string;
+  snapshot: string;
+  opened: { code: number | null; progress: string[]; stop: string };
 }
 
 export interface SharingSeen {
@@ -235,6 +243,33 @@ async function useSnapshotsAndSharing(h: Harness, owner: Client, other: Client, 
   };
 }
 
+/** `slipway ws …`, the built CLI, with an API token in SLIPWAY_TOKEN as a developer would run it. */
+async function useCli(h: Harness, owner: Client, id: string, sshOptions: string[]): Promise<CliSeen> {
+  const token = (await owner.post("/api/v1/tokens", { name: "cli", scopes: ["workspaces:read", "workspaces:write", "projects:read"] })).json().token as string;
+  const run = (args: string[]) =>
+    new Promise<{ code: number | null; out: string; err: string }>((resolve) => {
+      const child = spawn(process.execPath, [path.resolve("dist/src/cli/main.js"), "ws", ...args], { env: { PATH: process.env.PATH, SLIPWAY_TOKEN: token, SLIPWAY_SERVER: h.services.publicUrl() }, stdio: ["ignore", "pipe", "pipe"] });
+      let out = "";
+      let err = "";
+      child.stdout.on("data", (d: Buffer) => (out += d.toString()));
+      child.stderr.on("data", (d: Buffer) => (err += d.toString()));
+      child.on("close", (code) => resolve({ code, out, err }));
+    });
+  const list = (await run(["list"])).out.split("\n").find((l) => l.startsWith(id)) ?? "";
+  const ssh = (await run(["ssh", id, ...sshOptions, "--", "echo", "cli-ok"])).out.trim();
+  const snapshot = (await run(["snapshot", id, "--name", "from the cli"])).out.trim();
+  const project = (await owner.get(`/api/v1/workspaces/${id}`)).json().projectId as string;
+  const opened = await run(["open", project, "--ref", "main"]);
+  const newId = opened.out.trim();
+  const stop = await run(["stop", newId]);
+  return {
+    list: list.replace(id, "ID").replace(/last used \S+/, "last used T"),
+    ssh,
+    snapshot: snapshot.replace(/^snap_[A-Za-z0-9_-]+$/, "snap_…"),
+    opened: { code: opened.code, progress: opened.err.split("\n").filter(Boolean).map((l) => l.replaceAll(newId, "NEW").replace(/ssh -p \d+/, "ssh -p PORT")), stop: `${stop.code} ${stop.err.trim().replace(newId, "NEW")}` },
+  };
+}
+
 /** The OpenSSH client, as a developer runs it; resolves to its exit code and output. */
 function openssh(tool: "ssh" | "scp", args: string[], input = "", timeoutMs = 30_000): Promise<{ code: number | null; out: string }> {
   return new Promise((resolve) => {
@@ -288,6 +323,7 @@ async function useSsh(h: Harness, owner: Client, other: Client, id: string): Pro
     }
     tunnel.kill();
 
+    const cli = await useCli(h, owner, id, [...opts("owner")]);
     const otherUser = await openssh("ssh", sshTo("other", "true"));
     const unregistered = await openssh("ssh", sshTo("stranger", "true"));
     const audited = (await h.services.store.db.selectFrom("audit_log").select("action").where("action", "=", "workspace.ssh_session").execute()).length;
@@ -307,6 +343,7 @@ async function useSsh(h: Harness, owner: Client, other: Client, id: string): Pro
       unregistered: `${unregistered.code} ${/Permission denied/.test(unregistered.out) ? "Permission denied" : unregistered.out}`,
       audited,
       sameHostKeyAfterRestart: again.code === 0,
+      cli,
     };
   } finally {
     await started.gateway.close();
