@@ -33,7 +33,9 @@ import { ScmConnections } from "./scm/connections.js";
 import { ScmRegistry } from "./scm/registry.js";
 import { RepositoryLinks } from "./scm/repository-links.js";
 import { RepositoryPolls } from "./scm/repository-polls.js";
-import { serverImageStore, type ImageStore } from "./images/image-store.js";
+import { ImageBuilder } from "./images/image-builder.js";
+import { inMemoryImageStore, serverImageStore, type ImageStore } from "./images/image-store.js";
+import { dockerfilePath } from "./pipeline/image-builds.js";
 import { BwrapBackend } from "./sandbox/bwrap-backend.js";
 import { LocalArchiveStorage } from "./workspaces/archive-storage.js";
 import { WorkspaceHost } from "./workspaces/workspace-host.js";
@@ -140,11 +142,12 @@ export async function createServices(settings: Settings, log: Logger, opts: { se
     const images = serverImageStore(settings);
     const workspaces = new Workspaces(store, box, audit);
     let backend: BwrapBackend | undefined;
+    const sandboxes = () => (backend ??= new BwrapBackend({ onWarning: (m) => log.warn(m) }));
     const sharing = new Sharing(store, audit);
     const workspaceVariables = new WorkspaceVariables(store, box, audit);
     const archives = new LocalArchiveStorage(settings.workspaceArchiveDir ?? path.join(settings.dataDir, "workspaces"));
     const workspaceHost: WorkspaceHost = new WorkspaceHost(workspaces, {
-      backend: () => (backend ??= new BwrapBackend({ onWarning: (m) => log.warn(m) })),
+      backend: sandboxes,
       images,
       storage: archives,
       // A workspace that stops is shared no more: guests need a new approval next time.
@@ -158,6 +161,21 @@ export async function createServices(settings: Settings, log: Logger, opts: { se
         const own = await workspaceVariables.forRepository(ws.ownerId, ws.repositoryUrl);
         const env = { ...project, ...own };
         return { env, secrets: [...new Set([...Object.values(project), ...Object.values(own)])] };
+      },
+      // A workspace's image built from its Dockerfile, held in memory while it runs, through the
+      // project's image cache: an unchanged Dockerfile and context give the image built before.
+      build: async (ws, build, checkout, output) => {
+        const memory = inMemoryImageStore();
+        try {
+          const key = await box.ownerKey(store.db, { kind: "project", id: ws.projectId }, "image-cache");
+          const access = { key, project: ws.projectId, branch: ws.ref ?? "default", write: true, maxAgeMs: settings.imageCacheMaxDays * 86_400_000 };
+          const spec = { dockerfile: dockerfilePath(build), context: build.context, args: build.args, ...(build.target !== undefined && { target: build.target }) };
+          const built = await new ImageBuilder(sandboxes(), images).build(spec, { into: memory.store, checkout, output, network: { mode: settings.workspaceNetwork }, cache: { cache: images.projectCaches, access } });
+          return { rootfs: built.rootfs, env: built.env, dispose: memory.dispose };
+        } catch (err) {
+          memory.dispose();
+          throw err;
+        }
       },
       access: (ws) => ({
         // P01: the project's deploy key, as a build's clone gets it; the host removes it after the clone.

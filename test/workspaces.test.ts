@@ -2,9 +2,10 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startGitLab, type GitLab } from "./helpers/git-lab.js";
+import { pushCommit } from "./helpers/git-server.js";
 import { runModuleInNetns } from "./helpers/sandbox-network.js";
 import { testLayoutsDir } from "./helpers/test-image.js";
-import type { WorkspaceRunInput, WorkspaceRunOutput } from "./helpers/workspace-runner.js";
+import type { BuildRunOutput, WorkspaceRunInput, WorkspaceRunOutput } from "./helpers/workspace-runner.js";
 
 // Workspaces end to end: a real server in the test's network namespace opens workspaces of a
 // repository served over SSH by a real sshd, in real sandboxes of the Debian test image; stops
@@ -187,5 +188,29 @@ describe.runIf(isRoot)("workspaces from a repository", () => {
 
   it("deleting a workspace removes it and its archive", () => {
     expect(out.deleted).toEqual({ status: 204, get: 404, archiveFilesLeft: 0 });
+  });
+});
+
+describe.runIf(isRoot)("a workspace image built from the repository's Dockerfile", () => {
+  let git: GitLab;
+  let out: BuildRunOutput;
+
+  beforeAll(async () => {
+    git = await startGitLab('image: host\nsteps:\n  - command: "true"\n', "workspace-build");
+    pushCommit(git.repos.app, git.user.uid, ".gitpod.Dockerfile", "FROM debian:bookworm\nRUN head -c 8 /dev/urandom | od -An -tx1 | tr -d ' \\n' > /built-marker\n", "a workspace image");
+    pushCommit(git.repos.app, git.user.uid, ".gitpod.yml", "image:\n  file: .gitpod.Dockerfile\ntasks:\n  - command: sleep infinity\n", "a workspace config");
+    const input: WorkspaceRunInput = { repositoryUrl: git.urlOf(git.repos.app), authorizedKeys: git.authorizedKeys, layoutsDir: testLayoutsDir(), scenario: "build" };
+    out = await runModuleInNetns<WorkspaceRunInput, BuildRunOutput>(git.lab.runner, path.join(here, "helpers", "workspace-runner.ts"), input, { timeoutMs: 600_000 });
+  }, 650_000);
+
+  afterAll(() => git?.close());
+
+  it("is built on the first start (.gitpod.yml image.file), from the project's cache while the Dockerfile is unchanged, and again once it changed", () => {
+    expect(out.first).toEqual({ state: "running", reason: null, marker: expect.stringMatching(/^[0-9a-f]{16}$/), format: "gitpod" });
+    expect(out.resumed).toEqual({ state: "running", marker: out.first.marker });
+    expect(out.changed.state).toBe("running");
+    expect(out.changed.second).toBe("second");
+    expect(out.changed.marker).toMatch(/^[0-9a-f]{16}$/);
+    expect(out.changed.marker).not.toBe(out.first.marker);
   });
 });

@@ -7,6 +7,7 @@ import type { ImageStore } from "../images/image-store.js";
 import { memoryFiles } from "../pipeline/files.js";
 import { limits as configLimits } from "../pipeline/problems.js";
 import { dockerfilePath } from "../pipeline/image-builds.js";
+import type { ImageBuild } from "../pipeline/model.js";
 import { configFileNames } from "../pipeline/load.js";
 import { readWorkspaceConfig, workspaceConfigFileNames } from "../pipeline/workspace-load.js";
 import { defaultWorkspaceConfig, portVisibilitySchema, type PortVisibility, type WorkspaceConfig, type WorkspaceImage } from "../pipeline/workspace-model.js";
@@ -23,6 +24,12 @@ export interface WorkspaceHostOptions {
   /** The sandbox backend, made on first use: a machine that cannot run sandboxes fails the start, not the server. */
   backend(): SandboxBackend;
   images?: ImageStore;
+  /**
+   * Builds a workspace image from its Dockerfile (`image: {file}`, a dev container's `build`):
+   * `checkout` puts the workspace's files into the builder's /workspace. Through the project's
+   * image cache, an unchanged Dockerfile and context give the image built before.
+   */
+  build?(ws: Workspace, build: ImageBuild, checkout: (sandbox: Sandbox) => Promise<void>, output: (chunk: Buffer) => void): Promise<{ rootfs: string; env: Record<string, string>; dispose(): void }>;
   storage: ArchiveStorage;
   network: NetworkPolicy;
   limits?: Partial<SandboxLimits>;
@@ -42,6 +49,8 @@ export interface WorkspaceHostOptions {
 interface Live {
   /** Replaced once, when a clone moves into the workspace's image. */
   sandbox: Sandbox;
+  /** Releases the image built for it (held in memory while it runs). */
+  dispose?(): void;
   config: WorkspaceConfig;
   /** Every terminal, the tasks' first. */
   terminals: Map<string, Terminal>;
@@ -192,15 +201,17 @@ export class WorkspaceHost {
     const vars = (await this.opts.variables?.(ws)) ?? { env: {}, secrets: [] };
     const archive = await this.workspaces.archiveOf(id);
     // A clone is made on the host image, where git is, and then moved into the workspace's image.
-    let sandbox = await this.sandbox(archive ? ws.config!.image : { kind: "image", ref: "host" });
-    // Values too short to mask safely are not masked (secret values are refused that short).
-    const live: Live = { sandbox, config: defaultWorkspaceConfig(), terminals: new Map(), env: {}, cwd: WORKSPACE, secrets: vars.secrets.filter((v) => secretValueProblem(v) === undefined) };
+    const key = await this.workspaces.key(id, "archive");
+    const restore = archive ? (into: Sandbox) => restoreWorkspace(into, key, this.opts.storage, archive) : undefined;
+    const image = archive ? await this.imageFor(ws, ws.config!.image, restore!) : undefined;
+    let sandbox = await this.sandbox(image ?? HOST);
+    const live: Live = { sandbox, dispose: image && image !== HOST ? image.dispose : undefined, config: defaultWorkspaceConfig(), terminals: new Map(), env: {}, cwd: WORKSPACE, secrets: vars.secrets.filter((v) => secretValueProblem(v) === undefined) };
     this.live.set(id, live);
     ws = await this.workspaces.transition(id, ["creating"], "initializing");
     let config = ws.config;
     let facts: Parameters<Workspaces["transition"]>[3] = {};
-    if (archive) {
-      await restoreWorkspace(sandbox, await this.workspaces.key(id, "archive"), this.opts.storage, archive);
+    if (restore) {
+      await restore(sandbox);
     } else {
       const commit = await gitCheckout(this.opts.access(ws), { repositoryUrl: ws.repositoryUrl, branch: ws.ref, tag: null }, sandbox, { depth: "full", timeoutMs: GIT_TIMEOUT_MS });
       facts = { commit };
@@ -210,7 +221,12 @@ export class WorkspaceHost {
         config = read.config;
         facts = { ...facts, config, problems: read.problems };
       }
-      if (!isHost(config.image)) live.sandbox = sandbox = await this.moveTo(sandbox, config.image);
+      if (!isHost(config.image)) {
+        const clone = sandbox;
+        const built = await this.imageFor(ws, config.image, (into) => copyWorkspace(clone, into));
+        live.dispose = built === HOST ? undefined : built.dispose;
+        live.sandbox = sandbox = await this.moveTo(clone, built);
+      }
     }
     await this.prepare(sandbox, config!);
     live.config = config!;
@@ -229,6 +245,7 @@ export class WorkspaceHost {
     const live = this.live.get(id);
     this.live.delete(id);
     await live?.sandbox.destroy();
+    live?.dispose?.();
     this.opts.log.warn({ err, workspace: id }, "workspace failed to start");
     const reason = maskText(live?.secrets ?? [], err.message);
     await this.workspaces.transition(id, ["pending", ...LIVE_STATES], "failed", { reason }).catch(() => undefined);
@@ -271,6 +288,7 @@ export class WorkspaceHost {
     }
     this.live.delete(id);
     await live.sandbox.destroy();
+    live.dispose?.();
   }
 
   /** Destroys a workspace's sandbox without saving anything (the workspace is being deleted). */
@@ -279,6 +297,7 @@ export class WorkspaceHost {
     const live = this.live.get(id);
     this.live.delete(id);
     await live?.sandbox.destroy();
+    live?.dispose?.();
   }
 
   /**
@@ -313,30 +332,36 @@ export class WorkspaceHost {
     await Promise.allSettled([...this.live.keys()].map((id) => this.stop(id, "the server shut down")));
   }
 
-  private async sandbox(image: WorkspaceImage): Promise<Sandbox> {
+  /** The root filesystem of the workspace's image: pulled, or built from its Dockerfile with the workspace's files. */
+  private async imageFor(ws: Workspace, image: WorkspaceImage, checkout: (sandbox: Sandbox) => Promise<void>): Promise<RootImage> {
+    if (isHost(image)) return HOST;
+    if (image.kind === "build") {
+      if (!this.opts.build) throw new Error("this server cannot build images (it needs to run as root, with buildah); name an image instead");
+      let tail = "";
+      try {
+        return await this.opts.build(ws, image.build, checkout, (d) => (tail = (tail + d.toString()).slice(-4000)));
+      } catch (err) {
+        const said = tail.trim().split("\n").slice(-5).join("\n");
+        throw new Error(`the workspace image did not build: ${(err as Error).message}${said ? `\nthe builder said:\n${said}` : ""}`);
+      }
+    }
+    if (!this.opts.images) throw new Error(`image ${image.ref}: this server has no image store; use image: host`);
+    const resolved = await this.opts.images.resolve(image.ref);
+    return { rootfs: resolved.rootfs, env: resolved.env };
+  }
+
+  private async sandbox(image: RootImage): Promise<Sandbox> {
     // The host's SFTP server, for scp and editors over SSH whatever the image holds (it needs only libc).
     const sftp = existsSync(HOST_SFTP_SERVER) ? [{ hostPath: HOST_SFTP_SERVER, path: SFTP_SERVER }] : [];
-    const spec: SandboxSpec = { image: { kind: "host" }, network: this.opts.network, limits: this.opts.limits, hostname: "workspace", profile: "workspace", readOnlyBinds: sftp };
-    if (!isHost(image)) {
-      if (image.kind === "build") throw new Error("building the workspace image from a Dockerfile is not supported yet; name an image instead");
-      if (!this.opts.images) throw new Error(`image ${image.ref}: this server has no image store; use image: host`);
-      const resolved = await this.opts.images.resolve(image.ref);
-      spec.image = { kind: "rootfs", path: resolved.rootfs };
-      spec.env = resolved.env;
-    }
+    const spec: SandboxSpec = { image: image === HOST ? { kind: "host" } : { kind: "rootfs", path: image.rootfs }, ...(image !== HOST && { env: image.env }), network: this.opts.network, limits: this.opts.limits, hostname: "workspace", profile: "workspace", readOnlyBinds: sftp };
     return this.opts.backend().create(spec);
   }
 
   /** A sandbox of the config's image holding the clone made in `from`, which goes. */
-  private async moveTo(from: Sandbox, image: WorkspaceImage): Promise<Sandbox> {
+  private async moveTo(from: Sandbox, image: RootImage): Promise<Sandbox> {
     const to = await this.sandbox(image);
     try {
-      const pipe = new PassThrough();
-      const [packed, unpacked] = await Promise.all([
-        from.exec({ argv: ["tar", "-C", WORKSPACE, "-cf", "-", "."], timeoutMs: GIT_TIMEOUT_MS }, { stdout: pipe }),
-        to.exec({ argv: ["tar", "--no-same-owner", "-C", WORKSPACE, "-xpf", "-"], timeoutMs: GIT_TIMEOUT_MS }, { stdin: pipe }),
-      ]);
-      if (packed.code !== 0 || unpacked.code !== 0) throw new Error(`the clone could not be moved into the workspace image (tar exit ${packed.code}/${unpacked.code}); the image needs tar`);
+      await copyWorkspace(from, to);
       await from.destroy();
       return to;
     } catch (err) {
@@ -377,6 +402,20 @@ async function listeningPorts(sandbox: Sandbox): Promise<Set<number>> {
 }
 
 const configuredPort = (config: WorkspaceConfig, port: number) => config.ports.find((p) => p.from <= port && port <= p.to);
+
+/** An image's root filesystem for a workspace sandbox, or the host's own /usr. */
+type RootImage = typeof HOST | { rootfs: string; env: Record<string, string>; dispose?(): void };
+const HOST = "host" as const;
+
+/** /workspace of one sandbox into another, as tar through memory. */
+async function copyWorkspace(from: Sandbox, to: Sandbox): Promise<void> {
+  const pipe = new PassThrough();
+  const [packed, unpacked] = await Promise.all([
+    from.exec({ argv: ["tar", "-C", WORKSPACE, "-cf", "-", "."], timeoutMs: GIT_TIMEOUT_MS }, { stdout: pipe }),
+    to.exec({ argv: ["tar", "--no-same-owner", "-C", WORKSPACE, "-xpf", "-"], timeoutMs: GIT_TIMEOUT_MS }, { stdin: pipe }),
+  ]);
+  if (packed.code !== 0 || unpacked.code !== 0) throw new Error(`the workspace's files could not be moved into its image (tar exit ${packed.code}/${unpacked.code}); the image needs tar`);
+}
 
 const isHost = (image: WorkspaceImage): boolean => image.kind === "image" && image.ref === "host";
 

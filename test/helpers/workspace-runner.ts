@@ -22,6 +22,14 @@ export interface WorkspaceRunInput {
   repositoryUrl: string;
   authorizedKeys: string;
   layoutsDir: string;
+  /** "tour" (the default): the whole life of a workspace; "build": an image built from the repository's Dockerfile. */
+  scenario?: "tour" | "build";
+}
+
+export interface BuildRunOutput {
+  first: { state: string; reason: string | null; marker: string; format: string | null };
+  resumed: { state: string; marker: string };
+  changed: { state: string; marker: string; second: string };
 }
 
 export interface Seen {
@@ -420,7 +428,43 @@ async function useTerminal(h: Harness, owner: Client, id: string): Promise<Termi
   return { listed, arithmetic, size, seesTask, backlogOnReattach, badOrigin, usedAfter: after > before, closed };
 }
 
-export async function main(input: WorkspaceRunInput): Promise<WorkspaceRunOutput> {
+export function main(input: WorkspaceRunInput): Promise<WorkspaceRunOutput | BuildRunOutput> {
+  return input.scenario === "build" ? buildScenario(input) : tour(input);
+}
+
+/**
+ * A workspace whose image the repository's .gitpod.Dockerfile builds: built on the first start,
+ * taken from the project's image cache on the next while the Dockerfile is the same, built again
+ * once it changed. Its RUN step writes random bytes: the same bytes mean the same image.
+ */
+async function buildScenario(input: WorkspaceRunInput): Promise<BuildRunOutput> {
+  const h = await startHarness({ imageLayoutsDir: input.layoutsDir, workspaceNetwork: "outbound" });
+  try {
+    await createUser(h, "owner@example.com");
+    const owner = await signIn(h, "owner@example.com");
+    const project = await projectAtGitServer(owner, "app", input.repositoryUrl, input.authorizedKeys);
+    const id = (await owner.post("/api/v1/workspaces", { repository: project })).json().id as string;
+    const marker = async () => out(sandboxOf(h, id), "cat /built-marker; echo; cat /second 2>/dev/null || true");
+    const seen = await until(owner, id, ["running", "failed"], 300_000);
+    const first = { state: seen.state, reason: seen.reason, marker: seen.state === "running" ? await marker() : "", format: seen.configFormat };
+    await owner.post(`/api/v1/workspaces/${id}/stop`);
+    await owner.post(`/api/v1/workspaces/${id}/start`);
+    const again = await until(owner, id, ["running", "failed"], 300_000);
+    const resumed = { state: again.state, marker: again.state === "running" ? await marker() : again.reason ?? "" };
+    if (again.state === "running") await sh(sandboxOf(h, id), "echo 'RUN echo second > /second' >> /workspace/.gitpod.Dockerfile");
+    await owner.post(`/api/v1/workspaces/${id}/stop`);
+    await owner.post(`/api/v1/workspaces/${id}/start`);
+    const rebuilt = await until(owner, id, ["running", "failed"], 300_000);
+    const text = rebuilt.state === "running" ? await marker() : rebuilt.reason ?? "";
+    const changed = { state: rebuilt.state, marker: text.split("\n")[0]!, second: text.split("\n")[1] ?? "" };
+    await owner.post(`/api/v1/workspaces/${id}/stop`);
+    return { first, resumed: { ...resumed, marker: resumed.marker.split("\n")[0]! }, changed };
+  } finally {
+    await h.close();
+  }
+}
+
+async function tour(input: WorkspaceRunInput): Promise<WorkspaceRunOutput> {
   const h = await startHarness({ imageLayoutsDir: input.layoutsDir, workspaceNetwork: "outbound" });
   try {
     // Listening, so that terminals are reached with WebSockets as a browser does.
