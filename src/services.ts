@@ -153,8 +153,13 @@ export async function createServices(settings: Settings, log: Logger, opts: { se
       // A workspace that stops is shared no more: guests need a new approval next time.
       stopped: (id) => sharing.end(id),
       network: { mode: settings.workspaceNetwork },
-      idleMs: settings.workspaceIdleMinutes * 60_000,
-      maxLifetimeMs: settings.workspaceMaxHours * 3_600_000,
+      limitsOf: async (ws) => {
+        const orgId = (await projects.find(store.db, ws.projectId))?.orgId;
+        const org = orgId ? await orgs.get(orgId) : undefined;
+        const minutes = Math.min(settings.workspaceIdleMinutes, org?.workspaceIdleMinutes ?? Infinity);
+        const hours = Math.min(settings.workspaceMaxHours, org?.workspaceMaxHours ?? Infinity);
+        return { idleMs: minutes * 60_000, maxLifetimeMs: hours * 3_600_000 };
+      },
       // The project's variables, then the owner's own for this repository (the most specific scope): theirs win.
       variables: async (ws) => {
         const project = Object.fromEntries(await secrets.reveal(store.db, { kind: "project", id: ws.projectId }));

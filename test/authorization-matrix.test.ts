@@ -145,6 +145,7 @@ const expected: Record<string, Expected> = {
   "GET /api/v1/workspaces/:workspaceId/events":       row([401, 404, 200, 200, 200, 200, 403, 404]),
   "POST /api/v1/workspaces/:workspaceId/stop":        row([401, 404, 200, 200, 200, 200, 403, 404]),
   "POST /api/v1/workspaces/:workspaceId/start":       row([401, 404, 202, 202, 202, 202, 403, 404]),
+  "POST /api/v1/workspaces/:workspaceId/extend":      row([401, 404, 200, 200, 200, 200, 403, 404]),
   "DELETE /api/v1/workspaces/:workspaceId":           row([401, 204, 204, 204, 204, 204, 204, 204]),
   // Terminals and ports of a workspace that is not running here: past the check, the route says so.
   "GET /api/v1/workspaces/:workspaceId/terminals":    row([401, 404, 200, 200, 200, 200, 403, 404]),
@@ -588,6 +589,7 @@ const calls: Record<string, (s: Subject) => Promise<Call>> = {
   "GET /api/v1/workspaces/:workspaceId/events": (s) => workspaceOf(s, "stopped"),
   "POST /api/v1/workspaces/:workspaceId/stop": (s) => workspaceOf(s, "running"),
   "POST /api/v1/workspaces/:workspaceId/start": (s) => workspaceOf(s, "failed"),
+  "POST /api/v1/workspaces/:workspaceId/extend": (s) => workspaceOf(s, "running"),
   "DELETE /api/v1/workspaces/:workspaceId": (s) => workspaceOf(s, "stopped"),
   "GET /api/v1/workspaces/:workspaceId/terminals": (s) => workspaceOf(s, "running"),
   "POST /api/v1/workspaces/:workspaceId/terminals": async (s) => ({ ...(await workspaceOf(s, "running")), body: { cols: 80, rows: 24 } }),

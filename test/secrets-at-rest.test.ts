@@ -29,7 +29,7 @@ const columns: Record<string, Record<string, Kind>> = {
   api_tokens: { id: "plain", user_id: "plain", name: "plain", token_hash: "sha256", scopes: "plain", created_at: "plain", expires_at: "plain", revoked_at: "plain", last_used_at: "plain" },
   email_tokens: { token_hash: "sha256", user_id: "plain", purpose: "plain", expires_at: "plain", used_at: "plain" },
   auth_throttle: { key: "plain", failures: "plain", window_start: "plain", locked_until: "plain" },
-  organizations: { id: "plain", name: "plain", require_2fa: "plain", created_at: "plain", workspace_sharing: "plain" },
+  organizations: { id: "plain", name: "plain", require_2fa: "plain", created_at: "plain", workspace_sharing: "plain", workspace_idle_minutes: "plain", workspace_max_hours: "plain" },
   memberships: { org_id: "plain", user_id: "plain", role: "plain", created_at: "plain" },
   invitations: { token_hash: "sha256", org_id: "plain", email: "plain", role: "plain", invited_by: "plain", expires_at: "plain", accepted_at: "plain" },
   projects: { id: "plain", org_id: "plain", name: "plain", repository_url: "plain", created_at: "plain", egress_allowlist: "plain", known_hosts: "plain", fork_builds: "plain", known_hosts_confirmed: "plain", badge_generation: "plain" },
@@ -57,7 +57,7 @@ const columns: Record<string, Record<string, Kind>> = {
   repository_links: plainColumns("project_id", "provider", "repo", "provider_repo_id", "connection_id", "deploy_key_id", "webhook_id", "problem", "linked_at"),
   // A workspace's config is what its repository's files say, public to whoever reads the repository;
   // variables it gets from users and projects stay sealed in `secrets`, and /workspace in sealed archives.
-  workspaces: plainColumns("id", "owner_id", "project_id", "repository_url", "ref", "commit_sha", "state", "reason", "config", "problems", "initialized", "archive", "archive_bytes", "created_at", "started_at", "stopped_at", "last_activity_at", "shared"),
+  workspaces: plainColumns("id", "owner_id", "project_id", "repository_url", "ref", "commit_sha", "state", "reason", "config", "problems", "initialized", "archive", "archive_bytes", "created_at", "started_at", "stopped_at", "last_activity_at", "shared", "extended"),
   // Names and places of sealed copies; their content is in storage, sealed with the workspace's key.
   workspace_snapshots: plainColumns("id", "workspace_id", "name", "object", "bytes", "created_at"),
   // A user's workspace variables: the value sealed with the user's key.

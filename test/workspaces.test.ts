@@ -140,8 +140,8 @@ describe.runIf(isRoot)("workspaces from a repository", () => {
     });
   });
 
-  it("a workspace unused for the idle time is stopped, with the reason", () => {
-    expect(out.idle).toEqual({ stopped: ["mine", "theirs"], reason: "stopped after 30 minutes without use", state: "stopped" });
+  it("a workspace unused for its organisation's idle time (within the server's) is stopped, with the reason; a run is extended once", () => {
+    expect(out.idle).toEqual({ extended: [200, 409], limits: [400, 200], after11: ["mine"], after31: ["theirs"], reason: "stopped after 10 minutes without use", state: "stopped" });
   });
 
   it("P26: a workspace's processes run as an unprivileged host uid of its own, with no capabilities, no new privileges and a seccomp filter", () => {

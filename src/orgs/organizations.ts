@@ -12,6 +12,8 @@ export const orgSchema = z.object({
   require2fa: z.boolean(),
   createdAt: z.string(),
   workspaceSharing: z.boolean().describe("Whether members may share their running workspaces with others (each guest approved by the owner)"),
+  workspaceIdleMinutes: z.number().nullable().describe("Its workspaces stop after this long unused (null: the server's setting)"),
+  workspaceMaxHours: z.number().nullable().describe("Its workspaces stop after running this long (null: the server's setting)"),
 });
 export type Organization = z.infer<typeof orgSchema>;
 
@@ -23,12 +25,16 @@ export interface Member {
 
 const INVITATION_TTL_MS = 7 * 24 * 3600 * 1000;
 
-const toOrg = (r: { id: string; name: string; require_2fa: number; created_at: string; workspace_sharing: number }): Organization => ({
+type OrgRow = { id: string; name: string; require_2fa: number; created_at: string; workspace_sharing: number; workspace_idle_minutes: number | null; workspace_max_hours: number | null };
+
+const toOrg = (r: OrgRow): Organization => ({
   id: r.id,
   name: r.name,
   require2fa: Number(r.require_2fa) === 1,
   createdAt: r.created_at,
   workspaceSharing: Number(r.workspace_sharing) === 1,
+  workspaceIdleMinutes: r.workspace_idle_minutes === null ? null : Number(r.workspace_idle_minutes),
+  workspaceMaxHours: r.workspace_max_hours === null ? null : Number(r.workspace_max_hours),
 });
 
 /** Organisations, their members and roles, and invitations to join. */
@@ -41,7 +47,7 @@ export class Organizations {
   ) {}
 
   async create(ctx: RequestContext, name: string): Promise<Organization> {
-    const org = { id: newId("org"), name, require_2fa: 0, created_at: now(), workspace_sharing: 1 };
+    const org: OrgRow = { id: newId("org"), name, require_2fa: 0, created_at: now(), workspace_sharing: 1, workspace_idle_minutes: null, workspace_max_hours: null };
     await this.store.db.transaction().execute(async (tx) => {
       await tx.insertInto("organizations").values(org).execute();
       await tx.insertInto("memberships").values({ org_id: org.id, user_id: ctx.principal.userId, role: "owner", created_at: org.created_at }).execute();
@@ -60,14 +66,14 @@ export class Organizations {
     const rows = await this.store.db
       .selectFrom("organizations")
       .innerJoin("memberships", "memberships.org_id", "organizations.id")
-      .select(["organizations.id", "organizations.name", "organizations.require_2fa", "organizations.created_at", "organizations.workspace_sharing", "memberships.role"])
+      .select(["organizations.id", "organizations.name", "organizations.require_2fa", "organizations.created_at", "organizations.workspace_sharing", "organizations.workspace_idle_minutes", "organizations.workspace_max_hours", "memberships.role"])
       .where("memberships.user_id", "=", userId)
       .orderBy("organizations.created_at")
       .execute();
     return rows.map((r) => ({ ...toOrg(r), role: r.role as Role }));
   }
 
-  async update(ctx: RequestContext, id: string, patch: { name?: string; require2fa?: boolean; workspaceSharing?: boolean }): Promise<Organization> {
+  async update(ctx: RequestContext, id: string, patch: { name?: string; require2fa?: boolean; workspaceSharing?: boolean; workspaceIdleMinutes?: number | null; workspaceMaxHours?: number | null }): Promise<Organization> {
     if (patch.require2fa && !ctx.principal.twoFactor) {
       throw new AppError(409, "2fa_required", "turn on two-factor authentication for your own account first, or requiring it would lock you out");
     }
@@ -78,6 +84,8 @@ export class Organizations {
           ...(patch.name !== undefined && { name: patch.name }),
           ...(patch.require2fa !== undefined && { require_2fa: patch.require2fa ? 1 : 0 }),
           ...(patch.workspaceSharing !== undefined && { workspace_sharing: patch.workspaceSharing ? 1 : 0 }),
+          ...(patch.workspaceIdleMinutes !== undefined && { workspace_idle_minutes: patch.workspaceIdleMinutes }),
+          ...(patch.workspaceMaxHours !== undefined && { workspace_max_hours: patch.workspaceMaxHours }),
         })
         .where("id", "=", id)
         .execute();

@@ -25,6 +25,7 @@ import * as m018 from "./migrations/018_workspace_ports.js";
 import * as m019 from "./migrations/019_user_ssh_keys.js";
 import * as m020 from "./migrations/020_workspace_snapshots_and_guests.js";
 import * as m021 from "./migrations/021_workspace_variables.js";
+import * as m022 from "./migrations/022_workspace_time_limits.js";
 
 export type Db = Kysely<Database>;
 export type Tx = Transaction<Database>;
@@ -54,6 +55,7 @@ const migrations: Record<string, Migration> = {
   "019_user_ssh_keys": m019,
   "020_workspace_snapshots_and_guests": m020,
   "021_workspace_variables": m021,
+  "022_workspace_time_limits": m022,
 };
 
 export interface Store {

@@ -65,6 +65,9 @@ export interface OrganizationsTable {
   created_at: string;
   /** 0 when the organisation forbids sharing running workspaces. */
   workspace_sharing: number;
+  /** The organisation's own limits for its workspaces (null: the operator's), never above the operator's. */
+  workspace_idle_minutes: number | null;
+  workspace_max_hours: number | null;
 }
 
 export interface MembershipsTable {
@@ -331,6 +334,8 @@ export interface WorkspacesTable {
   last_activity_at: string;
   /** 1 while its owner shares it: others may ask to join. */
   shared: number;
+  /** 1 once its owner extended the current run (once per start). */
+  extended: number;
 }
 
 export interface WorkspaceTransitionsTable {

@@ -39,10 +39,8 @@ export interface WorkspaceHostOptions {
   variables?(ws: Workspace): Promise<{ env: Record<string, string>; secrets: string[] }>;
   /** Called when a workspace stopped or failed: what held only while it ran ends. */
   stopped?(id: string): Promise<void>;
-  /** A running workspace unused this long is stopped. */
-  idleMs: number;
-  /** A running workspace is stopped this long after it started. */
-  maxLifetimeMs: number;
+  /** How long a running workspace may stay unused, and run at once (its organisation's, within the operator's). */
+  limitsOf(ws: Workspace): Promise<{ idleMs: number; maxLifetimeMs: number }>;
   log: Logger;
 }
 
@@ -309,10 +307,13 @@ export class WorkspaceHost {
     for (const id of [...this.live.keys()]) {
       const ws = await this.workspaces.get(id).catch(() => undefined);
       if (ws?.state !== "running") continue;
-      const idle = now - Date.parse(ws.lastActivityAt) >= this.opts.idleMs;
-      const old = ws.startedAt !== null && now - Date.parse(ws.startedAt) >= this.opts.maxLifetimeMs;
+      const { idleMs, maxLifetimeMs } = await this.opts.limitsOf(ws);
+      // An extended run lasts twice the longest run.
+      const lifetime = maxLifetimeMs * (ws.extended ? 2 : 1);
+      const idle = now - Date.parse(ws.lastActivityAt) >= idleMs;
+      const old = ws.startedAt !== null && now - Date.parse(ws.startedAt) >= lifetime;
       if (!idle && !old) continue;
-      const reason = idle ? `stopped after ${Math.round(this.opts.idleMs / 60_000)} minutes without use` : `stopped after running for ${Math.round(this.opts.maxLifetimeMs / 3_600_000)} hours, the longest a workspace may run at once`;
+      const reason = idle ? `stopped after ${Math.round(idleMs / 60_000)} minutes without use` : `stopped after running for ${Math.round(lifetime / 3_600_000)} hours, the longest a workspace may run at once`;
       await this.stop(id, reason).then(
         () => stopped.push(id),
         (err: Error) => this.opts.log.error({ err, workspace: id }, "stopping an expired workspace failed"),

@@ -46,6 +46,7 @@ export const workspaceSchema = z.object({
   stoppedAt: z.string().nullable(),
   lastActivityAt: z.string(),
   shared: z.boolean().describe("Whether its owner shares it: others may ask to join while it runs"),
+  extended: z.boolean().describe("Whether its owner extended its current run (once per start)"),
 });
 export type Workspace = z.infer<typeof workspaceSchema>;
 
@@ -80,6 +81,7 @@ const toWorkspace = (r: WorkspacesTable): Workspace => ({
   stoppedAt: r.stopped_at,
   lastActivityAt: r.last_activity_at,
   shared: r.shared === 1,
+  extended: r.extended === 1,
 });
 
 /**
@@ -127,6 +129,7 @@ export class Workspaces {
       stopped_at: null,
       last_activity_at: at,
       shared: 0,
+      extended: 0,
     };
     await this.store.db.transaction().execute(async (tx) => {
       await tx.insertInto("workspaces").values(row).execute();
@@ -202,7 +205,8 @@ export class Workspaces {
           ...(facts.commit && { commit_sha: facts.commit }),
           ...(facts.initialized !== undefined && { initialized: facts.initialized ? 1 : 0 }),
           ...(facts.archive !== undefined && { archive: facts.archive?.name ?? null, archive_bytes: facts.archive?.bytes ?? null }),
-          ...(to === "running" && { started_at: at, last_activity_at: at }),
+          // A new start (not a failed stop going back to running) may be extended once again.
+          ...(to === "running" && !allowed.includes("stopping") && { started_at: at, last_activity_at: at, extended: 0 }),
           ...(to === "stopped" && { stopped_at: at }),
         })
         .where("id", "=", id)
@@ -234,6 +238,12 @@ export class Workspaces {
       .values({ workspace_id: id, port, visibility })
       .onConflict((oc) => oc.columns(["workspace_id", "port"]).doUpdateSet({ visibility }))
       .execute();
+  }
+
+  /** Extends the current run of a running workspace, once per start. */
+  async extend(id: string): Promise<void> {
+    const res = await this.store.db.updateTable("workspaces").set({ extended: 1 }).where("id", "=", id).where("state", "=", "running").where("extended", "=", 0).executeTakeFirst();
+    if (Number(res.numUpdatedRows) !== 1) throw conflict("a workspace is extended once per start, while it runs; stop and start it for a new run");
   }
 
   /** Marks use (terminal input, SSH, the port proxy): what the inactivity timeout counts from. */

@@ -99,7 +99,7 @@ export interface WorkspaceRunOutput {
   ssh: SshSeen;
   ports: PortsSeen;
   terminal: TerminalSeen;
-  idle: { stopped: string[]; reason: string | null; state: string };
+  idle: { extended: number[]; limits: number[]; after11: string[]; after31: string[]; reason: string | null; state: string };
   commits: { opened: string | null };
   opened: Seen;
   inside: { hello: string; initRuns: number; osRelease: string; key: string; whoami: string };
@@ -591,15 +591,21 @@ async function tour(input: WorkspaceRunInput): Promise<WorkspaceRunOutput> {
     const retried = await until(owner, id, ["running", "failed"]);
     const retriedMarkerIntact = retried.state === "running" && (await out(sandboxOf(h, id), "sha256sum /workspace/secret.txt | cut -d' ' -f1")) === digest;
 
-    // Nobody used either workspace for longer than the idle time: both stop, saying why.
-    const stoppedIds = await h.services.workspaceHost.stopExpired(Date.now() + 31 * 60_000);
+    // The owner's run is extended, once. Then nobody uses either workspace: the owner's
+    // organisation stops its workspaces after 10 minutes (within the server's 30), the other's after 30.
+    const extended = [(await owner.post(`/api/v1/workspaces/${id}/extend`)).statusCode, (await owner.post(`/api/v1/workspaces/${id}/extend`)).statusCode];
+    const ownerOrg = (await owner.get(`/api/v1/projects/${project}`)).json().organization as string;
+    const limits = [(await owner.patch(`/api/v1/orgs/${ownerOrg}`, { workspaceIdleMinutes: 45 })).statusCode, (await owner.patch(`/api/v1/orgs/${ownerOrg}`, { workspaceIdleMinutes: 10 })).statusCode];
+    const after11 = await h.services.workspaceHost.stopExpired(Date.now() + 11 * 60_000);
     const idleSeen = await until(owner, id, ["stopped"]);
-    const idle = { stopped: stoppedIds, reason: idleSeen.reason, state: idleSeen.state };
+    const after31 = await h.services.workspaceHost.stopExpired(Date.now() + 31 * 60_000);
+    const name = (x: string) => (x === id ? "mine" : x === otherId ? "theirs" : x);
+    const idle = { extended, limits, after11: after11.map(name), after31: after31.map(name), reason: idleSeen.reason, state: idleSeen.state };
     const del = await owner.delete(`/api/v1/workspaces/${id}`);
     const deleted = { status: del.statusCode, get: (await owner.get(`/api/v1/workspaces/${id}`)).statusCode, archiveFilesLeft: archiveFiles(h).filter((f) => f.startsWith(id)).length };
     await other.delete(`/api/v1/workspaces/${otherId}`);
 
-    return { taskOutput, variables, shared, ssh, ports, terminal, idle: { ...idle, stopped: idle.stopped.map((x) => (x === id ? "mine" : x === otherId ? "theirs" : x)).sort() }, commits: { opened: opened.commit }, opened: { ...opened }, inside, p26, stopped, plaintextIn, controlFoundIn, resumed, afterResume, tampered, retried, retriedMarkerIntact, others, p19, deleted };
+    return { taskOutput, variables, shared, ssh, ports, terminal, idle, commits: { opened: opened.commit }, opened: { ...opened }, inside, p26, stopped, plaintextIn, controlFoundIn, resumed, afterResume, tampered, retried, retriedMarkerIntact, others, p19, deleted };
   } finally {
     await h.close();
   }

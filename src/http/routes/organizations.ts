@@ -17,7 +17,7 @@ const CHAIN_CHECK_MAX_AGE_MS = 60_000;
 
 /** Organisations, members, invitations and the audit log. */
 export const organizationRoutes: FastifyPluginAsyncZod<{ services: Services }> = async (app, { services }) => {
-  const { orgs } = services;
+  const { orgs, settings } = services;
 
   app.get("/orgs", { config: { access: { kind: "account", scope: "orgs:read" } }, schema: { summary: "Your organizations", response: { 200: z.object({ organizations: z.array(orgWithRoleSchema) }) } } }, async (request) => ({
     organizations: await orgs.listFor(contextOf(request).principal.userId),
@@ -35,7 +35,16 @@ export const organizationRoutes: FastifyPluginAsyncZod<{ services: Services }> =
     "/orgs/:orgId",
     {
       config: { access: { kind: "org", action: "org.update" } },
-      schema: { summary: "Rename, require two-factor authentication of every member, or allow or forbid sharing workspaces", params: orgParams, body: z.object({ name: orgName.optional(), require2fa: z.boolean().optional(), workspaceSharing: z.boolean().optional() }).strict().refine(...someField), response: { 200: orgSchema } },
+      schema: { summary: "Rename; require two-factor authentication; allow or forbid sharing workspaces; set workspaces' time limits (within the server's)", params: orgParams, body: z
+          .object({
+            name: orgName.optional(),
+            require2fa: z.boolean().optional(),
+            workspaceSharing: z.boolean().optional(),
+            workspaceIdleMinutes: z.number().int().min(1).max(settings.workspaceIdleMinutes, `at most the server's ${settings.workspaceIdleMinutes} minutes`).nullable().optional(),
+            workspaceMaxHours: z.number().int().min(1).max(settings.workspaceMaxHours, `at most the server's ${settings.workspaceMaxHours} hours`).nullable().optional(),
+          })
+          .strict()
+          .refine(...someField), response: { 200: orgSchema } },
     },
     async (request) => orgs.update(contextOf(request), request.params.orgId, request.body),
   );

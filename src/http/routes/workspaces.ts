@@ -136,6 +136,23 @@ export const workspaceRoutes: FastifyPluginAsyncZod<{ services: Services }> = as
   );
 
   app.post(
+    "/workspaces/:workspaceId/extend",
+    {
+      config: { access: { kind: "workspace", scope: "workspaces:write" } },
+      schema: {
+        summary: "Let a running workspace run longer, once per start",
+        description: "Its longest run doubles for this start (24 hours more by default); 409 when extended already or not running.",
+        params: workspaceParams,
+        response: { 200: workspaceViewSchema },
+      },
+    },
+    async (request) => {
+      await workspaces.extend(request.params.workspaceId);
+      return view(await workspaces.get(request.params.workspaceId));
+    },
+  );
+
+  app.post(
     "/workspaces/:workspaceId/start",
     {
       config: { access: { kind: "workspace", scope: "workspaces:write" } },
