@@ -123,6 +123,20 @@ describe("P26: code in a sandbox never holds host privileges", () => {
     }
   });
 
+  it("P26: in a workspace sandbox, an exec sees no process but its own (the supervisor's /proc/<pid>/root would be the host's files)", async () => {
+    const s = await sandbox({ profile: "workspace" });
+    const marker = `33.${randomBytes(3).readUIntBE(0, 3)}`;
+    const running = sh(s, `sleep ${marker}`);
+    await new Promise((r) => setTimeout(r, 300));
+    const seen = await sh(s, "cat /proc/[0-9]*/cmdline | tr '\\0' ' '");
+    expect(seen.out).not.toContain(marker);
+    expect(seen.out).not.toContain("sleep infinity");
+    // Control: the exec sees its own processes.
+    expect(seen.out).toContain("cat /proc/");
+    await s.destroy();
+    await running;
+  });
+
   it("P26: /proc/sys and /sys are read-only", async () => {
     const s = await sandbox();
     const mounts = (await sh(s, "cat /proc/self/mountinfo")).out.split("\n");

@@ -55,7 +55,7 @@ describe.runIf(isRoot)("workspaces from a repository", () => {
     expect(out.taskOutput).not.toContain("this-repo-value-2");
   });
 
-  it("terminals: a shell over a WebSocket runs commands, resizes, sees the tasks, keeps its output for the next attach; use counts as activity", () => {
+  it("terminals: a shell over a WebSocket runs commands, resizes, reaches no host file through /proc (P26), keeps its output for the next attach; use counts as activity", () => {
     expect(out.terminal).toEqual({
       listed: [
         { kind: "task", name: "app", state: "running" },
@@ -63,7 +63,7 @@ describe.runIf(isRoot)("workspaces from a repository", () => {
       ],
       arithmetic: true,
       size: "40 100",
-      seesTask: true,
+      hostFileSeen: false,
       backlogOnReattach: true,
       badOrigin: expect.stringMatching(/403/),
       usedAfter: true,
@@ -71,15 +71,16 @@ describe.runIf(isRoot)("workspaces from a repository", () => {
     });
   });
 
-  it("P18: the port proxy serves a private port to its owner alone, a public one to anyone, a change at once; Slipway's cookies never reach the workspace", () => {
+  it("P18: the port proxy serves a private port to its owner alone, a public one to anyone, a change at once; no cookie passes either way", () => {
     expect(out.ports).toEqual({
       listed: [{ port: 8765, visibility: "private", listening: true }],
       anonymousPrivate: 401,
       ownerPrivate: {
         status: 200,
         requestLine: "GET /hello?x=1 HTTP/1.1",
-        slipwayCookie: false,
-        ownCookie: true,
+        cookiesForwarded: false,
+        answerCookie: null,
+        clearSiteData: null,
         csp: expect.stringMatching(/^sandbox allow-scripts/),
         prefix: expect.stringMatching(/^\/w\/ws_[^/]+\/p\/8765$/),
       },

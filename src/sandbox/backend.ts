@@ -64,9 +64,8 @@ export interface SandboxSpec {
    * 65536 unprivileged host uids, with the capabilities an image builder needs inside it (mount,
    * chroot, set*id, chown) and a filter that still refuses a nested user namespace: what rootless
    * buildah needs to run a Dockerfile's steps as their own users. It needs a root runner and the
-   * host image. "workspace" is a step sandbox whose execs share one process namespace and one
-   * set of terminals, as a developer's machine does (`ps` in a terminal shows the tasks; a
-   * terminal is resized from outside it). Default "step".
+   * host image. "workspace" is a step sandbox whose execs share one set of
+   * pseudo-terminals (one devpts), so that a terminal is resized from outside it. Default "step".
    */
   profile?: SandboxProfile;
 }

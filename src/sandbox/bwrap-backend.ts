@@ -421,8 +421,9 @@ export class BwrapSandbox implements Sandbox {
   private bwrapArgs(cmd: Exec): string[] {
     const m = this.mountDir;
     const host = this.spec.image.kind === "host";
-    // A workspace's execs live in the supervisor's process namespace, together.
-    const args = [...(this.workspace ? [] : ["--unshare-pid"]), "--unshare-uts", "--hostname", this.spec.hostname ?? "sandbox", "--die-with-parent", "--new-session", "--cap-drop", "ALL", "--seccomp", "3"];
+    // Every exec gets a process namespace of its own: in the supervisor's, /proc/1/root would be
+    // the host's filesystem, open to the sandbox's uid (a workspace sharing it could read it).
+    const args = ["--unshare-pid", "--unshare-uts", "--hostname", this.spec.hostname ?? "sandbox", "--die-with-parent", "--new-session", "--cap-drop", "ALL", "--seccomp", "3"];
     // A builder stays root of the sandbox's own user namespace; a step is its unprivileged user in a nested one.
     if (this.builder) for (const cap of BUILDER_CAPS) args.push("--cap-add", cap);
     else args.push("--unshare-user", "--uid", String(SANDBOX_UID), "--gid", String(SANDBOX_UID));
@@ -437,8 +438,7 @@ export class BwrapSandbox implements Sandbox {
       for (const f of ["hosts", "passwd", "group", "nsswitch.conf", ...(this.resolvesNames ? ["resolv.conf"] : [])]) args.push("--ro-bind", `${m}/etc/${f}`, `/etc/${f}`);
     }
     // bwrap leaves /proc/sys of a new procfs writable; cover it with a read-only view.
-    // A new procfs may be mounted only for a process namespace of bwrap's own: a workspace's execs see the supervisor's.
-    args.push(...(this.workspace ? ["--bind", "/proc", "/proc"] : ["--proc", "/proc"]), "--ro-bind", "/proc/sys", "/proc/sys", "--dev", "/dev", "--tmpfs", "/sys", "--remount-ro", "/sys");
+    args.push("--proc", "/proc", "--ro-bind", "/proc/sys", "/proc/sys", "--dev", "/dev", "--tmpfs", "/sys", "--remount-ro", "/sys");
     // Its own instance of devpts, which holds pseudo-terminals and nothing else (bwrap would mount it nodev).
     if (this.workspace) args.push("--dev-bind", `${m}/pts`, "/dev/pts");
     args.push("--bind", `${m}/workspace`, WORKSPACE, "--bind", `${m}/home`, HOME);

@@ -14,6 +14,9 @@ import type { ArchiveStorage } from "./archive-storage.js";
 
 export class ArchiveError extends Error {}
 
+/** The longest an archive or a restore may take: a stuck one must not hold a stop (or every other) forever. */
+const ARCHIVE_TIMEOUT_MS = 30 * 60_000;
+
 /** A fresh name for an archive of the workspace: a new stop never overwrites the archive the last one kept. */
 export const archiveName = (workspaceId: string): string => `${workspaceId}-${randomBytes(6).toString("hex")}.tar.zst.sls`;
 
@@ -26,7 +29,7 @@ export async function saveWorkspace(sandbox: Sandbox, key: Buffer, storage: Arch
   const zstd = compressor(["-q", "-c", "-3", "-T0"]);
   const stderr: string[] = [];
   const stored = storage.put(name, zstd.stdout!.pipe(sealStream(key, purpose(name))));
-  const packed = sandbox.exec({ argv: ["tar", "--numeric-owner", "-C", WORKSPACE, "-cf", "-", "."], signal: abort.signal }, { stdout: zstd.stdin!, stderr: (d) => stderr.push(d.toString()) });
+  const packed = sandbox.exec({ argv: ["tar", "--numeric-owner", "-C", WORKSPACE, "-cf", "-", "."], signal: abort.signal, timeoutMs: ARCHIVE_TIMEOUT_MS }, { stdout: zstd.stdin!, stderr: (d) => stderr.length < 64 && stderr.push(d.toString()) });
   try {
     const [status, size] = await Promise.all([packed, stored, exited(zstd, "zstd")]);
     if (status.code !== 0) throw new ArchiveError(`tar could not read /workspace (exit ${status.code ?? status.signal}): ${stderr.join("").trim().slice(-500)}`);
@@ -50,7 +53,7 @@ export async function restoreWorkspace(sandbox: Sandbox, key: Buffer, storage: A
   const zstd = compressor(["-q", "-d", "-c"]);
   const stderr: string[] = [];
   const fed = pipeline(storage.get(name), openStream(key, purpose(name)), zstd.stdin!);
-  const unpacked = sandbox.exec({ argv: ["tar", "--no-same-owner", "-C", WORKSPACE, "-xpf", "-"], signal: abort.signal }, { stdin: zstd.stdout!, stderr: (d) => stderr.push(d.toString()) });
+  const unpacked = sandbox.exec({ argv: ["tar", "--no-same-owner", "-C", WORKSPACE, "-xpf", "-"], signal: abort.signal, timeoutMs: ARCHIVE_TIMEOUT_MS }, { stdin: zstd.stdout!, stderr: (d) => stderr.length < 64 && stderr.push(d.toString()) });
   try {
     await fed;
     await exited(zstd, "zstd");

@@ -281,7 +281,7 @@ export class WorkspaceHost {
       await this.opts.stopped?.(id);
       if (previous) await this.opts.storage.delete(previous);
     } catch (err) {
-      await this.workspaces.transition(id, ["stopping"], "running", { reason: `could not stop: ${(err as Error).message}; the workspace keeps running`, initialized: before.initialized });
+      await this.workspaces.transition(id, ["stopping"], "running", { reason: maskText(live.secrets, `could not stop: ${(err as Error).message}; the workspace keeps running`), initialized: before.initialized });
       throw err;
     }
     this.live.delete(id);
@@ -304,21 +304,22 @@ export class WorkspaceHost {
    */
   async stopExpired(now = Date.now()): Promise<string[]> {
     const stopped: string[] = [];
-    for (const id of [...this.live.keys()]) {
+    // Side by side: one workspace slow to archive holds up no other's limits.
+    await Promise.allSettled([...this.live.keys()].map(async (id) => {
       const ws = await this.workspaces.get(id).catch(() => undefined);
-      if (ws?.state !== "running") continue;
+      if (ws?.state !== "running") return;
       const { idleMs, maxLifetimeMs } = await this.opts.limitsOf(ws);
       // An extended run lasts twice the longest run.
       const lifetime = maxLifetimeMs * (ws.extended ? 2 : 1);
       const idle = now - Date.parse(ws.lastActivityAt) >= idleMs;
       const old = ws.startedAt !== null && now - Date.parse(ws.startedAt) >= lifetime;
-      if (!idle && !old) continue;
+      if (!idle && !old) return;
       const reason = idle ? `stopped after ${Math.round(idleMs / 60_000)} minutes without use` : `stopped after running for ${Math.round(lifetime / 3_600_000)} hours, the longest a workspace may run at once`;
       await this.stop(id, reason).then(
         () => stopped.push(id),
         (err: Error) => this.opts.log.error({ err, workspace: id }, "stopping an expired workspace failed"),
       );
-    }
+    }));
     return stopped;
   }
 

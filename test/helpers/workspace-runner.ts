@@ -47,7 +47,8 @@ export interface TerminalSeen {
   listed: Array<{ kind: string; name: string; state: string }>;
   arithmetic: boolean;
   size: string;
-  seesTask: boolean;
+  /** Whether a host file (world-readable) was reached through another process's /proc/<pid>/root. */
+  hostFileSeen: boolean;
   backlogOnReattach: boolean;
   badOrigin: string;
   usedAfter: boolean;
@@ -57,7 +58,7 @@ export interface TerminalSeen {
 export interface PortsSeen {
   listed: Array<{ port: number; visibility: string; listening: boolean }>;
   anonymousPrivate: number;
-  ownerPrivate: { status: number; requestLine: string; slipwayCookie: boolean; ownCookie: boolean; csp: string | null; prefix: string };
+  ownerPrivate: { status: number; requestLine: string; cookiesForwarded: boolean; answerCookie: string | null; clearSiteData: string | null; csp: string | null; prefix: string };
   otherPrivate: number;
   anonymousPublic: number;
   anonymousAfterPrivate: number;
@@ -372,8 +373,9 @@ async function usePorts(h: Harness, owner: Client, other: Client, id: string): P
   const ownerPrivate = {
     status: mine.status,
     requestLine: body.split("\r\n")[0]!,
-    slipwayCookie: body.includes("slipway_"),
-    ownCookie: body.includes("theirs=kept"),
+    cookiesForwarded: /^cookie:/im.test(body),
+    answerCookie: mine.headers.get("set-cookie"),
+    clearSiteData: mine.headers.get("clear-site-data"),
     csp: mine.headers.get("content-security-policy"),
     prefix: /x-forwarded-prefix: (\S+)/i.exec(body)?.[1] ?? "",
   };
@@ -412,9 +414,14 @@ async function useTerminal(h: Harness, owner: Client, id: string): Promise<Termi
   first.type("stty size\r");
   await first.waitFor(/\r40 100\r?\n/);
   const size = /[\r\n](\d+ \d+)\r?\n/.exec(first.text())?.[1] ?? "";
-  // The task's processes, started before this shell, are in its process list.
-  first.type("cat /proc/[0-9]*/cmdline | tr '\\0' ' ' | grep -c 'hello.tx[t]' | sed 's/^/tasks=/'\r");
-  const seesTask = await first.waitFor(/tasks=[1-9]/);
+  // No process the shell can see leads out of the sandbox: a world-readable host file stays unread.
+  const secret = `host-only-${randomBytes(8).toString("hex")}`;
+  const hostFile = path.join(tmpdir(), `${secret}.txt`);
+  writeFileSync(hostFile, `${secret}-content`, { mode: 0o644 });
+  first.type(`for p in /proc/[0-9]*; do cat $p/root${hostFile} 2>/dev/null; done; echo scan-done\r`);
+  await first.waitFor(/\nscan-done/);
+  const hostFileSeen = first.text().includes(`${secret}-content`);
+  rmSync(hostFile, { force: true });
   first.ws.close();
   const again = await attach(h, owner, id, terminalId);
   const backlogOnReattach = await again.waitFor(/42x/);
@@ -425,7 +432,7 @@ async function useTerminal(h: Harness, owner: Client, id: string): Promise<Termi
   );
   const after = (await owner.get(`/api/v1/workspaces/${id}`)).json().lastActivityAt as string;
   const closed = (await owner.delete(`/api/v1/workspaces/${id}/terminals/${terminalId}`)).statusCode;
-  return { listed, arithmetic, size, seesTask, backlogOnReattach, badOrigin, usedAfter: after > before, closed };
+  return { listed, arithmetic, size, hostFileSeen, backlogOnReattach, badOrigin, usedAfter: after > before, closed };
 }
 
 export function main(input: WorkspaceRunInput): Promise<WorkspaceRunOutput | BuildRunOutput> {
@@ -538,7 +545,7 @@ async function tour(input: WorkspaceRunInput): Promise<WorkspaceRunOutput> {
     const t = sandboxOf(h, otherId);
     // The workspace image is Debian's minbase: perl-base is what it has for sockets.
     // An HTTP server that answers with the request it got (perl-base is what minbase has for sockets).
-    const serving = sh(s, `exec perl -MIO::Socket::INET -e '$s = IO::Socket::INET->new(LocalAddr => "0.0.0.0", LocalPort => 8765, Listen => 5, ReuseAddr => 1) or die; while ($c = $s->accept) { $h = ""; while (defined($l = <$c>)) { last if $l =~ /^\\r?\\n$/; $h .= $l } print $c "HTTP/1.1 200 OK\\r\\nContent-Type: text/plain\\r\\nContent-Length: " . length($h) . "\\r\\nConnection: close\\r\\n\\r\\n$h"; close $c }'`, 60_000).catch(() => undefined);
+    const serving = sh(s, `exec perl -MIO::Socket::INET -e '$s = IO::Socket::INET->new(LocalAddr => "0.0.0.0", LocalPort => 8765, Listen => 5, ReuseAddr => 1) or die; while ($c = $s->accept) { $h = ""; while (defined($l = <$c>)) { last if $l =~ /^\\r?\\n$/; $h .= $l } print $c "HTTP/1.1 200 OK\\r\\nContent-Type: text/plain\\r\\nSet-Cookie: slipway_session=planted; Path=/\\r\\nClear-Site-Data: \\"cookies\\"\\r\\nContent-Length: " . length($h) . "\\r\\nConnection: close\\r\\n\\r\\n$h"; close $c }'`, 60_000).catch(() => undefined);
     const probe = (x: Sandbox) => out(x, `perl -MIO::Socket::INET -e '$c = IO::Socket::INET->new(PeerAddr => "127.0.0.1", PeerPort => 8765, Timeout => 2); print $c ? "reached" : "refused"'`);
     let ownReachesPort = "";
     for (let i = 0; i < 50 && ownReachesPort !== "reached"; i++) {

@@ -15,25 +15,26 @@ const proxyParams = portParams.extend({ "*": z.string().optional() });
 const HOP_BY_HOP = new Set(["connection", "keep-alive", "proxy-connection", "proxy-authenticate", "proxy-authorization", "te", "trailer", "transfer-encoding", "upgrade", "host", "content-length"]);
 
 /**
+ * What a workspace's server may not say on Slipway's origin: a cookie would be Slipway's (a
+ * slipway_session of the page author's account signs the visitor in as them), and
+ * Clear-Site-Data would sign the visitor out.
+ */
+const REFUSED_ANSWER_HEADERS = new Set(["set-cookie", "clear-site-data"]);
+
+/**
  * Pages of a workspace are served from Slipway's own origin: without this they could read the
  * API with the visitor's session. The sandbox directive gives them an origin of their own (no
  * Slipway cookies, no same-origin requests), while scripts, forms and popups still work.
  */
 const PAGE_SANDBOX = "sandbox allow-scripts allow-forms allow-popups allow-popups-to-escape-sandbox allow-modals allow-downloads";
 
-/** The request's headers as the workspace's server gets them: none of Slipway's cookies, and who asked through which prefix. */
+/** The request's headers as the workspace's server gets them: no cookies, and who asked through which prefix. */
 function upstreamHeaders(request: FastifyRequest, prefix: string, port: number): Record<string, string | string[]> {
   const out: Record<string, string | string[]> = {};
   for (const [name, value] of Object.entries(request.headers as IncomingHttpHeaders)) {
     if (value === undefined || HOP_BY_HOP.has(name) || name.startsWith("sec-websocket-")) continue;
-    if (name === "cookie") {
-      const kept = String(value)
-        .split(";")
-        .map((c) => c.trim())
-        .filter((c) => c && !c.startsWith("slipway_"));
-      if (kept.length) out.cookie = kept.join("; ");
-      continue;
-    }
+    // Cookies on this origin are Slipway's (pages of workspaces may set none, below): none goes on.
+    if (name === "cookie") continue;
     out[name] = value;
   }
   out.host = `localhost:${port}`;
@@ -105,7 +106,7 @@ export const workspacePortRoutes: FastifyPluginAsyncZod<{ services: Services }> 
       const upstream = httpRequest({ method: request.method, path, headers: upstreamHeaders(request, prefix, port), createConnection: () => connection as never });
       upstream.on("response", (answer: IncomingMessage) => {
         const headers: Record<string, string | string[]> = {};
-        for (const [name, value] of Object.entries(answer.headers)) if (value !== undefined && !HOP_BY_HOP.has(name)) headers[name] = value;
+        for (const [name, value] of Object.entries(answer.headers)) if (value !== undefined && !HOP_BY_HOP.has(name) && !REFUSED_ANSWER_HEADERS.has(name)) headers[name] = value;
         headers["content-security-policy"] = PAGE_SANDBOX;
         res.writeHead(answer.statusCode ?? 502, headers);
         answer.pipe(res);
