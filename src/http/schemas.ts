@@ -52,6 +52,7 @@ export const badgeLinkSchema = z.object({
 });
 
 export const projectParams = z.object({ projectId: z.string().min(1).max(64) });
+export const workspaceParams = z.object({ workspaceId: z.string().min(1).max(64) });
 
 /** A branch or tag name as a path or query part (git's own rules are checked where a ref is built). */
 export const refPart = z

@@ -5,9 +5,9 @@ import WebSocket from "ws";
 import { z } from "zod";
 import { portVisibilitySchema } from "../../pipeline/workspace-model.js";
 import type { Services } from "../../services.js";
+import { workspaceParams } from "../schemas.js";
 import { portStatusSchema } from "../../workspaces/workspace-host.js";
 
-const workspaceParams = z.object({ workspaceId: z.string().min(1).max(64) });
 const portParams = workspaceParams.extend({ port: z.coerce.number().int().min(1).max(65535) });
 const proxyParams = portParams.extend({ "*": z.string().optional() });
 

@@ -2,12 +2,12 @@ import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
 import { z } from "zod";
 import { notFound } from "../../errors.js";
 import type { Services } from "../../services.js";
+import { workspaceParams } from "../schemas.js";
 import { guestSchema, guestStates } from "../../workspaces/sharing.js";
 import { snapshotSchema } from "../../workspaces/snapshots.js";
 import { workspaceSchema } from "../../workspaces/workspaces.js";
 import { contextOf } from "../plugins/access.js";
 
-const workspaceParams = z.object({ workspaceId: z.string().min(1).max(64) });
 const snapshotParams = z.object({ snapshotId: z.string().min(1).max(64) });
 
 /** Snapshots of a workspace and sharing it while it runs (P18). */

@@ -2,9 +2,9 @@ import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
 import { z } from "zod";
 import { AppError, conflict } from "../../errors.js";
 import type { Services } from "../../services.js";
+import { workspaceParams } from "../schemas.js";
 import { terminalSchema, terminalSizeSchema } from "../../workspaces/terminal.js";
 
-const workspaceParams = z.object({ workspaceId: z.string().min(1).max(64) });
 const terminalParams = workspaceParams.extend({ terminalId: z.string().min(1).max(64) });
 
 /** Control messages a browser sends as text frames; keys typed go as binary frames. */

@@ -7,12 +7,11 @@ import type { Services } from "../../services.js";
 import { taskStatusSchema } from "../../workspaces/tasks.js";
 import { transitionSchema, workspaceSchema, type Workspace } from "../../workspaces/workspaces.js";
 import { contextOf } from "../plugins/access.js";
-import { refPart } from "../schemas.js";
+import { refPart, workspaceParams } from "../schemas.js";
 
 /** States a workspace stays in until someone acts: its events stream ends there. */
 const RESTING: readonly string[] = ["stopped", "failed"];
 
-const workspaceParams = z.object({ workspaceId: z.string().min(1).max(64) });
 const workspaceViewSchema = workspaceSchema.extend({ tasks: z.array(taskStatusSchema).describe("The tasks of a running workspace, with the last of their output") });
 
 /** The same repository however it was written: case of the scheme and host aside, without a trailing `/` or `.git`. */
