@@ -1,17 +1,17 @@
 import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { appendFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { appendFileSync, mkdtempSync, writeFileSync } from "node:fs";
 import type { AddressInfo } from "node:net";
 import path from "node:path";
 import { promisify } from "node:util";
 import { buildApp } from "../src/http/app.js";
 import { signBody } from "../src/projects/webhooks.js";
 import { injectTransport } from "../src/runner/embedded.js";
-import { cloneArgv } from "../src/runner/git-checkout.js";
 import { Runner, type RunnerOptions } from "../src/runner/runner.js";
 import { BwrapBackend } from "../src/sandbox/bwrap-backend.js";
 import type { Services } from "../src/services.js";
 import { AUTHORIZED_KEY_OPTIONS } from "../test/helpers/git-server.js";
+import { plainClones } from "./plain-clones.js";
 import { withSlipway, type Slipway } from "./support.js";
 
 // The push benchmark's side inside the runner network namespace it makes (see runModuleInNetns):
@@ -63,7 +63,7 @@ export async function main(input: PushInput): Promise<PushOutput> {
     appendFileSync(input.authorizedKeys, `${AUTHORIZED_KEY_OPTIONS} ${key.publicKey.trim()}\n`);
     return { clone: await pushLatencies(s, input), privateKey: key.privateKey };
   });
-  return { noClone, clone, gitClone: await plainClones(input, privateKey) };
+  return { noClone, clone, gitClone: await plainClones(input, privateKey, input.builds) };
 }
 
 interface PushServer extends Slipway {
@@ -162,40 +162,4 @@ async function logText(services: Services, projectId: string, jobId: string): Pr
   const parts: Buffer[] = [];
   for await (const c of services.logs.chunks(projectId, jobId)) parts.push(c.data);
   return Buffer.concat(parts).toString();
-}
-
-/**
- * The baseline of (b): the very clone the runner runs (same flags, same URL, same deploy key),
- * by this machine's git in this namespace, with no server, runner or sandbox around it.
- */
-async function plainClones(input: PushInput, privateKey: string): Promise<number[]> {
-  const key = path.join(input.keyDir, "deploy_key");
-  writeFileSync(key, privateKey.endsWith("\n") ? privateKey : `${privateKey}\n`, { mode: 0o600 });
-  const env = {
-    ...process.env,
-    GIT_CONFIG_NOSYSTEM: "1",
-    GIT_CONFIG_GLOBAL: "/dev/null",
-    GIT_TERMINAL_PROMPT: "0",
-    // -F /dev/null: no ssh config of this machine's root user takes part.
-    GIT_SSH_COMMAND: `ssh -F /dev/null -i ${key} -o IdentitiesOnly=yes -o UserKnownHostsFile=${path.join(input.keyDir, "known_hosts")} -o GlobalKnownHostsFile=/dev/null -o StrictHostKeyChecking=accept-new -o BatchMode=yes`,
-  };
-  const clones = path.join(input.workDir, "clones");
-  mkdirSync(clones);
-  const argv = cloneArgv({ repositoryUrl: input.repositoryUrl, branch: "main", tag: null }).slice(0, -1);
-  const cloneOnce = async (i: number) => {
-    const dest = path.join(clones, String(i));
-    const started = performance.now();
-    await execFileAsync(argv[0]!, [...argv.slice(1), dest], { env, timeout: 60_000 });
-    const ms = performance.now() - started;
-    rmSync(dest, { recursive: true, force: true });
-    return ms;
-  };
-  try {
-    await cloneOnce(-1);
-    const times: number[] = [];
-    for (let i = 0; i < input.builds; i++) times.push(await cloneOnce(i));
-    return times.sort((a, b) => a - b);
-  } finally {
-    rmSync(key, { force: true });
-  }
 }

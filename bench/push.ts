@@ -1,9 +1,6 @@
-import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { createGitUser, makeRepos, startSshd } from "../test/helpers/git-server.js";
-import { createLab, LAB, runModuleInNetns } from "../test/helpers/sandbox-network.js";
+import { runModuleInNetns } from "../test/helpers/sandbox-network.js";
+import { withGitLab } from "./git-lab.js";
 import { PIPELINE, type PushInput, type PushOutput } from "./push-netns.js";
 import { fmt, percentile, printTable, ratio } from "./support.js";
 
@@ -23,28 +20,8 @@ export async function pushBench(): Promise<void> {
     console.log("skipped: needs root, to make network namespaces, a system user and an sshd (as the clone tests do)");
     return;
   }
-  // Undone in reverse order, whatever fails.
-  const undo: Array<() => unknown> = [];
-  try {
-    const lab = createLab();
-    undo.push(() => lab.destroy());
-    const root = mkdtempSync(path.join(tmpdir(), "slipway-bench-git-"));
-    undo.push(() => rmSync(root, { recursive: true, force: true }));
-    chmodSync(root, 0o755);
-    const user = createGitUser(root);
-    undo.push(() => user.remove());
-    const urlOf = (repo: string) => `ssh://${user.name}@${LAB.allowed}:22${repo}`;
-    const repos = makeRepos(root, PIPELINE, urlOf(path.join(root, "srv", "lib.git")), user);
-    const authorizedKeys = path.join(root, "authorized_keys");
-    writeFileSync(authorizedKeys, "");
-    const sshd = await startSshd(lab.services, LAB.allowed, root, user, authorizedKeys);
-    undo.push(() => sshd.stop());
-    const keyDir = mkdtempSync("/dev/shm/slipway-bench-");
-    undo.push(() => rmSync(keyDir, { recursive: true, force: true }));
-    const workDir = path.join(root, "work");
-    mkdirSync(workDir);
-
-    const input: PushInput = { repositoryUrl: urlOf(repos.app), authorizedKeys, commit: repos.commits.main, builds: BUILDS, workDir, keyDir };
+  await withGitLab(PIPELINE, async (lab) => {
+    const input: PushInput = { repositoryUrl: lab.repositoryUrl, authorizedKeys: lab.authorizedKeys, commit: lab.commit, builds: BUILDS, workDir: lab.workDir, keyDir: lab.keyDir };
     const out = await runModuleInNetns<PushInput, PushOutput>(lab.runner, NETNS_MODULE, input, { timeoutMs: 900_000 });
     const row = (label: string, ms: number[], vs: string) => [label, fmt(percentile(ms, 50), 1), fmt(percentile(ms, 95), 1), ms.length, vs];
     printTable("signed push (HTTP) → first byte of the step's output stored, embedded runner with outbound sandbox network (ms; goal for (a): p50 ≤ 30)", ["", "p50", "p95", "runs", "p50 vs baseline"], [
@@ -52,13 +29,5 @@ export async function pushBench(): Promise<void> {
       row("(b) clone of a small repository over SSH", out.clone, ratio(percentile(out.clone, 50), percentile(out.gitClone, 50))),
       row("baseline of (b): the same git clone, no sandbox", out.gitClone, ""),
     ]);
-  } finally {
-    for (const step of undo.reverse()) {
-      try {
-        await step();
-      } catch (err) {
-        console.error("push bench cleanup:", err);
-      }
-    }
-  }
+  });
 }

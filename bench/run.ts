@@ -6,6 +6,7 @@ import { sandboxBench } from "./sandbox.js";
 import { liveLogBench } from "./live-log.js";
 import { pushBench } from "./push.js";
 import { secretBoxBench } from "./secret-box.js";
+import { workspaceOpenBench } from "./workspace-open.js";
 import { workspacesBench } from "./workspaces.js";
 
 const benchmarks = [
@@ -15,6 +16,7 @@ const benchmarks = [
   { name: "sandbox", title: "Sandbox create + exec + destroy vs bare bubblewrap", run: sandboxBench },
   { name: "live-log", title: "Live log latency: a line printed by a step → an SSE client", run: liveLogBench },
   { name: "image-builds", title: "Image build cold vs warm cache vs buildah as host root; built image unpack + first exec vs the host image", run: imageBuildsBench },
+  { name: "workspace-open", title: "Cold open of a small repository to a running shell vs the same git clone", run: workspaceOpenBench },
   { name: "workspaces", title: "Workspace stop and resume with ~100 MB vs tar | zstd | openssl; an idle workspace's memory vs a bare sleep", run: workspacesBench },
   { name: "push", title: "Push (signed webhook) → first byte of the step's output, without and with a clone over SSH", run: pushBench },
 ];

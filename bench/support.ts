@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { pino } from "pino";
 import type { RequestContext } from "../src/auth/permissions.js";
-import { loadSettings } from "../src/config/settings.js";
+import { loadSettings, type SettingsInput } from "../src/config/settings.js";
 import type { Project } from "../src/projects/projects.js";
 import { createServices, type Services } from "../src/services.js";
 
@@ -18,10 +18,10 @@ export interface Slipway {
  * Runs `fn` against real Slipway services in a temp data dir, and removes the dir afterwards
  * even when `fn` fails, so repeated runs leave nothing behind.
  */
-export async function withSlipway<T>(fn: (s: Slipway) => Promise<T>, opts: { repositoryUrl?: string } = {}): Promise<T> {
+export async function withSlipway<T>(fn: (s: Slipway) => Promise<T>, opts: { repositoryUrl?: string; settings?: SettingsInput } = {}): Promise<T> {
   const dataDir = mkdtempSync(path.join(tmpdir(), "slipway-bench-"));
   try {
-    const services = await createServices(loadSettings({ dataDir, logLevel: "silent" }, {}), pino({ level: "silent" }));
+    const services = await createServices(loadSettings({ dataDir, logLevel: "silent", ...opts.settings }, {}), pino({ level: "silent" }));
     try {
       const user = await services.users.create({ email: "bench@example.test", password: "correct horse battery staple", isAdmin: false, verified: true }, { actor: "bench" });
       const ctx: RequestContext = {

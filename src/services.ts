@@ -79,6 +79,8 @@ export interface Services {
   snapshots: Snapshots;
   workspaceVariables: WorkspaceVariables;
   sharing: Sharing;
+  /** P18: whether the user may (still) open workspaces of the project. */
+  mayOpenWorkspaces(userId: string, projectId: string): Promise<boolean>;
   masterKeyCreated: boolean;
   /** The URL users reach the server at, for links in mail; known only once it listens. */
   publicUrl(): string;
@@ -146,6 +148,14 @@ export async function createServices(settings: Settings, log: Logger, opts: { se
     const sharing = new Sharing(store, audit);
     const workspaceVariables = new WorkspaceVariables(store, box, audit);
     const archives = new LocalArchiveStorage(settings.workspaceArchiveDir ?? path.join(settings.dataDir, "workspaces"));
+    const mayOpenWorkspaces = async (userId: string, projectId: string) => {
+      const user = await users.byId(store.db, userId);
+      const principal = { userId, email: user.email, isAdmin: user.isAdmin, twoFactor: user.twoFactor, via: "token", scopes: "all" } as const;
+      return authorizer.projectAction(principal, "project.workspaces.open", projectId).then(
+        () => true,
+        () => false,
+      );
+    };
     const workspaceHost: WorkspaceHost = new WorkspaceHost(workspaces, {
       backend: sandboxes,
       images,
@@ -160,6 +170,7 @@ export async function createServices(settings: Settings, log: Logger, opts: { se
         const hours = Math.min(settings.workspaceMaxHours, org?.workspaceMaxHours ?? Infinity);
         return { idleMs: minutes * 60_000, maxLifetimeMs: hours * 3_600_000 };
       },
+      ownerMay: (ws) => mayOpenWorkspaces(ws.ownerId, ws.projectId),
       // The project's variables, then the owner's own for this repository (the most specific scope): theirs win.
       variables: async (ws) => {
         const project = Object.fromEntries(await secrets.reveal(store.db, { kind: "project", id: ws.projectId }));
@@ -235,6 +246,7 @@ export async function createServices(settings: Settings, log: Logger, opts: { se
       images,
       workspaces,
       workspaceHost,
+      mayOpenWorkspaces,
       snapshots,
       sharing,
       workspaceVariables,

@@ -47,10 +47,10 @@ describe("P01: the clone command", () => {
     expect(() => cloneArgv({ repositoryUrl: null, branch: "main", tag: null })).toThrow(/no repository URL/);
   });
 
-  it("P01: ssh uses only the deploy key, never prompts, and checks host keys against the project's pins alone (strictly once they are pinned)", () => {
+  it("P01: ssh uses only the deploy key and no config of the image, never prompts, and checks host keys against the project's pins alone (strictly once they are pinned)", () => {
     const pinned = sshCommand(true);
     expect(pinned).toBe(
-      "ssh -i /home/build/.ssh/deploy_key -o IdentitiesOnly=yes -o UserKnownHostsFile=/home/build/.ssh/known_hosts -o GlobalKnownHostsFile=/dev/null -o HashKnownHosts=no -o CheckHostIP=no -o StrictHostKeyChecking=yes -o BatchMode=yes",
+      "ssh -F /dev/null -i /home/build/.ssh/deploy_key -o IdentitiesOnly=yes -o UserKnownHostsFile=/home/build/.ssh/known_hosts -o GlobalKnownHostsFile=/dev/null -o HashKnownHosts=no -o CheckHostIP=no -o StrictHostKeyChecking=yes -o BatchMode=yes",
     );
     expect(sshCommand(false)).toBe(pinned.replace("StrictHostKeyChecking=yes", "StrictHostKeyChecking=accept-new"));
   });

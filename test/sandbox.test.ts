@@ -137,6 +137,12 @@ describe("P26: code in a sandbox never holds host privileges", () => {
     await running;
   });
 
+  it("its own host name resolves from /etc/hosts, without asking DNS (git looks it up for every clone)", async () => {
+    const s = await sandbox({ hostname: "workspace" });
+    expect((await sh(s, "hostname; getent hosts \"$(hostname)\"")).out.split(/\s+/).filter(Boolean)).toEqual(["workspace", "127.0.0.1", "localhost", "workspace"]);
+    await s.destroy();
+  });
+
   it("P26: /proc/sys and /sys are read-only", async () => {
     const s = await sandbox();
     const mounts = (await sh(s, "cat /proc/self/mountinfo")).out.split("\n");

@@ -59,7 +59,7 @@ describe.runIf(isRoot)("workspaces from a repository", () => {
     expect(out.terminal).toEqual({
       listed: [
         { kind: "task", name: "app", state: "running" },
-        { kind: "shell", name: "shell", state: "running" },
+        { kind: "shell", name: "shell 1", state: "running" },
       ],
       arithmetic: true,
       size: "40 100",
@@ -113,7 +113,11 @@ describe.runIf(isRoot)("workspaces from a repository", () => {
     expect(out.shared.snapshot).toEqual({ outsiderGet: 404, outsiderOpen: 404, memberGet: 200, memberOpen: 201, openedState: "running", openedOwnerIsMember: true, contentIntact: true, initRuns: 1, afterRevoke: 404 });
   });
 
-  it("P18: a running workspace is reached by others only while shared, each guest approved by the owner; all of it audited", () => {
+  it("P18: a workspace whose owner left the project's organisation is stopped at the next sweep, saying why", () => {
+    expect(out.shared.leftMember).toEqual({ swept: true, state: "stopped", reason: expect.stringContaining("its owner may no longer open workspaces of its project") });
+  });
+
+  it("P18: a running workspace is reached by others only while shared, each guest approved by the owner, over the API, the proxy and SSH; their terminals and sessions close when sharing ends; all of it audited", () => {
     expect(out.shared.join).toEqual({
       beforeSharing: 404,
       request: "pending",
@@ -124,6 +128,8 @@ describe.runIf(isRoot)("workspaces from a repository", () => {
       afterUnshare: [404, 404, 404],
       forbidden: "403 sharing_forbidden",
       denied: 404,
+      // Over SSH too, a guest gets in once approved; what they have open closes when sharing ends.
+      ended: { terminal: 4403, ssh: "closed", sshBefore: "refused", sshAfterApproval: "guest-in" },
     });
     expect(out.shared.audited).toEqual(expect.arrayContaining(["workspace.guest_approved", "workspace.guest_denied", "workspace.join_requested", "workspace.opened", "workspace.sharing_changed", "workspace.snapshot_created", "workspace.snapshot_deleted", "workspace.ssh_session"]));
   });

@@ -6,6 +6,7 @@ import ssh2, { type Connection, type PublicKeyAuthContext, type ServerChannel, t
 const { Server, utils } = ssh2;
 import type { AuditLog } from "../audit/audit-log.js";
 import type { SshKeys } from "../auth/ssh-keys.js";
+import type { Sharing } from "../workspaces/sharing.js";
 import type { TerminalSize } from "../workspaces/terminal.js";
 import { SFTP_SERVER, type WorkspaceHost } from "../workspaces/workspace-host.js";
 import type { Workspaces } from "../workspaces/workspaces.js";
@@ -17,6 +18,8 @@ export interface SshGatewayOptions {
   audit: AuditLog;
   /** Whether the user may still open workspaces of the project (P18): access is decided again at each login. */
   mayUse(userId: string, projectId: string): Promise<boolean>;
+  /** Approved guests of shared workspaces get in too, and out again the moment that ends. */
+  sharing: Pick<Sharing, "guests" | "isGuest" | "onAccessEnded">;
   /** The organisation of a project, for the audit log. */
   orgOf(projectId: string): Promise<string | null>;
   /** The gateway's host key (an OpenSSH private key), made once and kept in the secret box. */
@@ -37,7 +40,7 @@ const DEFAULT_SIZE: TerminalSize = { cols: 80, rows: 24 };
 
 /**
  * The SSH gateway: `ssh <workspace id>@<host> -p <port>` with a key registered in the account
- * of the workspace's owner gives a shell in it (a terminal like the browser's), runs commands,
+ * of the workspace's owner (or of a guest they approved) gives a shell in it (a terminal like the browser's), runs commands,
  * serves SFTP (scp, editors' Remote-SSH) and forwards ports to the workspace's loopback (-L).
  * Every session is audited.
  */
@@ -64,11 +67,12 @@ export class SshGateway {
     client.on("error", () => undefined);
     client.on("authentication", (ctx) => {
       if (ctx.method !== "publickey") return ctx.reject(["publickey"]);
+      // Without a signature the client only asks whether a key would do. Every key may go on to
+      // sign: the answer must not tell whose keys open which workspace.
+      if (!ctx.signature) return ctx.accept();
       this.authenticate(ctx).then(
         (who) => {
           if (!who) return ctx.reject(["publickey"]);
-          // Without a signature the client only asks whether the key would do.
-          if (!ctx.signature) return ctx.accept();
           login = who;
           ctx.accept();
         },
@@ -80,6 +84,7 @@ export class SshGateway {
     });
     client.on("ready", () => {
       const who = login!;
+      client.on("close", this.opts.sharing.onAccessEnded(who.workspaceId, who.userId, () => client.end()));
       void this.opts.orgOf(who.projectId).then((orgId) =>
         this.opts.audit.record({ action: "workspace.ssh_session", actorId: who.userId, actor: `ssh ${who.fingerprint}`, orgId, target: who.workspaceId, ip, details: { fingerprint: who.fingerprint } }),
       );
@@ -101,17 +106,23 @@ export class SshGateway {
     });
   }
 
-  /** The owner of the workspace named as the user, by one of their registered keys, with a valid signature. */
+  /**
+   * Who signed in, by a valid signature with a registered key: the owner of the running workspace
+   * named as the user while they may open workspaces of its project, or one of its approved guests.
+   */
   private async authenticate(ctx: PublicKeyAuthContext): Promise<Login | undefined> {
+    const parsed = utils.parseKey(ctx.key.data);
+    if (parsed instanceof Error || !ctx.signature || !parsed.verify(ctx.blob!, ctx.signature, ctx.hashAlgo)) return undefined;
     const ws = await this.opts.workspaces.ownership(ctx.username);
     if (!ws || !this.opts.host.sandboxOf(ctx.username)) return undefined;
-    const key = await this.opts.keys.match(ws.ownerId, ctx.key.data);
-    if (!key || !(await this.opts.mayUse(ws.ownerId, ws.projectId))) return undefined;
-    if (ctx.signature) {
-      const parsed = utils.parseKey(ctx.key.data);
-      if (parsed instanceof Error || !parsed.verify(ctx.blob!, ctx.signature, ctx.hashAlgo)) return undefined;
+    const guests = (await this.opts.sharing.guests(ctx.username)).filter((g) => g.state === "approved").map((g) => g.userId);
+    for (const userId of [ws.ownerId, ...guests]) {
+      const key = await this.opts.keys.match(userId, ctx.key.data);
+      if (!key) continue;
+      const may = userId === ws.ownerId ? await this.opts.mayUse(userId, ws.projectId) : await this.opts.sharing.isGuest(ctx.username, userId);
+      if (may) return { workspaceId: ctx.username, projectId: ws.projectId, userId, fingerprint: key.fingerprint };
     }
-    return { workspaceId: ctx.username, projectId: ws.projectId, userId: ws.ownerId, fingerprint: key.fingerprint };
+    return undefined;
   }
 
   private session(session: Session, workspaceId: string): void {

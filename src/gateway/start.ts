@@ -15,7 +15,7 @@ export async function startSshGateway(services: Services, port: number, host: st
     hostKey = generateEd25519KeyPair("slipway-ssh-gateway").privateKey;
     await slot.put(hostKey);
   }
-  const { users, authorizer, projects, store } = services;
+  const { projects, store } = services;
   const gateway = new SshGateway({
     workspaces: services.workspaces,
     host: services.workspaceHost,
@@ -23,14 +23,8 @@ export async function startSshGateway(services: Services, port: number, host: st
     audit: services.audit,
     hostKey,
     log,
-    mayUse: async (userId, projectId) => {
-      const user = await users.byId(store.db, userId);
-      const principal = { userId, email: user.email, isAdmin: user.isAdmin, twoFactor: user.twoFactor, via: "token", scopes: "all" } as const;
-      return authorizer.projectAction(principal, "project.workspaces.open", projectId).then(
-        () => true,
-        () => false,
-      );
-    },
+    mayUse: services.mayOpenWorkspaces,
+    sharing: services.sharing,
     orgOf: async (projectId) => (await projects.find(store.db, projectId))?.orgId ?? null,
   });
   const address = await gateway.listen(port, host);

@@ -55,6 +55,10 @@ export interface RepositoryAccess {
 export function sshCommand(pinnedHostKeys: boolean): string {
   return [
     "ssh",
+    // No ssh_config of the image takes part: Debian's turns on GSSAPI, whose Kerberos lookups
+    // stall each connection ~10 s where DNS is unreachable, and it sends the locale's variables.
+    "-F",
+    "/dev/null",
     "-i",
     KEY_PATH,
     "-o",

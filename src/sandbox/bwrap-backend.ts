@@ -217,6 +217,10 @@ export class BwrapSandbox implements Sandbox {
     return peer instanceof BwrapSandbox ? peer : undefined;
   }
 
+  private get hostname(): string {
+    return this.spec.hostname ?? "sandbox";
+  }
+
   /** Names resolve through slirp's DNS when the network namespace (its own or its peer's) has a way out. */
   private get resolvesNames(): boolean {
     return Boolean(this.outbound ?? this.peer?.outbound);
@@ -273,6 +277,7 @@ export class BwrapSandbox implements Sandbox {
       this.peer ? "shared" : "own",
       this.builder ? "wait" : "mapped",
       this.workspace ? "shared" : "own",
+      this.hostname,
     ];
     const child = this.spawnGated(argv, ["pipe", "pipe", "pipe"]);
     this.supervisor = child;
@@ -423,7 +428,7 @@ export class BwrapSandbox implements Sandbox {
     const host = this.spec.image.kind === "host";
     // Every exec gets a process namespace of its own: in the supervisor's, /proc/1/root would be
     // the host's filesystem, open to the sandbox's uid (a workspace sharing it could read it).
-    const args = ["--unshare-pid", "--unshare-uts", "--hostname", this.spec.hostname ?? "sandbox", "--die-with-parent", "--new-session", "--cap-drop", "ALL", "--seccomp", "3"];
+    const args = ["--unshare-pid", "--unshare-uts", "--hostname", this.hostname, "--die-with-parent", "--new-session", "--cap-drop", "ALL", "--seccomp", "3"];
     // A builder stays root of the sandbox's own user namespace; a step is its unprivileged user in a nested one.
     if (this.builder) for (const cap of BUILDER_CAPS) args.push("--cap-add", cap);
     else args.push("--unshare-user", "--uid", String(SANDBOX_UID), "--gid", String(SANDBOX_UID));

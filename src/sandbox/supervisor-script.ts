@@ -8,11 +8,12 @@
  * ("" when the sandbox has no network), network ("own", or "shared" when it joined another
  * sandbox's namespace, which is that sandbox's to configure), ids ("mapped" when `unshare` mapped
  * the user namespace, "wait" to say so on stdout and wait until the runner has written the
- * namespace's id maps), terminals ("shared" to mount one instance of devpts that every exec uses).
+ * namespace's id maps), terminals ("shared" to mount one instance of devpts that every exec uses),
+ * host name (the sandbox's, which /etc/hosts names).
  */
 export const supervisorScript = String.raw`
 set -eu
-m="$1"; size="$2"; lower="$3"; resolver="$4"; net="$5"; ids="$6"; terminals="$7"
+m="$1"; size="$2"; lower="$3"; resolver="$4"; net="$5"; ids="$6"; terminals="$7"; hostname="$8"
 if [ "$ids" = wait ]; then echo idmap; read -r mapped; fi
 mount -t tmpfs -o "size=$size,mode=0755,nosuid,nodev" slipway "$m"
 mkdir -p "$m/upper" "$m/work" "$m/root" "$m/workspace" "$m/home" "$m/tmp" "$m/etc" "$m/lower" "$m/pts"
@@ -28,7 +29,8 @@ mount -t overlay overlay -o "lowerdir=$lower,upperdir=$m/upper,workdir=$m/work" 
 [ "$lower" != "$m/lower" ] || umount "$m/lower"
 printf 'root:x:0:0:root:/root:/bin/sh\nbuild:x:1000:1000:build:/home/build:/bin/sh\n' > "$m/etc/passwd"
 printf 'root:x:0:\nbuild:x:1000:\n' > "$m/etc/group"
-printf '127.0.0.1 localhost sandbox\n::1 localhost\n' > "$m/etc/hosts"
+# Its own name resolves here: git and others look it up, and DNS may be slow or out of reach.
+printf '127.0.0.1 localhost %s\n::1 localhost\n' "$hostname" > "$m/etc/hosts"
 printf 'passwd: files\ngroup: files\nhosts: files dns\n' > "$m/etc/nsswitch.conf"
 if [ -n "$resolver" ]; then printf 'nameserver %s\n' "$resolver" > "$m/etc/resolv.conf"; fi
 if [ "$net" = own ]; then

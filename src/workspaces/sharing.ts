@@ -1,13 +1,17 @@
+import { EventEmitter } from "node:events";
 import { z } from "zod";
 import { actorOf, type AuditLog } from "../audit/audit-log.js";
 import type { RequestContext } from "../auth/permissions.js";
 import { AppError, conflict, notFound } from "../errors.js";
-import type { Store } from "../store/database.js";
+import type { Executor, Store } from "../store/database.js";
 import { now } from "../store/ids.js";
 
 export const guestStates = ["pending", "approved", "denied"] as const;
 export const guestSchema = z.object({ userId: z.string(), name: z.string(), email: z.string(), state: z.enum(guestStates), requestedAt: z.string(), decidedAt: z.string().nullable() });
 export type Guest = z.infer<typeof guestSchema>;
+
+/** What a guest's open connection says as it closes when their access ended. */
+export const GUEST_ENDED = "your access to this workspace ended: its owner stopped sharing it or sent you away";
 
 /**
  * P18: sharing a running workspace. Off by default; its owner turns it on (unless the
@@ -16,30 +20,52 @@ export type Guest = z.infer<typeof guestSchema>;
  * workspace stops. Every step is audited.
  */
 export class Sharing {
+  private readonly ended = new EventEmitter<{ ended: [workspaceId: string, userIds: string[]] }>();
+
   constructor(
     private readonly store: Store,
     private readonly audit: AuditLog,
   ) {}
+
+  /**
+   * Calls `end` once the user, if a guest of the workspace, loses their access (denied, or sharing
+   * ended), so that what they have open (terminals, SSH sessions, relayed sockets) closes at once,
+   * not at their next request. Returns what stops listening.
+   */
+  onAccessEnded(workspaceId: string, userId: string, end: () => void): () => void {
+    const listener = (id: string, userIds: string[]) => id === workspaceId && userIds.includes(userId) && end();
+    this.ended.on("ended", listener);
+    return () => this.ended.off("ended", listener);
+  }
+
+  /** Removes every guest of a workspace, naming those who were in. */
+  private async dropGuests(tx: Executor, workspaceId: string): Promise<string[]> {
+    const approved = await tx.selectFrom("workspace_guests").select("user_id").where("workspace_id", "=", workspaceId).where("state", "=", "approved").execute();
+    await tx.deleteFrom("workspace_guests").where("workspace_id", "=", workspaceId).execute();
+    return approved.map((r) => r.user_id);
+  }
 
   async setShared(ctx: RequestContext, workspace: { id: string; orgId: string }, shared: boolean): Promise<void> {
     if (shared) {
       const org = await this.store.db.selectFrom("organizations").select("workspace_sharing").where("id", "=", workspace.orgId).executeTakeFirst();
       if (Number(org?.workspace_sharing) !== 1) throw new AppError(403, "sharing_forbidden", "your organisation does not allow sharing workspaces; an owner or admin can allow it (workspaceSharing in PATCH /api/v1/orgs/<id>)");
     }
-    await this.store.db.transaction().execute(async (tx) => {
+    const dropped = await this.store.db.transaction().execute(async (tx) => {
       await tx.updateTable("workspaces").set({ shared: shared ? 1 : 0 }).where("id", "=", workspace.id).execute();
-      // Turning it off ends every guest's access at once; turning it on again starts from none.
-      if (!shared) await tx.deleteFrom("workspace_guests").where("workspace_id", "=", workspace.id).execute();
       await this.audit.record({ action: "workspace.sharing_changed", ...actorOf(ctx), orgId: workspace.orgId, target: workspace.id, details: { shared } }, tx);
+      // Turning it off ends every guest's access at once; turning it on again starts from none.
+      return shared ? [] : await this.dropGuests(tx, workspace.id);
     });
+    this.ended.emit("ended", workspace.id, dropped);
   }
 
   /** Ends sharing without a person doing it (the workspace stopped). */
   async end(workspaceId: string): Promise<void> {
-    await this.store.db.transaction().execute(async (tx) => {
+    const dropped = await this.store.db.transaction().execute(async (tx) => {
       await tx.updateTable("workspaces").set({ shared: 0 }).where("id", "=", workspaceId).execute();
-      await tx.deleteFrom("workspace_guests").where("workspace_id", "=", workspaceId).execute();
+      return this.dropGuests(tx, workspaceId);
     });
+    this.ended.emit("ended", workspaceId, dropped);
   }
 
   /** Someone with the link asks to join; the owner sees the request. */
@@ -73,6 +99,7 @@ export class Sharing {
       if (Number(res.numUpdatedRows) !== 1) throw notFound("join request");
       await this.audit.record({ action: approve ? "workspace.guest_approved" : "workspace.guest_denied", ...actorOf(ctx), orgId: workspace.orgId, target: workspace.id, details: { guest: userId } }, tx);
     });
+    if (!approve) this.ended.emit("ended", workspace.id, [userId]);
   }
 
   /** Whether the user is an approved guest of the workspace while it is shared. */

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { repositoryName, variableScopeSchema } from "./variables.js";
+import { repositoryName } from "./repository-names.js";
+import { variableScopeSchema } from "./variables.js";
 
 describe("workspace variables", () => {
   it("names a repository owner/repo from any of its URL forms", () => {

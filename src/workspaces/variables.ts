@@ -6,6 +6,7 @@ import { notFound } from "../errors.js";
 import { secretNameSchema } from "../secrets/secret-variables.js";
 import type { Store } from "../store/database.js";
 import { now } from "../store/ids.js";
+import { repositoryName } from "./repository-names.js";
 
 /** `owner/repo`, `owner/*` or `*\/*`. */
 export const variableScopeSchema = z
@@ -15,12 +16,6 @@ export const variableScopeSchema = z
 
 export const workspaceVariableSchema = z.object({ name: secretNameSchema, scope: variableScopeSchema, updatedAt: z.string() });
 export type WorkspaceVariable = z.infer<typeof workspaceVariableSchema>;
-
-/** `owner/repo` of a repository URL (the last two parts of its path), for matching scopes. */
-export function repositoryName(url: string): string {
-  const path = url.replace(/^[a-z+]+:\/\/[^/]+/i, "").replace(/^[^/:]+@[^:]+:/, "").replace(/\.git$/, "").replace(/\/+$/, "");
-  return path.split(/[/:]/).filter(Boolean).slice(-2).join("/");
-}
 
 /** How closely a scope names the repository: higher wins; undefined when it does not apply. */
 function specificity(scope: string, repository: string): number | undefined {

@@ -1,6 +1,5 @@
 import { existsSync } from "node:fs";
 import { PassThrough } from "node:stream";
-import { z } from "zod";
 import type { Logger } from "pino";
 import { createMasker, maskText, secretValueProblem } from "../crypto/masking.js";
 import type { ImageStore } from "../images/image-store.js";
@@ -10,7 +9,7 @@ import { dockerfilePath } from "../pipeline/image-builds.js";
 import type { ImageBuild } from "../pipeline/model.js";
 import { configFileNames } from "../pipeline/load.js";
 import { readWorkspaceConfig, workspaceConfigFileNames } from "../pipeline/workspace-load.js";
-import { defaultWorkspaceConfig, portVisibilitySchema, type PortVisibility, type WorkspaceConfig, type WorkspaceImage } from "../pipeline/workspace-model.js";
+import { defaultWorkspaceConfig, type PortVisibility, type WorkspaceConfig, type WorkspaceImage } from "../pipeline/workspace-model.js";
 import { WORKSPACE, type Sandbox, type SandboxBackend, type SandboxLimits, type SandboxSpec } from "../sandbox/backend.js";
 import type { NetworkPolicy } from "../sandbox/network.js";
 import { gitCheckout, hardenedGit, type RepositoryAccess } from "../runner/git-checkout.js";
@@ -18,6 +17,7 @@ import { archiveName, restoreWorkspace, saveWorkspace } from "./archive.js";
 import type { ArchiveStorage } from "./archive-storage.js";
 import { taskScript, type TaskStatus } from "./tasks.js";
 import { Terminal, type TerminalInfo, type TerminalSize } from "./terminal.js";
+import type { WorkspacePortStatus } from "./views.js";
 import { LIVE_STATES, type Workspace, type Workspaces } from "./workspaces.js";
 
 export interface WorkspaceHostOptions {
@@ -41,6 +41,8 @@ export interface WorkspaceHostOptions {
   stopped?(id: string): Promise<void>;
   /** How long a running workspace may stay unused, and run at once (its organisation's, within the operator's). */
   limitsOf(ws: Workspace): Promise<{ idleMs: number; maxLifetimeMs: number }>;
+  /** P18: whether its owner may still open workspaces of its project; one whose owner lost that is stopped. */
+  ownerMay?(ws: Workspace): Promise<boolean>;
   log: Logger;
 }
 
@@ -52,6 +54,8 @@ interface Live {
   config: WorkspaceConfig;
   /** Every terminal, the tasks' first. */
   terminals: Map<string, Terminal>;
+  /** How many shells were opened in this run: each is named by its number. */
+  shells: number;
   env: Record<string, string>;
   cwd: string;
   secrets: string[];
@@ -175,7 +179,7 @@ export class WorkspaceHost {
   openTerminal(id: string, opts: { size?: TerminalSize; script?: string; name?: string } = {}): Terminal | undefined {
     const live = this.live.get(id);
     if (!live) return undefined;
-    const terminal = new Terminal(live.sandbox, { name: opts.name ?? "shell", kind: "shell", script: opts.script, env: live.env, cwd: live.cwd, size: opts.size ?? DEFAULT_SIZE });
+    const terminal = new Terminal(live.sandbox, { name: opts.name ?? `shell ${++live.shells}`, kind: "shell", script: opts.script, env: live.env, cwd: live.cwd, size: opts.size ?? DEFAULT_SIZE });
     live.terminals.set(terminal.id, terminal);
     return terminal;
   }
@@ -203,7 +207,7 @@ export class WorkspaceHost {
     const restore = archive ? (into: Sandbox) => restoreWorkspace(into, key, this.opts.storage, archive) : undefined;
     const image = archive ? await this.imageFor(ws, ws.config!.image, restore!) : undefined;
     let sandbox = await this.sandbox(image ?? HOST);
-    const live: Live = { sandbox, dispose: image && image !== HOST ? image.dispose : undefined, config: defaultWorkspaceConfig(), terminals: new Map(), env: {}, cwd: WORKSPACE, secrets: vars.secrets.filter((v) => secretValueProblem(v) === undefined) };
+    const live: Live = { sandbox, dispose: image && image !== HOST ? image.dispose : undefined, config: defaultWorkspaceConfig(), terminals: new Map(), shells: 0, env: {}, cwd: WORKSPACE, secrets: vars.secrets.filter((v) => secretValueProblem(v) === undefined) };
     this.live.set(id, live);
     ws = await this.workspaces.transition(id, ["creating"], "initializing");
     let config = ws.config;
@@ -313,8 +317,13 @@ export class WorkspaceHost {
       const lifetime = maxLifetimeMs * (ws.extended ? 2 : 1);
       const idle = now - Date.parse(ws.lastActivityAt) >= idleMs;
       const old = ws.startedAt !== null && now - Date.parse(ws.startedAt) >= lifetime;
-      if (!idle && !old) return;
-      const reason = idle ? `stopped after ${Math.round(idleMs / 60_000)} minutes without use` : `stopped after running for ${Math.round(lifetime / 3_600_000)} hours, the longest a workspace may run at once`;
+      const refused = this.opts.ownerMay && !(await this.opts.ownerMay(ws));
+      if (!idle && !old && !refused) return;
+      const reason = refused
+        ? "stopped because its owner may no longer open workspaces of its project (ask an owner of its organization for access)"
+        : idle
+          ? `stopped after ${Math.round(idleMs / 60_000)} minutes without use`
+          : `stopped after running for ${Math.round(lifetime / 3_600_000)} hours, the longest a workspace may run at once`;
       await this.stop(id, reason).then(
         () => stopped.push(id),
         (err: Error) => this.opts.log.error({ err, workspace: id }, "stopping an expired workspace failed"),
@@ -380,15 +389,6 @@ export class WorkspaceHost {
     }
   }
 }
-
-export const portStatusSchema = z.object({
-  port: z.number(),
-  name: z.string().nullable(),
-  visibility: portVisibilitySchema,
-  listening: z.boolean().describe("Whether something listens on it now"),
-  onOpen: z.string().describe("What the config asks the UI to do when it opens"),
-});
-export type WorkspacePortStatus = z.infer<typeof portStatusSchema>;
 
 /** The TCP ports something listens on in the sandbox's network namespace, from the kernel's tables. */
 async function listeningPorts(sandbox: Sandbox): Promise<Set<number>> {

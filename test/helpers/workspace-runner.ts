@@ -7,7 +7,7 @@ import path from "node:path";
 import { pino } from "pino";
 import WebSocket from "ws";
 import { startSshGateway } from "../../src/gateway/start.js";
-import { repositoryName } from "../../src/workspaces/variables.js";
+import { repositoryName } from "../../src/workspaces/repository-names.js";
 import type { Sandbox } from "../../src/sandbox/backend.js";
 import type { BwrapSandbox } from "../../src/sandbox/bwrap-backend.js";
 import { projectAtGitServer } from "./clone-runner.js";
@@ -89,7 +89,8 @@ export interface CliSeen {
 
 export interface SharingSeen {
   snapshot: { outsiderGet: number; outsiderOpen: number; memberGet: number; memberOpen: number; openedState: string; openedOwnerIsMember: boolean; contentIntact: boolean; initRuns: number; afterRevoke: number };
-  join: { beforeSharing: number; request: string; beforeApproval: number[]; guests: string[]; afterApproval: number[]; privatePort: number; afterUnshare: number[]; forbidden: string; denied: number };
+  leftMember: { swept: boolean; state: string; reason: string | null };
+  join: { beforeSharing: number; request: string; beforeApproval: number[]; guests: string[]; afterApproval: number[]; privatePort: number; afterUnshare: number[]; forbidden: string; denied: number; ended: { terminal: number; ssh: string; sshBefore: string; sshAfterApproval: string } };
   audited: string[];
 }
 
@@ -218,9 +219,13 @@ async function useSnapshotsAndSharing(h: Harness, owner: Client, other: Client, 
   const copy = opened.state === "running" ? sandboxOf(h, openedId) : undefined;
   const contentIntact = copy ? (await out(copy, "sha256sum /workspace/secret.txt | cut -d' ' -f1")) === digest : false;
   const initRuns = copy ? Number(await out(copy, "grep -c init-ran /workspace/init.log")) : -1;
-  await member.delete(`/api/v1/workspaces/${openedId}`);
   await owner.delete(`/api/v1/workspaces/${id}/snapshots/${snap}`);
   const afterRevoke = (await member.get(`/api/v1/snapshots/${snap}`)).statusCode;
+  // P18: a member who leaves the organisation keeps no running workspace of its project.
+  await owner.delete(`/api/v1/orgs/${orgId}/members/${memberId}`);
+  const sweptOut = await h.services.workspaceHost.stopExpired();
+  const leftMember = { swept: sweptOut.includes(openedId), ...(({ state, reason }) => ({ state, reason }))(await h.services.workspaces.get(openedId)) };
+  await member.delete(`/api/v1/workspaces/${openedId}`);
   // One more, kept: the at-rest search after the stop looks at it too.
   await owner.post(`/api/v1/workspaces/${id}/snapshots`, {});
 
@@ -230,11 +235,23 @@ async function useSnapshotsAndSharing(h: Harness, owner: Client, other: Client, 
   const request = (await other.post(`/api/v1/workspaces/${id}/join`)).json().state as string;
   const beforeApproval = await reach(other);
   const guests = (await owner.get(`/api/v1/workspaces/${id}/guests`)).json().guests.map((g: { email: string; state: string }) => `${g.email} ${g.state}`);
+  const guestSsh = await sshAsGuest(h, other, id);
+  const refusedBefore = await guestSsh.run("echo guest-in");
   await owner.put(`/api/v1/workspaces/${id}/guests/${await userIdOf(other)}`, { approve: true });
   const afterApproval = await reach(other);
   const privatePort = (await fetch(`${h.services.publicUrl()}/w/${id}/p/8765/`, { headers: { cookie: other.auth.cookie! } })).status;
+  // What the guest has open when sharing ends: a terminal in the browser and an SSH session.
+  const shell = (await other.post(`/api/v1/workspaces/${id}/terminals`, {})).json().id as string;
+  const terminal = await attach(h, other, id, shell);
+  const terminalClosed = new Promise<number>((resolve) => terminal.ws.once("close", (code: number) => resolve(code)));
+  const admitted = await guestSsh.run("echo guest-in");
+  const session = guestSsh.hold();
+  await new Promise((r) => setTimeout(r, 1_000));
   await owner.put(`/api/v1/workspaces/${id}/sharing`, { shared: false });
   const afterUnshare = [...(await reach(other)), (await fetch(`${h.services.publicUrl()}/w/${id}/p/8765/`, { headers: { cookie: other.auth.cookie! } })).status];
+  const within = <T>(p: Promise<T>, fallback: T) => Promise.race([p, new Promise<T>((r) => setTimeout(() => r(fallback), 5_000))]);
+  const ended = { terminal: await within(terminalClosed, 0), ssh: await within(session.then(() => "closed"), "still open"), sshBefore: refusedBefore.code === 0 ? "admitted" : "refused", sshAfterApproval: admitted.out.trim() };
+  await guestSsh.close();
   await owner.patch(`/api/v1/orgs/${orgId}`, { workspaceSharing: false });
   const refused = await owner.put(`/api/v1/workspaces/${id}/sharing`, { shared: true });
   const forbidden = `${refused.statusCode} ${refused.json().error?.code}`;
@@ -247,8 +264,27 @@ async function useSnapshotsAndSharing(h: Harness, owner: Client, other: Client, 
   const audited = [...new Set((await h.services.store.db.selectFrom("audit_log").select("action").where("action", "like", "workspace.%").execute()).map((r) => r.action))].sort();
   return {
     snapshot: { outsiderGet, outsiderOpen, memberGet, memberOpen: openedRes.statusCode, openedState: opened.state, openedOwnerIsMember: openedRes.json().ownerId === memberId, contentIntact, initRuns, afterRevoke },
-    join: { beforeSharing, request, beforeApproval, guests, afterApproval, privatePort, afterUnshare, forbidden, denied },
+    leftMember,
+    join: { beforeSharing, request, beforeApproval, guests, afterApproval, privatePort, afterUnshare, forbidden, denied, ended },
     audited,
+  };
+}
+
+/** A guest's way in over SSH: a key of their own, registered, and the gateway to use it on. */
+async function sshAsGuest(h: Harness, guest: Client, id: string) {
+  const dir = mkdtempSync(path.join(tmpdir(), "slipway-ssh-guest-"));
+  execFileSync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", "guest", "-f", path.join(dir, "guest")]);
+  await guest.post("/api/v1/me/ssh-keys", { name: "guest laptop", publicKey: readFileSync(path.join(dir, "guest.pub"), "utf8") });
+  const started = await startSshGateway(h.services, 0, "127.0.0.1", pino({ level: "silent" }));
+  const args = (command: string) => ["-p", String(started.address.port), "-i", path.join(dir, "guest"), "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no", "-o", `UserKnownHostsFile=${path.join(dir, "known_hosts")}`, "-o", "LogLevel=ERROR", `${id}@127.0.0.1`, command];
+  return {
+    run: (command: string) => openssh("ssh", args(command)),
+    /** A session that stays until the server ends it. */
+    hold: () => openssh("ssh", args("sleep 60"), "", 90_000),
+    close: async () => {
+      await started.gateway.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
   };
 }
 

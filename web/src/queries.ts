@@ -1,7 +1,7 @@
 import { useQuery } from "@tanstack/react-query";
 import { get } from "./api";
 import { isLive } from "./components/Status";
-import type { Build, Connection, DeployKey, Org, OrgInfo, OrgMember, Project, ScmProviderInfo } from "./types";
+import type { Build, Connection, DeployKey, Org, OrgInfo, OrgMember, Project, ScmProviderInfo, Workspace, WorkspaceDetail, WorkspacePort, WorkspaceState, WorkspaceTerminal } from "./types";
 
 // Each resource has one query key and one fetch, shared by the pages that show it.
 
@@ -54,3 +54,30 @@ export const useBuild = (id: string) =>
     queryFn: () => get<Build>(`/builds/${id}`),
     refetchInterval: (query) => (!query.state.data || isLive(query.state.data.status) || query.state.data.jobs.some((j) => isLive(j.status)) ? 2_000 : false),
   });
+
+/** States a workspace rests in until someone acts. */
+export const isResting = (state: WorkspaceState) => state === "stopped" || state === "failed";
+
+/** My workspaces, newest first; asked again while one of them is on its way somewhere, and now and then for their idle times. */
+export const useWorkspaces = () =>
+  useQuery({
+    queryKey: ["workspaces"],
+    queryFn: async () => (await get<{ workspaces: Workspace[] }>("/workspaces")).workspaces,
+    refetchInterval: (query) => (query.state.data?.some((w) => !isResting(w.state) && w.state !== "running") ? 2_000 : 30_000),
+  });
+
+/** One workspace with its transitions; its state arrives live through useWorkspaceEvents, its tasks are asked for every few seconds while it runs. */
+export const useWorkspace = (id: string) =>
+  useQuery({
+    queryKey: ["workspace", id],
+    queryFn: () => get<WorkspaceDetail>(`/workspaces/${id}`),
+    refetchInterval: (query) => (query.state.data?.state === "running" ? 5_000 : false),
+  });
+
+/** The terminals of a running workspace. */
+export const useTerminals = (id: string, running: boolean) =>
+  useQuery({ queryKey: ["terminals", id], queryFn: async () => (await get<{ terminals: WorkspaceTerminal[] }>(`/workspaces/${id}/terminals`)).terminals, enabled: running, refetchInterval: running ? 5_000 : false });
+
+/** The ports of a running workspace: something may start listening at any time. */
+export const usePorts = (id: string, running: boolean) =>
+  useQuery({ queryKey: ["ports", id], queryFn: async () => (await get<{ ports: WorkspacePort[] }>(`/workspaces/${id}/ports`)).ports, enabled: running, refetchInterval: running ? 3_000 : false });

@@ -9,6 +9,12 @@ import type { badgeLinkSchema, createdTokenSchema, deployKeySchema, meSchema, me
 import type { connectionSchema, providerInfoSchema } from "../../src/scm/connections.js";
 import type { repositoryPageSchema } from "../../src/scm/provider.js";
 import type { leftoverSchema, repositoryLinkSchema } from "../../src/scm/repository-links.js";
+import type { sshKeySchema } from "../../src/auth/ssh-keys.js";
+import type { portViewSchema, workspaceDetailSchema, workspaceViewSchema } from "../../src/workspaces/views.js";
+import type { guestSchema } from "../../src/workspaces/sharing.js";
+import type { snapshotSchema } from "../../src/workspaces/snapshots.js";
+import type { terminalSchema } from "../../src/workspaces/terminal.js";
+import type { workspaceVariableSchema } from "../../src/workspaces/variables.js";
 
 export type User = z.infer<typeof userSchema>;
 export type Session = z.infer<typeof sessionResponseSchema>;
@@ -42,3 +48,12 @@ export type RecoveryCodes = z.infer<typeof recoveryCodesSchema>;
 export type NewToken = z.input<typeof newTokenSchema>;
 export type CreatedToken = z.infer<typeof createdTokenSchema>;
 export type Meta = z.infer<typeof metaSchema>;
+export type Workspace = z.infer<typeof workspaceViewSchema>;
+export type WorkspaceDetail = z.infer<typeof workspaceDetailSchema>;
+export type WorkspaceState = Workspace["state"];
+export type WorkspaceTerminal = z.infer<typeof terminalSchema>;
+export type WorkspacePort = z.infer<typeof portViewSchema>;
+export type Snapshot = z.infer<typeof snapshotSchema>;
+export type Guest = z.infer<typeof guestSchema>;
+export type SshKey = z.infer<typeof sshKeySchema>;
+export type WorkspaceVariable = z.infer<typeof workspaceVariableSchema>;

@@ -6,7 +6,8 @@ import { z } from "zod";
 import { portVisibilitySchema } from "../../pipeline/workspace-model.js";
 import type { Services } from "../../services.js";
 import { workspaceParams } from "../schemas.js";
-import { portStatusSchema } from "../../workspaces/workspace-host.js";
+import { GUEST_ENDED } from "../../workspaces/sharing.js";
+import { portViewSchema } from "../../workspaces/views.js";
 
 const portParams = workspaceParams.extend({ port: z.coerce.number().int().min(1).max(65535) });
 const proxyParams = portParams.extend({ "*": z.string().optional() });
@@ -56,7 +57,7 @@ export const workspacePortRoutes: FastifyPluginAsyncZod<{ services: Services }> 
         summary: "A running workspace's ports",
         description: "Those its config names and those something listens on now, each served at `url` to its owner (private) or to anyone with the link (public). None while it is not running.",
         params: workspaceParams,
-        response: { 200: z.object({ ports: z.array(portStatusSchema.extend({ url: z.string() })) }) },
+        response: { 200: z.object({ ports: z.array(portViewSchema) }) },
       },
     },
     async (request) => {
@@ -157,7 +158,12 @@ export const workspacePortRoutes: FastifyPluginAsyncZod<{ services: Services }> 
           const closeCode = (code: number) => (code >= 1000 && code < 5000 && code !== 1005 && code !== 1006 ? code : 1000);
           upstream.on("close", (code, reason) => socket.close(closeCode(code), reason));
           upstream.on("error", () => socket.close(1011, "the workspace's server closed the connection"));
-          socket.on("close", (code, reason) => (upstream.readyState === WebSocket.CONNECTING ? upstream.terminate() : upstream.close(closeCode(code), reason)));
+          const unfollow = request.principal ? services.sharing.onAccessEnded(workspaceId, request.principal.userId, () => socket.close(4403, GUEST_ENDED)) : () => undefined;
+          socket.on("close", (code, reason) => {
+            unfollow();
+            if (upstream.readyState === WebSocket.CONNECTING) upstream.terminate();
+            else upstream.close(closeCode(code), reason);
+          });
         },
       });
     }

@@ -3,6 +3,7 @@ import { z } from "zod";
 import { AppError, conflict } from "../../errors.js";
 import type { Services } from "../../services.js";
 import { workspaceParams } from "../schemas.js";
+import { GUEST_ENDED } from "../../workspaces/sharing.js";
 import { terminalSchema, terminalSizeSchema } from "../../workspaces/terminal.js";
 
 const terminalParams = workspaceParams.extend({ terminalId: z.string().min(1).max(64) });
@@ -93,7 +94,12 @@ export const workspaceTerminalRoutes: FastifyPluginAsyncZod<{ services: Services
         if (!size.success) return socket.close(4400, "cols 2-1000 and rows 1-1000");
         void terminal.resize(size.data).catch(() => undefined);
       });
-      socket.on("close", () => attached.detach());
+      // A guest's terminal closes the moment the owner sends them away or stops sharing.
+      const unfollow = services.sharing.onAccessEnded(workspaceId, request.principal!.userId, () => socket.close(4403, GUEST_ENDED));
+      socket.on("close", () => {
+        attached.detach();
+        unfollow();
+      });
     },
   });
 };

@@ -4,18 +4,15 @@ import type { RequestContext } from "../../auth/permissions.js";
 import { AppError, conflict, notFound } from "../../errors.js";
 import type { Project } from "../../projects/projects.js";
 import type { Services } from "../../services.js";
-import { taskStatusSchema } from "../../workspaces/tasks.js";
-import { transitionSchema, workspaceSchema, type Workspace } from "../../workspaces/workspaces.js";
+import { repositoryKey } from "../../workspaces/repository-names.js";
+import { workspaceDetailSchema, workspaceViewSchema } from "../../workspaces/views.js";
+import type { Workspace } from "../../workspaces/workspaces.js";
 import { contextOf } from "../plugins/access.js";
 import { refPart, workspaceParams } from "../schemas.js";
 
 /** States a workspace stays in until someone acts: its events stream ends there. */
 const RESTING: readonly string[] = ["stopped", "failed"];
 
-const workspaceViewSchema = workspaceSchema.extend({ tasks: z.array(taskStatusSchema).describe("The tasks of a running workspace, with the last of their output") });
-
-/** The same repository however it was written: case of the scheme and host aside, without a trailing `/` or `.git`. */
-const repositoryKey = (url: string) => url.trim().replace(/\/+$/, "").replace(/\.git$/, "").replace(/^[a-z]+:\/\/[^/]+/i, (origin) => origin.toLowerCase());
 
 /** Workspaces: open one from a project's repository, follow it, stop, start and delete it. */
 export const workspaceRoutes: FastifyPluginAsyncZod<{ services: Services }> = async (app, { services }) => {
@@ -73,7 +70,7 @@ export const workspaceRoutes: FastifyPluginAsyncZod<{ services: Services }> = as
     "/workspaces/:workspaceId",
     {
       config: { access: { kind: "workspace", scope: "workspaces:read", guests: true } },
-      schema: { summary: "A workspace, with its tasks and every state it went through", params: workspaceParams, response: { 200: workspaceViewSchema.extend({ transitions: z.array(transitionSchema) }) } },
+      schema: { summary: "A workspace, with its tasks and every state it went through", params: workspaceParams, response: { 200: workspaceDetailSchema } },
     },
     async (request) => {
       const ws = await workspaces.get(request.params.workspaceId);

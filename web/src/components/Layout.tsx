@@ -1,13 +1,18 @@
 import { useMutation } from "@tanstack/react-query";
 import { Link, Navigate, NavLink, Outlet, useLocation, useNavigate, useRouteError } from "react-router";
 import { useSession, useSignOut } from "../session";
+import { hashEntry } from "../workspace/hash-entry";
 import { ErrorNote } from "./ErrorNote";
 
 /** The frame of every page: the header with where to go, and the page below it. */
 export function Shell() {
   const { user } = useSession();
+  const location = useLocation();
   const navigate = useNavigate();
   const signOut = useMutation({ mutationFn: useSignOut(), onSuccess: () => navigate("/sign-in") });
+  // Links to /#<repository-url> and /#snapshot/<id> go to their pages first: signing in keeps a path, not a fragment.
+  const entry = location.pathname === "/" ? hashEntry(location.hash) : undefined;
+  if (entry) return <Navigate to={entry} replace />;
   return (
     <>
       <a className="skip" href="#main">
@@ -22,6 +27,7 @@ export function Shell() {
             <NavLink to="/" end>
               Projects
             </NavLink>
+            <NavLink to="/workspaces">Workspaces</NavLink>
             <NavLink to="/orgs">Organizations</NavLink>
             <NavLink to="/account">Account</NavLink>
           </nav>

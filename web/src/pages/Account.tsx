@@ -13,6 +13,8 @@ import { TableHead } from "../components/TableHead";
 import { Time } from "../components/Time";
 import { labelOf, useConnections, useScmProviders } from "../queries";
 import { SESSION_KEY } from "../session";
+import { SshKeys } from "../workspace/SshKeys";
+import { WorkspaceVariables } from "../workspace/WorkspaceVariables";
 import type { ApiToken, CreatedToken, Me, User, NewToken, RecoveryCodes, Scope, TwoFactorSetup } from "../types";
 
 const ME = ["me"];
@@ -45,7 +47,7 @@ const expiries: Array<[days: number, words: string]> = [
 /** The server's QR code as an image: an SVG from the server is never put into the page's own markup. */
 const svgImage = (svg: string) => `data:image/svg+xml;base64,${btoa(Array.from(new TextEncoder().encode(svg), (b) => String.fromCharCode(b)).join(""))}`;
 
-/** The signed-in user's own account: profile, password, two-factor, API tokens and connected git hosts. */
+/** The signed-in user's own account: profile, password, two-factor, API tokens, SSH keys, workspace variables and connected git hosts. */
 export default function Account() {
   const me = useQuery({ queryKey: ME, queryFn: () => get<Me>("/me") });
   const [hash] = useState(fragment);
@@ -76,6 +78,8 @@ export default function Account() {
         </>
       )}
       <Tokens />
+      <SshKeys />
+      <WorkspaceVariables />
       <GitHosts />
     </div>
   );
