@@ -71,6 +71,10 @@ describe.runIf(isRoot)("workspaces from a repository", () => {
     });
   });
 
+  it("caps a workspace's terminals (409) and the connections relayed into it (503), as each costs processes", () => {
+    expect(out.caps).toEqual({ terminals: { opened: 32, refused: "409 too_many_terminals" }, relays: { opened: 32, refused: "503 too_many_connections", afterClose: true } });
+  });
+
   it("P18: the port proxy serves a private port to its owner alone, a public one to anyone, a change at once; no cookie passes either way", () => {
     expect(out.ports).toEqual({
       listed: [{ port: 8765, visibility: "private", listening: true }],

@@ -90,10 +90,10 @@ export class SshGateway {
       );
       client.on("session", (accept) => this.session(accept(), who.workspaceId));
       client.on("tcpip", (accept, reject, info) => {
-        const sandbox = this.opts.host.sandboxOf(who.workspaceId);
-        if (!sandbox || !LOOPBACK.has(info.destIP)) return reject();
-        sandbox.connect(info.destPort).then(
+        if (!LOOPBACK.has(info.destIP)) return reject();
+        this.opts.host.connect(who.workspaceId, info.destPort).then(
           (socket) => {
+            if (!socket) return reject();
             const channel = accept();
             this.opts.host.used(who.workspaceId);
             channel.pipe(socket).pipe(channel);
@@ -140,7 +140,12 @@ export class SshGateway {
     });
     session.on("env", (accept) => accept?.());
     const inTerminal = (channel: ServerChannel, script?: string) => {
-      const terminal = host.openTerminal(workspaceId, { size: size ?? DEFAULT_SIZE, script, name: script ? "ssh command" : "ssh" });
+      let terminal: ReturnType<typeof host.openTerminal>;
+      try {
+        terminal = host.openTerminal(workspaceId, { size: size ?? DEFAULT_SIZE, script, name: script ? "ssh command" : "ssh" });
+      } catch (err) {
+        return channel.end(`${(err as Error).message}\r\n`);
+      }
       if (!terminal) return channel.end("the workspace is not running\r\n");
       terminalId = terminal.id;
       const attached = terminal.attach(

@@ -1,7 +1,8 @@
 import { existsSync } from "node:fs";
-import { PassThrough } from "node:stream";
+import { PassThrough, type Duplex } from "node:stream";
 import type { Logger } from "pino";
 import { createMasker, maskText, secretValueProblem } from "../crypto/masking.js";
+import { AppError } from "../errors.js";
 import type { ImageStore } from "../images/image-store.js";
 import { memoryFiles } from "../pipeline/files.js";
 import { limits as configLimits } from "../pipeline/problems.js";
@@ -74,6 +75,11 @@ const HOST_SFTP_SERVER = "/usr/lib/openssh/sftp-server";
 /** Time a workspace's git commands and archive steps may take, each. */
 const GIT_TIMEOUT_MS = 10 * 60_000;
 
+/** Shells a running workspace may have open at once (browser, SSH): each is a process tree in it. */
+export const MAX_TERMINALS = 32;
+/** Connections relayed into one workspace at once (port proxy, ssh -L): each is a process on the host. */
+export const MAX_RELAYS = 32;
+
 /**
  * Runs workspaces on this machine: a long-lived sandbox each, its /workspace cloned on the first
  * start and restored from its encrypted archive on the next, its tasks started; on stop,
@@ -85,6 +91,7 @@ export class WorkspaceHost {
   private readonly starting = new Map<string, Promise<void>>();
   private readonly stopping = new Map<string, Promise<void>>();
   private readonly lastUse = new Map<string, number>();
+  private readonly relays = new Map<string, number>();
 
   constructor(
     private readonly workspaces: Workspaces,
@@ -179,6 +186,8 @@ export class WorkspaceHost {
   openTerminal(id: string, opts: { size?: TerminalSize; script?: string; name?: string } = {}): Terminal | undefined {
     const live = this.live.get(id);
     if (!live) return undefined;
+    const shells = [...live.terminals.values()].filter((t) => t.info.kind === "shell" && t.info.state === "running").length;
+    if (shells >= MAX_TERMINALS) throw new AppError(409, "too_many_terminals", `the workspace has ${MAX_TERMINALS} terminals open, the most it may; close one first`);
     const terminal = new Terminal(live.sandbox, { name: opts.name ?? `shell ${++live.shells}`, kind: "shell", script: opts.script, env: live.env, cwd: live.cwd, size: opts.size ?? DEFAULT_SIZE });
     live.terminals.set(terminal.id, terminal);
     return terminal;
@@ -191,6 +200,35 @@ export class WorkspaceHost {
     this.live.get(id)?.terminals.delete(terminalId);
     await terminal.close();
     return true;
+  }
+
+  /**
+   * A connection to a port on a running workspace's loopback (port proxy, ssh -L), through a relay
+   * process on the host: at most MAX_RELAYS at once per workspace, so that a flood of requests to
+   * a public port costs the host no more. Undefined when the workspace is not running.
+   */
+  async connect(id: string, port: number): Promise<Duplex | undefined> {
+    const sandbox = this.sandboxOf(id);
+    if (!sandbox) return undefined;
+    const open = this.relays.get(id) ?? 0;
+    if (open >= MAX_RELAYS) throw new AppError(503, "too_many_connections", `the workspace has ${MAX_RELAYS} connections open through Slipway, the most it may; try again once some have closed`);
+    this.relays.set(id, open + 1);
+    let released = false;
+    const release = () => {
+      if (released) return;
+      released = true;
+      const left = (this.relays.get(id) ?? 1) - 1;
+      if (left > 0) this.relays.set(id, left);
+      else this.relays.delete(id);
+    };
+    try {
+      const socket = await sandbox.connect(port);
+      socket.once("close", release).once("end", release).once("error", release);
+      return socket;
+    } catch (err) {
+      release();
+      throw err;
+    }
   }
 
   /** The sandbox of a running workspace, for its terminals. */

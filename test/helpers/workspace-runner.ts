@@ -7,6 +7,7 @@ import path from "node:path";
 import { pino } from "pino";
 import WebSocket from "ws";
 import { startSshGateway } from "../../src/gateway/start.js";
+import { MAX_RELAYS, MAX_TERMINALS } from "../../src/workspaces/workspace-host.js";
 import { repositoryName } from "../../src/workspaces/repository-names.js";
 import type { Sandbox } from "../../src/sandbox/backend.js";
 import type { BwrapSandbox } from "../../src/sandbox/bwrap-backend.js";
@@ -101,6 +102,7 @@ export interface WorkspaceRunOutput {
   ssh: SshSeen;
   ports: PortsSeen;
   terminal: TerminalSeen;
+  caps: { terminals: { opened: number; refused: string }; relays: { opened: number; refused: string; afterClose: boolean } };
   idle: { extended: number[]; limits: number[]; after11: string[]; after31: string[]; reason: string | null; state: string };
   commits: { opened: string | null };
   opened: Seen;
@@ -268,6 +270,47 @@ async function useSnapshotsAndSharing(h: Harness, owner: Client, other: Client, 
     join: { beforeSharing, request, beforeApproval, guests, afterApproval, privatePort, afterUnshare, forbidden, denied, ended },
     audited,
   };
+}
+
+/**
+ * A workspace's terminals and relayed connections are capped (each costs processes): shells open
+ * up to the cap, then 409; connections to a port up to theirs, then 503, and again once one closed.
+ */
+async function useCaps(h: Harness, owner: Client, id: string) {
+  const running = async () => ((await owner.get(`/api/v1/workspaces/${id}/terminals`)).json().terminals as Array<{ id: string; kind: string; state: string }>).filter((t) => t.kind === "shell" && t.state === "running");
+  const before = (await running()).length;
+  const made: string[] = [];
+  let refused = "";
+  for (let i = 0; i < MAX_TERMINALS + 1 && !refused; i++) {
+    const res = await owner.post(`/api/v1/workspaces/${id}/terminals`, {});
+    if (res.statusCode === 201) made.push(res.json().id);
+    else refused = `${res.statusCode} ${res.json().error?.code}`;
+  }
+  for (const t of made) await owner.delete(`/api/v1/workspaces/${id}/terminals/${t}`);
+  const terminals = { opened: before + made.length, refused };
+
+  // A server that completes every connection (a long backlog) and accepts none.
+  const s = sandboxOf(h, id);
+  // Each exec has a process namespace of its own: the server stops when a file says so.
+  const holding = sh(s, `exec perl -MIO::Socket::INET -e '$s = IO::Socket::INET->new(LocalAddr => "127.0.0.1", LocalPort => 8799, Listen => 200, ReuseAddr => 1) or die; select(undef, undef, undef, 0.1) until -e "/tmp/stop-8799"'`, 120_000).catch(() => undefined);
+  const host = h.services.workspaceHost;
+  const sockets: Array<{ destroy(): void }> = [];
+  for (let i = 0; i < 100 && sockets.length === 0; i++) {
+    const first = await host.connect(id, 8799).catch(() => undefined);
+    if (first) sockets.push(first);
+    else await new Promise((r) => setTimeout(r, 100));
+  }
+  const tries = await Promise.allSettled(Array.from({ length: MAX_RELAYS }, () => host.connect(id, 8799)));
+  for (const t of tries) if (t.status === "fulfilled" && t.value) sockets.push(t.value);
+  const opened = sockets.length;
+  const over = (tries.find((t) => t.status === "rejected") as PromiseRejectedResult | undefined)?.reason as { status?: number; code?: string } | undefined;
+  sockets.pop()!.destroy();
+  await new Promise((r) => setTimeout(r, 300));
+  const again = await host.connect(id, 8799).catch(() => undefined);
+  for (const socket of again ? [...sockets, again] : sockets) socket.destroy();
+  await s.writeFile("/tmp/stop-8799", "");
+  await holding;
+  return { terminals, relays: { opened, refused: `${over?.status} ${over?.code}`, afterClose: again !== undefined } };
 }
 
 /** A guest's way in over SSH: a key of their own, registered, and the gateway to use it on. */
@@ -589,6 +632,7 @@ async function tour(input: WorkspaceRunInput): Promise<WorkspaceRunOutput> {
       if (ownReachesPort !== "reached") await new Promise((r) => setTimeout(r, 100));
     }
     const ports = await usePorts(h, owner, other, id);
+    const caps = await useCaps(h, owner, id);
     const ssh = await useSsh(h, owner, other, id);
     const variables = await shellOutput(h, id, 'echo "vars=$TOKEN_A,$TOKEN_B,$PROJ_VAR,${OTHER_REPO:-unset}"');
     const shared = await useSnapshotsAndSharing(h, owner, other, id, project, digest);
@@ -648,7 +692,7 @@ async function tour(input: WorkspaceRunInput): Promise<WorkspaceRunOutput> {
     const deleted = { status: del.statusCode, get: (await owner.get(`/api/v1/workspaces/${id}`)).statusCode, archiveFilesLeft: archiveFiles(h).filter((f) => f.startsWith(id)).length };
     await other.delete(`/api/v1/workspaces/${otherId}`);
 
-    return { taskOutput, variables, shared, ssh, ports, terminal, idle, commits: { opened: opened.commit }, opened: { ...opened }, inside, p26, stopped, plaintextIn, controlFoundIn, resumed, afterResume, tampered, retried, retriedMarkerIntact, others, p19, deleted };
+    return { taskOutput, variables, shared, ssh, ports, terminal, caps, idle, commits: { opened: opened.commit }, opened: { ...opened }, inside, p26, stopped, plaintextIn, controlFoundIn, resumed, afterResume, tampered, retried, retriedMarkerIntact, others, p19, deleted };
   } finally {
     await h.close();
   }

@@ -4,6 +4,7 @@ import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
 import WebSocket from "ws";
 import { z } from "zod";
 import { portVisibilitySchema } from "../../pipeline/workspace-model.js";
+import { AppError } from "../../errors.js";
 import type { Services } from "../../services.js";
 import { workspaceParams } from "../schemas.js";
 import { GUEST_ENDED } from "../../workspaces/sharing.js";
@@ -94,13 +95,16 @@ export const workspacePortRoutes: FastifyPluginAsyncZod<{ services: Services }> 
     const forward = async (request: FastifyRequest, reply: FastifyReply) => {
       const { workspaceId, port } = proxyParams.parse(request.params);
       const prefix = `/w/${workspaceId}/p/${port}`;
-      const sandbox = host.sandboxOf(workspaceId);
-      if (!sandbox) return reply.code(404).send({ error: { code: "not_found", message: "the workspace is not running" } });
+      if (!host.sandboxOf(workspaceId)) return reply.code(404).send({ error: { code: "not_found", message: "the workspace is not running" } });
       host.used(workspaceId);
       const path = request.url.slice(prefix.length);
       // Relative links of the page resolve under the prefix only from "…/p/<port>/".
       if (!path.startsWith("/")) return reply.redirect(`${prefix}/${path}`, 308);
-      const connection = await sandbox.connect(port).catch(() => undefined);
+      // A full workspace (too many connections) says so; a port nobody listens on is a 502.
+      const connection = await host.connect(workspaceId, port).catch((err: unknown) => {
+        if (err instanceof AppError) throw err;
+        return undefined;
+      });
       if (!connection) return reply.code(502).send({ error: { code: "port_closed", message: `nothing listens on port ${port} in the workspace yet; start the server, then reload` } });
       reply.hijack();
       const res = reply.raw;
@@ -139,10 +143,8 @@ export const workspacePortRoutes: FastifyPluginAsyncZod<{ services: Services }> 
         wsHandler: async (socket, request) => {
           const { workspaceId, port } = proxyParams.parse(request.params);
           const prefix = `/w/${workspaceId}/p/${port}`;
-          const connection = await host
-            .sandboxOf(workspaceId)
-            ?.connect(port)
-            .catch(() => undefined);
+          const connection = await host.connect(workspaceId, port).catch((err: unknown) => (err instanceof AppError ? err : undefined));
+          if (connection instanceof AppError) return socket.close(1013, connection.message.slice(0, 120));
           if (!connection) return socket.close(1011, `nothing listens on port ${port}`);
           const upstream = new WebSocket(`ws://localhost:${port}${request.url.slice(prefix.length) || "/"}`, { createConnection: () => connection as never, headers: upstreamHeaders(request, prefix, port) as Record<string, string> });
           const pending: Array<[WebSocket.RawData, boolean]> = [];
