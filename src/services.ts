@@ -39,6 +39,7 @@ import { dockerfilePath } from "./pipeline/image-builds.js";
 import { BwrapBackend } from "./sandbox/bwrap-backend.js";
 import { LocalArchiveStorage } from "./workspaces/archive-storage.js";
 import { WorkspaceHost } from "./workspaces/workspace-host.js";
+import { S3ArchiveStorage, parseS3Url } from "./workspaces/s3-archive-storage.js";
 import { Sharing } from "./workspaces/sharing.js";
 import { Snapshots } from "./workspaces/snapshots.js";
 import { WorkspaceVariables } from "./workspaces/variables.js";
@@ -147,7 +148,7 @@ export async function createServices(settings: Settings, log: Logger, opts: { se
     const sandboxes = () => (backend ??= new BwrapBackend({ onWarning: (m) => log.warn(m) }));
     const sharing = new Sharing(store, audit);
     const workspaceVariables = new WorkspaceVariables(store, box, audit);
-    const archives = new LocalArchiveStorage(settings.workspaceArchiveDir ?? path.join(settings.dataDir, "workspaces"));
+    const archives = settings.workspaceS3Url ? new S3ArchiveStorage(parseS3Url(settings.workspaceS3Url)) : new LocalArchiveStorage(settings.workspaceArchiveDir ?? path.join(settings.dataDir, "workspaces"));
     const mayOpenWorkspaces = async (userId: string, projectId: string) => {
       const user = await users.byId(store.db, userId);
       const principal = { userId, email: user.email, isAdmin: user.isAdmin, twoFactor: user.twoFactor, via: "token", scopes: "all" } as const;

@@ -48,6 +48,8 @@ export const settingsSchema = z
     imageCacheMaxDays: positiveInt.default(90),
     /** Where stopped workspaces' encrypted archives are kept; default <dataDir>/workspaces. */
     workspaceArchiveDir: z.string().min(1).optional(),
+    /** S3-compatible object storage for them instead: https://<key id>:<secret>@<host>/<bucket>[/<prefix>]?region=<region>. */
+    workspaceS3Url: z.url({ protocol: /^https?$/ }).optional(),
     /** `outbound`: workspaces reach the internet (never this machine or its networks); `none`: loopback only. */
     workspaceNetwork: z.enum(["outbound", "none"]).default("outbound"),
     /** The SSH gateway to workspaces: on by default, on its own port (0 picks a free one). */
@@ -131,6 +133,7 @@ const envNames: Record<keyof Settings, string> = {
   sshGateway: "SLIPWAY_SSH_GATEWAY",
   sshPort: "SLIPWAY_SSH_PORT",
   sshHost: "SLIPWAY_SSH_HOST",
+  workspaceS3Url: "SLIPWAY_WORKSPACE_S3_URL",
   workspaceIdleMinutes: "SLIPWAY_WORKSPACE_IDLE_MINUTES",
   workspaceMaxHours: "SLIPWAY_WORKSPACE_MAX_HOURS",
   workspaceMaxSnapshots: "SLIPWAY_WORKSPACE_MAX_SNAPSHOTS",

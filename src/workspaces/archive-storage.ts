@@ -19,6 +19,12 @@ export interface ArchiveStorage {
 
 const NAME = /^[A-Za-z0-9_-]{1,64}\.[a-z0-9.]{1,32}$/;
 
+/** The name, checked to be one of the caller's making: never a path, never empty. */
+export function objectName(name: string): string {
+  if (!NAME.test(name)) throw new Error(`not an archive name: ${JSON.stringify(name)}`);
+  return name;
+}
+
 /** A folder of this machine, readable by the server's user alone. */
 export class LocalArchiveStorage implements ArchiveStorage {
   constructor(private readonly dir: string) {
@@ -26,8 +32,7 @@ export class LocalArchiveStorage implements ArchiveStorage {
   }
 
   private file(name: string): string {
-    if (!NAME.test(name)) throw new Error(`not an archive name: ${JSON.stringify(name)}`);
-    return path.join(this.dir, name);
+    return path.join(this.dir, objectName(name));
   }
 
   async put(name: string, data: Readable): Promise<number> {
