@@ -41,6 +41,7 @@ import { LocalArchiveStorage } from "./workspaces/archive-storage.js";
 import { WorkspaceHost } from "./workspaces/workspace-host.js";
 import { S3ArchiveStorage, parseS3Url } from "./workspaces/s3-archive-storage.js";
 import { Sharing } from "./workspaces/sharing.js";
+import { AppError } from "./errors.js";
 import { Snapshots } from "./workspaces/snapshots.js";
 import { WorkspaceVariables } from "./workspaces/variables.js";
 import { Workspaces } from "./workspaces/workspaces.js";
@@ -150,7 +151,12 @@ export async function createServices(settings: Settings, log: Logger, opts: { se
     const workspaceVariables = new WorkspaceVariables(store, box, audit);
     const archives = settings.workspaceS3Url ? new S3ArchiveStorage(parseS3Url(settings.workspaceS3Url)) : new LocalArchiveStorage(settings.workspaceArchiveDir ?? path.join(settings.dataDir, "workspaces"));
     const mayOpenWorkspaces = async (userId: string, projectId: string) => {
-      const user = await users.byId(store.db, userId);
+      // A user who no longer exists may open nothing; any other failure is the caller's to see.
+      const user = await users.byId(store.db, userId).catch((err: unknown) => {
+        if (err instanceof AppError && err.status === 404) return undefined;
+        throw err;
+      });
+      if (!user) return false;
       const principal = { userId, email: user.email, isAdmin: user.isAdmin, twoFactor: user.twoFactor, via: "token", scopes: "all" } as const;
       return authorizer.projectAction(principal, "project.workspaces.open", projectId).then(
         () => true,
@@ -201,6 +207,7 @@ export async function createServices(settings: Settings, log: Logger, opts: { se
       }),
       log,
     });
+    sharing.onGuestsEnded((id, guests) => void workspaceHost.closeGuestTerminals(id, guests).catch((err: unknown) => log.warn({ err, workspace: id }, "closing a guest's terminals failed")));
     const snapshots = new Snapshots(store, workspaces, workspaceHost, archives, audit, settings.workspaceMaxSnapshots);
     return {
       settings,

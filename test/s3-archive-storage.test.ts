@@ -52,10 +52,13 @@ describe("workspace archives in S3-compatible object storage", () => {
 
   it("a wrong secret is refused: the put fails saying what to check, without the secret, and stores nothing", async () => {
     const wrong = randomBytes(20).toString("base64");
-    const err = await storage(sim.url("slipway-test", wrong)).put("ws_b.archive", chunks(randomBytes(1000))).catch((e: Error) => e);
-    expect(err).toBeInstanceOf(Error);
-    expect((err as Error).message).toMatch(/could not store ws_b\.archive: SignatureDoesNotMatch \(HTTP 403\); check SLIPWAY_WORKSPACE_S3_URL/);
-    expect((err as Error).message).not.toContain(wrong);
+    // Small enough for one request, and large enough for parts: either way, the reason is told.
+    for (const size of [1000, 12 * MIB]) {
+      const err = await storage(sim.url("slipway-test", wrong)).put("ws_b.archive", chunks(randomBytes(size))).catch((e: Error) => e);
+      expect(err).toBeInstanceOf(Error);
+      expect((err as Error).message).toMatch(/could not store ws_b\.archive: SignatureDoesNotMatch \(HTTP 403\); check SLIPWAY_WORKSPACE_S3_URL/);
+      expect((err as Error).message).not.toContain(wrong);
+    }
     expect(sim.objects.size).toBe(0);
   });
 

@@ -133,7 +133,8 @@ describe.runIf(isRoot)("workspaces from a repository", () => {
       forbidden: "403 sharing_forbidden",
       denied: 404,
       // Over SSH too, a guest gets in once approved; what they have open closes when sharing ends.
-      ended: { terminal: 4403, ssh: "closed", sshBefore: "refused", sshAfterApproval: "guest-in" },
+      // A guest has 8 shells at most (one came from the reach above, one is attached): all 8 close with their access.
+      ended: { terminal: 4403, ssh: "closed", sshBefore: "refused", sshAfterApproval: "guest-in", guestShellsOpened: 6, shellsClosed: 8 },
     });
     expect(out.shared.audited).toEqual(expect.arrayContaining(["workspace.guest_approved", "workspace.guest_denied", "workspace.join_requested", "workspace.opened", "workspace.sharing_changed", "workspace.snapshot_created", "workspace.snapshot_deleted", "workspace.ssh_session"]));
   });

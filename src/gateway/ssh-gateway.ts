@@ -1,6 +1,6 @@
-import type { AddressInfo } from "node:net";
+import { createServer, type AddressInfo, type Server as NetServer, type Socket } from "node:net";
 import type { Logger } from "pino";
-import ssh2, { type Connection, type PublicKeyAuthContext, type ServerChannel, type Session } from "ssh2";
+import ssh2, { type ClientInfo, type Connection, type PublicKeyAuthContext, type ServerChannel, type Session } from "ssh2";
 
 // ssh2 is CommonJS: its parts are properties of the default export.
 const { Server, utils } = ssh2;
@@ -33,6 +33,8 @@ interface Login {
   projectId: string;
   userId: string;
   fingerprint: string;
+  /** Let in as an approved guest, not as the owner. */
+  guest: boolean;
 }
 
 const LOOPBACK = new Set(["localhost", "127.0.0.1", "::1"]);
@@ -46,23 +48,32 @@ const DEFAULT_SIZE: TerminalSize = { cols: 80, rows: 24 };
  */
 export class SshGateway {
   private readonly server: InstanceType<typeof Server>;
+  /** Connections are accepted here and handed to ssh2, so that one can be cut off at the socket. */
+  private readonly listener: NetServer;
+  private readonly sockets = new Map<string, Socket>();
 
   constructor(private readonly opts: SshGatewayOptions) {
-    this.server = new Server({ hostKeys: [opts.hostKey], ident: "Slipway" }, (client, info) => this.serve(client, info.ip));
+    this.server = new Server({ hostKeys: [opts.hostKey], ident: "Slipway" }, (client, info) => this.serve(client, info));
+    this.listener = createServer((socket) => {
+      const peer = `${socket.remoteAddress}:${socket.remotePort}`;
+      this.sockets.set(peer, socket);
+      socket.once("close", () => this.sockets.delete(peer));
+      this.server.injectSocket(socket);
+    });
   }
 
   listen(port: number, host: string): Promise<AddressInfo> {
     return new Promise((resolve, reject) => {
-      this.server.once("error", reject);
-      this.server.listen(port, host, () => resolve(this.server.address() as AddressInfo));
+      this.listener.once("error", reject);
+      this.listener.listen(port, host, () => resolve(this.listener.address() as AddressInfo));
     });
   }
 
   close(): Promise<void> {
-    return new Promise((resolve) => this.server.close(() => resolve()));
+    return new Promise((resolve) => this.listener.close(() => resolve()));
   }
 
-  private serve(client: Connection, ip: string): void {
+  private serve(client: Connection, { ip, port }: ClientInfo): void {
     let login: Login | undefined;
     client.on("error", () => undefined);
     client.on("authentication", (ctx) => {
@@ -84,21 +95,36 @@ export class SshGateway {
     });
     client.on("ready", () => {
       const who = login!;
-      client.on("close", this.opts.sharing.onAccessEnded(who.workspaceId, who.userId, () => client.end()));
+      if (who.guest) {
+        // A client may ignore the goodbye: a moment later, its socket is cut whatever it does.
+        const cut = () => {
+          client.end();
+          setTimeout(() => this.sockets.get(`${ip}:${port}`)?.destroy(), 500).unref();
+        };
+        client.on("close", this.opts.sharing.onAccessEnded(who.workspaceId, who.userId, cut));
+        // Sent away between the login and now: the watch above came too late for that.
+        void this.opts.sharing.isGuest(who.workspaceId, who.userId).then((still) => still || cut());
+      }
       void this.opts.orgOf(who.projectId).then((orgId) =>
         this.opts.audit.record({ action: "workspace.ssh_session", actorId: who.userId, actor: `ssh ${who.fingerprint}`, orgId, target: who.workspaceId, ip, details: { fingerprint: who.fingerprint } }),
       );
-      client.on("session", (accept) => this.session(accept(), who.workspaceId));
+      client.on("session", (accept) => this.session(accept(), who));
       client.on("tcpip", (accept, reject, info) => {
         if (!LOOPBACK.has(info.destIP)) return reject();
         this.opts.host.connect(who.workspaceId, info.destPort).then(
           (socket) => {
             if (!socket) return reject();
-            const channel = accept();
+            let channel: ServerChannel;
+            try {
+              channel = accept();
+            } catch {
+              // The client went while the relay started: its slot is given back at once.
+              return socket.destroy();
+            }
             this.opts.host.used(who.workspaceId);
             channel.pipe(socket).pipe(channel);
-            socket.on("error", () => channel.destroy());
-            channel.on("error", () => socket.destroy());
+            socket.on("error", () => channel.destroy()).once("close", () => channel.destroy());
+            channel.on("error", () => socket.destroy()).once("close", () => socket.destroy());
           },
           () => reject(),
         );
@@ -120,12 +146,13 @@ export class SshGateway {
       const key = await this.opts.keys.match(userId, ctx.key.data);
       if (!key) continue;
       const may = userId === ws.ownerId ? await this.opts.mayUse(userId, ws.projectId) : await this.opts.sharing.isGuest(ctx.username, userId);
-      if (may) return { workspaceId: ctx.username, projectId: ws.projectId, userId, fingerprint: key.fingerprint };
+      if (may) return { workspaceId: ctx.username, projectId: ws.projectId, userId, fingerprint: key.fingerprint, guest: userId !== ws.ownerId };
     }
     return undefined;
   }
 
-  private session(session: Session, workspaceId: string): void {
+  private session(session: Session, who: Login): void {
+    const { workspaceId } = who;
     const host = this.opts.host;
     let size: TerminalSize | undefined;
     let terminalId: string | undefined;
@@ -142,7 +169,7 @@ export class SshGateway {
     const inTerminal = (channel: ServerChannel, script?: string) => {
       let terminal: ReturnType<typeof host.openTerminal>;
       try {
-        terminal = host.openTerminal(workspaceId, { size: size ?? DEFAULT_SIZE, script, name: script ? "ssh command" : "ssh" });
+        terminal = host.openTerminal(workspaceId, { size: size ?? DEFAULT_SIZE, script, name: script ? "ssh command" : "ssh", ...(who.guest && { guest: who.userId }) });
       } catch (err) {
         return channel.end(`${(err as Error).message}\r\n`);
       }
@@ -186,8 +213,11 @@ export class SshGateway {
       return void channel.end();
     }
     this.opts.host.used(workspaceId);
+    // As sshd hangs up on a session's processes: a command ends with its connection.
+    const hangUp = new AbortController();
+    channel.once("close", () => hangUp.abort());
     shell.sandbox
-      .exec({ argv, env: shell.env, cwd: shell.cwd }, { stdin: channel, stdout: (d) => channel.write(d), stderr: (d) => channel.stderr.write(d) })
+      .exec({ argv, env: shell.env, cwd: shell.cwd, signal: hangUp.signal }, { stdin: channel, stdout: (d) => channel.write(d), stderr: (d) => channel.stderr.write(d) })
       .then(
         (status) => channel.exit(status.code ?? 255),
         (err: Error) => {

@@ -533,7 +533,14 @@ export class BwrapSandbox implements Sandbox {
         else fail();
       });
     });
-    return Duplex.from({ readable: stdout, writable: relay.stdin });
+    // One lifetime for both: the relay is killed when the connection closes; when the relay ends,
+    // the connection ends too once what it sent has been read.
+    const connection = Duplex.from({ readable: stdout, writable: relay.stdin });
+    connection.once("close", () => relay.kill("SIGKILL"));
+    relay.once("close", () => connection.end());
+    // Torn down by either side before its end (an AbortError): the server has nothing to report.
+    connection.on("error", () => undefined);
+    return connection;
   }
 
   async addHosts(hosts: Record<string, string>): Promise<void> {

@@ -82,9 +82,11 @@ export class S3ArchiveStorage implements ArchiveStorage {
     try {
       await Promise.all([upload.done(), fed]);
     } catch (err) {
-      // Whichever failed, no object and no part stays; a failing source is the reason to give.
+      // Whichever failed, no object and no part stays. The source's own failure is the reason to
+      // give; its "premature close" only echoes the upload's.
       await upload.abort().catch(() => undefined);
-      throw (await fed.then(() => undefined, (source: unknown) => source as Error)) ?? storageError(`store ${name}`, err);
+      const source = await fed.then(() => undefined, (e: unknown) => e as NodeJS.ErrnoException);
+      throw source && source.code !== "ERR_STREAM_PREMATURE_CLOSE" ? source : storageError(`store ${name}`, err);
     }
     return bytes;
   }

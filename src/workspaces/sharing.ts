@@ -20,7 +20,7 @@ export const GUEST_ENDED = "your access to this workspace ended: its owner stopp
  * workspace stops. Every step is audited.
  */
 export class Sharing {
-  private readonly ended = new EventEmitter<{ ended: [workspaceId: string, userIds: string[]] }>();
+  private readonly ended = new EventEmitter<{ ended: [workspaceId: string, userIds: string[]] }>().setMaxListeners(0);
 
   constructor(
     private readonly store: Store,
@@ -28,14 +28,26 @@ export class Sharing {
   ) {}
 
   /**
-   * Calls `end` once the user, if a guest of the workspace, loses their access (denied, or sharing
-   * ended), so that what they have open (terminals, SSH sessions, relayed sockets) closes at once,
-   * not at their next request. Returns what stops listening.
+   * Calls `listener` whenever guests lose their access (denied, or sharing ended), so that what
+   * they have open (terminals, SSH sessions, relayed sockets) closes at once, not at their next
+   * request. Returns what stops listening.
    */
+  onGuestsEnded(listener: (workspaceId: string, userIds: string[]) => void): () => void {
+    // One listener that throws must not keep the others from closing what they hold.
+    const guarded = (workspaceId: string, userIds: string[]) => {
+      try {
+        listener(workspaceId, userIds);
+      } catch {
+        // Nothing to do: the listener's own connection stays as it is.
+      }
+    };
+    this.ended.on("ended", guarded);
+    return () => this.ended.off("ended", guarded);
+  }
+
+  /** onGuestsEnded for one guest of one workspace. */
   onAccessEnded(workspaceId: string, userId: string, end: () => void): () => void {
-    const listener = (id: string, userIds: string[]) => id === workspaceId && userIds.includes(userId) && end();
-    this.ended.on("ended", listener);
-    return () => this.ended.off("ended", listener);
+    return this.onGuestsEnded((id, userIds) => id === workspaceId && userIds.includes(userId) && end());
   }
 
   /** Removes every guest of a workspace, naming those who were in. */

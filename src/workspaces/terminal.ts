@@ -32,6 +32,8 @@ export interface TerminalOptions {
   size: TerminalSize;
   /** Masks what the terminal prints (task output); interactive shells print as they are. */
   masker?: Masker;
+  /** The guest who opened it: it closes when their access ends. */
+  guest?: string;
 }
 
 /**
@@ -71,6 +73,11 @@ export class Terminal {
         for (const listener of this.exitListeners) listener(status);
         return status;
       });
+  }
+
+  /** The guest who opened it, if a guest did. */
+  get guest(): string | undefined {
+    return this.opts.guest;
   }
 
   get info(): TerminalInfo {

@@ -77,6 +77,8 @@ const GIT_TIMEOUT_MS = 10 * 60_000;
 
 /** Shells a running workspace may have open at once (browser, SSH): each is a process tree in it. */
 export const MAX_TERMINALS = 32;
+/** Of those, what one guest may have: a guest cannot take them all from the owner. */
+export const MAX_GUEST_TERMINALS = 8;
 /** Connections relayed into one workspace at once (port proxy, ssh -L): each is a process on the host. */
 export const MAX_RELAYS = 32;
 
@@ -183,14 +185,21 @@ export class WorkspaceHost {
   }
 
   /** A new terminal in a running workspace, in its folder, with its variables: a login shell, or `script`. */
-  openTerminal(id: string, opts: { size?: TerminalSize; script?: string; name?: string } = {}): Terminal | undefined {
+  openTerminal(id: string, opts: { size?: TerminalSize; script?: string; name?: string; guest?: string } = {}): Terminal | undefined {
     const live = this.live.get(id);
     if (!live) return undefined;
-    const shells = [...live.terminals.values()].filter((t) => t.info.kind === "shell" && t.info.state === "running").length;
-    if (shells >= MAX_TERMINALS) throw new AppError(409, "too_many_terminals", `the workspace has ${MAX_TERMINALS} terminals open, the most it may; close one first`);
-    const terminal = new Terminal(live.sandbox, { name: opts.name ?? `shell ${++live.shells}`, kind: "shell", script: opts.script, env: live.env, cwd: live.cwd, size: opts.size ?? DEFAULT_SIZE });
+    const shells = [...live.terminals.values()].filter((t) => t.info.kind === "shell" && t.info.state === "running");
+    if (shells.length >= MAX_TERMINALS) throw new AppError(409, "too_many_terminals", `the workspace has ${MAX_TERMINALS} terminals open, the most it may; close one first`);
+    if (opts.guest && shells.filter((t) => t.guest === opts.guest).length >= MAX_GUEST_TERMINALS) throw new AppError(409, "too_many_terminals", `a guest may have ${MAX_GUEST_TERMINALS} terminals open; close one first`);
+    const terminal = new Terminal(live.sandbox, { name: opts.name ?? `shell ${++live.shells}`, kind: "shell", script: opts.script, env: live.env, cwd: live.cwd, size: opts.size ?? DEFAULT_SIZE, guest: opts.guest });
     live.terminals.set(terminal.id, terminal);
     return terminal;
+  }
+
+  /** Ends the terminals these guests opened in the workspace: their access to it ended. */
+  async closeGuestTerminals(id: string, guests: string[]): Promise<void> {
+    const theirs = [...(this.live.get(id)?.terminals.values() ?? [])].filter((t) => t.guest !== undefined && guests.includes(t.guest));
+    await Promise.all(theirs.map((t) => this.closeTerminal(id, t.id)));
   }
 
   /** Ends a terminal and forgets it. */
@@ -223,7 +232,8 @@ export class WorkspaceHost {
     };
     try {
       const socket = await sandbox.connect(port);
-      socket.once("close", release).once("end", release).once("error", release);
+      // The sandbox's connection closes with its relay process, whichever ends first.
+      socket.once("close", release);
       return socket;
     } catch (err) {
       release();
@@ -355,7 +365,15 @@ export class WorkspaceHost {
       const lifetime = maxLifetimeMs * (ws.extended ? 2 : 1);
       const idle = now - Date.parse(ws.lastActivityAt) >= idleMs;
       const old = ws.startedAt !== null && now - Date.parse(ws.startedAt) >= lifetime;
-      const refused = this.opts.ownerMay && !(await this.opts.ownerMay(ws));
+      // Asked only when no limit stops it anyway; a failed check stops nothing (the next sweep asks again).
+      const refused =
+        !idle &&
+        !old &&
+        this.opts.ownerMay !== undefined &&
+        !(await this.opts.ownerMay(ws).catch((err: unknown) => {
+          this.opts.log.warn({ err, workspace: id }, "checking a workspace owner's access failed");
+          return true;
+        }));
       if (!idle && !old && !refused) return;
       const reason = refused
         ? "stopped because its owner may no longer open workspaces of its project (ask an owner of its organization for access)"

@@ -91,7 +91,7 @@ export interface CliSeen {
 export interface SharingSeen {
   snapshot: { outsiderGet: number; outsiderOpen: number; memberGet: number; memberOpen: number; openedState: string; openedOwnerIsMember: boolean; contentIntact: boolean; initRuns: number; afterRevoke: number };
   leftMember: { swept: boolean; state: string; reason: string | null };
-  join: { beforeSharing: number; request: string; beforeApproval: number[]; guests: string[]; afterApproval: number[]; privatePort: number; afterUnshare: number[]; forbidden: string; denied: number; ended: { terminal: number; ssh: string; sshBefore: string; sshAfterApproval: string } };
+  join: { beforeSharing: number; request: string; beforeApproval: number[]; guests: string[]; afterApproval: number[]; privatePort: number; afterUnshare: number[]; forbidden: string; denied: number; ended: { terminal: number; ssh: string; sshBefore: string; sshAfterApproval: string; guestShellsOpened: number; shellsClosed: number } };
   audited: string[];
 }
 
@@ -248,11 +248,25 @@ async function useSnapshotsAndSharing(h: Harness, owner: Client, other: Client, 
   const terminalClosed = new Promise<number>((resolve) => terminal.ws.once("close", (code: number) => resolve(code)));
   const admitted = await guestSsh.run("echo guest-in");
   const session = guestSsh.hold();
+  // A guest opens terminals up to their own cap, which leaves the owner room.
+  let guestShells = 0;
+  while (guestShells < 20 && (await other.post(`/api/v1/workspaces/${id}/terminals`, {})).statusCode === 201) guestShells++;
+  const shellsOf = async () => ((await owner.get(`/api/v1/workspaces/${id}/terminals`)).json().terminals as Array<{ kind: string; state: string }>).filter((t) => t.kind === "shell" && t.state === "running").length;
+  const shellsBefore = await shellsOf();
   await new Promise((r) => setTimeout(r, 1_000));
   await owner.put(`/api/v1/workspaces/${id}/sharing`, { shared: false });
   const afterUnshare = [...(await reach(other)), (await fetch(`${h.services.publicUrl()}/w/${id}/p/8765/`, { headers: { cookie: other.auth.cookie! } })).status];
   const within = <T>(p: Promise<T>, fallback: T) => Promise.race([p, new Promise<T>((r) => setTimeout(() => r(fallback), 5_000))]);
-  const ended = { terminal: await within(terminalClosed, 0), ssh: await within(session.then(() => "closed"), "still open"), sshBefore: refusedBefore.code === 0 ? "admitted" : "refused", sshAfterApproval: admitted.out.trim() };
+  await new Promise((r) => setTimeout(r, 500));
+  const ended = {
+    terminal: await within(terminalClosed, 0),
+    ssh: await within(session.then(() => "closed"), "still open"),
+    sshBefore: refusedBefore.code === 0 ? "admitted" : "refused",
+    sshAfterApproval: admitted.out.trim(),
+    // The guest's shells, the one from reach() among them: gone with their access.
+    guestShellsOpened: guestShells,
+    shellsClosed: shellsBefore - (await shellsOf()),
+  };
   await guestSsh.close();
   await owner.patch(`/api/v1/orgs/${orgId}`, { workspaceSharing: false });
   const refused = await owner.put(`/api/v1/workspaces/${id}/sharing`, { shared: true });

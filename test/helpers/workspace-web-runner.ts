@@ -161,7 +161,7 @@ async function journey(lab: WebLab, input: WorkspaceWebInput, page: Page, proble
   const ownerSaw = await approve.waitFor({ timeout: 15_000 }).then(() => true);
   await approve.click();
   const inside = await guestSide.page.getByText("You are a guest").waitFor({ timeout: 15_000 }).then(() => true);
-  const terminals = await guestSide.page.getByRole("heading", { name: "Terminals" }).isVisible();
+  const terminals = await guestSide.page.getByText("Connected").waitFor({ timeout: 15_000 }).then(() => guestSide.page.getByRole("heading", { name: "Terminals" }).isVisible());
   await screenshot(guestSide.page, "workspace-guest");
   problems.push(...guestSide.problems);
   await guestSide.context.close();

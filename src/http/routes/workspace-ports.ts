@@ -7,8 +7,8 @@ import { portVisibilitySchema } from "../../pipeline/workspace-model.js";
 import { AppError } from "../../errors.js";
 import type { Services } from "../../services.js";
 import { workspaceParams } from "../schemas.js";
-import { GUEST_ENDED } from "../../workspaces/sharing.js";
 import { portViewSchema } from "../../workspaces/views.js";
+import { watchGuestAccess } from "../guest-sockets.js";
 
 const portParams = workspaceParams.extend({ port: z.coerce.number().int().min(1).max(65535) });
 const proxyParams = portParams.extend({ "*": z.string().optional() });
@@ -146,6 +146,8 @@ export const workspacePortRoutes: FastifyPluginAsyncZod<{ services: Services }> 
           const connection = await host.connect(workspaceId, port).catch((err: unknown) => (err instanceof AppError ? err : undefined));
           if (connection instanceof AppError) return socket.close(1013, connection.message.slice(0, 120));
           if (!connection) return socket.close(1011, `nothing listens on port ${port}`);
+          // The browser may have gone while the relay started: its slot is given back at once.
+          if (socket.readyState !== WebSocket.OPEN) return connection.destroy();
           const upstream = new WebSocket(`ws://localhost:${port}${request.url.slice(prefix.length) || "/"}`, { createConnection: () => connection as never, headers: upstreamHeaders(request, prefix, port) as Record<string, string> });
           const pending: Array<[WebSocket.RawData, boolean]> = [];
           socket.on("message", (data, isBinary) => {
@@ -160,12 +162,8 @@ export const workspacePortRoutes: FastifyPluginAsyncZod<{ services: Services }> 
           const closeCode = (code: number) => (code >= 1000 && code < 5000 && code !== 1005 && code !== 1006 ? code : 1000);
           upstream.on("close", (code, reason) => socket.close(closeCode(code), reason));
           upstream.on("error", () => socket.close(1011, "the workspace's server closed the connection"));
-          const unfollow = request.principal ? services.sharing.onAccessEnded(workspaceId, request.principal.userId, () => socket.close(4403, GUEST_ENDED)) : () => undefined;
-          socket.on("close", (code, reason) => {
-            unfollow();
-            if (upstream.readyState === WebSocket.CONNECTING) upstream.terminate();
-            else upstream.close(closeCode(code), reason);
-          });
+          void watchGuestAccess(services, workspaceId, request.principal?.userId, socket, () => upstream.terminate(), false);
+          socket.on("close", (code, reason) => (upstream.readyState === WebSocket.CONNECTING ? upstream.terminate() : upstream.close(closeCode(code), reason)));
         },
       });
     }

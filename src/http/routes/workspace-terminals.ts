@@ -3,7 +3,8 @@ import { z } from "zod";
 import { AppError, conflict } from "../../errors.js";
 import type { Services } from "../../services.js";
 import { workspaceParams } from "../schemas.js";
-import { GUEST_ENDED } from "../../workspaces/sharing.js";
+import { watchGuestAccess } from "../guest-sockets.js";
+import { contextOf } from "../plugins/access.js";
 import { terminalSchema, terminalSizeSchema } from "../../workspaces/terminal.js";
 
 const terminalParams = workspaceParams.extend({ terminalId: z.string().min(1).max(64) });
@@ -40,7 +41,10 @@ export const workspaceTerminalRoutes: FastifyPluginAsyncZod<{ services: Services
       },
     },
     async (request, reply) => {
-      const terminal = host.openTerminal(request.params.workspaceId, { size: request.body });
+      const { workspaceId } = request.params;
+      const { userId } = contextOf(request).principal;
+      const guest = (await services.workspaces.ownership(workspaceId))?.ownerId === userId ? undefined : userId;
+      const terminal = host.openTerminal(workspaceId, { size: request.body, guest });
       if (!terminal) throw conflict("the workspace is not running; start it first");
       return reply.code(201).send(terminal.info);
     },
@@ -84,7 +88,13 @@ export const workspaceTerminalRoutes: FastifyPluginAsyncZod<{ services: Services
         },
       );
       socket.send(attached.backlog);
+      let cut = false;
+      void watchGuestAccess(services, workspaceId, request.principal?.userId, socket, () => {
+        cut = true;
+        attached.detach();
+      }, true);
       socket.on("message", (data: Buffer, isBinary: boolean) => {
+        if (cut) return;
         host.used(workspaceId);
         if (isBinary) return terminal.write(data);
         const parsed = controlSchema.safeParse(safeJson(data.toString("utf8")));
@@ -94,12 +104,7 @@ export const workspaceTerminalRoutes: FastifyPluginAsyncZod<{ services: Services
         if (!size.success) return socket.close(4400, "cols 2-1000 and rows 1-1000");
         void terminal.resize(size.data).catch(() => undefined);
       });
-      // A guest's terminal closes the moment the owner sends them away or stops sharing.
-      const unfollow = services.sharing.onAccessEnded(workspaceId, request.principal!.userId, () => socket.close(4403, GUEST_ENDED));
-      socket.on("close", () => {
-        attached.detach();
-        unfollow();
-      });
+      socket.on("close", () => attached.detach());
     },
   });
 };

@@ -1,5 +1,5 @@
 import { useMutation, useQueryClient } from "@tanstack/react-query";
-import { useEffect } from "react";
+import { useEffect, useState } from "react";
 import { Link, useNavigate, useParams } from "react-router";
 import { api, ApiError } from "../api";
 import { repositoryName } from "../../../src/workspaces/repository-names";
@@ -143,30 +143,41 @@ function Actions({ ws }: { ws: WorkspaceDetail }) {
   );
 }
 
+type JoinState = "pending" | "approved" | "denied";
+
 /** Someone else's workspace (or none): ask its owner to let me in, then wait for the answer. */
 function AskToJoin({ id }: { id: string }) {
   const client = useQueryClient();
-  const join = useMutation({ mutationFn: () => api<{ state: "pending" | "approved" | "denied" }>("POST", `/workspaces/${id}/join`) });
-  const state = join.data?.state;
+  const [answer, setAnswer] = useState<JoinState>();
+  const join = useMutation({
+    mutationFn: () => api<{ state: JoinState }>("POST", `/workspaces/${id}/join`),
+    onSuccess: ({ state }) => setAnswer(state),
+    // No longer shared (or running): nothing to wait for.
+    onError: () => setAnswer(undefined),
+  });
+  const { mutate } = join;
+  // Asking again is harmless and answers with the decision so far; once approved, the page opens the workspace.
   useEffect(() => {
-    if (state !== "pending" && state !== "approved") return;
-    const timer = setInterval(() => void client.invalidateQueries({ queryKey: ["workspace", id] }), 3_000);
+    if (answer === "approved") void client.invalidateQueries({ queryKey: ["workspace", id] });
+    if (answer !== "pending") return;
+    const timer = setInterval(() => mutate(), 3_000);
     return () => clearInterval(timer);
-  }, [state, id, client]);
+  }, [answer, id, client, mutate]);
+  const notShared = join.error instanceof ApiError && join.error.status === 404;
   return (
     <section className="narrow">
       <h1>Join a workspace</h1>
-      {state === "pending" || state === "approved" ? (
-        <p role="status">You asked to join. This page opens the workspace once its owner approves.</p>
-      ) : state === "denied" ? (
+      {answer === "denied" ? (
         <p role="alert">Its owner did not let you in.</p>
+      ) : answer ? (
+        <p role="status">You asked to join. This page opens the workspace once its owner approves.</p>
       ) : (
         <>
           <p>This workspace is not yours, or does not exist. If its owner shares it with you, ask to join: they see your name and decide.</p>
           <button type="button" disabled={join.isPending} onClick={() => join.mutate()}>
             Ask to join
           </button>
-          <ErrorNote error={join.error instanceof ApiError && join.error.status === 404 ? new Error("This workspace is not shared, or not running: ask its owner to share it, then try again.") : join.error} />
+          <ErrorNote error={notShared ? new Error("This workspace is not shared, or not running: ask its owner to share it, then try again.") : join.error} />
         </>
       )}
     </section>

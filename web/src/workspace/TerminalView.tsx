@@ -4,12 +4,12 @@ import "@xterm/xterm/css/xterm.css";
 import { useEffect, useRef, useState } from "react";
 import { adoptInlineStyles } from "./adopt-styles";
 
-/** Close codes after which attaching again cannot help: the terminal is gone, or the server refused what was sent. */
-const FINAL_CLOSES = new Set([1000, 4400, 4404]);
+/** Close codes after which attaching again cannot help: the terminal is gone, access ended, or the server refused what was sent. */
+const FINAL_CLOSES = new Set([1000, 4400, 4403, 4404]);
 /** Attempts in a row that may fail before the page stops trying and says so. */
 const MAX_RETRIES = 6;
 
-type Link = "connecting" | "attached" | "reconnecting" | "ended" | "lost";
+type Link = "connecting" | "attached" | "reconnecting" | "ended" | "lost" | "refused";
 
 const words: Record<Link, string> = {
   connecting: "Connecting…",
@@ -17,6 +17,7 @@ const words: Record<Link, string> = {
   reconnecting: "Connection lost: reconnecting…",
   ended: "The terminal ended",
   lost: "Cannot reach the terminal: reload the page to try again, or check that the workspace still runs.",
+  refused: "Your access to this workspace ended: its owner stopped sharing it or sent you away.",
 };
 
 /**
@@ -82,7 +83,7 @@ export function TerminalView({ workspaceId, terminalId, label }: { workspaceId: 
         if (done || socket !== ws) return;
         if (FINAL_CLOSES.has(e.code) || ++failures > MAX_RETRIES) {
           done = true;
-          setLink(e.code === 4404 ? "ended" : "lost");
+          setLink(e.code === 4404 ? "ended" : e.code === 4403 ? "refused" : "lost");
           return;
         }
         setLink("reconnecting");
