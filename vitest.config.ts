@@ -6,6 +6,9 @@ export default defineConfig({
     testTimeout: 60_000,
     hookTimeout: 120_000,
     pool: "forks",
+    // Vitest's default is one worker fewer than the CPUs: on a 2-CPU machine, one. Most tests wait
+    // on sandboxes, sshd, browsers and git rather than compute, so two share the CPUs well.
+    maxWorkers: 2,
     reporters: ["default", "./test/helpers/summary-reporter.ts"],
   },
 });
