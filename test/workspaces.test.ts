@@ -35,6 +35,8 @@ describe.runIf(isRoot)("workspaces from a repository", () => {
 
   beforeAll(async () => {
     git = await startGitLab(CONFIG, "workspaces");
+    // A branch whose workspace runs on the host image, which has git to push with.
+    pushCommit(git.repos.app, git.user.uid, ".slipway.yml", 'image: host\nsteps:\n  - command: "true"\nworkspace:\n  tasks:\n    - command: exec sleep infinity\n', "a workspace with git", "push-test");
     const input: WorkspaceRunInput = { repositoryUrl: git.urlOf(git.repos.app), authorizedKeys: git.authorizedKeys, layoutsDir: testLayoutsDir() };
     out = await runModuleInNetns<WorkspaceRunInput, WorkspaceRunOutput>(git.lab.runner, path.join(here, "helpers", "workspace-runner.ts"), input, { timeoutMs: 400_000 });
   }, 450_000);
@@ -73,6 +75,13 @@ describe.runIf(isRoot)("workspaces from a repository", () => {
 
   it("caps a workspace's terminals (409) and the connections relayed into it (503), as each costs processes", () => {
     expect(out.caps).toEqual({ terminals: { opened: 32, refused: "409 too_many_terminals" }, relays: { opened: 32, refused: "503 too_many_connections", afterClose: true } });
+  });
+
+  it("opened with push access (by those who manage the project), git pushes with the deploy key, which only the repository's git config names; after a restart too", () => {
+    expect(out.push).toEqual({ state: "running", pushed: true, afterRestart: true, sshCommand: expect.stringMatching(/^ssh -F \/dev\/null -i \/home\/build\/\.ssh\/deploy_key .*StrictHostKeyChecking=yes/), keyMode: "400" });
+    // Without it, no key is left in the workspace (see "opens"), and a member who builds may not ask for it.
+    expect(out.inside.key).toBe("0");
+    expect(out.shared.memberPush).toBe(403);
   });
 
   it("P18: the port proxy serves a private port to its owner alone, a public one to anyone, a change at once; no cookie passes either way", () => {

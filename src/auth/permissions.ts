@@ -53,6 +53,8 @@ export const permissionTable = {
   "project.builds.approve": { scope: "builds:write", roles: managers },
   // A workspace holds the repository's code: who may build may open one (P18).
   "project.workspaces.open": { scope: "workspaces:write", roles: builders },
+  // Pushing from a workspace uses the project's deploy key: for those who manage the project.
+  "project.workspaces.push": { scope: "workspaces:write", roles: managers },
 } as const satisfies Record<string, { scope: Scope; roles: readonly Role[] }>;
 
 export type Action = keyof typeof permissionTable;

@@ -89,6 +89,7 @@ async function main(argv: string[]): Promise<number> {
       token: { type: "string" },
       ref: { type: "string" },
       off: { type: "boolean" },
+      push: { type: "boolean" },
       approve: { type: "string" },
       deny: { type: "string" },
       help: { type: "boolean", short: "h" },
@@ -104,7 +105,7 @@ async function main(argv: string[]): Promise<number> {
   const command = positionals.join(" ");
   switch (["validate", "run", "secrets", "ws"].includes(positionals[0]!) ? positionals[0] : command) {
     case "ws":
-      return wsCommand(positionals.slice(1), { server: values.server, ref: values.ref, name: values.name, off: values.off, approve: values.approve, deny: values.deny });
+      return wsCommand(positionals.slice(1), { server: values.server, ref: values.ref, push: values.push, name: values.name, off: values.off, approve: values.approve, deny: values.deny });
     case "validate":
       return validate(positionals.slice(1));
     case "run":

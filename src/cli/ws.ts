@@ -4,7 +4,9 @@ import { apiToken, callApi, CliUsageError, serverUrl } from "./api-client.js";
 export const wsHelp = `slipway ws — workspaces on a Slipway server
 
 Usage:
-  slipway ws open REPOSITORY [--ref REF]      # a project's id or repository URL; waits until it runs
+  slipway ws open REPOSITORY [--ref REF] [--push]
+                                              # a project's id or repository URL; waits until it runs;
+                                              # --push: git in it may push with the project's deploy key
   slipway ws list
   slipway ws stop ID                          # archives /workspace (encrypted), then stops
   slipway ws start ID                         # resumes a stopped workspace
@@ -25,6 +27,7 @@ Examples:
 export interface WsFlags {
   server?: string;
   ref?: string;
+  push?: boolean;
   name?: string;
   off?: boolean;
   approve?: string;
@@ -55,8 +58,8 @@ export async function wsCommand(args: string[], flags: WsFlags, write = (text: s
   };
   switch (sub) {
     case "open": {
-      need("REPOSITORY [--ref REF]");
-      const ws = (await api("/workspaces", { body: { repository: id, ...(flags.ref && { ref: flags.ref }) }, what: "open workspaces of that project", notFound: "no project of yours has this repository; name a project by its id (slipway ws open prj_…)" })) as Workspace;
+      need("REPOSITORY [--ref REF] [--push]");
+      const ws = (await api("/workspaces", { body: { repository: id, ...(flags.ref && { ref: flags.ref }), ...(flags.push && { pushAccess: true }) }, what: "open workspaces of that project", notFound: "no project of yours has this repository; name a project by its id (slipway ws open prj_…)" })) as Workspace;
       progress(`${ws.id}: ${ws.state}\n`);
       const done = await follow(api, ws.id, progress);
       if (done.state !== "running") {

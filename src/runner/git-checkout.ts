@@ -124,6 +124,19 @@ export async function gitCheckout(access: RepositoryAccess, job: CloneRef, sandb
   }
 }
 
+/**
+ * Push access a workspace's owner opted into: the deploy key stays in the workspace's home, and
+ * only the repository's own git config names it (core.sshCommand), host keys checked strictly
+ * against the project's pins. Other repositories cloned there never use it.
+ */
+export async function installPushKey(access: RepositoryAccess, sandbox: Sandbox, repositoryDir = WORKSPACE): Promise<void> {
+  const credentials = await access.credentials();
+  if (credentials.knownHosts === null) throw new CheckoutError("the project pins no key of its git host yet, so pushing cannot check it; pin one in the project's settings");
+  const git = new SandboxGit(sandbox, repositoryDir, credentials, {}, "set up pushing to");
+  await git.installKey();
+  await git.run(["git", "-C", repositoryDir, "config", "core.sshCommand", sshCommand(true)]);
+}
+
 /** A repository poll a runner leased (POST /runner/polls/lease), with the clone credentials for an SSH URL. */
 export interface LeasedPoll {
   projectId: string;

@@ -26,6 +26,7 @@ import * as m019 from "./migrations/019_user_ssh_keys.js";
 import * as m020 from "./migrations/020_workspace_snapshots_and_guests.js";
 import * as m021 from "./migrations/021_workspace_variables.js";
 import * as m022 from "./migrations/022_workspace_time_limits.js";
+import * as m023 from "./migrations/023_workspace_push_access.js";
 
 export type Db = Kysely<Database>;
 export type Tx = Transaction<Database>;
@@ -56,6 +57,7 @@ const migrations: Record<string, Migration> = {
   "020_workspace_snapshots_and_guests": m020,
   "021_workspace_variables": m021,
   "022_workspace_time_limits": m022,
+  "023_workspace_push_access": m023,
 };
 
 export interface Store {

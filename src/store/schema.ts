@@ -336,6 +336,8 @@ export interface WorkspacesTable {
   shared: number;
   /** 1 once its owner extended the current run (once per start). */
   extended: number;
+  /** 1 when its owner opted into pushing with the project's deploy key. */
+  push_access: number;
 }
 
 export interface WorkspaceTransitionsTable {

@@ -13,7 +13,7 @@ import { readWorkspaceConfig, workspaceConfigFileNames } from "../pipeline/works
 import { defaultWorkspaceConfig, type PortVisibility, type WorkspaceConfig, type WorkspaceImage } from "../pipeline/workspace-model.js";
 import { WORKSPACE, type Sandbox, type SandboxBackend, type SandboxLimits, type SandboxSpec } from "../sandbox/backend.js";
 import type { NetworkPolicy } from "../sandbox/network.js";
-import { gitCheckout, hardenedGit, type RepositoryAccess } from "../runner/git-checkout.js";
+import { gitCheckout, hardenedGit, installPushKey, type RepositoryAccess } from "../runner/git-checkout.js";
 import { archiveName, restoreWorkspace, saveWorkspace } from "./archive.js";
 import type { ArchiveStorage } from "./archive-storage.js";
 import { taskScript, type TaskStatus } from "./tasks.js";
@@ -279,6 +279,8 @@ export class WorkspaceHost {
       }
     }
     await this.prepare(sandbox, config!);
+    // Each start: the key lives in the home, which is not kept; /workspace keeps the git config naming it.
+    if (ws.pushAccess) await installPushKey(this.opts.access(ws), sandbox);
     live.config = config!;
     live.env = { ...config!.env, ...vars.env };
     live.cwd = config!.location ? `${WORKSPACE}/${config!.location}` : WORKSPACE;

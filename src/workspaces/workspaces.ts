@@ -47,6 +47,7 @@ export const workspaceSchema = z.object({
   lastActivityAt: z.string(),
   shared: z.boolean().describe("Whether its owner shares it: others may ask to join while it runs"),
   extended: z.boolean().describe("Whether its owner extended its current run (once per start)"),
+  pushAccess: z.boolean().describe("Whether git in it may push to the repository with the project's deploy key (only this repository's git config names the key)"),
 });
 export type Workspace = z.infer<typeof workspaceSchema>;
 
@@ -82,6 +83,7 @@ const toWorkspace = (r: WorkspacesTable): Workspace => ({
   lastActivityAt: r.last_activity_at,
   shared: r.shared === 1,
   extended: r.extended === 1,
+  pushAccess: r.push_access === 1,
 });
 
 /**
@@ -108,6 +110,7 @@ export class Workspaces {
     project: { id: string; orgId: string; repositoryUrl: string },
     ref: string | null,
     from?: { config: WorkspaceConfig | null; commit: string | null; snapshot: string; seal: (key: Buffer, workspaceId: string) => Promise<{ name: string; bytes: number }> },
+    pushAccess = false,
   ): Promise<Workspace> {
     const at = now();
     const row: WorkspacesTable = {
@@ -130,12 +133,13 @@ export class Workspaces {
       last_activity_at: at,
       shared: 0,
       extended: 0,
+      push_access: pushAccess ? 1 : 0,
     };
     await this.store.db.transaction().execute(async (tx) => {
       await tx.insertInto("workspaces").values(row).execute();
       await tx.insertInto("workspace_transitions").values({ workspace_id: row.id, seq: 1, state: "pending", reason: null, at }).execute();
       await this.box.createDataKey(tx, { kind: "workspace", id: row.id });
-      await this.audit.record({ action: "workspace.opened", ...actorOf(ctx), orgId: project.orgId, target: row.id, details: { project: project.id, ref, ...(from && { snapshot: from.snapshot }) } }, tx);
+      await this.audit.record({ action: "workspace.opened", ...actorOf(ctx), orgId: project.orgId, target: row.id, details: { project: project.id, ref, ...(from && { snapshot: from.snapshot }), ...(pushAccess && { pushAccess }) } }, tx);
     });
     if (from) {
       // The snapshot's content, sealed anew with this workspace's own key, is what its first start restores.

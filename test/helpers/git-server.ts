@@ -11,6 +11,21 @@ import path from "node:path";
 const run = (command: string, args: string[], opts: { cwd?: string; input?: string; env?: NodeJS.ProcessEnv } = {}) =>
   execFileSync(command, args, { cwd: opts.cwd, input: opts.input, env: opts.env, encoding: "utf8", stdio: ["pipe", "pipe", "pipe"], timeout: 30_000 });
 
+/**
+ * useradd and userdel, which lock /etc/passwd: test files running side by side may find it locked
+ * for a moment, so they try again for a few seconds.
+ */
+function runLockingPasswd(command: string, args: string[]): string {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return run(command, args);
+    } catch (err) {
+      if (attempt >= 50 || !/lock/i.test(String((err as { stderr?: string }).stderr))) throw err;
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 100);
+    }
+  }
+}
+
 const gitAs = (cwd: string, ...args: string[]) => run("git", ["-c", "user.name=Ada", "-c", "user.email=ada@example.com", "-c", "init.defaultBranch=main", ...args], { cwd });
 
 /** What authorized_keys puts before each deploy key: git-shell only, nothing else. */
@@ -26,13 +41,13 @@ export interface GitUser {
 export function createGitUser(home: string): GitUser {
   const name = `slwgit${randomBytes(3).toString("hex")}`;
   // "*" rather than useradd's locked "!": sshd without PAM refuses every login of a locked account.
-  run("useradd", ["--system", "--no-create-home", "--home-dir", home, "--shell", "/bin/sh", "--password", "*", name]);
+  runLockingPasswd("useradd", ["--system", "--no-create-home", "--home-dir", home, "--shell", "/bin/sh", "--password", "*", name]);
   return {
     name,
     uid: Number(run("id", ["-u", name]).trim()),
     remove: () => {
       try {
-        run("userdel", [name]);
+        runLockingPasswd("userdel", [name]);
       } catch {
         // already gone
       }
@@ -132,10 +147,10 @@ export async function startSshd(netns: string, address: string, root: string, us
       "",
     ].join("\n"),
   );
-  // sshd's privilege separation directory; Debian's service unit makes it, a container may not have it.
+  // sshd's privilege separation directory; Debian's service unit makes it, a container may not
+  // have it. It stays: another test's sshd, running at the same time, needs it for every login.
   const privsep = "/run/sshd";
-  const madePrivsep = !existsSync(privsep);
-  if (madePrivsep) {
+  if (!existsSync(privsep)) {
     mkdirSync(privsep, { recursive: true });
     chmodSync(privsep, 0o755);
   }
@@ -168,7 +183,6 @@ export async function startSshd(netns: string, address: string, root: string, us
         child.kill("SIGTERM");
         await exited;
       }
-      if (madePrivsep) rmSync(privsep, { recursive: true, force: true });
     },
   };
 }
@@ -187,14 +201,15 @@ export function keyNeedle(privateKey: string): string {
 }
 
 /** A new commit on `main` of a served bare repository, as a developer's push adds it; returns its id. */
-export function pushCommit(bare: string, ownerUid: number, file: string, content: string, message: string): string {
+export function pushCommit(bare: string, ownerUid: number, file: string, content: string, message: string, branch = "main"): string {
   return asRepositoryOwner(bare, ownerUid, (git, work) => {
     git(work, ["clone", "-q", "--branch", "main", bare, "w"]);
     const w = path.join(work, "w");
+    if (branch !== "main") git(w, ["checkout", "-q", "-b", branch]);
     writeFileSync(path.join(w, file), content);
     git(w, ["add", file]);
     git(w, ["commit", "-qm", message]);
-    git(w, ["push", "-q", "origin", "main"]);
+    git(w, ["push", "-q", "origin", branch]);
     return git(w, ["rev-parse", "HEAD"]).trim();
   });
 }

@@ -91,6 +91,7 @@ export interface CliSeen {
 export interface SharingSeen {
   snapshot: { outsiderGet: number; outsiderOpen: number; memberGet: number; memberOpen: number; openedState: string; openedOwnerIsMember: boolean; contentIntact: boolean; initRuns: number; afterRevoke: number };
   leftMember: { swept: boolean; state: string; reason: string | null };
+  memberPush: number;
   join: { beforeSharing: number; request: string; beforeApproval: number[]; guests: string[]; afterApproval: number[]; privatePort: number; afterUnshare: number[]; forbidden: string; denied: number; ended: { terminal: number; ssh: string; sshBefore: string; sshAfterApproval: string; guestShellsOpened: number; shellsClosed: number } };
   audited: string[];
 }
@@ -103,6 +104,7 @@ export interface WorkspaceRunOutput {
   ports: PortsSeen;
   terminal: TerminalSeen;
   caps: { terminals: { opened: number; refused: string }; relays: { opened: number; refused: string; afterClose: boolean } };
+  push: { state: string; pushed: boolean; afterRestart: boolean; sshCommand: string; keyMode: string };
   idle: { extended: number[]; limits: number[]; after11: string[]; after31: string[]; reason: string | null; state: string };
   commits: { opened: string | null };
   opened: Seen;
@@ -207,6 +209,8 @@ async function useSnapshotsAndSharing(h: Harness, owner: Client, other: Client, 
   const { token } = await h.services.orgs.invite({ principal: { userId: await userIdOf(owner), email: "owner@example.com", isAdmin: false, twoFactor: false, via: "session", scopes: "all" }, ip: null }, orgId, "member@example.com", "member");
   const member = await signIn(h, "member@example.com");
   await member.post("/api/v1/invitations/accept", { token });
+  // Pushing uses the project's deploy key: a member who builds may not ask for it.
+  const memberPush = (await member.post("/api/v1/workspaces", { repository: project, pushAccess: true })).statusCode;
 
   const taken = await owner.post(`/api/v1/workspaces/${id}/snapshots`, { name: "before lunch" });
   if (taken.statusCode !== 201) throw new Error(`snapshot: ${taken.statusCode} ${taken.body}`);
@@ -281,6 +285,7 @@ async function useSnapshotsAndSharing(h: Harness, owner: Client, other: Client, 
   return {
     snapshot: { outsiderGet, outsiderOpen, memberGet, memberOpen: openedRes.statusCode, openedState: opened.state, openedOwnerIsMember: openedRes.json().ownerId === memberId, contentIntact, initRuns, afterRevoke },
     leftMember,
+    memberPush,
     join: { beforeSharing, request, beforeApproval, guests, afterApproval, privatePort, afterUnshare, forbidden, denied, ended },
     audited,
   };
@@ -325,6 +330,33 @@ async function useCaps(h: Harness, owner: Client, id: string) {
   await s.writeFile("/tmp/stop-8799", "");
   await holding;
   return { terminals, relays: { opened, refused: `${over?.status} ${over?.code}`, afterClose: again !== undefined } };
+}
+
+/**
+ * A workspace opened with push access: a commit made in it reaches the git server with the
+ * project's deploy key, named only by the repository's git config; after a stop and a start too.
+ */
+async function usePush(h: Harness, owner: Client, project: string, repositoryUrl: string) {
+  const bare = new URL(repositoryUrl).pathname;
+  const created = await owner.post("/api/v1/workspaces", { repository: project, ref: "push-test", pushAccess: true });
+  if (created.statusCode !== 201) throw new Error(`open with push access: ${created.statusCode} ${created.body}`);
+  const id = created.json().id as string;
+  const pushFrom = async (branch: string) => {
+    const opened = await until(owner, id, ["running", "failed"]);
+    if (opened.state !== "running") return { state: opened.state, pushed: false };
+    const head = await out(sandboxOf(h, id), `cd /workspace && git -c user.name=Dev -c user.email=dev@example.com commit -q --allow-empty -m '${branch}' && git push -q origin HEAD:refs/heads/${branch} 2>&1; git rev-parse HEAD`);
+    const there = execFileSync("git", ["--git-dir", bare, "rev-parse", `refs/heads/${branch}`], { encoding: "utf8" }).trim();
+    return { state: opened.state, pushed: head.split("\n").pop() === there };
+  };
+  const first = await pushFrom("from-workspace");
+  const s = sandboxOf(h, id);
+  const sshCommand = await out(s, "git -C /workspace config --local core.sshCommand");
+  const keyMode = await out(s, "stat -c %a /home/build/.ssh/deploy_key");
+  await owner.post(`/api/v1/workspaces/${id}/stop`);
+  await owner.post(`/api/v1/workspaces/${id}/start`);
+  const again = await pushFrom("after-restart");
+  await owner.delete(`/api/v1/workspaces/${id}`);
+  return { state: first.state, pushed: first.pushed, afterRestart: again.pushed, sshCommand, keyMode };
 }
 
 /** A guest's way in over SSH: a key of their own, registered, and the gateway to use it on. */
@@ -647,6 +679,7 @@ async function tour(input: WorkspaceRunInput): Promise<WorkspaceRunOutput> {
     }
     const ports = await usePorts(h, owner, other, id);
     const caps = await useCaps(h, owner, id);
+    const push = await usePush(h, owner, project, input.repositoryUrl);
     const ssh = await useSsh(h, owner, other, id);
     const variables = await shellOutput(h, id, 'echo "vars=$TOKEN_A,$TOKEN_B,$PROJ_VAR,${OTHER_REPO:-unset}"');
     const shared = await useSnapshotsAndSharing(h, owner, other, id, project, digest);
@@ -706,7 +739,7 @@ async function tour(input: WorkspaceRunInput): Promise<WorkspaceRunOutput> {
     const deleted = { status: del.statusCode, get: (await owner.get(`/api/v1/workspaces/${id}`)).statusCode, archiveFilesLeft: archiveFiles(h).filter((f) => f.startsWith(id)).length };
     await other.delete(`/api/v1/workspaces/${otherId}`);
 
-    return { taskOutput, variables, shared, ssh, ports, terminal, caps, idle, commits: { opened: opened.commit }, opened: { ...opened }, inside, p26, stopped, plaintextIn, controlFoundIn, resumed, afterResume, tampered, retried, retriedMarkerIntact, others, p19, deleted };
+    return { taskOutput, variables, shared, ssh, ports, terminal, caps, push, idle, commits: { opened: opened.commit }, opened: { ...opened }, inside, p26, stopped, plaintextIn, controlFoundIn, resumed, afterResume, tampered, retried, retriedMarkerIntact, others, p19, deleted };
   } finally {
     await h.close();
   }

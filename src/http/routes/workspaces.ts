@@ -43,15 +43,22 @@ export const workspaceRoutes: FastifyPluginAsyncZod<{ services: Services }> = as
       schema: {
         summary: "Open a workspace",
         description:
-          "P18: `repository` is a project's id, or the repository URL of a project of yours; you need the right to open workspaces of that project. The workspace is cloned from `ref` (a branch or tag; the default branch without one) and starts in the background: follow `state` (GET, or the events stream) from pending through creating and initializing to running.",
-        body: z.object({ repository: z.string().trim().min(1).max(2048), ref: refPart.optional() }).strict(),
+          "P18: `repository` is a project's id, or the repository URL of a project of yours; you need the right to open workspaces of that project. The workspace is cloned from `ref` (a branch or tag; the default branch without one) with the project's deploy key, which is removed before anything runs unless `pushAccess` asks to keep it for pushing. It starts in the background: follow `state` (GET, or the events stream) from pending through creating and initializing to running.",
+        body: z
+          .object({
+            repository: z.string().trim().min(1).max(2048),
+            ref: refPart.optional(),
+            pushAccess: z.boolean().default(false).describe("Let git in the workspace push to the repository with the project's deploy key (only this repository's git config names it). For those who manage the project."),
+          })
+          .strict(),
         response: { 201: workspaceViewSchema },
       },
     },
     async (request, reply) => {
       const ctx = contextOf(request);
       const project = await projectFor(ctx, request.body.repository);
-      const ws = await workspaces.create(ctx, project, request.body.ref ?? null);
+      if (request.body.pushAccess) await authorizer.projectAction(ctx.principal, "project.workspaces.push", project.id);
+      const ws = await workspaces.create(ctx, project, request.body.ref ?? null, undefined, request.body.pushAccess);
       host.start(ws.id);
       return reply.code(201).send(view(ws));
     },

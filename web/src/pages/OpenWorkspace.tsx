@@ -19,7 +19,7 @@ export default function OpenWorkspace() {
   const projects = useProjects();
   const navigate = useNavigate();
   const selectId = useId();
-  const open = useMutation({ mutationFn: (body: { repository: string; ref?: string }) => api<Workspace>("POST", "/workspaces", body), onSuccess: (ws) => navigate(`/workspaces/${ws.id}`) });
+  const open = useMutation({ mutationFn: (body: { repository: string; ref?: string; pushAccess?: boolean }) => api<Workspace>("POST", "/workspaces", body), onSuccess: (ws) => navigate(`/workspaces/${ws.id}`) });
 
   if (projects.isPending) return <p role="status">Loading your projects…</p>;
   if (projects.error) return <ErrorNote error={projects.error} />;
@@ -37,7 +37,7 @@ export default function OpenWorkspace() {
           <Link to="/projects/new">create a project</Link> with the repository first, or ask to be added to the organization that has it.
         </p>
       ) : (
-        <form className="stack" onSubmit={submitting((v) => open.mutate({ repository: v.project!, ...(v.ref ? { ref: v.ref } : {}) }))}>
+        <form className="stack" onSubmit={submitting((v) => open.mutate({ repository: v.project!, ...(v.ref ? { ref: v.ref } : {}), ...(v.push ? { pushAccess: true } : {}) }))}>
           <div className="field">
             <label htmlFor={selectId}>Project</label>
             <select id={selectId} name="project" defaultValue={choices[0]!.id}>
@@ -49,6 +49,10 @@ export default function OpenWorkspace() {
             </select>
           </div>
           <Field label="Branch or tag" name="ref" defaultValue={params.get("ref") ?? ""} placeholder="the default branch" hint="Left empty: the repository's default branch." />
+          <label className="check">
+            <input type="checkbox" name="push" /> Let git push to the repository from this workspace{" "}
+            <span className="muted">(with the project's deploy key, kept in the workspace while it runs; for those who manage the project)</span>
+          </label>
           <ErrorNote error={open.error} />
           <div className="actions">
             <button type="submit" disabled={open.isPending} autoFocus>
