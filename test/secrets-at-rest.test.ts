@@ -57,7 +57,7 @@ const columns: Record<string, Record<string, Kind>> = {
   repository_links: plainColumns("project_id", "provider", "repo", "provider_repo_id", "connection_id", "deploy_key_id", "webhook_id", "problem", "linked_at"),
   // A workspace's config is what its repository's files say, public to whoever reads the repository;
   // variables it gets from users and projects stay sealed in `secrets`, and /workspace in sealed archives.
-  workspaces: plainColumns("id", "owner_id", "project_id", "repository_url", "ref", "commit_sha", "state", "reason", "config", "problems", "initialized", "archive", "archive_bytes", "created_at", "started_at", "stopped_at", "last_activity_at", "shared", "extended"),
+  workspaces: plainColumns("id", "owner_id", "project_id", "repository_url", "ref", "commit_sha", "state", "reason", "config", "problems", "initialized", "archive", "archive_bytes", "created_at", "started_at", "stopped_at", "last_activity_at", "shared", "extended", "push_access"),
   // Names and places of sealed copies; their content is in storage, sealed with the workspace's key.
   workspace_snapshots: plainColumns("id", "workspace_id", "name", "object", "bytes", "created_at"),
   // A user's workspace variables: the value sealed with the user's key.
